@@ -1,0 +1,62 @@
+"""Put a plugin into every Houlsby place of a BERT-like encoder, without touching its code.
+
+The two places per layer are the attention output and the feed-forward output sublayers
+(``BertSelfOutput`` and ``BertOutput`` in HF BERT; RoBERTa, ELECTRA and other BERT-likes share the
+shape): ``LayerNorm(dropout(dense(x)) + residual)``. The sublayer's ``dropout`` module is replaced
+by a wrapper that keeps it and applies the plugin to its output, which gives exactly
+
+    h = plugin(dropout(dense(x)));  out = LayerNorm(h + residual)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from .errors import CTRError
+from .plugins import Plugin
+
+
+class PluggedDropout(nn.Module):
+    """The sublayer's own dropout followed by a plugin."""
+
+    def __init__(self, dropout: nn.Module, plugin: Plugin):
+        super().__init__()
+        self.dropout = dropout
+        self.plugin = plugin
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.plugin(self.dropout(hidden_states))
+
+
+def _is_output_sublayer(module: nn.Module, hidden_size: int) -> bool:
+    dense, dropout = getattr(module, "dense", None), getattr(module, "dropout", None)
+    return (
+        isinstance(dense, nn.Linear)
+        and dense.out_features == hidden_size
+        and isinstance(dropout, (nn.Dropout, PluggedDropout))
+        and isinstance(getattr(module, "LayerNorm", None), nn.LayerNorm)
+    )
+
+
+def output_sublayers(encoder: nn.Module, hidden_size: int) -> list[tuple[str, nn.Module]]:
+    """The (name, module) of every sublayer of the form LayerNorm(dropout(dense(x)) + residual)."""
+    return [(n, m) for n, m in encoder.named_modules() if _is_output_sublayer(m, hidden_size)]
+
+
+def inject_plugins(encoder: nn.Module, hidden_size: int, make_plugin: Callable[[], Plugin]) -> list[nn.Module]:
+    """Insert ``make_plugin()`` into every output sublayer; return those sublayers' LayerNorms."""
+    sublayers = output_sublayers(encoder, hidden_size)
+    if not sublayers:
+        raise CTRError(
+            f"The encoder {type(encoder).__name__} has no BERT-style output sublayers (a module with "
+            f"`dense`, `dropout` and `LayerNorm` mapping to hidden size {hidden_size}), so there is "
+            f"nowhere to put the plugins. Use a BERT-like encoder (BERT, RoBERTa, ELECTRA, MiniLM, ...)."
+        )
+    for _, module in sublayers:
+        if isinstance(module.dropout, PluggedDropout):
+            raise CTRError("This encoder already carries plugins: build the model from a fresh encoder.")
+        module.dropout = PluggedDropout(module.dropout, make_plugin())
+    return [module.LayerNorm for _, module in sublayers]

@@ -1,0 +1,64 @@
+"""What every plugin provides, and the configuration that says which plugin to build."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+from torch import nn
+
+from ..errors import CheckpointError
+from .context import PluginContext
+
+
+@dataclass
+class PluginConfig:
+    """Which plugin sits in each sublayer, and its sizes. Saved as JSON beside the weights."""
+
+    plugin_type: str = "ctr"  # "ctr" (KSM + TSM), "hat_adapter" (TSM alone), "adapter" (Houlsby)
+    adapter_size: int = 2000  # a: width of the TSM / adapter bottleneck (paper: 2000 at d = 768)
+    capsule_size: int = 3  # c: size of a task capsule and of each transfer capsule
+    num_transfer_capsules: int = 3  # N
+    task_capsule_hidden: int = 8  # hidden width of each task's 2-layer capsule net
+    routing_filters: int = 100  # filters per kernel size in the routing CNNs
+    routing_kernel_sizes: tuple[int, ...] = (3, 4, 5)
+    s_max: float = 400.0  # HAT: the largest temperature, used at evaluation
+    train_layernorm: bool = True  # train the LayerNorm after each plugin (the paper's code does)
+    freeze_old_capsules: bool = False  # protect earlier tasks' capsules and routes (not in the paper)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["routing_kernel_sizes"] = list(self.routing_kernel_sizes)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "PluginConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise CheckpointError(
+                f"The checkpoint's plugin config has fields this version of ctr_plugin does not "
+                f"know: {unknown}. It was probably written by a newer ctr_plugin; upgrade the "
+                f"package to load it."
+            )
+        data = dict(data)
+        if "routing_kernel_sizes" in data:
+            data["routing_kernel_sizes"] = tuple(data["routing_kernel_sizes"])
+        return cls(**data)
+
+
+class Plugin(nn.Module):
+    """A module placed after a sublayer's output dropout, before its residual LayerNorm.
+
+    It maps hidden states (B, L, d) to (B, L, d), reads the task of each example from the shared
+    :class:`PluginContext`, and grows by one task at a time with :meth:`add_task`.
+    """
+
+    def __init__(self, context: PluginContext):
+        super().__init__()
+        # Held outside the module tree: the context is plain data, not a submodule.
+        object.__setattr__(self, "context", context)
+        self.num_tasks = 0
+
+    def add_task(self) -> None:
+        """Create the parameters of one more task (task id = the old ``num_tasks``)."""
+        self.num_tasks += 1
