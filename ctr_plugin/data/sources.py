@@ -1,0 +1,419 @@
+"""Turn a :class:`TaskSpec` into a :class:`TaskData`: read, check, encode labels, split, cap.
+
+Three sources feed one pipeline (:func:`build_task`):
+
+- ``bundled``: a pool from :data:`BUNDLED_DATASETS`, which has no splits;
+- ``files``: local csv / tsv / json / jsonl files, one per split (json may use the ASC layout of
+  CTR's released data: an object mapping id -> {"sentence", "term", "polarity"});
+- ``hub``: ``datasets.load_dataset(path, config)``, which needs network access.
+
+Missing splits are carved from the training pool: test first, then validation from the rest, each
+a seeded stratified sample whose seed is derived from (task name, run seed), so the splits depend
+on nothing else. The pool is de-duplicated before carving, so no text lands in two splits. Caps
+(``max_train`` ...) subsample each split afterwards, so a cap never moves an example between
+splits.
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import json
+import math
+import os
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ctr_plugin.data.bundled import BUNDLED_DATASETS
+from ctr_plugin.data.config import FILE_FORMATS, SPLITS, SequenceConfig, TaskSpec
+from ctr_plugin.data.splits import deduplicate, derived_seed, stratified_sample, stratified_split
+from ctr_plugin.data.types import Split, TaskData
+from ctr_plugin.errors import DataError
+
+_SHOWN = 5  # how many offending rows or values an error message names
+
+
+@dataclass
+class _Rows:
+    """One split as read, before checking: raw values and where each example came from."""
+
+    texts: list[Any]
+    labels: list[Any]
+    pairs: list[Any] | None
+    row_ids: list[str]  # e.g. "line 7", "id 1234": names rows in error messages
+    origin: str  # e.g. "the train file '/data/x.csv'": names the split in error messages
+
+    def take(self, keep: Sequence[int]) -> _Rows:
+        pick = lambda values: [values[i] for i in keep]  # noqa: E731
+        pairs = pick(self.pairs) if self.pairs is not None else None
+        return _Rows(pick(self.texts), pick(self.labels), pairs, pick(self.row_ids), self.origin)
+
+
+def load_tasks(config: SequenceConfig, seed: int = 0) -> list[TaskData]:
+    """Load every task of ``config``, in config order, with splits determined by ``seed``."""
+    return [build_task(spec, seed) for spec in config.tasks]
+
+
+def build_task(spec: TaskSpec, seed: int = 0) -> TaskData:
+    """Read, check and split one task. Raises DataError saying what to fix when the data is unusable.
+
+    The result has train/validation/test splits that are non-empty and pairwise free of repeated
+    texts whenever they were carved here, label ids ``0..K-1`` indexing ``label_names`` (K >= 2),
+    and ``notes`` recording every change made to the data (dropped rows, carving, caps).
+    """
+    if spec.source == "bundled":
+        raw, source, class_order = _read_bundled(spec)
+    elif spec.source == "files":
+        raw, source, class_order = _read_files(spec)
+    else:
+        raw, source, class_order = _read_hub(spec)
+    for rows in raw.values():
+        _check_texts(spec, rows)
+    keys = {split: _label_keys(spec, rows) for split, rows in raw.items()}
+    vocab = _label_vocabulary(spec, raw, keys, class_order)
+    notes: list[str] = []
+    splits: dict[str, _Rows] = {}
+    for split, rows in raw.items():
+        keep = [i for i, key in enumerate(keys[split]) if key in vocab]
+        if len(keep) < len(rows.labels):
+            notes.append(f"{split}: dropped {len(rows.labels) - len(keep)} examples with labels not in `labels:`")
+        kept = rows.take(keep)
+        kept.labels = [vocab[keys[split][i]] for i in keep]
+        splits[split] = kept
+    _carve_missing_splits(spec, seed, splits, notes)
+    for split in SPLITS:
+        cap = getattr(spec, f"max_{split}")
+        if cap is not None and len(splits[split].labels) > cap:
+            notes.append(f"{split}: capped {len(splits[split].labels)} -> {cap} (stratified)")
+            keep = stratified_sample(splits[split].labels, cap, derived_seed(spec.name, seed, split, "cap"))
+            splits[split] = splits[split].take(keep)
+    _check_splits(spec, splits, len(vocab))
+    names = _display_names(spec, list(vocab))
+    return TaskData(
+        name=spec.name,
+        label_names=names,
+        train=_to_split(splits["train"]),
+        validation=_to_split(splits["validation"]),
+        test=_to_split(splits["test"]),
+        source=source,
+        notes=notes,
+    )
+
+
+# --- reading ---------------------------------------------------------------------------------
+
+
+def _read_bundled(spec: TaskSpec) -> tuple[dict[str, _Rows], str, None]:
+    entry = BUNDLED_DATASETS.get(spec.dataset)
+    if entry is None:
+        close = difflib.get_close_matches(spec.dataset, list(BUNDLED_DATASETS), n=1)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        raise DataError(
+            f"Task '{spec.name}': there is no bundled data set named '{spec.dataset}'.{hint} "
+            f"Bundled data sets: {', '.join(BUNDLED_DATASETS)}."
+        )
+    data = entry.build()
+    rows = _Rows(
+        data.texts,
+        data.labels,
+        data.pairs,
+        [f"example {i}" for i in range(len(data.texts))],
+        f"the bundled data set '{spec.dataset}'",
+    )
+    return {"train": rows}, entry.description, None
+
+
+def _read_files(spec: TaskSpec) -> tuple[dict[str, _Rows], str, None]:
+    raw = {split: _read_file(spec, split, Path(getattr(spec, split))) for split in SPLITS if getattr(spec, split)}
+    source = "local files: " + ", ".join(f"{split}={getattr(spec, split)}" for split in raw)
+    return raw, source, None
+
+
+def _read_file(spec: TaskSpec, split: str, path: Path) -> _Rows:
+    where = f"Task '{spec.name}': the {split} file '{path}'"
+    if not path.is_file():
+        raise DataError(
+            f"{where} does not exist. Check the path; relative paths in a config resolve against "
+            "its data root (the CLI's --data-root, else $CTR_DATA_ROOT, else the config's "
+            "`data_root:`, else the current directory)."
+        )
+    fmt = spec.format or {".tsv": "tsv", ".tab": "tsv", ".ndjson": "jsonl"}.get(path.suffix, path.suffix.lstrip("."))
+    if fmt not in FILE_FORMATS:
+        raise DataError(
+            f"{where} has an extension this loader does not read. Use one of {', '.join(FILE_FORMATS)} "
+            "files, or set `format:` to the format the file is in."
+        )
+    # utf-8-sig also accepts UTF-8 with a byte-order mark, as spreadsheet programs save it.
+    encoding = "utf-8-sig" if spec.encoding.lower().replace("_", "-") in ("utf-8", "utf8") else spec.encoding
+    try:
+        with path.open(encoding=encoding, newline="") as f:
+            if fmt in ("csv", "tsv"):
+                records, row_ids = _parse_delimited(f, fmt)
+            else:
+                records, row_ids = _parse_json(f.read(), fmt)
+    except UnicodeDecodeError as exc:
+        raise DataError(
+            f"{where} is not valid {spec.encoding} text: byte {exc.start} cannot be decoded "
+            f"({exc.reason}). Re-save the file as UTF-8, or give its actual encoding with "
+            "`encoding:` (for example latin-1 or cp1252)."
+        ) from exc
+    except LookupError as exc:
+        raise DataError(f"{where}: `encoding: {spec.encoding}` is not an encoding Python knows ({exc}).") from exc
+    except (csv.Error, ValueError) as exc:
+        raise DataError(
+            f"{where} cannot be read as {fmt} ({exc}). Check that the file is complete and really "
+            f"is {fmt}, or set `format:` to the format it is in."
+        ) from exc
+    if not records:
+        raise DataError(f"{where} holds no examples. Add examples, or remove the file from the task.")
+    columns = list(dict.fromkeys(key for record in records for key in record if key is not None))
+    return _select_columns(spec, columns, lambda col: [r.get(col) for r in records], row_ids, f"the {split} file '{path}'")
+
+
+def _parse_delimited(f, fmt: str) -> tuple[list[dict], list[str]]:
+    # TSV files rarely quote fields, and a stray quote would swallow lines: read them literally.
+    quoting = csv.QUOTE_NONE if fmt == "tsv" else csv.QUOTE_MINIMAL
+    reader = csv.DictReader(f, delimiter="\t" if fmt == "tsv" else ",", quoting=quoting)
+    records, row_ids = [], []
+    for record in reader:
+        records.append(record)
+        row_ids.append(f"line {reader.line_num}")
+    return records, row_ids
+
+
+def _parse_json(text: str, fmt: str) -> tuple[list[dict], list[str]]:
+    if fmt == "json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            if exc.msg != "Extra data":
+                raise ValueError(f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from exc
+            data = None  # several JSON values: JSON Lines in a .json file
+        if isinstance(data, list) and all(isinstance(r, dict) for r in data):
+            return data, [f"item {i}" for i in range(len(data))]
+        if isinstance(data, dict) and data and all(isinstance(r, dict) for r in data.values()):
+            # The ASC layout of CTR's released data: {id: {"sentence", "term", "polarity"}}
+            return list(data.values()), [f"id {key}" for key in data]
+        if data is not None:
+            raise ValueError(
+                "expected a list of records, an object mapping ids to records, or JSON Lines"
+            )
+    records, row_ids = [], []
+    for number, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"invalid JSON on line {number}: {exc.msg}") from exc
+            if not isinstance(record, dict):
+                raise ValueError(f"line {number} is not a JSON object")
+            records.append(record)
+            row_ids.append(f"line {number}")
+    return records, row_ids
+
+
+def _read_hub(spec: TaskSpec) -> tuple[dict[str, _Rows], str, list[str] | None]:
+    import datasets  # slow to import: only hub tasks need it
+
+    described = f"'{spec.path}'" + (f" (config '{spec.config}')" if spec.config else "")
+    try:
+        loaded = datasets.load_dataset(spec.path, spec.config)
+    except Exception as exc:  # the datasets library raises many types: network, not found, config
+        offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+        why = (
+            "HF_HUB_OFFLINE is set, so nothing is downloaded: unset it on a machine with network access"
+            if offline
+            else "check the name and config, and that this machine can reach the HuggingFace hub"
+        )
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise DataError(
+            f"Task '{spec.name}': could not load the hub data set {described} "
+            f"({type(exc).__name__}: {reason}). To fix: {why}; or save the data set to local "
+            "csv/json files and use `source: files` with `train:` and `test:`; or use a bundled data set."
+        ) from exc
+    if not hasattr(loaded, "keys"):  # a single Dataset rather than a DatasetDict
+        loaded = {"train": loaded}
+    available = list(loaded.keys())
+    wanted = {"train": ("train",), "validation": ("validation", "valid", "dev"), "test": ("test",)}
+    raw: dict[str, _Rows] = {}
+    class_order = None
+    for split in SPLITS:
+        if spec.split_names and split in spec.split_names:
+            hub_split = spec.split_names[split]
+            if hub_split not in available:
+                raise DataError(
+                    f"Task '{spec.name}': `split_names` maps {split} to '{hub_split}', but the hub "
+                    f"data set {described} has splits: {', '.join(available)}."
+                )
+        else:
+            hub_split = next((s for s in wanted[split] if s in available), None)
+            if hub_split is None:
+                continue
+        ds = loaded[hub_split]
+        names = getattr(ds.features.get(spec.label), "names", None)
+        if names:  # a ClassLabel column: read label ids as their names
+            class_order = list(names)
+        raw[split] = _select_columns(
+            spec,
+            list(ds.column_names),
+            lambda col, ds=ds: list(ds[col]),
+            [f"row {i}" for i in range(len(ds))],
+            f"the hub split '{hub_split}' of {described}",
+        )
+        if names:
+            raw[split].labels = [names[y] if isinstance(y, int) and 0 <= y < len(names) else y for y in raw[split].labels]
+    if "train" not in raw:
+        raise DataError(
+            f"Task '{spec.name}': the hub data set {described} has no 'train' split (it has: "
+            f"{', '.join(available)}). Map one with `split_names: {{train: <split>}}`."
+        )
+    return raw, f"HuggingFace hub data set {described}", class_order
+
+
+def _select_columns(
+    spec: TaskSpec, columns: list[str], column: Callable[[str], list], row_ids: list[str], origin: str
+) -> _Rows:
+    text_columns = spec.text if isinstance(spec.text, list) else [spec.text]
+    for key, name in [("text", c) for c in text_columns] + [("label", spec.label)]:
+        if name not in columns:
+            raise DataError(
+                f"Task '{spec.name}': {origin} has no column '{name}' (named by `{key}:`). Its "
+                f"columns are: {', '.join(map(str, columns)) or 'none'}. Set `{key}:` to the column "
+                f"holding the {key}."
+            )
+    pairs = column(text_columns[1]) if len(text_columns) == 2 else None
+    return _Rows(column(text_columns[0]), column(spec.label), pairs, row_ids, origin)
+
+
+# --- checking and labels ---------------------------------------------------------------------
+
+
+def _shown(items: Sequence[str]) -> str:
+    more = f" and {len(items) - _SHOWN} more" if len(items) > _SHOWN else ""
+    return ", ".join(items[:_SHOWN]) + more
+
+
+def _check_texts(spec: TaskSpec, rows: _Rows) -> None:
+    columns = spec.text if isinstance(spec.text, list) else [spec.text]
+    fields = [(columns[0], rows.texts)] + ([(columns[1], rows.pairs)] if rows.pairs is not None else [])
+    for column, values in fields:
+        bad = [rows.row_ids[i] for i, t in enumerate(values) if not isinstance(t, str) or not t.strip()]
+        if bad:
+            raise DataError(
+                f"Task '{spec.name}': {len(bad)} of {len(values)} examples in {rows.origin} have a "
+                f"missing, empty or non-string text in column '{column}' ({_shown(bad)}). Fill in or "
+                "remove those rows, or point `text:` at the column that holds the text."
+            )
+
+
+def _label_key(value: Any) -> str | None:
+    """The label value as a string, so that 1, 1.0 and "1" are one label; None when missing."""
+    if value is None or isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value).strip() or None
+
+
+def _label_keys(spec: TaskSpec, rows: _Rows) -> list[str]:
+    keys = [_label_key(y) for y in rows.labels]
+    missing = [rows.row_ids[i] for i, k in enumerate(keys) if k is None]
+    if missing:
+        raise DataError(
+            f"Task '{spec.name}': {len(missing)} of {len(keys)} examples in {rows.origin} have no "
+            f"label in column '{spec.label}' ({_shown(missing)}). Label or remove those rows."
+        )
+    return keys
+
+
+def _label_vocabulary(
+    spec: TaskSpec, raw: dict[str, _Rows], keys: dict[str, list[str]], class_order: list[str] | None
+) -> dict[str, int]:
+    """Map label keys to ids: the declared ``labels:`` order, else the data set's own order."""
+    present = Counter(key for split_keys in keys.values() for key in split_keys)
+    if spec.labels is None:
+        if class_order is not None:
+            ordered = [name for name in class_order if name in present]
+            ordered += sorted(set(present) - set(ordered))
+        elif all(k.lstrip("-").isdigit() for k in present):
+            ordered = sorted(present, key=int)
+        else:
+            ordered = sorted(present)
+        return {key: i for i, key in enumerate(ordered)}
+    declared = []
+    for value in spec.labels:
+        # A ClassLabel column may be filtered by id as well as by name.
+        if class_order is not None and type(value) is int and 0 <= value < len(class_order):
+            value = class_order[value]
+        declared.append(_label_key(value))
+    if len(set(declared)) < len(declared):
+        raise DataError(f"Task '{spec.name}': `labels:` lists a value twice ({spec.labels!r}): list each label once.")
+    in_train = set(keys["train"])
+    absent = [k for k in declared if k not in in_train]
+    if absent:
+        raise DataError(
+            f"Task '{spec.name}': `labels:` lists {', '.join(repr(k) for k in absent)}, which "
+            f"never occurs in column '{spec.label}' of {raw['train'].origin}. The labels that "
+            f"occur are: {_shown(sorted(in_train, key=str))}. Correct `labels:` to use those values."
+        )
+    return {key: i for i, key in enumerate(declared)}
+
+
+def _display_names(spec: TaskSpec, keys: list[str]) -> list[str]:
+    if spec.label_names is None:
+        return keys
+    if len(spec.label_names) != len(keys):
+        raise DataError(
+            f"Task '{spec.name}': `label_names:` gives {len(spec.label_names)} names but the task "
+            f"has {len(keys)} classes ({', '.join(keys)}). Give one name per class, in that order."
+        )
+    return [str(name) for name in spec.label_names]
+
+
+# --- splitting and final checks --------------------------------------------------------------
+
+
+def _carve_missing_splits(spec: TaskSpec, seed: int, splits: dict[str, _Rows], notes: list[str]) -> None:
+    """Add test and then validation, each carved from train (de-duplicated first), if absent."""
+    if "test" in splits and "validation" in splits:
+        return
+    train = splits["train"]
+    keep, n_repeats, n_conflicting = deduplicate(train.texts, train.labels, train.pairs)
+    if n_repeats or n_conflicting:
+        notes.append(
+            f"train pool: dropped {n_repeats} repeated texts and {n_conflicting} texts whose copies disagree on the label"
+        )
+    train = train.take(keep)
+    for split, fraction in (("test", spec.test_fraction), ("validation", spec.validation_fraction)):
+        if split not in splits:
+            rest, carved = stratified_split(train.labels, fraction, derived_seed(spec.name, seed, split))
+            notes.append(f"{split}: carved {len(carved)} of {len(train.labels)} training examples (stratified)")
+            splits[split] = train.take(carved)
+            splits[split].origin = f"the {split} split carved from {train.origin}"
+            train = train.take(rest)
+    splits["train"] = train
+
+
+def _check_splits(spec: TaskSpec, splits: dict[str, _Rows], num_labels: int) -> None:
+    for split in SPLITS:
+        if not splits[split].labels:
+            raise DataError(
+                f"Task '{spec.name}': the {split} split is empty ({splits[split].origin} holds no "
+                "usable examples after filtering). Provide examples for it, check `labels:`, or "
+                "remove the file so the split is carved from train."
+            )
+    classes = set(splits["train"].labels)
+    if len(classes) < 2 or num_labels < 2:
+        raise DataError(
+            f"Task '{spec.name}': the training data has {len(classes)} class(es); a classification "
+            f"task needs at least two. Check `label:` ('{spec.label}') and `labels:`."
+        )
+
+
+def _to_split(rows: _Rows) -> Split:
+    return Split(texts=list(rows.texts), labels=list(rows.labels), pairs=list(rows.pairs) if rows.pairs is not None else None)
