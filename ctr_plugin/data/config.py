@@ -55,6 +55,7 @@ class TaskSpec:
     label: str = "label"  # label column (ints or strings)
     labels: list[Any] | None = None  # keep only these label values, renumbered 0..K-1 in order
     label_names: list[str] | None = None  # display names of the K classes
+    drop_empty_texts: bool = False  # drop rows with a missing/empty text instead of failing
     max_train: int | None = None  # caps: seeded stratified subsample of each split
     max_validation: int | None = None
     max_test: int | None = None

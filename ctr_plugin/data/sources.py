@@ -47,7 +47,11 @@ class _Rows:
     origin: str  # e.g. "the train file '/data/x.csv'": names the split in error messages
 
     def take(self, keep: Sequence[int]) -> _Rows:
-        pick = lambda values: [values[i] for i in keep]  # noqa: E731
+        """The examples at indices ``keep``, in that order."""
+
+        def pick(values: list) -> list:
+            return [values[i] for i in keep]
+
         pairs = pick(self.pairs) if self.pairs is not None else None
         return _Rows(pick(self.texts), pick(self.labels), pairs, pick(self.row_ids), self.origin)
 
@@ -70,11 +74,10 @@ def build_task(spec: TaskSpec, seed: int = 0) -> TaskData:
         raw, source, class_order = _read_files(spec)
     else:
         raw, source, class_order = _read_hub(spec)
-    for rows in raw.values():
-        _check_texts(spec, rows)
+    notes: list[str] = []
+    raw = {split: _with_valid_texts(spec, split, rows, notes) for split, rows in raw.items()}
     keys = {split: _label_keys(spec, rows) for split, rows in raw.items()}
     vocab = _label_vocabulary(spec, raw, keys, class_order)
-    notes: list[str] = []
     splits: dict[str, _Rows] = {}
     for split, rows in raw.items():
         keep = [i for i, key in enumerate(keys[split]) if key in vocab]
@@ -296,17 +299,28 @@ def _shown(items: Sequence[str]) -> str:
     return ", ".join(items[:_SHOWN]) + more
 
 
-def _check_texts(spec: TaskSpec, rows: _Rows) -> None:
+def _with_valid_texts(spec: TaskSpec, split: str, rows: _Rows, notes: list[str]) -> _Rows:
+    """Return ``rows`` if every text is a non-blank string; else drop the others or raise.
+
+    Rows are dropped (and the count noted) only when the task sets ``drop_empty_texts``.
+    """
     columns = spec.text if isinstance(spec.text, list) else [spec.text]
     fields = [(columns[0], rows.texts)] + ([(columns[1], rows.pairs)] if rows.pairs is not None else [])
+    bad: set[int] = set()
     for column, values in fields:
-        bad = [rows.row_ids[i] for i, t in enumerate(values) if not isinstance(t, str) or not t.strip()]
-        if bad:
+        invalid = [i for i, t in enumerate(values) if not isinstance(t, str) or not t.strip()]
+        if invalid and not spec.drop_empty_texts:
             raise DataError(
-                f"Task '{spec.name}': {len(bad)} of {len(values)} examples in {rows.origin} have a "
-                f"missing, empty or non-string text in column '{column}' ({_shown(bad)}). Fill in or "
-                "remove those rows, or point `text:` at the column that holds the text."
+                f"Task '{spec.name}': {len(invalid)} of {len(values)} examples in {rows.origin} have "
+                f"a missing, empty or non-string text in column '{column}' "
+                f"({_shown([rows.row_ids[i] for i in invalid])}). Fill in or remove those rows, point "
+                "`text:` at the column that holds the text, or set `drop_empty_texts: true`."
             )
+        bad.update(invalid)
+    if not bad:
+        return rows
+    notes.append(f"{split}: dropped {len(bad)} examples with a missing or empty text")
+    return rows.take([i for i in range(len(rows.labels)) if i not in bad])
 
 
 def _label_key(value: Any) -> str | None:
