@@ -1,0 +1,96 @@
+"""HAT's training rules for the task-specific module (Serra et al. 2018, as CTR uses them).
+
+The plugins only compute masks m = sigmoid(s * e_t); everything here changes how they train:
+
+* ``temperature``: s anneals from 1/s_max to s_max over the batches of every epoch;
+* ``mask_regulariser``: the loss term that keeps a new task's masks sparse where earlier tasks
+  left units free;
+* ``protect_previous_tasks``: before each step, gradients of W1/W2 are multiplied by 1 - m_pre, so
+  units that earlier tasks use do not change;
+* ``compensate_embedding_gradients`` and ``clamp_embeddings``: keep the embedding gradient useful
+  while s is small, and the embeddings in [-6, 6];
+* ``accumulate_masks``: after a task, m_pre = max(m_pre, m_t at s_max).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..plugins import CTRPlugin
+
+EMBEDDING_CLAMP = 6.0
+COSH_CLAMP = 50.0
+
+
+def masked_plugins(model: nn.Module) -> list[CTRPlugin]:
+    return [m for m in model.modules() if isinstance(m, CTRPlugin)]
+
+
+def temperature(batch: int, num_batches: int, s_max: float) -> float:
+    """s for batch ``batch`` (0-based) of ``num_batches`` in an epoch: 1/s_max -> s_max, linear."""
+    if num_batches <= 1:
+        return s_max
+    return 1.0 / s_max + (s_max - 1.0 / s_max) * batch / (num_batches - 1)
+
+
+def mask_regulariser(model: nn.Module, task: int, s: float) -> torch.Tensor:
+    """reg = sum m (1 - m_pre) / sum (1 - m_pre) over every mask of every plugin (task 0: mean m)."""
+    used, free = 0.0, 0.0
+    for plugin in masked_plugins(model):
+        for i, mask in enumerate(plugin.masks.task_masks(task, s)):
+            available = 1.0 - plugin.masks.cumulative(i) if task > 0 else torch.ones_like(mask)
+            used = used + (mask * available).sum()
+            free = free + available.sum()
+    return used / free.clamp_min(1.0)
+
+
+@torch.no_grad()
+def protect_previous_tasks(model: nn.Module) -> None:
+    """Scale the gradients of W1, b1, W2, b2 by 1 - m_pre: what earlier tasks use stays put."""
+    for plugin in masked_plugins(model):
+        free1 = 1.0 - plugin.masks.cumulative(0)  # (a,) units of h1
+        free2 = 1.0 - plugin.masks.cumulative(1)  # (d,) units of h2
+        fc1, fc2 = plugin.fc1, plugin.fc2
+        if fc1.weight.grad is not None:
+            fc1.weight.grad.mul_(free1[:, None])
+            fc1.bias.grad.mul_(free1)
+        if fc2.weight.grad is not None:
+            # A weight of W2 is used by an earlier task if both its units are: 1 - min(m2, m1).
+            fc2.weight.grad.mul_(1.0 - torch.minimum(1.0 - free2[:, None], 1.0 - free1[None, :]))
+            fc2.bias.grad.mul_(free2)
+
+
+@torch.no_grad()
+def compensate_embedding_gradients(model: nn.Module, task: int, s: float, s_max: float) -> None:
+    """grad_e *= s_max / s * (cosh(clamp(s e)) + 1) / (cosh(e) + 1): undoes the vanishing sigmoid
+    gradient at small s, so embeddings learn across the whole annealing range."""
+    for plugin in masked_plugins(model):
+        for per_task in plugin.masks.embeddings:
+            e = per_task[task]
+            if e.grad is None:
+                continue
+            num = torch.cosh(torch.clamp(s * e, -COSH_CLAMP, COSH_CLAMP)) + 1.0
+            den = torch.cosh(e) + 1.0
+            e.grad.mul_(s_max / s * num / den)
+
+
+@torch.no_grad()
+def clamp_embeddings(model: nn.Module, task: int) -> None:
+    for plugin in masked_plugins(model):
+        for per_task in plugin.masks.embeddings:
+            per_task[task].clamp_(-EMBEDDING_CLAMP, EMBEDDING_CLAMP)
+
+
+def accumulate_masks(model: nn.Module, task: int, s_max: float) -> None:
+    for plugin in masked_plugins(model):
+        plugin.masks.accumulate(task, s_max)
+
+
+def hat_parameters(model: nn.Module) -> set[int]:
+    """ids of the parameters HAT governs: never weight-decayed, since decoupled weight decay would
+    shrink protected weights (and earlier tasks' embeddings) even where the gradient is zero."""
+    ids: set[int] = set()
+    for plugin in masked_plugins(model):
+        ids.update(id(p) for p in (*plugin.fc1.parameters(), *plugin.fc2.parameters(), *plugin.masks.parameters()))
+    return ids

@@ -1,0 +1,203 @@
+"""The one continual-learning loop: every method is trained and measured by this code.
+
+Per task: add the task to the model, a fresh optimizer (AdamW, linear warmup and decay, gradient
+clipping), epochs with the validation loss after each and the best epoch's weights kept, then the
+test accuracy and macro-F1 of every task learned so far (one row of the accuracy matrix).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from ..data.types import Split, TaskData
+from ..metrics import Matrix, accuracy, empty_matrix, macro_f1, summarize
+from ..model import ContinualModel
+from .methods import ContinualMethod, Step
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainingConfig:
+    """How each task is trained. Defaults suit the bundled MiniLM on a CPU; see data_configs/."""
+
+    epochs: int = 3  # per task; the epoch with the lowest validation loss is kept
+    batch_size: int = 16
+    eval_batch_size: int = 64
+    lr: float = 1e-3  # plugins and heads (the paper's 5e-5 is for bert-base over 10-30 epochs)
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    max_grad_norm: float = 1.0
+    max_length: int = 64  # tokens; batches pad to their longest text, not to this
+    seed: int = 0
+    progress: bool = True  # tqdm bars
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class ContinualResults:
+    """The accuracy and macro-F1 matrices of a run and what produced them."""
+
+    tasks: list[str]
+    acc_matrix: Matrix
+    f1_matrix: Matrix
+    completed_tasks: int = 0
+    train_seconds: float = 0.0
+    epochs_kept: list[int] = field(default_factory=list)  # best epoch (1-based) per task
+
+    def to_dict(self) -> dict:
+        out = {"tasks": self.tasks, "acc_matrix": self.acc_matrix, "f1_matrix": self.f1_matrix}
+        if self.completed_tasks == len(self.tasks):
+            out |= summarize(self.acc_matrix, self.f1_matrix)
+        return out | {"completed_tasks": self.completed_tasks, "train_seconds": round(self.train_seconds, 1), "epochs_kept": self.epochs_kept}
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _batches(split: Split, batch_size: int, order: list[int]) -> Iterator[list[int]]:
+    for start in range(0, len(order), batch_size):
+        yield order[start : start + batch_size]
+
+
+def _encode(model: ContinualModel, split: Split, idx: list[int], task: int, max_length: int):
+    batch = model.tokenize([split.texts[i] for i in idx], [split.pairs[i] for i in idx] if split.pairs else None, max_length)
+    task_ids = torch.full((len(idx),), task, dtype=torch.long, device=model.device)
+    labels = torch.tensor([split.labels[i] for i in idx], dtype=torch.long, device=model.device)
+    return batch, task_ids, labels
+
+
+@torch.no_grad()
+def evaluate(model: ContinualModel, split: Split, task: int, cfg: TrainingConfig, desc: str = "eval") -> dict[str, float]:
+    """Accuracy, macro-F1 (percent) and mean loss of ``model`` on ``split`` as task ``task``.
+
+    Batches are sorted by length, so little padding is computed; results do not depend on it.
+    """
+    was_training = model.training
+    model.eval()
+    order = sorted(range(len(split)), key=lambda i: len(split.texts[i]) + (len(split.pairs[i]) if split.pairs else 0))
+    predictions = [0] * len(split)
+    total_loss = 0.0
+    bar = tqdm(list(_batches(split, cfg.eval_batch_size, order)), desc=desc, leave=False, disable=not cfg.progress)
+    for idx in bar:
+        batch, task_ids, labels = _encode(model, split, idx, task, cfg.max_length)
+        logits = model(**batch, task_ids=task_ids)
+        total_loss += float(F.cross_entropy(logits, labels, reduction="sum"))
+        for i, p in zip(idx, logits.argmax(-1).tolist()):
+            predictions[i] = p
+    model.train(was_training)
+    num_labels = len(model.label_names[task])
+    return {
+        "acc": accuracy(split.labels, predictions),
+        "mf1": macro_f1(split.labels, predictions, num_labels),
+        "loss": total_loss / max(1, len(split)),
+    }
+
+
+def _optimizer(model: ContinualModel, method: ContinualMethod, cfg: TrainingConfig, total_steps: int):
+    no_decay = method.no_weight_decay(model)
+    decay, plain = [], []
+    for _, param in model.trainable_parameters():
+        (decay if param.ndim >= 2 and id(param) not in no_decay else plain).append(param)
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": plain, "weight_decay": 0.0}], lr=cfg.lr
+    )
+    warmup = max(1, int(cfg.warmup_ratio * total_steps))
+
+    def schedule(step: int) -> float:  # linear warmup, then linear decay to zero
+        if step < warmup:
+            return (step + 1) / warmup
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+
+
+def train_task(model: ContinualModel, method: ContinualMethod, data: TaskData, task: int, cfg: TrainingConfig, label: str = "") -> int:
+    """Train ``model`` on one task (already added to it); keep the best epoch; return it (1-based)."""
+    method.before_task(model, task, data)
+    num_batches = math.ceil(len(data.train) / cfg.batch_size)
+    optimizer, scheduler = _optimizer(model, method, cfg, cfg.epochs * num_batches)
+    shuffler = torch.Generator().manual_seed(cfg.seed * 1000 + task)
+    params = [p for _, p in model.trainable_parameters()]
+    best_loss, best_epoch, best_state = math.inf, 0, None
+    for epoch in range(cfg.epochs):
+        model.train()
+        order = torch.randperm(len(data.train), generator=shuffler).tolist()
+        bar = tqdm(list(_batches(data.train, cfg.batch_size, order)), desc=f"{label} epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=not cfg.progress)
+        for b, idx in enumerate(bar):
+            step = Step(task, epoch, b, num_batches)
+            batch, task_ids, labels = _encode(model, data.train, idx, task, cfg.max_length)
+            logits = model(**batch, task_ids=task_ids, **method.forward_kwargs(model, step))
+            loss = method.loss(model, logits, labels, step)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"the training loss became {loss.item()} at task {data.name!r}, epoch {epoch + 1}, batch {b + 1}")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            method.before_step(model, step)
+            torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            method.after_step(model, step)
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+        val = evaluate(model, data.validation, task, cfg, desc="validation")
+        log.info("%s epoch %d: validation loss %.4f, accuracy %.1f", label, epoch + 1, val["loss"], val["acc"])
+        if val["loss"] < best_loss:
+            best_loss, best_epoch = val["loss"], epoch + 1
+            best_state = {id(p): p.detach().clone() for p in params} if epoch + 1 < cfg.epochs else None
+    if best_state is not None and best_epoch < cfg.epochs:
+        with torch.no_grad():
+            for p in params:
+                p.copy_(best_state[id(p)])
+    method.after_task(model, task, data)
+    return best_epoch
+
+
+def run_sequence(
+    model: ContinualModel,
+    method: ContinualMethod,
+    tasks: list[TaskData],
+    cfg: TrainingConfig,
+    results: ContinualResults | None = None,
+    on_task_end: Callable[[ContinualModel, ContinualResults], None] | None = None,
+) -> ContinualResults:
+    """Learn ``tasks`` in order; after each, test every task learned so far.
+
+    ``results`` from an earlier, interrupted run resume the sequence after its completed tasks
+    (the model must be the checkpoint written after them). ``on_task_end`` is called after each
+    task with the model and the results so far (the training script saves both there).
+    """
+    names = [t.name for t in tasks]
+    if results is None:
+        results = ContinualResults(names, empty_matrix(len(tasks)), empty_matrix(len(tasks)))
+    for t in range(results.completed_tasks, len(tasks)):
+        data = tasks[t]
+        seed_everything(cfg.seed * 1000 + t)
+        task_id = model.add_task(data.name, data.label_names)
+        label = f"task {t + 1}/{len(tasks)} {data.name}"
+        start = time.perf_counter()
+        results.epochs_kept.append(train_task(model, method, data, task_id, cfg, label))
+        results.train_seconds += time.perf_counter() - start
+        for j in range(t + 1):
+            scores = evaluate(model, tasks[j].test, model.task_id(tasks[j].name), cfg, desc=f"test {tasks[j].name}")
+            results.acc_matrix[t][j] = round(scores["acc"], 2)
+            results.f1_matrix[t][j] = round(scores["mf1"], 2)
+        results.completed_tasks = t + 1
+        log.info("after %s: test accuracy %s", data.name, results.acc_matrix[t][: t + 1])
+        if on_task_end is not None:
+            on_task_end(model, results)
+    return results

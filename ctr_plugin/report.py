@@ -1,0 +1,63 @@
+"""Readable output of a run: a text summary for the terminal and a heatmap of the accuracy matrix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .metrics import Matrix
+
+
+def format_matrix(matrix: Matrix, tasks: list[str], title: str) -> str:
+    """Row i = after training task i; blank where the task was not yet learned."""
+    width = max(8, *(len(t) for t in tasks)) if tasks else 8
+    short = [t[:10] for t in tasks]
+    lines = [title, " " * (width + 2) + " ".join(f"{s:>10}" for s in short)]
+    for name, row in zip(tasks, matrix):
+        cells = " ".join(f"{v:>10.2f}" if v is not None else " " * 10 for v in row)
+        lines.append(f"{name:<{width}}  {cells}")
+    return "\n".join(lines)
+
+
+def format_summary(results: dict) -> str:
+    """The accuracy and macro-F1 matrices and the headline numbers of one results.json."""
+    tasks = results["tasks"]
+    parts = [
+        format_matrix(results["acc_matrix"], tasks, "Test accuracy (%) after each task (rows) on each task (columns):"),
+        "",
+        format_matrix(results["f1_matrix"], tasks, "Test macro-F1 (%):"),
+        "",
+    ]
+    if "final_acc" in results:
+        parts.append(
+            f"{results.get('method', '')} after {len(tasks)} tasks: final accuracy {results['final_acc']:.2f}, "
+            f"final macro-F1 {results['final_mf1']:.2f}, forward accuracy {results['forward_acc']:.2f}, "
+            f"forgetting rate {results['forgetting_rate']:.2f} (BWT {results['bwt']:.2f}); "
+            f"training took {results['train_seconds']:.0f} s."
+        )
+    return "\n".join(parts)
+
+
+def plot_matrix(matrix: Matrix, tasks: list[str], path: str | Path, title: str = "Test accuracy (%)") -> None:
+    """Save a heatmap of ``matrix`` (rows: after task i; columns: task j) as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    values = np.array([[np.nan if v is None else v for v in row] for row in matrix], dtype=float)
+    size = max(4.0, 0.7 * len(tasks) + 2)
+    fig, ax = plt.subplots(figsize=(size + 1, size))
+    image = ax.imshow(values, vmin=np.nanmin(values) if np.isfinite(values).any() else 0, vmax=100, cmap="viridis")
+    ax.set_xticks(range(len(tasks)), tasks, rotation=45, ha="right")
+    ax.set_yticks(range(len(tasks)), [f"after {t}" for t in tasks])
+    ax.set_xlabel("evaluated task")
+    ax.set_title(title)
+    for i in range(len(tasks)):
+        for j in range(len(tasks)):
+            if np.isfinite(values[i, j]):
+                ax.text(j, i, f"{values[i, j]:.1f}", ha="center", va="center", color="white" if values[i, j] < 80 else "black", fontsize=8)
+    fig.colorbar(image, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,127 @@
+#!/usr/bin/env python
+"""Train a frozen BERT with CTR plugins (or a baseline) over a sequence of classification tasks.
+
+    python scripts/train_ctr.py --output-dir runs/hl5                      # the embedded default
+    python scripts/train_ctr.py --config data_configs/offline_mix.yaml --output-dir runs/mix
+    python scripts/train_ctr.py --datasets hl_canon_g3 my_reviews.csv --output-dir runs/mine
+    python scripts/train_ctr.py --config data_configs/20news10.yaml --encoder bert-base-uncased \
+        --adapter-size 2000 --epochs 10 --max-length 128 --output-dir runs/20news   # GPU
+    python scripts/train_ctr.py --from-checkpoint runs/hl5/checkpoint --datasets hl_canon_g3 ...
+
+Writes OUTPUT_DIR/checkpoint/ (after every task), OUTPUT_DIR/results.json and
+OUTPUT_DIR/accuracy_matrix.png; see the README for what each holds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+from ctr_plugin.cli import run_main, setup_logging
+
+DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "data_configs" / "hl5_products.yaml"
+log = logging.getLogger("train_ctr")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    data = p.add_argument_group("data")
+    data.add_argument("--config", help=f"YAML task sequence (default: {DEFAULT_CONFIG.name} unless --datasets)")
+    data.add_argument("--datasets", nargs="+", help="bundled names, local csv/json files or hub names, in order")
+    data.add_argument("--data-root", help="directory relative file paths in --config resolve against")
+    data.add_argument("--order", type=int, help="learn the tasks in permutation ORDER of the config's orders file")
+    data.add_argument("--max-train-per-task", type=int, help="cap on training examples per task")
+    data.add_argument("--max-test-per-task", type=int, help="cap on test examples per task")
+    model = p.add_argument_group("model")
+    model.add_argument("--method", default="ctr", help="continual-learning method (default: ctr)")
+    model.add_argument("--encoder", help="hub name or local model directory (default: the bundled all-MiniLM-L6-v2)")
+    model.add_argument("--adapter-size", type=int, help="TSM / adapter width a")
+    model.add_argument("--from-checkpoint", help="go on learning new tasks from this checkpoint directory")
+    train = p.add_argument_group("training")
+    train.add_argument("--epochs", type=int)
+    train.add_argument("--batch-size", type=int)
+    train.add_argument("--lr", type=float)
+    train.add_argument("--max-length", type=int, help="maximum tokens per text (batches pad to their longest)")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    out = p.add_argument_group("output")
+    out.add_argument("--output-dir", required=True)
+    out.add_argument("--overwrite", action="store_true", help="replace a run already in --output-dir")
+    out.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    setup_logging()
+    from ctr_plugin.errors import CTRError
+
+    for flag in ("epochs", "batch_size", "max_length", "adapter_size"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            raise CTRError(f"--{flag.replace('_', '-')} must be at least 1, got {value}.")
+    for flag in ("max_train_per_task", "max_test_per_task"):
+        value = getattr(args, flag)
+        if value is not None and value < 2:
+            raise CTRError(f"--{flag.replace('_', '-')} must be at least 2 (a task needs both classes), got {value}.")
+
+    from ctr_plugin.continual.loop import TrainingConfig
+    from ctr_plugin.data import load_orders, load_sequence_config, load_tasks, sequence_from_names
+    from ctr_plugin.experiment import RunSettings, check_output_dir, run, split_training_options
+    from ctr_plugin.plugins import PluginConfig
+
+    check_output_dir(Path(args.output_dir), args.overwrite)  # before any slow work
+    if args.datasets and args.config:
+        raise CTRError("Give either --config or --datasets, not both.")
+    if args.datasets:
+        sequence = sequence_from_names(args.datasets, {"max_train": 300, "max_validation": 100, "max_test": 200})
+        config_path = None
+    else:
+        config_path = Path(args.config) if args.config else DEFAULT_CONFIG
+        sequence = load_sequence_config(config_path, data_root=args.data_root)
+    caps = {"max_train": args.max_train_per_task, "max_test": args.max_test_per_task}
+    caps = {k: v for k, v in caps.items() if v is not None}
+    sequence.tasks = [dataclasses.replace(spec, **caps) for spec in sequence.tasks]
+    if args.order is not None:
+        if sequence.orders_file is None:
+            raise CTRError(f"--order needs an orders file beside the config (e.g. {config_path.stem}.orders.yaml); none was found.")
+        orders = load_orders(sequence.orders_file, len(sequence.tasks))
+        if not 0 <= args.order < len(orders):
+            raise CTRError(f"--order {args.order} is out of range: {sequence.orders_file} has orders 0..{len(orders) - 1}.")
+        sequence.tasks = [sequence.tasks[i] for i in orders[args.order]]
+
+    train_opts, plugin_opts = split_training_options(sequence.training)
+    cli_train = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "max_length": args.max_length, "seed": args.seed}
+    train_opts |= {k: v for k, v in cli_train.items() if v is not None}
+    if args.no_progress:
+        train_opts["progress"] = False
+    if args.adapter_size is not None:
+        plugin_opts["adapter_size"] = args.adapter_size
+    settings = RunSettings(
+        method=args.method,
+        encoder=args.encoder or sequence.encoder,
+        training=TrainingConfig(**train_opts),
+        plugin=PluginConfig(**plugin_opts),
+        from_checkpoint=args.from_checkpoint,
+        overwrite=args.overwrite,
+        device=args.device,
+    )
+    log.info("Loading %d tasks of %s ...", len(sequence.tasks), sequence.name)
+    tasks = load_tasks(sequence, seed=args.seed)
+    for t in tasks:
+        log.info("  %-16s %d labels, train/validation/test = %d/%d/%d  (%s)", t.name, t.num_labels, len(t.train), len(t.validation), len(t.test), t.source)
+    source = {"config": str(config_path) if config_path else None, "sequence": sequence.name, "order": args.order}
+    results = run(tasks, settings, args.output_dir, source)
+    print(f"final_acc={results['final_acc']:.2f} final_mf1={results['final_mf1']:.2f} forgetting_rate={results['forgetting_rate']:.2f} -> {args.output_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    run_main(main)
