@@ -169,8 +169,7 @@ class ContinualModel(nn.Module):
             out = self.encoder(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
         finally:
             self.context.task_ids = self.context.token_mask = None
-        pooled = out.pooler_output if getattr(out, "pooler_output", None) is not None else out.last_hidden_state[:, 0]
-        pooled = self.head_dropout(pooled)
+        pooled = self.head_dropout(self._pool(out, attention_mask))
         tasks = task_ids.unique().tolist()
         if len(tasks) == 1:
             return self.heads[tasks[0]](pooled)
@@ -180,6 +179,15 @@ class ContinualModel(nn.Module):
             rows = task_ids == t
             logits[rows, : len(self.label_names[t])] = self.heads[t](pooled[rows])
         return logits
+
+    def _pool(self, out, attention_mask: torch.Tensor) -> torch.Tensor:
+        pooling = self.plugin_config.pooling
+        if pooling == "pooler" and getattr(out, "pooler_output", None) is not None:
+            return out.pooler_output
+        if pooling == "mean":
+            weights = attention_mask.to(out.last_hidden_state.dtype)[:, :, None]
+            return (out.last_hidden_state * weights).sum(1) / weights.sum(1)
+        return out.last_hidden_state[:, 0]
 
     def tokenize(self, texts: list[str], pairs: list[str] | None = None, max_length: int = 128) -> dict:
         """Tokenize with padding to the longest text of the batch (never to ``max_length``)."""

@@ -174,12 +174,14 @@ def run_sequence(
     cfg: TrainingConfig,
     results: ContinualResults | None = None,
     on_task_end: Callable[[ContinualModel, ContinualResults], None] | None = None,
+    evaluate_test: bool = True,
 ) -> ContinualResults:
     """Learn ``tasks`` in order; after each, test every task learned so far.
 
     ``results`` from an earlier, interrupted run resume the sequence after its completed tasks
     (the model must be the checkpoint written after them). ``on_task_end`` is called after each
     task with the model and the results so far (the training script saves both there).
+    ``evaluate_test=False`` skips the test sets (hyper-parameter selection must not see them).
     """
     names = [t.name for t in tasks]
     if results is None:
@@ -192,7 +194,7 @@ def run_sequence(
         start = time.perf_counter()
         results.epochs_kept.append(train_task(model, method, data, task_id, cfg, label))
         results.train_seconds += time.perf_counter() - start
-        for j in range(t + 1):
+        for j in range(t + 1 if evaluate_test else 0):
             scores = evaluate(model, tasks[j].test, model.task_id(tasks[j].name), cfg, desc=f"test {tasks[j].name}")
             results.acc_matrix[t][j] = round(scores["acc"], 2)
             results.f1_matrix[t][j] = round(scores["mf1"], 2)

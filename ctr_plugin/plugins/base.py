@@ -6,8 +6,11 @@ from dataclasses import asdict, dataclass, fields
 
 from torch import nn
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, CTRError
 from .context import PluginContext
+
+
+POOLINGS = ("pooler", "cls", "mean")
 
 
 @dataclass
@@ -24,6 +27,16 @@ class PluginConfig:
     s_max: float = 400.0  # HAT: the largest temperature, used at evaluation
     train_layernorm: bool = True  # train the LayerNorm after each plugin (the paper's code does)
     freeze_old_capsules: bool = False  # protect earlier tasks' capsules and routes (not in the paper)
+    # What the task heads read: "pooler" (BERT's frozen pooler, the paper's choice; the first token
+    # where the encoder has none), "cls" (the first token), or "mean" (mean over real tokens: what
+    # sentence-transformers encoders such as the bundled MiniLM were trained for).
+    pooling: str = "pooler"
+
+    def __post_init__(self):
+        if self.pooling not in POOLINGS:
+            raise CTRError(f"Unknown pooling {self.pooling!r}; choose one of {', '.join(POOLINGS)}.")
+        if self.adapter_size < 1:
+            raise CTRError(f"adapter_size must be at least 1, got {self.adapter_size}.")
 
     def to_dict(self) -> dict:
         d = asdict(self)

@@ -1,0 +1,59 @@
+#!/usr/bin/env python
+"""Classify texts with a trained checkpoint, by task: one JSON object per text on stdout.
+
+    python scripts/predict.py --checkpoint runs/hl5/checkpoint --task canon_g3 \
+        "The pictures are sharp and bright." "Battery life is awful."
+    python scripts/predict.py --checkpoint runs/hl5/checkpoint --list-tasks
+    cat sentences.txt | python scripts/predict.py --checkpoint runs/hl5/checkpoint --task nokia_6610 -
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ctr_plugin.cli import run_main, setup_logging
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", required=True, help="a checkpoint directory written by train_ctr.py")
+    p.add_argument("--task", help="task name (or id) the texts belong to")
+    p.add_argument("--encoder", help="where the checkpoint's encoder lives, if not where it was trained")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--max-length", type=int, default=128)
+    p.add_argument("--logits", action="store_true", help="include the raw logits")
+    p.add_argument("--list-tasks", action="store_true", help="print the checkpoint's tasks and labels")
+    p.add_argument("texts", nargs="*", help="texts to classify; '-' reads one text per line from stdin")
+    args = p.parse_args(argv)
+    setup_logging()
+    from ctr_plugin.errors import CTRError
+    from ctr_plugin.model import ContinualModel
+
+    model = ContinualModel.from_pretrained(args.checkpoint, encoder=args.encoder)
+    if args.list_tasks:
+        for i, (name, labels) in enumerate(zip(model.task_names, model.label_names)):
+            print(json.dumps({"task_id": i, "task": name, "labels": labels}))
+        return 0
+    if args.task is None:
+        raise CTRError(f"Name the task with --task; this checkpoint knows: {', '.join(model.task_names)}.")
+    if args.batch_size < 1:
+        raise CTRError(f"--batch-size must be at least 1, got {args.batch_size}.")
+    texts = [line.rstrip("\n") for line in sys.stdin] if args.texts == ["-"] else args.texts
+    if not texts:
+        raise CTRError("No texts given: pass them as arguments, or '-' to read one per line from stdin.")
+    task = int(args.task) if args.task.isdigit() and args.task not in model.task_names else args.task
+    for text, pred in zip(texts, model.predict(texts, task=task, batch_size=args.batch_size, max_length=args.max_length)):
+        out = {"text": text, "task": model.task_names[model.task_id(task)], "label": pred.label, "probability": round(pred.probability, 6)}
+        if args.logits:
+            out["logits"] = pred.logits
+        print(json.dumps(out))
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main)

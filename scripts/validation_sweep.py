@@ -1,0 +1,77 @@
+#!/usr/bin/env python
+"""Choose training hyper-parameters on VALIDATION data only (never test).
+
+Trains the method over the first tasks of a config for each combination of the given values and
+prints the mean validation accuracy and macro-F1 over the tasks learned (measured after the last
+one, so forgetting counts too). Test splits are never evaluated here.
+
+    python scripts/validation_sweep.py --config data_configs/hl5_products.yaml --tasks 2 \
+        --lr 1e-3 3e-3 --pooling pooler mean
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ctr_plugin.cli import run_main, setup_logging
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", default="data_configs/hl5_products.yaml")
+    p.add_argument("--tasks", type=int, default=2, help="use the first N tasks of the config")
+    p.add_argument("--method", default="ctr")
+    p.add_argument("--lr", type=float, nargs="+", default=[1e-3])
+    p.add_argument("--pooling", nargs="+", default=["pooler"])
+    p.add_argument("--adapter-size", type=int, nargs="+", default=[256])
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--output", help="append one JSON line per combination to this file")
+    args = p.parse_args()
+    setup_logging()
+
+    from ctr_plugin.continual.loop import TrainingConfig, evaluate, run_sequence, seed_everything
+    from ctr_plugin.continual.methods import get_method
+    from ctr_plugin.data import load_sequence_config, load_tasks
+    from ctr_plugin.experiment import split_training_options
+    from ctr_plugin.model import load_encoder
+    from ctr_plugin.plugins import PluginConfig
+
+    sequence = load_sequence_config(args.config)
+    sequence.tasks = sequence.tasks[: args.tasks]
+    tasks = load_tasks(sequence, seed=args.seed)
+    train_opts, plugin_opts = split_training_options(sequence.training)
+    if args.epochs:
+        train_opts["epochs"] = args.epochs
+    method = get_method(args.method)
+    for lr, pooling, width in itertools.product(args.lr, args.pooling, args.adapter_size):
+        seed_everything(args.seed)
+        cfg = TrainingConfig(**{**train_opts, "lr": lr, "seed": args.seed, "progress": False})
+        encoder, tokenizer = load_encoder(sequence.encoder)
+        plugin = PluginConfig(**{**plugin_opts, "pooling": pooling, "adapter_size": width})
+        model = method.build_model(encoder, tokenizer, plugin, sequence.encoder)
+        start = time.perf_counter()
+        run_sequence(model, method, tasks, cfg, evaluate_test=False)
+        scores = [evaluate(model, t.validation, i, cfg) for i, t in enumerate(tasks)]
+        row = {
+            "method": args.method, "lr": lr, "pooling": pooling, "adapter_size": width, "epochs": cfg.epochs,
+            "val_acc": round(sum(s["acc"] for s in scores) / len(scores), 2),
+            "val_mf1": round(sum(s["mf1"] for s in scores) / len(scores), 2),
+            "seconds": round(time.perf_counter() - start, 1),
+        }
+        print(json.dumps(row), flush=True)
+        if args.output:
+            with open(args.output, "a") as f:
+                f.write(json.dumps(row) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main)

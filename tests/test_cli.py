@@ -1,0 +1,131 @@
+"""The command-line scripts as a user meets them: a clear paragraph and exit status 2 for bad
+input, and nothing already trained is ever damaged."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import keyword_task
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--adapter-size", "16", "--epochs", "1", "--no-progress", "--lr", "1e-2"]
+
+
+def load_script(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def call(script: str, argv: list[str], capsys) -> tuple[int, str, str]:
+    from ctr_plugin.cli import run_main
+
+    module = load_script(script)
+    with pytest.raises(SystemExit) as exit_info:
+        run_main(lambda: module.main(argv))
+    out, err = capsys.readouterr()
+    return exit_info.value.code, out, err
+
+
+def write_csv(path: Path, rows: list[tuple[str, str]], header=("text", "label")) -> str:
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return str(path)
+
+
+def task_csv(tmp_path: Path, name: str, keywords) -> str:
+    task = keyword_task(name, keywords, n_train=40, n_test=20)
+    rows = [(t, task.label_names[y]) for split in (task.train, task.test) for t, y in zip(split.texts, split.labels)]
+    return write_csv(tmp_path / f"{name}.csv", rows)
+
+
+def digest(directory: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def trained_run(tiny_bert_dir, tmp_path_factory):
+    """A finished two-task run from CSV files, made once for the module."""
+    tmp = tmp_path_factory.mktemp("trained")
+    files = [task_csv(tmp, "sentiment", [["good", "great"], ["bad", "awful"]]), task_csv(tmp, "colour", [["red"], ["blue"]])]
+    module = load_script("train_ctr")
+    assert module.main(["--datasets", *files, "--encoder", tiny_bert_dir, "--output-dir", str(tmp / "run"), *TINY]) == 0
+    return tmp / "run"
+
+
+def test_train_then_predict_from_the_command_line(trained_run, capsys):
+    results = json.loads((trained_run / "results.json").read_text())
+    assert results["tasks"] == ["sentiment", "colour"] and results["data"]["config"] is None
+    code, out, _ = call("predict", ["--checkpoint", str(trained_run / "checkpoint"), "--task", "colour", "a red cow", "blue"], capsys)
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and [x["text"] for x in lines] == ["a red cow", "blue"]
+    assert all(x["task"] == "colour" and x["label"] in ("class_0", "class_1") and 0.5 <= x["probability"] <= 1 for x in lines)
+
+
+def bad_inputs(tmp: Path, tiny: str) -> dict[str, tuple[list[str], str]]:
+    """name -> (train_ctr.py arguments, a phrase the error must contain)."""
+    good = [(f"good text {i}", "pos") for i in range(10)] + [(f"bad text {i}", "neg") for i in range(10)]
+    return {
+        "unknown dataset": (["--datasets", "no_such_dataset_xyz"], "no_such_dataset_xyz"),
+        "missing file": (["--datasets", str(tmp / "missing.csv")], "no such file"),
+        "missing text column": (["--datasets", write_csv(tmp / "cols.csv", good, ("sentence", "label"))], "sentence"),
+        "one class": (["--datasets", write_csv(tmp / "one.csv", [(f"t {i}", "pos") for i in range(12)])], "class"),
+        "empty file": (["--datasets", write_csv(tmp / "empty.csv", [])], "empty"),
+        "missing config": (["--config", str(tmp / "nope.yaml")], "does not exist"),
+        "zero epochs": (["--datasets", write_csv(tmp / "ok.csv", good), "--epochs", "0"], "--epochs must be at least 1"),
+        "unknown method": (["--datasets", str(tmp / "ok.csv"), "--method", "magic"], "Unknown method"),
+        "bad encoder": (["--datasets", str(tmp / "ok.csv"), "--encoder", str(tmp / "no_encoder_here")], "Could not load the encoder"),
+    }
+
+
+@pytest.mark.parametrize("case", ["unknown dataset", "missing file", "missing text column", "one class", "empty file", "missing config", "zero epochs", "unknown method", "bad encoder"])
+def test_bad_training_input_gets_a_clear_error_and_keeps_the_checkpoint(case, trained_run, tiny_bert_dir, tmp_path, capsys):
+    before = digest(trained_run)
+    argv, phrase = bad_inputs(tmp_path, tiny_bert_dir)[case]
+    if "--encoder" not in argv:
+        argv = argv + ["--encoder", tiny_bert_dir]
+    code, _, err = call("train_ctr", argv + ["--output-dir", str(trained_run), "--overwrite", *TINY], capsys)
+    assert code == 2
+    assert err.startswith("error: ") and "Traceback" not in err
+    assert phrase.lower() in err.lower(), err
+    assert digest(trained_run) == before
+
+
+def test_an_existing_run_is_not_overwritten_without_asking(trained_run, tiny_bert_dir, tmp_path, capsys):
+    before = digest(trained_run)
+    data = write_csv(tmp_path / "ok.csv", [(f"good {i}", "pos") for i in range(10)] + [(f"bad {i}", "neg") for i in range(10)])
+    code, _, err = call("train_ctr", ["--datasets", data, "--encoder", tiny_bert_dir, "--output-dir", str(trained_run), *TINY], capsys)
+    assert code == 2 and "--overwrite" in err and digest(trained_run) == before
+
+
+@pytest.mark.parametrize("case", ["misspelled task", "task id out of range", "missing checkpoint", "other encoder"])
+def test_bad_prediction_input_gets_a_clear_error(case, trained_run, tiny_roberta_dir, tmp_path, capsys):
+    ckpt = str(trained_run / "checkpoint")
+    argv, phrase = {
+        "misspelled task": (["--checkpoint", ckpt, "--task", "colours", "red"], "Did you mean 'colour'"),
+        "task id out of range": (["--checkpoint", ckpt, "--task", "5", "red"], "out of range"),
+        "missing checkpoint": (["--checkpoint", str(tmp_path / "none"), "--task", "colour", "red"], "does not exist"),
+        "other encoder": (["--checkpoint", ckpt, "--encoder", tiny_roberta_dir, "--task", "colour", "red"], "encoder given is different"),
+    }[case]
+    before = digest(trained_run)
+    code, out, err = call("predict", argv, capsys)
+    assert code == 2 and phrase in err and not out and digest(trained_run) == before
+
+
+def test_a_real_process_exits_with_status_2_and_no_traceback(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "train_ctr.py"), "--datasets", str(tmp_path / "absent.csv"), "--output-dir", str(tmp_path / "out")],
+        capture_output=True, text=True, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"}, timeout=300,
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and "absent.csv" in proc.stderr

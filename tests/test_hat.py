@@ -1,0 +1,83 @@
+"""HAT's training rules and the guarantee they give: protected weights do not move."""
+
+from __future__ import annotations
+
+import torch
+
+from conftest import TINY_PLUGIN, keyword_task
+from ctr_plugin.continual import hat
+from ctr_plugin.continual.loop import TrainingConfig, run_sequence
+from ctr_plugin.continual.methods import get_method
+from ctr_plugin.model import load_encoder
+
+
+def test_temperature_anneals_from_inverse_smax_to_smax():
+    assert hat.temperature(0, 10, 400.0) == 1 / 400
+    assert hat.temperature(9, 10, 400.0) == 400.0
+    assert hat.temperature(0, 1, 400.0) == 400.0
+    values = [hat.temperature(b, 10, 400.0) for b in range(10)]
+    assert values == sorted(values)
+
+
+def test_gradient_masking_zeroes_exactly_the_units_earlier_tasks_use(tiny_bert_dir):
+    method = get_method("ctr")
+    encoder, tokenizer = load_encoder(tiny_bert_dir)
+    model = method.build_model(encoder, tokenizer, TINY_PLUGIN, tiny_bert_dir)
+    model.add_task("a", ["x", "y"])
+    plugin = model.plugins[0]
+    a, d = plugin.fc1.out_features, plugin.fc2.out_features
+    used1 = torch.zeros(a).index_fill_(0, torch.tensor([0, 3]), 1.0)
+    used2 = torch.zeros(d).index_fill_(0, torch.tensor([1]), 1.0)
+    plugin.masks.cumulative(0).copy_(used1)
+    plugin.masks.cumulative(1).copy_(used2)
+    for p in (*plugin.fc1.parameters(), *plugin.fc2.parameters()):
+        p.grad = torch.ones_like(p)
+    hat.protect_previous_tasks(model)
+    assert plugin.fc1.weight.grad[[0, 3]].abs().sum() == 0 and plugin.fc1.weight.grad[1].min() == 1
+    assert plugin.fc1.bias.grad[0] == 0 and plugin.fc1.bias.grad[1] == 1
+    assert plugin.fc2.weight.grad[1, 0] == 0  # both ends used by an earlier task
+    assert plugin.fc2.weight.grad[1, 1] == 1 and plugin.fc2.weight.grad[0, 0] == 1  # one end free
+    assert plugin.fc2.bias.grad[1] == 0 and plugin.fc2.bias.grad[0] == 1
+
+
+def test_regulariser_counts_only_units_left_free(tiny_bert_dir):
+    encoder, tokenizer = load_encoder(tiny_bert_dir)
+    model = get_method("ctr").build_model(encoder, tokenizer, TINY_PLUGIN, tiny_bert_dir)
+    model.add_task("a", ["x", "y"])
+    model.add_task("b", ["x", "y"])
+    for plugin in model.plugins:
+        plugin.masks.cumulative(0).fill_(1.0)
+        plugin.masks.cumulative(1).fill_(0.0)
+        plugin.masks.embeddings[1][1].data.fill_(10.0)  # task b's m2 all ones
+    assert torch.isclose(hat.mask_regulariser(model, 1, 400.0), torch.tensor(1.0))
+
+
+def test_second_task_leaves_weights_protected_by_first_task_unchanged(tiny_bert_dir):
+    torch.manual_seed(0)
+    method = get_method("ctr")
+    encoder, tokenizer = load_encoder(tiny_bert_dir)
+    model = method.build_model(encoder, tokenizer, TINY_PLUGIN, tiny_bert_dir)
+    tasks = [keyword_task("one", [["good"], ["bad"]]), keyword_task("two", [["red"], ["blue"]])]
+    cfg = TrainingConfig(epochs=2, lr=1e-2, progress=False)
+    snapshots, used_by_first = {}, {}
+
+    def after(model, results):
+        if results.completed_tasks == 1:
+            snapshots.update({id(p): p.detach().clone() for pl in model.plugins for p in (pl.fc1.weight, pl.fc1.bias, pl.fc2.weight, pl.fc2.bias)})
+            used_by_first.update({id(pl): [pl.masks.cumulative(i).clone() for i in (0, 1)] for pl in model.plugins})
+
+    run_sequence(model, method, tasks, cfg, on_task_end=after)
+    protected_units = 0
+    for plugin in model.plugins:
+        m1, m2 = used_by_first[id(plugin)]
+        used1, used2 = m1 == 1.0, m2 == 1.0  # exactly 1: 1 - m_pre is exactly zero
+        protected_units += int(used1.sum())
+        old = snapshots[id(plugin.fc1.weight)]
+        assert torch.equal(plugin.fc1.weight[used1], old[used1])
+        assert torch.equal(plugin.fc1.bias[used1], snapshots[id(plugin.fc1.bias)][used1])
+        both = used2[:, None] & used1[None, :]
+        assert torch.equal(plugin.fc2.weight[both], snapshots[id(plugin.fc2.weight)][both])
+        assert torch.equal(plugin.fc2.bias[used2], snapshots[id(plugin.fc2.bias)][used2])
+        # ... while free units did learn task two
+        assert not torch.equal(plugin.fc1.weight[~used1], old[~used1])
+    assert protected_units > 0, "task one should have claimed some units"
