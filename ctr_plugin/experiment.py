@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 
 RESULTS_FILE = "results.json"
 CHECKPOINT_DIR = "checkpoint"
+COMMAND_FILE = "command.json"  # the options a run started with: what --resume reuses
 
 
 @dataclass
@@ -42,6 +44,7 @@ class RunSettings:
     plugin: PluginConfig = field(default_factory=PluginConfig)
     from_checkpoint: str | None = None  # go on learning new tasks from this checkpoint
     overwrite: bool = False
+    resume: bool = False  # continue an interrupted run in the same output directory
     device: str | None = None
 
 
@@ -65,39 +68,67 @@ def write_json_atomic(path: Path, data: dict) -> None:
     os.replace(tmp, path)
 
 
-def check_output_dir(output_dir: Path, overwrite: bool) -> None:
+def check_output_dir(output_dir: Path, overwrite: bool, resume: bool = False) -> None:
+    if resume:
+        if not output_dir.is_dir():
+            raise CTRError(f"Cannot resume: {output_dir} does not exist. Start the run without --resume.")
+        return
     if (output_dir / RESULTS_FILE).exists() and not overwrite:
         raise CTRError(
-            f"{output_dir} already holds a run ({RESULTS_FILE} exists). Choose another --output-dir, or "
-            f"pass --overwrite to replace it."
+            f"{output_dir} already holds a run ({RESULTS_FILE} exists). Choose another --output-dir, pass "
+            f"--resume to continue it, or --overwrite to replace it."
         )
 
 
-def run(tasks, settings: RunSettings, output_dir: str | os.PathLike, source: dict | None = None) -> dict:
+def _resume_state(output_dir: Path, tasks, settings: RunSettings):
+    """The model and results after the last task an interrupted run completed (None, None if none).
+
+    Both come from the checkpoint directory, which is replaced atomically after every task: the
+    results saved inside it always belong to exactly the weights beside them.
+    """
+    checkpoint = output_dir / CHECKPOINT_DIR
+    if not checkpoint.is_dir():
+        log.info("No task of the interrupted run was completed: starting from the first task.")
+        return None, None
+    progress = ContinualModel.read_config(checkpoint).get("progress")
+    names = [t.name for t in tasks]
+    if not progress or progress.get("tasks") != names:
+        raise CTRError(
+            f"Cannot resume {output_dir}: its checkpoint was made for the task sequence "
+            f"{(progress or {}).get('tasks')}, but this command gives {names}. Resume with the same "
+            f"config, order and datasets as the interrupted run, or start a new --output-dir."
+        )
+    model = ContinualModel.from_pretrained(checkpoint, encoder=settings.encoder)
+    results = ContinualResults.from_dict(progress)
+    log.info("Resuming %s after %d of %d tasks.", output_dir, results.completed_tasks, len(tasks))
+    return model, results
+
+
+def run(tasks, settings: RunSettings, output_dir: str | os.PathLike, source: dict | None = None, command: dict | None = None) -> dict:
     """Train ``settings.method`` over ``tasks`` (a list of TaskData) and write the outputs.
 
-    Returns the results dictionary that is also written to ``output_dir/results.json``.
+    Returns the results dictionary that is also written to ``output_dir/results.json``. Nothing in
+    ``output_dir`` changes until the model is built; then ``command`` (if given) is recorded and,
+    with ``settings.overwrite``, the previous run there is removed.
     """
     output_dir = Path(output_dir)
-    check_output_dir(output_dir, settings.overwrite)
+    check_output_dir(output_dir, settings.overwrite, settings.resume)
     output_dir.mkdir(parents=True, exist_ok=True)
     method = get_method(settings.method)
     cfg = settings.training
     seed_everything(cfg.seed)
 
-    if settings.from_checkpoint:
-        model = ContinualModel.from_pretrained(settings.from_checkpoint, encoder=settings.encoder)
-        known = [t.name for t in tasks if t.name in model.task_names]
-        if known:
-            raise CTRError(
-                f"The checkpoint {settings.from_checkpoint} already learned {known}; a continued run must "
-                f"bring new tasks only. Rename them, or train from scratch."
-            )
-    else:
-        encoder, tokenizer = load_encoder(settings.encoder)
-        model = method.build_model(encoder, tokenizer, settings.plugin, settings.encoder)
+    model, results = _resume_state(output_dir, tasks, settings) if settings.resume else (None, None)
+    if model is None:
+        model = _initial_model(tasks, settings, method)
     device = settings.device or ("cuda" if _cuda_available() else "cpu")
     model.to(device)
+    if not settings.resume:
+        for old in (RESULTS_FILE, "accuracy_matrix.png"):
+            (output_dir / old).unlink(missing_ok=True)
+        shutil.rmtree(output_dir / CHECKPOINT_DIR, ignore_errors=True)
+    if command is not None:
+        write_json_atomic(output_dir / COMMAND_FILE, command)
 
     base = {
         "method": method.name,
@@ -112,16 +143,38 @@ def run(tasks, settings: RunSettings, output_dir: str | os.PathLike, source: dic
         base["continued_from"] = str(settings.from_checkpoint)
 
     def save(model: ContinualModel, results: ContinualResults) -> None:
-        model.save_pretrained(output_dir / CHECKPOINT_DIR, extra={"method": method.name})
+        model.save_pretrained(output_dir / CHECKPOINT_DIR, extra={"method": method.name, "progress": results.to_dict()})
         write_json_atomic(output_dir / RESULTS_FILE, results.to_dict() | base)
 
     start = time.perf_counter()
-    results = run_sequence(model, method, tasks, cfg, on_task_end=save)
+    try:
+        results = run_sequence(model, method, tasks, cfg, results=results, on_task_end=save)
+    except FloatingPointError as err:
+        raise CTRError(
+            f"Training stopped: {err}. The checkpoint of the last completed task in "
+            f"{output_dir / CHECKPOINT_DIR} is intact. Lower --lr (or check the data), then start again, "
+            f"or continue with --resume {output_dir}."
+        ) from None
     out = results.to_dict() | base | {"wall_seconds": round(time.perf_counter() - start, 1)}
     write_json_atomic(output_dir / RESULTS_FILE, out)
     plot_matrix(results.acc_matrix, results.tasks, output_dir / "accuracy_matrix.png", f"{method.name}: test accuracy (%)")
     log.info("\n%s", format_summary(out))
     return out
+
+
+def _initial_model(tasks, settings: RunSettings, method) -> ContinualModel:
+    """A fresh model, or the checkpoint a continued run starts from (which must not know the tasks)."""
+    if not settings.from_checkpoint:
+        encoder, tokenizer = load_encoder(settings.encoder)
+        return method.build_model(encoder, tokenizer, settings.plugin, settings.encoder)
+    model = ContinualModel.from_pretrained(settings.from_checkpoint, encoder=settings.encoder)
+    known = [t.name for t in tasks if t.name in model.task_names]
+    if known:
+        raise CTRError(
+            f"The checkpoint {settings.from_checkpoint} already learned {known}; a continued run must "
+            f"bring new tasks only. Rename them, or train from scratch."
+        )
+    return model
 
 
 def _cuda_available() -> bool:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import logging
 import os
 import sys
@@ -33,7 +34,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     data = p.add_argument_group("data")
     data.add_argument("--config", help=f"YAML task sequence (default: {DEFAULT_CONFIG.name} unless --datasets)")
-    data.add_argument("--datasets", nargs="+", help="bundled names, local csv/json files or hub names, in order")
+    data.add_argument("--datasets", nargs="+", help="bundled names, local csv/json files or hub names, in order "
+                      "(training options then default to those of the embedded default config)")
     data.add_argument("--data-root", help="directory relative file paths in --config resolve against")
     data.add_argument("--order", type=int, help="learn the tasks in permutation ORDER of the config's orders file")
     data.add_argument("--max-train-per-task", type=int, help="cap on training examples per task")
@@ -42,6 +44,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     model.add_argument("--method", default="ctr", help="continual-learning method (default: ctr)")
     model.add_argument("--encoder", help="hub name or local model directory (default: the bundled all-MiniLM-L6-v2)")
     model.add_argument("--adapter-size", type=int, help="TSM / adapter width a")
+    model.add_argument("--pooling", choices=["pooler", "cls", "mean"], help="what the task heads read")
     model.add_argument("--from-checkpoint", help="go on learning new tasks from this checkpoint directory")
     train = p.add_argument_group("training")
     train.add_argument("--epochs", type=int)
@@ -51,16 +54,45 @@ def parse_args(argv=None) -> argparse.Namespace:
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     out = p.add_argument_group("output")
-    out.add_argument("--output-dir", required=True)
+    out.add_argument("--output-dir", help="where the checkpoint, results.json and plots go (required)")
     out.add_argument("--overwrite", action="store_true", help="replace a run already in --output-dir")
+    out.add_argument("--resume", metavar="DIR", help="continue the interrupted run in DIR with its own recorded options")
     out.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
     return p.parse_args(argv)
 
 
+def resolve_resume(args: argparse.Namespace, argv: list[str]) -> argparse.Namespace:
+    """For --resume DIR: the options recorded when the run in DIR started, plus --resume."""
+    from ctr_plugin.errors import CTRError
+    from ctr_plugin.experiment import COMMAND_FILE
+
+    extra = [a for a in argv if a.startswith("--") and a not in ("--resume", "--no-progress", "--device")]
+    if extra:
+        raise CTRError(f"--resume takes its options from the interrupted run; remove {extra} (only --no-progress and --device may be added).")
+    recorded = Path(args.resume) / COMMAND_FILE
+    if not recorded.is_file():
+        raise CTRError(f"Cannot resume {args.resume}: it has no {COMMAND_FILE}, so it is not a run started by train_ctr.py. Check the directory.")
+    try:
+        old = json.loads(recorded.read_text())["argv"]
+    except (ValueError, KeyError, TypeError):
+        raise CTRError(f"{recorded} is damaged; start the run again with its original options and --resume {args.resume} removed.") from None
+    resumed = parse_args(old)
+    resumed.resume, resumed.output_dir = args.resume, args.resume
+    resumed.no_progress = resumed.no_progress or args.no_progress
+    resumed.device = args.device or resumed.device
+    return resumed
+
+
 def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
     setup_logging()
     from ctr_plugin.errors import CTRError
+
+    if args.resume:
+        args = resolve_resume(args, argv)
+    elif not args.output_dir:
+        raise CTRError("Name where the run goes with --output-dir DIR (or continue an interrupted run with --resume DIR).")
 
     for flag in ("epochs", "batch_size", "max_length", "adapter_size"):
         value = getattr(args, flag)
@@ -76,11 +108,13 @@ def main(argv=None) -> int:
     from ctr_plugin.experiment import RunSettings, check_output_dir, run, split_training_options
     from ctr_plugin.plugins import PluginConfig
 
-    check_output_dir(Path(args.output_dir), args.overwrite)  # before any slow work
+    output_dir = Path(args.output_dir)
+    check_output_dir(output_dir, args.overwrite, bool(args.resume))  # before any slow work
     if args.datasets and args.config:
         raise CTRError("Give either --config or --datasets, not both.")
     if args.datasets:
         sequence = sequence_from_names(args.datasets, {"max_train": 300, "max_validation": 100, "max_test": 200})
+        sequence.training = load_sequence_config(DEFAULT_CONFIG).training
         config_path = None
     else:
         config_path = Path(args.config) if args.config else DEFAULT_CONFIG
@@ -103,6 +137,8 @@ def main(argv=None) -> int:
         train_opts["progress"] = False
     if args.adapter_size is not None:
         plugin_opts["adapter_size"] = args.adapter_size
+    if args.pooling is not None:
+        plugin_opts["pooling"] = args.pooling
     settings = RunSettings(
         method=args.method,
         encoder=args.encoder or sequence.encoder,
@@ -110,6 +146,7 @@ def main(argv=None) -> int:
         plugin=PluginConfig(**plugin_opts),
         from_checkpoint=args.from_checkpoint,
         overwrite=args.overwrite,
+        resume=bool(args.resume),
         device=args.device,
     )
     log.info("Loading %d tasks of %s ...", len(sequence.tasks), sequence.name)
@@ -117,7 +154,8 @@ def main(argv=None) -> int:
     for t in tasks:
         log.info("  %-16s %d labels, train/validation/test = %d/%d/%d  (%s)", t.name, t.num_labels, len(t.train), len(t.validation), len(t.test), t.source)
     source = {"config": str(config_path) if config_path else None, "sequence": sequence.name, "order": args.order}
-    results = run(tasks, settings, args.output_dir, source)
+    command = {"argv": [a for a in argv if a != "--overwrite"]}
+    results = run(tasks, settings, output_dir, source, command=None if args.resume else command)
     print(f"final_acc={results['final_acc']:.2f} final_mf1={results['final_mf1']:.2f} forgetting_rate={results['forgetting_rate']:.2f} -> {args.output_dir}")
     return 0
 

@@ -33,7 +33,7 @@ def call(script: str, argv: list[str], capsys) -> tuple[int, str, str]:
     with pytest.raises(SystemExit) as exit_info:
         run_main(lambda: module.main(argv))
     out, err = capsys.readouterr()
-    return exit_info.value.code, out, err
+    return exit_info.value.code, out, " ".join(err.split())  # the paragraph is wrapped for terminals
 
 
 def write_csv(path: Path, rows: list[tuple[str, str]], header=("text", "label")) -> str:
@@ -95,7 +95,7 @@ def test_bad_training_input_gets_a_clear_error_and_keeps_the_checkpoint(case, tr
     argv, phrase = bad_inputs(tmp_path, tiny_bert_dir)[case]
     if "--encoder" not in argv:
         argv = argv + ["--encoder", tiny_bert_dir]
-    code, _, err = call("train_ctr", argv + ["--output-dir", str(trained_run), "--overwrite", *TINY], capsys)
+    code, _, err = call("train_ctr", [*TINY, *argv, "--output-dir", str(trained_run), "--overwrite"], capsys)
     assert code == 2
     assert err.startswith("error: ") and "Traceback" not in err
     assert phrase.lower() in err.lower(), err

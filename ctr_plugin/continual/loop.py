@@ -57,6 +57,11 @@ class ContinualResults:
     train_seconds: float = 0.0
     epochs_kept: list[int] = field(default_factory=list)  # best epoch (1-based) per task
 
+    @classmethod
+    def from_dict(cls, data: dict) -> "ContinualResults":
+        keys = ("tasks", "acc_matrix", "f1_matrix", "completed_tasks", "train_seconds", "epochs_kept")
+        return cls(**{k: data[k] for k in keys})
+
     def to_dict(self) -> dict:
         out = {"tasks": self.tasks, "acc_matrix": self.acc_matrix, "f1_matrix": self.f1_matrix}
         if self.completed_tasks == len(self.tasks):
@@ -199,7 +204,8 @@ def run_sequence(
             results.acc_matrix[t][j] = round(scores["acc"], 2)
             results.f1_matrix[t][j] = round(scores["mf1"], 2)
         results.completed_tasks = t + 1
-        log.info("after %s: test accuracy %s", data.name, results.acc_matrix[t][: t + 1])
+        if evaluate_test:
+            log.info("after %s: test accuracy %s", data.name, results.acc_matrix[t][: t + 1])
         if on_task_end is not None:
             on_task_end(model, results)
     return results

@@ -1,0 +1,87 @@
+"""Durability: a run killed mid-task resumes to the same results; a non-finite loss stops cleanly."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import TINY_PLUGIN, keyword_task
+from ctr_plugin.continual.loop import TrainingConfig
+from ctr_plugin.errors import CTRError
+from ctr_plugin.experiment import RunSettings, run
+from ctr_plugin.model import CONFIG_FILE, ContinualModel
+from test_cli import write_csv
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"}
+
+
+def completed_tasks(run_dir: Path) -> int:
+    try:
+        return json.loads((run_dir / "checkpoint" / CONFIG_FILE).read_text())["progress"]["completed_tasks"]
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
+def test_a_run_killed_mid_task_resumes_to_the_same_results(tiny_bert_dir, tmp_path):
+    keywords = [[["good", "great"], ["bad", "awful"]], [["red"], ["blue"]], [["cow"], ["hen"]]]
+    files = []
+    for i, kw in enumerate(keywords):
+        task = keyword_task(f"t{i}", kw, n_train=500, n_test=40)
+        rows = [(t, task.label_names[y]) for split in (task.train, task.test) for t, y in zip(split.texts, split.labels)]
+        files.append(write_csv(tmp_path / f"t{i}.csv", rows))
+    script = [sys.executable, str(ROOT / "scripts" / "train_ctr.py")]
+    common = ["--datasets", *files, "--encoder", tiny_bert_dir, "--epochs", "3", "--adapter-size", "16", "--lr", "1e-2", "--no-progress", "--max-train-per-task", "400"]
+
+    subprocess.run(script + common + ["--output-dir", str(tmp_path / "whole")], env=ENV, check=True, capture_output=True, timeout=600)
+
+    part = tmp_path / "part"
+    proc = subprocess.Popen(script + common + ["--output-dir", str(part)], env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while completed_tasks(part) < 1 and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(1.0)  # well into the second task
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait(timeout=60) == -signal.SIGKILL, "the run finished before it could be killed"
+    done = completed_tasks(part)
+    assert 1 <= done < 3
+    ContinualModel.from_pretrained(part / "checkpoint")  # what the kill left is loadable
+
+    subprocess.run(script + ["--resume", str(part)], env=ENV, check=True, capture_output=True, timeout=600)
+    whole = json.loads((tmp_path / "whole" / "results.json").read_text())
+    resumed = json.loads((part / "results.json").read_text())
+    assert resumed["completed_tasks"] == 3
+    assert resumed["acc_matrix"] == whole["acc_matrix"]  # exact: each task starts from a saved, reseeded state
+    assert resumed["f1_matrix"] == whole["f1_matrix"]
+
+
+def test_a_non_finite_loss_stops_with_a_clear_error_and_keeps_the_last_checkpoint(tiny_bert_dir, three_tasks, tmp_path, monkeypatch):
+    from ctr_plugin.continual.methods.ctr import CTR
+
+    original = CTR.loss
+
+    def explode_on_second_task(self, model, logits, labels, step):
+        loss = original(self, model, logits, labels, step)
+        return loss * float("nan") if step.task == 1 else loss
+
+    monkeypatch.setattr(CTR, "loss", explode_on_second_task)
+    settings = RunSettings(encoder=tiny_bert_dir, training=TrainingConfig(epochs=1, progress=False), plugin=TINY_PLUGIN)
+    with pytest.raises(CTRError, match="loss became nan.*intact"):
+        run(three_tasks, settings, tmp_path / "run")
+    kept = ContinualModel.from_pretrained(tmp_path / "run" / "checkpoint")
+    assert kept.task_names == ["sentiment"] and torch.isfinite(torch.tensor(kept.predict(["good"], task=0)[0].logits)).all()
+
+
+def test_resume_refuses_a_directory_without_a_recorded_run(tmp_path, capsys):
+    from test_cli import call
+
+    (tmp_path / "empty").mkdir()
+    code, _, err = call("train_ctr", ["--resume", str(tmp_path / "empty")], capsys)
+    assert code == 2 and "command.json" in err
