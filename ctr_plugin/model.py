@@ -88,7 +88,9 @@ class Prediction:
 class ContinualModel(nn.Module):
     """Encoder + plugins + per-task heads. The task of each example is given by its task id."""
 
-    def __init__(self, encoder: nn.Module, tokenizer, plugin_config: PluginConfig, encoder_name: str | None = None, head_dropout: float = 0.1):
+    def __init__(self, encoder: nn.Module, tokenizer, plugin_config: PluginConfig, encoder_name: str | None = None, head_dropout: float = 0.1, train_encoder: bool = False):
+        """``plugin_config.plugin_type == "none"`` injects nothing (frozen-encoder heads, or full
+        fine-tuning with ``train_encoder=True``, in which case checkpoints hold the encoder too)."""
         super().__init__()
         self.encoder = encoder
         self.tokenizer = tokenizer
@@ -96,12 +98,15 @@ class ContinualModel(nn.Module):
         self.encoder_name = encoder_name or BUNDLED_ENCODER
         self.hidden_size = encoder.config.hidden_size
         self.context = PluginContext(s=plugin_config.s_max)
-        self.encoder.requires_grad_(False)
-        self.layer_norms = inject_plugins(
-            encoder, self.hidden_size, lambda: build_plugin(plugin_config, self.hidden_size, self.context)
-        )
-        for norm in self.layer_norms:
-            norm.requires_grad_(plugin_config.train_layernorm)
+        self.train_encoder = train_encoder
+        self.encoder.requires_grad_(train_encoder)
+        self.layer_norms: list[nn.Module] = []
+        if plugin_config.plugin_type != "none":
+            self.layer_norms = inject_plugins(
+                encoder, self.hidden_size, lambda: build_plugin(plugin_config, self.hidden_size, self.context)
+            )
+            for norm in self.layer_norms:
+                norm.requires_grad_(plugin_config.train_layernorm or train_encoder)
         self.head_dropout = nn.Dropout(head_dropout)
         self.heads = nn.ModuleList()
         self.task_names: list[str] = []
@@ -226,6 +231,8 @@ class ContinualModel(nn.Module):
     # ---- save / load -------------------------------------------------------------------------
     def _saved_prefixes(self) -> tuple[str, ...]:
         """Names of the submodules whose state a checkpoint holds: plugins, heads, trained norms."""
+        if self.train_encoder:
+            return ("encoder.", "heads.")
         names = {id(m): n for n, m in self.named_modules()}
         prefixes = [names[id(p)] + "." for p in self.plugins] + ["heads."]
         if self.plugin_config.train_layernorm:
@@ -243,6 +250,7 @@ class ContinualModel(nn.Module):
             "format_version": FORMAT_VERSION,
             "plugin": self.plugin_config.to_dict(),
             "head_dropout": self.head_dropout.p,
+            "train_encoder": self.train_encoder,
             "encoder": {
                 "name_or_path": self.encoder_name,
                 "model_type": cfg.model_type,
@@ -329,7 +337,7 @@ class ContinualModel(nn.Module):
                 f"The checkpoint in {str(directory)!r} was trained on encoder {stored['name_or_path']!r}, "
                 f"but the encoder given is different ({detail}). Load it with the encoder it was trained on."
             )
-        model = cls(encoder_module, tokenizer, PluginConfig.from_dict(config["plugin"]), stored["name_or_path"], config.get("head_dropout", 0.1))
+        model = cls(encoder_module, tokenizer, PluginConfig.from_dict(config["plugin"]), stored["name_or_path"], config.get("head_dropout", 0.1), config.get("train_encoder", False))
         for task in config["tasks"]:
             model.add_task(task["name"], task["labels"])
         expected = model.plugin_state_dict()

@@ -5,7 +5,7 @@ from .base import Plugin, PluginConfig
 from .context import PluginContext
 from .ctr import CTRPlugin
 
-PLUGIN_TYPES = ("ctr", "hat_adapter", "adapter")
+PLUGIN_TYPES = ("ctr", "hat_adapter", "adapter", "none")  # "none": the encoder carries no plugin
 
 
 def build_plugin(config: PluginConfig, hidden_size: int, context: PluginContext) -> Plugin:

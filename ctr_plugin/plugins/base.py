@@ -17,7 +17,7 @@ POOLINGS = ("pooler", "cls", "mean")
 class PluginConfig:
     """Which plugin sits in each sublayer, and its sizes. Saved as JSON beside the weights."""
 
-    plugin_type: str = "ctr"  # "ctr" (KSM + TSM), "hat_adapter" (TSM alone), "adapter" (Houlsby)
+    plugin_type: str = "ctr"  # "ctr" (KSM + TSM), "hat_adapter" (TSM alone), "adapter" (Houlsby), "none"
     adapter_size: int = 2000  # a: width of the TSM / adapter bottleneck (paper: 2000 at d = 768)
     capsule_size: int = 3  # c: size of a task capsule and of each transfer capsule
     num_transfer_capsules: int = 3  # N
