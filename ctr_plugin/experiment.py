@@ -130,6 +130,7 @@ def run(tasks, settings: RunSettings, output_dir: str | os.PathLike, source: dic
     if command is not None:
         write_json_atomic(output_dir / COMMAND_FILE, command)
 
+    truncated = count_truncated(model, tasks, cfg.max_length)
     base = {
         "method": method.name,
         "encoder": model.encoder_name,
@@ -138,6 +139,7 @@ def run(tasks, settings: RunSettings, output_dir: str | os.PathLike, source: dic
         "plugin": model.plugin_config.to_dict(),
         "data": source or {},
         "task_sizes": {t.name: {"train": len(t.train), "validation": len(t.validation), "test": len(t.test)} for t in tasks},
+        "truncated_texts": truncated,
     }
     if settings.from_checkpoint:
         base["continued_from"] = str(settings.from_checkpoint)
@@ -160,6 +162,21 @@ def run(tasks, settings: RunSettings, output_dir: str | os.PathLike, source: dic
     plot_matrix(results.acc_matrix, results.tasks, output_dir / "accuracy_matrix.png", f"{method.name}: test accuracy (%)")
     log.info("\n%s", format_summary(out))
     return out
+
+
+def count_truncated(model: ContinualModel, tasks, max_length: int) -> dict[str, int]:
+    """How many examples of each task are longer than ``max_length`` tokens (and so truncated)."""
+    counts = {}
+    for task in tasks:
+        n = 0
+        for split in (task.train, task.validation, task.test):
+            enc = model.tokenizer(split.texts, split.pairs, truncation=False, add_special_tokens=True, verbose=False)
+            n += sum(len(ids) > max_length for ids in enc["input_ids"])
+        counts[task.name] = n
+        if n:
+            total = len(task.train) + len(task.validation) + len(task.test)
+            log.info("%s: %d of %d texts are longer than %d tokens and will be truncated (raise --max-length to keep more).", task.name, n, total, max_length)
+    return counts
 
 
 def _initial_model(tasks, settings: RunSettings, method) -> ContinualModel:

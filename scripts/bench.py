@@ -127,7 +127,10 @@ def main() -> int:
         return 0
 
     plan = [("adapter", 10), ("frozen_heads", 10), ("full_finetune", 10)] + [("ctr", n) for n in args.task_counts]
-    forwarded = [a for a in sys.argv[1:] if not a.startswith("--output")]
+    forwarded = [f"--seq-len={args.seq_len}", f"--batch-size={args.batch_size}", f"--adapter-size={args.adapter_size}",
+                 f"--steps={args.steps}", f"--warmup={args.warmup}", f"--device={args.device}"]
+    if args.encoder:
+        forwarded.append(f"--encoder={args.encoder}")
     rows = []
     from tqdm import tqdm
 

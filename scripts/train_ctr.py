@@ -153,6 +153,8 @@ def main(argv=None) -> int:
     tasks = load_tasks(sequence, seed=args.seed)
     for t in tasks:
         log.info("  %-16s %d labels, train/validation/test = %d/%d/%d  (%s)", t.name, t.num_labels, len(t.train), len(t.validation), len(t.test), t.source)
+        for note in t.notes:
+            log.info("  %-16s   %s", "", note)
     source = {"config": str(config_path) if config_path else None, "sequence": sequence.name, "order": args.order}
     command = {"argv": [a for a in argv if a != "--overwrite"]}
     results = run(tasks, settings, output_dir, source, command=None if args.resume else command)

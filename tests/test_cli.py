@@ -44,6 +44,16 @@ def write_csv(path: Path, rows: list[tuple[str, str]], header=("text", "label"))
     return str(path)
 
 
+def write_text(path: Path, text: str) -> str:
+    path.write_text(text)
+    return str(path)
+
+
+def write_bytes(path: Path, data: bytes) -> str:
+    path.write_bytes(data)
+    return str(path)
+
+
 def task_csv(tmp_path: Path, name: str, keywords) -> str:
     task = keyword_task(name, keywords, n_train=40, n_test=20)
     rows = [(t, task.label_names[y]) for split in (task.train, task.test) for t, y in zip(split.texts, split.labels)]
@@ -86,10 +96,16 @@ def bad_inputs(tmp: Path, tiny: str) -> dict[str, tuple[list[str], str]]:
         "zero epochs": (["--datasets", write_csv(tmp / "ok.csv", good), "--epochs", "0"], "--epochs must be at least 1"),
         "unknown method": (["--datasets", str(tmp / "ok.csv"), "--method", "magic"], "Unknown method"),
         "bad encoder": (["--datasets", str(tmp / "ok.csv"), "--encoder", str(tmp / "no_encoder_here")], "Could not load the encoder"),
+        "malformed yaml": (["--config", write_text(tmp / "bad.yaml", "tasks:\n  - {name: a, source: files\n")], "not valid YAML"),
+        "duplicate task names": (["--config", write_text(tmp / "dup.yaml", f"tasks:\n  - {{name: a, train: {tmp / 'ok.csv'}}}\n  - {{name: a, train: {tmp / 'ok.csv'}}}\n")], "two tasks named 'a'"),
+        "non-utf8 file": (["--datasets", write_bytes(tmp / "latin.csv", "text,label\ncaf\xe9 good,pos\nbad,neg\n".encode("latin-1"))], "not valid utf-8"),
+        "empty text": (["--datasets", write_csv(tmp / "blank.csv", good + [("", "pos")])], "empty"),
+        "negative cap": (["--datasets", str(tmp / "ok.csv"), "--max-train-per-task", "-5"], "must be at least 2"),
     }
 
 
-@pytest.mark.parametrize("case", ["unknown dataset", "missing file", "missing text column", "one class", "empty file", "missing config", "zero epochs", "unknown method", "bad encoder"])
+@pytest.mark.parametrize("case", ["unknown dataset", "missing file", "missing text column", "one class", "empty file", "missing config", "zero epochs",
+                                  "unknown method", "bad encoder", "malformed yaml", "duplicate task names", "non-utf8 file", "empty text", "negative cap"])
 def test_bad_training_input_gets_a_clear_error_and_keeps_the_checkpoint(case, trained_run, tiny_bert_dir, tmp_path, capsys):
     before = digest(trained_run)
     argv, phrase = bad_inputs(tmp_path, tiny_bert_dir)[case]

@@ -114,3 +114,24 @@ def test_saving_over_a_checkpoint_replaces_it_whole(model, tmp_path):
     model.save_pretrained(ckpt)
     assert not (ckpt / "stale.txt").exists() and (ckpt / WEIGHTS_FILE).exists()
     assert [p.name for p in tmp_path.iterdir()] == ["ckpt"]  # no staging folders left behind
+
+
+def test_a_malicious_pickle_in_a_checkpoint_is_never_executed(model, tmp_path):
+    import pickle
+
+    marker = tmp_path / "pwned"
+
+    class Exploit:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    ckpt = tmp_path / "ckpt"
+    model.save_pretrained(ckpt)
+    for name in ("pytorch_model.bin", "plugins.bin", "training_args.bin", "optimizer.pt"):
+        (ckpt / name).write_bytes(pickle.dumps(Exploit()))
+    loaded = ContinualModel.from_pretrained(ckpt)
+    assert loaded.task_names == ["sentiment", "colour"] and not marker.exists()
+    (ckpt / WEIGHTS_FILE).write_bytes(pickle.dumps(Exploit()))  # a pickle posing as the weights
+    with pytest.raises(CheckpointError, match="corrupt"):
+        ContinualModel.from_pretrained(ckpt)
+    assert not marker.exists()
