@@ -76,6 +76,24 @@ def encoder_fingerprint(encoder: nn.Module) -> str:
     return hashlib.sha256(rows.numpy().tobytes()).hexdigest()[:16]
 
 
+def inject_lora(encoder: nn.Module, config: PluginConfig) -> None:
+    """LoRA (Hu et al. 2022) of rank ``config.lora_rank`` on every attention query and value
+    projection, in place, through peft; everything else in the encoder stays frozen."""
+    from peft import LoraConfig, inject_adapter_in_model
+
+    lora = LoraConfig(r=config.lora_rank, lora_alpha=config.lora_alpha, lora_dropout=0.0, target_modules=["query", "value"])
+    inject_adapter_in_model(lora, encoder)
+
+
+def lora_layers(encoder: nn.Module) -> list[nn.Module]:
+    """The encoder's peft LoRA layers (none unless ``plugin_type == "lora"``)."""
+    try:
+        from peft.tuners.lora import LoraLayer
+    except ImportError:
+        return []
+    return [m for m in encoder.modules() if isinstance(m, LoraLayer)]
+
+
 @dataclass
 class Prediction:
     """The prediction for one text: the label name, its probability, and the raw logits."""
@@ -90,7 +108,8 @@ class ContinualModel(nn.Module):
 
     def __init__(self, encoder: nn.Module, tokenizer, plugin_config: PluginConfig, encoder_name: str | None = None, head_dropout: float = 0.1, train_encoder: bool = False):
         """``plugin_config.plugin_type == "none"`` injects nothing (frozen-encoder heads, or full
-        fine-tuning with ``train_encoder=True``, in which case checkpoints hold the encoder too)."""
+        fine-tuning with ``train_encoder=True``, in which case checkpoints hold the encoder too);
+        ``"lora"`` adds LoRA (through peft) to the attention query and value projections."""
         super().__init__()
         self.encoder = encoder
         self.tokenizer = tokenizer
@@ -99,9 +118,14 @@ class ContinualModel(nn.Module):
         self.hidden_size = encoder.config.hidden_size
         self.context = PluginContext(s=plugin_config.s_max)
         self.train_encoder = train_encoder
+        # Taken before any training: a fine-tuned encoder (train_encoder) must still match the
+        # fresh one a checkpoint is loaded onto.
+        self.encoder_fingerprint = encoder_fingerprint(encoder)
         self.encoder.requires_grad_(train_encoder)
         self.layer_norms: list[nn.Module] = []
-        if plugin_config.plugin_type != "none":
+        if plugin_config.plugin_type == "lora":
+            inject_lora(encoder, plugin_config)
+        elif plugin_config.plugin_type != "none":
             self.layer_norms = inject_plugins(
                 encoder, self.hidden_size, lambda: build_plugin(plugin_config, self.hidden_size, self.context)
             )
@@ -130,6 +154,7 @@ class ContinualModel(nn.Module):
             )
         for plugin in self.plugins:
             plugin.add_task()
+            plugin.to(self.device)
         self.heads.append(nn.Linear(self.hidden_size, len(label_names)).to(self.device))
         self.task_names.append(name)
         self.label_names.append(list(label_names))
@@ -235,6 +260,7 @@ class ContinualModel(nn.Module):
             return ("encoder.", "heads.")
         names = {id(m): n for n, m in self.named_modules()}
         prefixes = [names[id(p)] + "." for p in self.plugins] + ["heads."]
+        prefixes += [f"{names[id(m)]}.{part}." for m in lora_layers(self.encoder) for part in ("lora_A", "lora_B")]
         if self.plugin_config.train_layernorm:
             prefixes += [names[id(norm)] + "." for norm in self.layer_norms]
         return tuple(prefixes)
@@ -257,7 +283,7 @@ class ContinualModel(nn.Module):
                 "hidden_size": cfg.hidden_size,
                 "num_hidden_layers": cfg.num_hidden_layers,
                 "vocab_size": cfg.vocab_size,
-                "fingerprint": encoder_fingerprint(self.encoder),
+                "fingerprint": self.encoder_fingerprint,
             },
             "tasks": [{"name": n, "labels": labels} for n, labels in zip(self.task_names, self.label_names)],
         }

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..data.types import Split, TaskData
+from ..errors import CTRError
 from ..metrics import Matrix, accuracy, empty_matrix, macro_f1, summarize
 from ..model import ContinualModel
 from .methods import ContinualMethod, Step
@@ -80,11 +81,28 @@ def _batches(split: Split, batch_size: int, order: list[int]) -> Iterator[list[i
         yield order[start : start + batch_size]
 
 
-def _encode(model: ContinualModel, split: Split, idx: list[int], task: int, max_length: int):
-    batch = model.tokenize([split.texts[i] for i in idx], [split.pairs[i] for i in idx] if split.pairs else None, max_length)
-    task_ids = torch.full((len(idx),), task, dtype=torch.long, device=model.device)
-    labels = torch.tensor([split.labels[i] for i in idx], dtype=torch.long, device=model.device)
-    return batch, task_ids, labels
+def encode_batch(model: ContinualModel, split: Split, idx: list[int], task: int, max_length: int, extra: Split | None = None):
+    """Tokenize examples ``idx`` of ``split`` (and every example of ``extra``) into one batch.
+
+    The task of an example is ``split.task_ids[i]`` where the split is mixed-task, else ``task``.
+    Where some examples are text pairs and others not, the others get an empty second text.
+    """
+    texts = [split.texts[i] for i in idx]
+    pairs = [split.pairs[i] for i in idx] if split.pairs else [None] * len(idx)
+    labels = [split.labels[i] for i in idx]
+    tasks = [split.task_ids[i] for i in idx] if split.task_ids else [task] * len(idx)
+    if extra is not None and len(extra):
+        texts += extra.texts
+        pairs += extra.pairs if extra.pairs else [None] * len(extra)
+        labels += extra.labels
+        tasks += extra.task_ids
+    if all(p is None for p in pairs):
+        pairs = None
+    elif any(p is None for p in pairs):
+        pairs = ["" if p is None else p for p in pairs]
+    batch = model.tokenize(texts, pairs, max_length)
+    task_ids = torch.tensor(tasks, dtype=torch.long, device=model.device)
+    return batch, task_ids, torch.tensor(labels, dtype=torch.long, device=model.device)
 
 
 @torch.no_grad()
@@ -100,7 +118,7 @@ def evaluate(model: ContinualModel, split: Split, task: int, cfg: TrainingConfig
     total_loss = 0.0
     bar = tqdm(list(_batches(split, cfg.eval_batch_size, order)), desc=desc, leave=False, disable=not cfg.progress)
     for idx in bar:
-        batch, task_ids, labels = _encode(model, split, idx, task, cfg.max_length)
+        batch, task_ids, labels = encode_batch(model, split, idx, task, cfg.max_length)
         logits = model(**batch, task_ids=task_ids)
         total_loss += float(F.cross_entropy(logits, labels, reduction="sum"))
         for i, p in zip(idx, logits.argmax(-1).tolist()):
@@ -120,7 +138,8 @@ def _optimizer(model: ContinualModel, method: ContinualMethod, cfg: TrainingConf
     for _, param in model.trainable_parameters():
         (decay if param.ndim >= 2 and id(param) not in no_decay else plain).append(param)
     optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": plain, "weight_decay": 0.0}], lr=cfg.lr
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": plain, "weight_decay": 0.0}], lr=cfg.lr,
+        foreach=True,  # one fused update over the many small per-task tensors (the CPU default loops)
     )
     warmup = max(1, int(cfg.warmup_ratio * total_steps))
 
@@ -146,7 +165,8 @@ def train_task(model: ContinualModel, method: ContinualMethod, data: TaskData, t
         bar = tqdm(list(_batches(data.train, cfg.batch_size, order)), desc=f"{label} epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=not cfg.progress)
         for b, idx in enumerate(bar):
             step = Step(task, epoch, b, num_batches)
-            batch, task_ids, labels = _encode(model, data.train, idx, task, cfg.max_length)
+            batch, task_ids, labels = encode_batch(model, data.train, idx, task, cfg.max_length, method.extra_examples(model, step))
+            step.inputs = batch | {"task_ids": task_ids}
             logits = model(**batch, task_ids=task_ids, **method.forward_kwargs(model, step))
             loss = method.loss(model, logits, labels, step)
             if not torch.isfinite(loss):
@@ -187,10 +207,24 @@ def run_sequence(
     (the model must be the checkpoint written after them). ``on_task_end`` is called after each
     task with the model and the results so far (the training script saves both there).
     ``evaluate_test=False`` skips the test sets (hyper-parameter selection must not see them).
+
+    A method with ``joint_training`` (multi-task learning, not continual) learns all tasks at once
+    instead: one training on the union of the tasks, each example with its own task id; then
+    every row i of the matrices holds the joint model's scores on tasks 0..i, so the final
+    accuracy is the joint model's, the forward accuracy equals it on the last row's tasks and
+    the forgetting rate is 0 by construction.
     """
     names = [t.name for t in tasks]
     if results is None:
         results = ContinualResults(names, empty_matrix(len(tasks)), empty_matrix(len(tasks)))
+    if results.completed_tasks and not method.resumable:
+        raise CTRError(
+            f"Method {method.name!r} keeps state across tasks that a checkpoint does not hold, so its "
+            f"run cannot be resumed after task {results.completed_tasks}: start it again."
+        )
+    method.before_sequence(model, tasks, cfg)
+    if method.joint_training:
+        return _learn_jointly(model, method, tasks, cfg, results, on_task_end, evaluate_test)
     for t in range(results.completed_tasks, len(tasks)):
         data = tasks[t]
         seed_everything(cfg.seed * 1000 + t)
@@ -200,12 +234,49 @@ def run_sequence(
         results.epochs_kept.append(train_task(model, method, data, task_id, cfg, label))
         results.train_seconds += time.perf_counter() - start
         for j in range(t + 1 if evaluate_test else 0):
-            scores = evaluate(model, tasks[j].test, model.task_id(tasks[j].name), cfg, desc=f"test {tasks[j].name}")
-            results.acc_matrix[t][j] = round(scores["acc"], 2)
-            results.f1_matrix[t][j] = round(scores["mf1"], 2)
+            _test(model, method, tasks[j], cfg, results, t, j)
         results.completed_tasks = t + 1
         if evaluate_test:
             log.info("after %s: test accuracy %s", data.name, results.acc_matrix[t][: t + 1])
         if on_task_end is not None:
             on_task_end(model, results)
+    return results
+
+
+def _test(model: ContinualModel, method: ContinualMethod, data: TaskData, cfg: TrainingConfig, results: ContinualResults, row: int, column: int) -> None:
+    task = model.task_id(data.name)
+    method.before_evaluate(model, task)
+    scores = evaluate(model, data.test, task, cfg, desc=f"test {data.name}")
+    results.acc_matrix[row][column] = round(scores["acc"], 2)
+    results.f1_matrix[row][column] = round(scores["mf1"], 2)
+
+
+def _union(tasks: list[TaskData], task_ids: list[int], split: str) -> Split:
+    """One mixed-task split: the ``split`` of every task, each example tagged with its task id."""
+    parts = [getattr(t, split) for t in tasks]
+    has_pairs = any(p.pairs for p in parts)
+    return Split(
+        texts=[x for p in parts for x in p.texts],
+        labels=[y for p in parts for y in p.labels],
+        pairs=[x for p in parts for x in (p.pairs or [""] * len(p))] if has_pairs else None,
+        task_ids=[t for p, t in zip(parts, task_ids) for _ in range(len(p))],
+    )
+
+
+def _learn_jointly(model, method, tasks, cfg, results, on_task_end, evaluate_test) -> ContinualResults:
+    """Multi-task learning: see ``run_sequence``. The same ``train_task`` trains the union."""
+    seed_everything(cfg.seed * 1000)
+    ids = [model.add_task(t.name, t.label_names) for t in tasks]
+    union = TaskData("+".join(t.name for t in tasks), [], _union(tasks, ids, "train"), _union(tasks, ids, "validation"), _union(tasks, ids, "test"))
+    start = time.perf_counter()
+    epoch = train_task(model, method, union, ids[-1], cfg, f"all {len(tasks)} tasks jointly")
+    results.epochs_kept = [epoch] * len(tasks)
+    results.train_seconds += time.perf_counter() - start
+    for j in range(len(tasks) if evaluate_test else 0):
+        _test(model, method, tasks[j], cfg, results, len(tasks) - 1, j)
+        for i in range(j, len(tasks) - 1):
+            results.acc_matrix[i][j], results.f1_matrix[i][j] = results.acc_matrix[-1][j], results.f1_matrix[-1][j]
+    results.completed_tasks = len(tasks)
+    if on_task_end is not None:
+        on_task_end(model, results)
     return results

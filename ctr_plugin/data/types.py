@@ -10,12 +10,14 @@ class Split:
     """One split of one task: parallel lists, label ids index ``TaskData.label_names``.
 
     ``pairs`` holds the second text of a text pair (e.g. the sentence when ``texts`` holds the
-    aspect term), or is ``None`` for single-text tasks.
+    aspect term), or is ``None`` for single-text tasks. ``task_ids`` is set only in mixed-task
+    splits (a replay memory, the union of tasks of multi-task training): the task of each example.
     """
 
     texts: list[str]
     labels: list[int]
     pairs: list[str] | None = None
+    task_ids: list[int] | None = None
 
     def __len__(self) -> int:
         return len(self.labels)

@@ -1,11 +1,11 @@
 """CL-plugins: modules injected into every layer of a frozen encoder."""
 
-from .adapter import AdapterPlugin
+from .adapter import AdapterPlugin, PerTaskAdapterPlugin
 from .base import Plugin, PluginConfig
 from .context import PluginContext
 from .ctr import CTRPlugin
 
-PLUGIN_TYPES = ("ctr", "hat_adapter", "adapter", "none")  # "none": the encoder carries no plugin
+PLUGIN_TYPES = ("ctr", "hat_adapter", "adapter", "adapter_per_task", "lora", "none")  # "none": no plugin; "lora": peft, not a Plugin
 
 
 def build_plugin(config: PluginConfig, hidden_size: int, context: PluginContext) -> Plugin:
@@ -16,7 +16,9 @@ def build_plugin(config: PluginConfig, hidden_size: int, context: PluginContext)
         return CTRPlugin(config, hidden_size, context, knowledge_sharing=False)
     if config.plugin_type == "adapter":
         return AdapterPlugin(config, hidden_size, context)
+    if config.plugin_type == "adapter_per_task":
+        return PerTaskAdapterPlugin(config, hidden_size, context)
     raise ValueError(f"unknown plugin_type {config.plugin_type!r}; expected one of {PLUGIN_TYPES}")
 
 
-__all__ = ["AdapterPlugin", "CTRPlugin", "PLUGIN_TYPES", "Plugin", "PluginConfig", "PluginContext", "build_plugin"]
+__all__ = ["AdapterPlugin", "PerTaskAdapterPlugin", "CTRPlugin", "PLUGIN_TYPES", "Plugin", "PluginConfig", "PluginContext", "build_plugin"]

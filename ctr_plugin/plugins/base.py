@@ -17,7 +17,9 @@ POOLINGS = ("pooler", "cls", "mean")
 class PluginConfig:
     """Which plugin sits in each sublayer, and its sizes. Saved as JSON beside the weights."""
 
-    plugin_type: str = "ctr"  # "ctr" (KSM + TSM), "hat_adapter" (TSM alone), "adapter" (Houlsby), "none"
+    # "ctr" (KSM + TSM), "hat_adapter" (TSM alone), "adapter" (Houlsby), "adapter_per_task" (one
+    # Houlsby adapter per task, chosen by the task id), "lora" (peft LoRA on query/value), "none"
+    plugin_type: str = "ctr"
     adapter_size: int = 2000  # a: width of the TSM / adapter bottleneck (paper: 2000 at d = 768)
     capsule_size: int = 3  # c: size of a task capsule and of each transfer capsule
     num_transfer_capsules: int = 3  # N
@@ -31,6 +33,8 @@ class PluginConfig:
     # where the encoder has none), "cls" (the first token), or "mean" (mean over real tokens: what
     # sentence-transformers encoders such as the bundled MiniLM were trained for).
     pooling: str = "pooler"
+    lora_rank: int = 8  # r of LoRA (plugin_type "lora")
+    lora_alpha: float = 16.0  # LoRA scaling: the update is (alpha / r) B A
 
     def __post_init__(self):
         if self.pooling not in POOLINGS:

@@ -1,46 +1,82 @@
-"""What a continual-learning method is: a model recipe plus hooks into the one training loop.
+"""What a continual-learning method is: a model recipe, its options, and hooks into the one loop.
 
 The loop (``ctr_plugin.continual.loop``) owns batching, optimisation, validation, best-epoch
 selection and evaluation, identically for every method. A method only says which model it trains
 and what happens at a few points:
 
-    before_task -> [loss -> backward -> before_step -> optimizer step -> after_step]* -> after_task
+    before_sequence
+    per task: before_task -> [extra_examples -> loss -> backward -> before_step -> optimizer step
+                              -> after_step]* -> after_task -> (before_evaluate -> evaluate)*
+
+Every hook is a no-op by default. A method's options are dataclass fields with a default and a
+one-line ``help``; ``get_method(name, {"key": "value"})`` sets them from strings (the CLI's
+``--method-arg key=value``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import ClassVar
+from dataclasses import asdict, dataclass, field, fields
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 
-from ...data.types import TaskData
+from ...data.types import Split, TaskData
+from ...errors import CTRError
 from ...model import ContinualModel
 from ...plugins import PluginConfig
+
+if TYPE_CHECKING:  # the loop imports the methods, not the other way round
+    from ..loop import TrainingConfig
+
+
+def option(default: Any, help: str) -> Any:
+    """A method option: a dataclass field with a default and a one-line help."""
+    return field(default=default, metadata={"help": help})
 
 
 @dataclass
 class Step:
-    """Where the loop is: used by methods whose behaviour changes within an epoch (HAT's s)."""
+    """Where the loop is, and the batch it is on (``inputs``: the model's keyword arguments,
+    ``task_ids`` included), for methods whose loss or behaviour depends on them."""
 
     task: int
     epoch: int
     batch: int
     num_batches: int
+    inputs: dict = field(default_factory=dict)
 
 
+@dataclass
 class ContinualMethod:
     name: ClassVar[str]
     scenario: ClassVar[str] = "task-il"  # the task id is known at training and at test time
     plugin_type: ClassVar[str]
+    # Multi-task training: the loop learns all tasks at once instead of in sequence (bert_mtl).
+    joint_training: ClassVar[bool] = False
+    # False where the method keeps state across tasks that a checkpoint does not hold (Fisher
+    # information, a replay memory, per-task weights): such a run cannot be resumed mid-sequence.
+    resumable: ClassVar[bool] = True
 
+    # ---- model ---------------------------------------------------------------------------------
     def build_model(self, encoder, tokenizer, plugin_config: PluginConfig, encoder_name: str | None) -> ContinualModel:
-        config = PluginConfig(**{**plugin_config.to_dict(), "plugin_type": self.plugin_type})
-        return ContinualModel(encoder, tokenizer, config, encoder_name)
+        return ContinualModel(encoder, tokenizer, self.plugin_config(plugin_config), encoder_name)
+
+    def plugin_config(self, base: PluginConfig, **changes) -> PluginConfig:
+        """``base`` with this method's plugin type (and ``changes``)."""
+        return PluginConfig(**{**base.to_dict(), "plugin_type": self.plugin_type, **changes})
+
+    # ---- hooks (no-ops by default) ---------------------------------------------------------
+    def before_sequence(self, model: ContinualModel, tasks: list[TaskData], cfg: TrainingConfig) -> None:
+        """Once, before the first task the loop trains."""
 
     def before_task(self, model: ContinualModel, task: int, data: TaskData) -> None:
         pass
+
+    def extra_examples(self, model: ContinualModel, step: Step) -> Split | None:
+        """Examples mixed into the current training batch; ``Split.task_ids`` gives their tasks
+        (replay). The loop encodes them with the batch, so one forward pass serves both."""
+        return None
 
     def forward_kwargs(self, model: ContinualModel, step: Step) -> dict:
         """Extra keyword arguments of the model's forward pass during training."""
@@ -58,6 +94,54 @@ class ContinualMethod:
     def after_task(self, model: ContinualModel, task: int, data: TaskData) -> None:
         pass
 
+    def before_evaluate(self, model: ContinualModel, task: int) -> None:
+        """Before task ``task`` is tested (ONE variants load that task's own weights here)."""
+
     def no_weight_decay(self, model: ContinualModel) -> set[int]:
         """ids of trainable parameters that must not be weight-decayed (beyond biases and norms)."""
         return set()
+
+    def learning_rates(self, model: ContinualModel, lr: float) -> dict[int, float]:
+        """Learning rates of trainable parameters (by id) that differ from the loop's ``lr``."""
+        return {}
+
+    # ---- options -----------------------------------------------------------------------------
+    def options(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def option_help(cls) -> str:
+        lines = [f"  {f.name} (default {f.default!r}): {f.metadata.get('help', '')}" for f in fields(cls)]
+        return "\n".join(lines) or "  (this method has no options)"
+
+    @classmethod
+    def from_options(cls, options: dict[str, Any] | None = None) -> "ContinualMethod":
+        """The method with ``options`` set; string values (from the CLI) are converted to the
+        field's type. An unknown option gets an error listing the valid ones."""
+        known = {f.name: f for f in fields(cls)}
+        values = {}
+        for key, value in (options or {}).items():
+            if key not in known:
+                raise CTRError(f"Method {cls.name!r} has no option {key!r}. Its options:\n{cls.option_help()}")
+            values[key] = _convert(value, known[key].type, key, cls.name)
+        return cls(**values)
+
+
+def _convert(value: Any, type_name: Any, key: str, method: str) -> Any:
+    if not isinstance(value, str):
+        return value
+    type_name = getattr(type_name, "__name__", type_name)
+    try:
+        if type_name == "bool":
+            if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError(value)
+            return value.lower() in ("true", "1", "yes")
+        return {"int": int, "float": float}.get(type_name, str)(value)
+    except ValueError:
+        raise CTRError(f"Option {key}={value!r} of method {method!r} must be a {type_name}.") from None
+
+
+def shared_parameters(model: ContinualModel) -> dict[str, torch.nn.Parameter]:
+    """The trainable parameters every task uses: all but the per-task heads (by name)."""
+    heads = {id(p) for p in model.heads.parameters()}
+    return {n: p for n, p in model.named_parameters() if p.requires_grad and id(p) not in heads}
