@@ -1,0 +1,25 @@
+"""Adapter-BERT ONE: a fresh adapter per task (one model per task, sharing the frozen encoder).
+
+Each example goes through its own task's adapter (``PerTaskAdapterPlugin``); earlier adapters are
+frozen when a task is added, and the LayerNorms stay frozen (trained ones would be shared by all
+tasks), so a learned task's predictions never change: no forgetting, and no transfer. The
+reference that knowledge transfer is measured against.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ...model import ContinualModel
+from ...plugins import PluginConfig
+from .base import ContinualMethod
+
+
+@dataclass
+class AdapterONE(ContinualMethod):
+    name = "adapter_one"
+    plugin_type = "adapter_per_task"
+
+    def build_model(self, encoder, tokenizer, plugin_config: PluginConfig, encoder_name: str | None) -> ContinualModel:
+        config = self.plugin_config(plugin_config, train_layernorm=False)
+        return ContinualModel(encoder, tokenizer, config, encoder_name)

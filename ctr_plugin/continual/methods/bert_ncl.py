@@ -1,0 +1,27 @@
+"""BERT NCL: the whole encoder fine-tuned task after task (no plugin), nothing against forgetting.
+
+The encoder trains at ``encoder_lr`` (full fine-tuning needs a far smaller rate than the plugins'
+and heads' ``lr``); checkpoints hold the fine-tuned encoder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ...model import ContinualModel
+from ...plugins import PluginConfig
+from .base import ContinualMethod, option
+
+
+@dataclass
+class BertNCL(ContinualMethod):
+    name = "bert_ncl"
+    plugin_type = "none"
+
+    encoder_lr: float = option(1e-4, "learning rate of the encoder's weights (the heads use the loop's lr); not tuned")
+
+    def build_model(self, encoder, tokenizer, plugin_config: PluginConfig, encoder_name: str | None) -> ContinualModel:
+        return ContinualModel(encoder, tokenizer, self.plugin_config(plugin_config), encoder_name, train_encoder=True)
+
+    def learning_rates(self, model: ContinualModel, lr: float) -> dict[int, float]:
+        return {id(p): self.encoder_lr for p in model.encoder.parameters() if p.requires_grad}

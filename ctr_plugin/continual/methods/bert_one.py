@@ -1,0 +1,17 @@
+"""BERT ONE: a fresh copy of the encoder fine-tuned per task (one model per task).
+
+The per-task encoders are kept in memory and swapped in before a task is tested
+(``SeparateWeightsPerTask``); the checkpoint holds the last task's encoder only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .bert_ncl import BertNCL
+from .per_task_weights import SeparateWeightsPerTask
+
+
+@dataclass
+class BertONE(SeparateWeightsPerTask, BertNCL):
+    name = "bert_one"

@@ -1,0 +1,52 @@
+"""EWC (Kirkpatrick et al. 2017) on the adapter model: the L2 penalty weighted by the diagonal
+Fisher information of the shared weights, so the weights earlier tasks rely on move least.
+
+The Fisher of a task is estimated after it is learned, as in Avalanche's EWC: the squared
+gradient of the training loss, per mini-batch, averaged over at most ``fisher_samples`` training
+examples. Tasks add up (F = F_0 + ... + F_t) around one anchor, the weights after the last task
+("online" EWC without decay: one penalty term however many tasks).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from ...data.types import TaskData
+from ...model import ContinualModel
+from .base import option, shared_parameters
+from .l2 import L2
+
+
+@dataclass
+class EWC(L2):
+    name = "ewc"
+
+    strength: float = option(5000.0, "lambda: weight of the Fisher-weighted penalty; not tuned")
+    fisher_samples: int = option(256, "training examples of a task used to estimate its Fisher information")
+
+    def before_sequence(self, model, tasks, cfg) -> None:
+        self.batch_size, self.max_length = cfg.batch_size, cfg.max_length
+
+    def task_importance(self, model: ContinualModel, task: int, data: TaskData) -> dict[str, torch.Tensor]:
+        from ..loop import encode_batch  # here: the loop imports the methods
+
+        params = shared_parameters(model)
+        fisher = {n: torch.zeros_like(p) for n, p in params.items()}
+        was_training = model.training
+        model.eval()
+        idx = sorted(random.Random(task).sample(range(len(data.train)), min(len(data.train), self.fisher_samples)))
+        batches = [idx[i : i + self.batch_size] for i in range(0, len(idx), self.batch_size)]
+        for batch_idx in batches:
+            batch, task_ids, labels = encode_batch(model, data.train, batch_idx, task, self.max_length)
+            model.zero_grad(set_to_none=True)
+            F.cross_entropy(model(**batch, task_ids=task_ids), labels).backward()
+            for n, p in params.items():
+                if p.grad is not None:
+                    fisher[n] += p.grad.detach() ** 2 / len(batches)
+        model.zero_grad(set_to_none=True)
+        model.train(was_training)
+        return {n: fisher[n] + self.importance.get(n, 0.0) for n in fisher}

@@ -1,0 +1,27 @@
+"""LoRA NCL: LoRA (Hu et al. 2022, through peft) on the frozen encoder's attention query and value
+projections, one set trained task after task with nothing against forgetting.
+
+The parameter-efficient method users reach for today (the CTR paper predates it). The base
+encoder's weights never change; checkpoints hold the LoRA weights and the heads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ...model import ContinualModel
+from ...plugins import PluginConfig
+from .base import ContinualMethod, option
+
+
+@dataclass
+class LoraNCL(ContinualMethod):
+    name = "lora_ncl"
+    plugin_type = "lora"
+
+    rank: int = option(8, "r: rank of the LoRA update of each query / value projection")
+    alpha: float = option(16.0, "LoRA scaling: the update is (alpha / r) B A")
+
+    def build_model(self, encoder, tokenizer, plugin_config: PluginConfig, encoder_name: str | None) -> ContinualModel:
+        config = self.plugin_config(plugin_config, lora_rank=self.rank, lora_alpha=self.alpha)
+        return ContinualModel(encoder, tokenizer, config, encoder_name)

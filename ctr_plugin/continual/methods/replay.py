@@ -1,0 +1,58 @@
+"""Experience replay on the adapter model: a bounded memory of earlier tasks' training examples,
+a few of which are mixed into every training batch (each with its own task id and head).
+
+The memory holds at most ``memory_size`` examples, shared equally among the tasks learned so far:
+after each task, the new task gets a random sample of its training set and every task is cut
+down to the same quota.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from ...data.types import Split, TaskData
+from ...model import ContinualModel
+from .base import ContinualMethod, Step, option
+
+Example = tuple[str, str | None, int]  # text, second text (or None), label
+
+
+@dataclass
+class Replay(ContinualMethod):
+    name = "replay"
+    plugin_type = "adapter"
+    resumable = False  # the memory is not in the checkpoint
+
+    memory_size: int = option(200, "most examples the memory holds, over all earlier tasks")
+    replay_batch_size: int = option(8, "memory examples mixed into every training batch")
+    seed: int = option(0, "seed of the memory's sampling")
+
+    def __post_init__(self):
+        self.memory: dict[int, list[Example]] = {}
+        self.rng = random.Random(self.seed)
+
+    @property
+    def memory_used(self) -> int:
+        return sum(len(m) for m in self.memory.values())
+
+    def extra_examples(self, model: ContinualModel, step: Step) -> Split | None:
+        pool = [(t, ex) for t, examples in self.memory.items() for ex in examples]
+        if not pool:
+            return None
+        drawn = self.rng.sample(pool, min(self.replay_batch_size, len(pool)))
+        pairs = [ex[1] for _, ex in drawn]
+        return Split(
+            texts=[ex[0] for _, ex in drawn],
+            labels=[ex[2] for _, ex in drawn],
+            pairs=None if all(p is None for p in pairs) else pairs,
+            task_ids=[t for t, _ in drawn],
+        )
+
+    def after_task(self, model: ContinualModel, task: int, data: TaskData) -> None:
+        quota = self.memory_size // (len(self.memory) + 1)
+        train = data.train
+        chosen = self.rng.sample(range(len(train)), min(quota, len(train)))
+        self.memory[task] = [(train.texts[i], train.pairs[i] if train.pairs else None, train.labels[i]) for i in chosen]
+        for t in self.memory:
+            del self.memory[t][quota:]
