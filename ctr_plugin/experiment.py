@@ -39,6 +39,7 @@ class RunSettings:
     """Everything that defines a run besides the task data."""
 
     method: str = "ctr"
+    method_options: dict = field(default_factory=dict)  # the method's dataclass fields (--method-arg)
     encoder: str | None = None  # hub name or local directory; None = the bundled MiniLM
     training: TrainingConfig = field(default_factory=TrainingConfig)
     plugin: PluginConfig = field(default_factory=PluginConfig)
@@ -114,7 +115,7 @@ def run(tasks, settings: RunSettings, output_dir: str | os.PathLike, source: dic
     output_dir = Path(output_dir)
     check_output_dir(output_dir, settings.overwrite, settings.resume)
     output_dir.mkdir(parents=True, exist_ok=True)
-    method = get_method(settings.method)
+    method = get_method(settings.method, settings.method_options)
     cfg = settings.training
     seed_everything(cfg.seed)
 
@@ -133,6 +134,7 @@ def run(tasks, settings: RunSettings, output_dir: str | os.PathLike, source: dic
     truncated = count_truncated(model, tasks, cfg.max_length)
     base = {
         "method": method.name,
+        "method_options": method.options(),
         "encoder": model.encoder_name,
         "seed": cfg.seed,
         "training": cfg.to_dict(),

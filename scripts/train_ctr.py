@@ -42,6 +42,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     data.add_argument("--max-test-per-task", type=int, help="cap on test examples per task")
     model = p.add_argument_group("model")
     model.add_argument("--method", default="ctr", help="continual-learning method (default: ctr)")
+    model.add_argument("--method-arg", action="append", default=[], metavar="KEY=VALUE",
+                       help="an option of the method, e.g. --method-arg memory_size=500 (repeatable)")
     model.add_argument("--encoder", help="hub name or local model directory (default: the bundled all-MiniLM-L6-v2)")
     model.add_argument("--adapter-size", type=int, help="TSM / adapter width a")
     model.add_argument("--pooling", choices=["pooler", "cls", "mean"], help="what the task heads read")
@@ -59,6 +61,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     out.add_argument("--resume", metavar="DIR", help="continue the interrupted run in DIR with its own recorded options")
     out.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
     return p.parse_args(argv)
+
+
+def parse_method_args(items: list[str]) -> dict[str, str]:
+    """--method-arg KEY=VALUE pairs; the method converts and checks them."""
+    from ctr_plugin.errors import CTRError
+
+    options = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise CTRError(f"--method-arg takes KEY=VALUE (e.g. memory_size=500), got {item!r}.")
+        options[key.strip()] = value.strip()
+    return options
 
 
 def resolve_resume(args: argparse.Namespace, argv: list[str]) -> argparse.Namespace:
@@ -141,6 +156,7 @@ def main(argv=None) -> int:
         plugin_opts["pooling"] = args.pooling
     settings = RunSettings(
         method=args.method,
+        method_options=parse_method_args(args.method_arg),
         encoder=args.encoder or sequence.encoder,
         training=TrainingConfig(**train_opts),
         plugin=PluginConfig(**plugin_opts),
