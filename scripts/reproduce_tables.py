@@ -1,0 +1,140 @@
+#!/usr/bin/env python
+"""Run every method over several task orders and seeds, then write paper-style Task-CL tables.
+
+    python scripts/reproduce_tables.py --output-dir tables/hl5 --orders 3 --seeds 1      # all methods
+    python scripts/reproduce_tables.py --config data_configs/hl5_products.yaml \
+        --methods ctr adapter_one adapter_ncl frozen_heads --orders 3 --seeds 2 \
+        --max-train-per-task 200 --epochs 2 --max-length 48 --output-dir tables/hl5_small
+    python scripts/reproduce_tables.py --output-dir tables/hl5 --rebuild-only           # no training
+
+Each (method, order k, seed s) runs through ``ctr_plugin.experiment.run`` into
+OUTPUT_DIR/runs/<method>/order<k>_seed<s>/; a run whose results.json is complete is skipped, so an
+interrupted grid continues where it stopped and a grid can be extended. Order k is permutation k
+of the orders file beside the config (<config stem>.orders.yaml). Then OUTPUT_DIR gets table.md,
+table.tex, table.csv, heatmaps/<method>.png and final_scores.png (see ctr_plugin/tables.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+from ctr_plugin.cli import run_main, setup_logging
+
+DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "data_configs" / "hl5_products.yaml"
+log = logging.getLogger("reproduce_tables")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    from ctr_plugin.continual.methods import METHODS
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", default=str(DEFAULT_CONFIG), help=f"YAML task sequence (default: {DEFAULT_CONFIG.name})")
+    p.add_argument("--data-root", help="directory relative file paths in --config resolve against")
+    p.add_argument("--methods", nargs="+", default=list(METHODS), help="methods to run (default: all)")
+    p.add_argument("--orders", type=int, default=3, help="run the first K task orders of the orders file (default 3)")
+    p.add_argument("--seeds", type=int, default=1, help="run seeds 0..S-1 (default 1)")
+    p.add_argument("--output-dir", required=True, help="where runs/ and the tables go")
+    p.add_argument("--rebuild-only", action="store_true", help="only rebuild the tables from the runs already there")
+    p.add_argument("--encoder", help="hub name or local model directory (default: the config's)")
+    p.add_argument("--max-train-per-task", type=int, help="cap on training examples per task")
+    p.add_argument("--max-test-per-task", type=int, help="cap on test examples per task")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--max-length", type=int, help="maximum tokens per text")
+    p.add_argument("--method-arg", action="append", default=[], metavar="METHOD:KEY=VALUE",
+                   help="an option of one method, e.g. replay:memory_size=100 (repeatable)")
+    p.add_argument("--device", help="cpu, cuda, ... (default: cuda if available)")
+    return p.parse_args(argv)
+
+
+def method_options(items: list[str]) -> dict[str, dict[str, str]]:
+    from ctr_plugin.errors import CTRError
+
+    options: dict[str, dict[str, str]] = {}
+    for item in items:
+        method, _, pair = item.partition(":")
+        key, sep, value = pair.partition("=")
+        if not sep or not method or not key:
+            raise CTRError(f"--method-arg takes METHOD:KEY=VALUE (e.g. replay:memory_size=100), got {item!r}.")
+        options.setdefault(method.strip(), {})[key.strip()] = value.strip()
+    return options
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    setup_logging()
+    from tqdm.auto import tqdm
+
+    from ctr_plugin.continual.loop import TrainingConfig
+    from ctr_plugin.continual.methods import get_method
+    from ctr_plugin.data import load_orders, load_sequence_config, load_tasks
+    from ctr_plugin.errors import CTRError
+    from ctr_plugin.experiment import RESULTS_FILE, RunSettings, run, split_training_options
+    from ctr_plugin.plugins import PluginConfig
+    from ctr_plugin.tables import RUNS_DIR, build_tables, read_results
+
+    output_dir = Path(args.output_dir)
+    sequence = load_sequence_config(args.config, data_root=args.data_root)
+    title = f"{sequence.name}: Task-IL, {len(sequence.tasks)} tasks"
+    if not args.rebuild_only:
+        options = method_options(args.method_arg)
+        for method in args.methods:  # unknown methods and options fail now, not an hour in
+            get_method(method, options.get(method))
+        if sequence.orders_file is None:
+            raise CTRError(f"{args.config} has no orders file beside it ({Path(args.config).stem}.orders.yaml): write one with a permutation of the task indices per line.")
+        orders = load_orders(sequence.orders_file, len(sequence.tasks))
+        if not 1 <= args.orders <= len(orders):
+            raise CTRError(f"--orders {args.orders}: {sequence.orders_file} holds {len(orders)} orders.")
+        caps = {"max_train": args.max_train_per_task, "max_test": args.max_test_per_task}
+        caps = {k: v for k, v in caps.items() if v is not None}
+        specs = [dataclasses.replace(spec, **caps) for spec in sequence.tasks]
+        train_opts, plugin_opts = split_training_options(sequence.training)
+        train_opts |= {k: v for k, v in {"epochs": args.epochs, "max_length": args.max_length}.items() if v is not None}
+        grid = [(k, s, m) for k in range(args.orders) for s in range(args.seeds) for m in args.methods]
+
+        def run_dir(k: int, s: int, m: str) -> Path:
+            return output_dir / RUNS_DIR / m / f"order{k}_seed{s}"
+
+        done = sum(read_results(run_dir(*cell) / RESULTS_FILE) is not None for cell in grid)
+        bar = tqdm(total=len(grid), initial=done, desc="grid", unit="run")
+        start = time.perf_counter()
+        loaded: tuple[int, int, list] | None = None
+        for k, s, method in grid:
+            target = run_dir(k, s, method)
+            if read_results(target / RESULTS_FILE) is not None:
+                continue
+            if loaded is None or loaded[:2] != (k, s):  # the data of one order and seed, loaded once
+                sequence.tasks = [specs[i] for i in orders[k]]
+                loaded = (k, s, load_tasks(sequence, seed=s))
+            bar.set_postfix_str(f"{method} order {k} seed {s}")
+            settings = RunSettings(
+                method=method,
+                method_options=options.get(method, {}),
+                encoder=args.encoder or sequence.encoder,
+                training=TrainingConfig(**(train_opts | {"seed": s, "progress": False})),
+                plugin=PluginConfig(**plugin_opts),
+                overwrite=True,
+                device=args.device,
+            )
+            source = {"config": str(args.config), "sequence": sequence.name, "order": k}
+            run(loaded[2], settings, target, source)
+            bar.update(1)
+        bar.close()
+        log.info("Grid done: %d runs, %d trained now in %.0f s.", len(grid), len(grid) - done, time.perf_counter() - start)
+    rows = build_tables(output_dir, title)
+    if not rows:
+        raise CTRError(f"No complete run under {output_dir / RUNS_DIR}: nothing to tabulate.")
+    print((output_dir / "table.md").read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    run_main(main)

@@ -1,0 +1,110 @@
+"""Paper-style tables: built from hand-made results.json files with known numbers, and
+reproduce_tables.py end to end on a tiny encoder (runs, skipping, rebuilding)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import keyword_task
+from ctr_plugin.metrics import summarize
+from ctr_plugin.tables import build_tables, load_runs, one_reference, summarize_runs
+from test_cli import call, write_csv
+
+
+def write_run(grid: Path, method: str, run: str, acc, f1=None, complete: bool = True) -> None:
+    f1 = f1 or acc
+    data = {"tasks": ["a", "b"], "acc_matrix": acc, "f1_matrix": f1, "completed_tasks": 2 if complete else 1, "method": method}
+    if complete:
+        data |= summarize(acc, f1) | {"wall_seconds": 1.0}
+    path = grid / "runs" / method / run
+    path.mkdir(parents=True)
+    (path / "results.json").write_text(json.dumps(data))
+
+
+@pytest.fixture
+def grid(tmp_path) -> Path:
+    # ctr: final acc 80 and 90 (mean 85, std 7.07), forgetting (90-80)=10 and (90-90)=0 -> 5.
+    write_run(tmp_path, "ctr", "order0_seed0", [[90.0, None], [80.0, 80.0]])
+    write_run(tmp_path, "ctr", "order1_seed0", [[90.0, None], [90.0, 90.0]])
+    write_run(tmp_path, "ctr", "order2_seed0", [[10.0, None], [10.0, None]], complete=False)  # ignored
+    # adapter_one: final acc 70 in both runs, no forgetting.
+    write_run(tmp_path, "adapter_one", "order0_seed0", [[70.0, None], [70.0, 70.0]], [[60.0, None], [60.0, 60.0]])
+    write_run(tmp_path, "adapter_one", "order1_seed0", [[70.0, None], [70.0, 70.0]], [[60.0, None], [60.0, 60.0]])
+    write_run(tmp_path, "bert_ncl", "order0_seed0", [[80.0, None], [50.0, 90.0]])
+    return tmp_path
+
+
+def test_rows_hold_mean_std_forgetting_and_transfer_against_the_one_variant(grid):
+    runs = load_runs(grid)
+    assert {m: len(r) for m, r in runs.items()} == {"ctr": 2, "adapter_one": 2, "bert_ncl": 1}
+    rows = {r.method: r for r in summarize_runs(runs)}
+    ctr = rows["ctr"]
+    assert ctr.runs == 2 and ctr.group == "CTR"
+    assert ctr.mean["final_acc"] == pytest.approx(85.0) and ctr.std["final_acc"] == pytest.approx(7.0711, abs=1e-3)
+    assert ctr.mean["forgetting_rate"] == pytest.approx(5.0) and ctr.mean["forward_acc"] == pytest.approx(87.5)
+    assert ctr.transfer == pytest.approx(15.0) and ctr.reference == "adapter_one"
+    assert ctr.mean_acc_matrix == [[90.0, None], [85.0, 85.0]]
+    one = rows["adapter_one"]
+    assert one.mean["final_mf1"] == 60.0 and one.std["final_acc"] == 0.0 and one.transfer == 0.0
+    assert rows["bert_ncl"].transfer is None  # its reference, bert_one, was not run
+    assert rows["bert_ncl"].mean["forgetting_rate"] == 30.0 and rows["bert_ncl"].std["final_acc"] == 0.0
+    assert [r.method for r in summarize_runs(runs)] == ["adapter_one", "bert_ncl", "ctr"]  # grouped like the paper
+
+
+def test_one_variant_references():
+    assert [one_reference(m) for m in ("ctr", "adapter_hat", "ewc", "bert_ncl", "bert_mtl", "lora_ncl")] == [
+        "adapter_one", "adapter_one", "adapter_one", "bert_one", "bert_one", "lora_one"]
+
+
+def test_build_tables_writes_markdown_latex_csv_and_plots(grid):
+    build_tables(grid, "tiny")
+    md = (grid / "table.md").read_text()
+    assert "| ctr | 2 | 85.00 ± 7.07 |" in md and "+15.00 (adapter_one)" in md
+    assert md.index("*non-continual*") < md.index("*continual baselines*") < md.index("*CTR*")
+    tex = (grid / "table.tex").read_text()
+    assert r"\begin{tabular}" in tex and r"85.00 $\pm$ 7.07" in tex and r"adapter\_one" in tex
+    rows = {r["method"]: r for r in csv.DictReader((grid / "table.csv").open())}
+    assert float(rows["ctr"]["final_acc_mean"]) == 85.0 and float(rows["ctr"]["transfer"]) == 15.0
+    assert rows["bert_ncl"]["transfer"] == ""
+    for png in ("heatmaps/ctr.png", "heatmaps/adapter_one.png", "heatmaps/bert_ncl.png", "final_scores.png"):
+        assert (grid / png).stat().st_size > 1000, png
+
+
+def test_reproduce_tables_runs_the_grid_skips_finished_runs_and_rebuilds(tiny_bert_dir, tmp_path, capsys):
+    specs = []
+    for name, keywords in (("sentiment", [["good", "great"], ["bad", "awful"]]), ("colour", [["red", "pink"], ["blue", "green"]])):
+        task = keyword_task(name, keywords, n_train=40)
+        rows = [(x, task.label_names[y]) for x, y in zip(task.train.texts, task.train.labels)]
+        specs.append(f"  - {{name: {name}, source: files, train: {write_csv(tmp_path / f'{name}.csv', rows)}}}")
+    config = tmp_path / "tiny.yaml"
+    config.write_text("name: tiny\ntraining: {epochs: 1, lr: 1.0e-2, adapter_size: 16}\ntasks:\n" + "\n".join(specs) + "\n")
+    (tmp_path / "tiny.orders.yaml").write_text("orders:\n  - [0, 1]\n  - [1, 0]\n")
+    out = tmp_path / "grid"
+    argv = ["--config", str(config), "--methods", "frozen_heads", "replay", "--orders", "2", "--seeds", "1",
+            "--encoder", tiny_bert_dir, "--output-dir", str(out), "--max-length", "16", "--method-arg", "replay:memory_size=8"]
+    code, stdout, err = call("reproduce_tables", argv, capsys)
+    assert code == 0, err
+    runs = sorted(p.relative_to(out).as_posix() for p in out.glob("runs/*/*/results.json"))
+    assert runs == [f"runs/{m}/order{k}_seed0/results.json" for m in ("frozen_heads", "replay") for k in (0, 1)]
+    second = json.loads((out / "runs/frozen_heads/order1_seed0/results.json").read_text())
+    assert second["tasks"] == ["colour", "sentiment"] and second["data"]["order"] == 1
+    replay = json.loads((out / "runs/replay/order0_seed0/results.json").read_text())
+    assert replay["training"]["max_length"] == 16 and replay["method_options"]["memory_size"] == 8
+    assert "| frozen_heads | 2 |" in stdout and (out / "table.csv").is_file()
+
+    stamps = {p: p.stat().st_mtime_ns for p in out.glob("runs/*/*/results.json")}
+    (out / "table.md").unlink()
+    code, _, err = call("reproduce_tables", argv, capsys)  # everything done: nothing re-runs
+    assert code == 0, err
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps and (out / "table.md").is_file()
+    code, stdout, _ = call("reproduce_tables", ["--config", str(config), "--output-dir", str(out), "--rebuild-only"], capsys)
+    assert code == 0 and "| replay | 2 |" in stdout
+
+
+def test_reproduce_tables_rejects_unknown_methods_before_training(tmp_path, capsys):
+    code, _, err = call("reproduce_tables", ["--methods", "gem", "--output-dir", str(tmp_path)], capsys)
+    assert code == 2 and "Unknown method 'gem'" in err
