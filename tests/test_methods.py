@@ -143,7 +143,7 @@ def test_lora_trains_low_rank_updates_and_leaves_the_base_encoder_unchanged(name
     run_sequence(model, method, two_tasks, FAST)
     assert all(torch.equal(p, before) for p, before in base.values())
     lora = {n: p for n, p in model.encoder.named_parameters() if "lora_B" in n}
-    assert lora and any(float(p.abs().sum()) > 0 for p in lora.values())
+    assert lora and any(float(p.detach().abs().sum()) > 0 for p in lora.values())
     assert all(p.shape[-1] == 2 for p in lora.values())
 
 
@@ -156,6 +156,19 @@ def test_method_options_come_from_strings_and_bad_ones_are_named():
         get_method("replay", {"memory_size": "lots"})
     with pytest.raises(CTRError, match="Available methods"):
         get_method("gem")
+
+
+def test_train_ctr_passes_method_args_and_names_a_malformed_one(tiny_bert_dir, two_tasks, tmp_path, capsys):
+    from test_cli import call, write_csv
+
+    task = two_tasks[0]
+    data = write_csv(tmp_path / "sentiment.csv", [(x, task.label_names[y]) for x, y in zip(task.train.texts, task.train.labels)])
+    argv = ["--datasets", data, "--encoder", tiny_bert_dir, "--epochs", "1", "--no-progress", "--method", "replay", "--output-dir", str(tmp_path / "run")]
+    code, _, err = call("train_ctr", argv + ["--method-arg", "memory_size=12"], capsys)
+    assert code == 0, err
+    assert json.loads((tmp_path / "run" / "results.json").read_text())["method_options"]["memory_size"] == 12
+    code, _, err = call("train_ctr", argv + ["--overwrite", "--method-arg", "memory_size"], capsys)
+    assert code == 2 and "KEY=VALUE" in err
 
 
 def test_methods_with_state_outside_the_checkpoint_refuse_to_resume(tiny_bert_dir, two_tasks):
