@@ -100,12 +100,13 @@ def bad_inputs(tmp: Path, tiny: str) -> dict[str, tuple[list[str], str]]:
         "duplicate task names": (["--config", write_text(tmp / "dup.yaml", f"tasks:\n  - {{name: a, train: {tmp / 'ok.csv'}}}\n  - {{name: a, train: {tmp / 'ok.csv'}}}\n")], "two tasks named 'a'"),
         "non-utf8 file": (["--datasets", write_bytes(tmp / "latin.csv", "text,label\ncaf\xe9 good,pos\nbad,neg\n".encode("latin-1"))], "not valid utf-8"),
         "empty text": (["--datasets", write_csv(tmp / "blank.csv", good + [("", "pos")])], "empty"),
+        "label outside declared set": (["--config", write_text(tmp / "lab.yaml", f"tasks:\n  - {{name: a, train: {write_csv(tmp / 'maybe.csv', good + [('hm', 'maybe')])}, labels: [pos, neg]}}\n")], "outside the declared `labels:`"),
         "negative cap": (["--datasets", str(tmp / "ok.csv"), "--max-train-per-task", "-5"], "must be at least 2"),
     }
 
 
 @pytest.mark.parametrize("case", ["unknown dataset", "missing file", "missing text column", "one class", "empty file", "missing config", "zero epochs",
-                                  "unknown method", "bad encoder", "malformed yaml", "duplicate task names", "non-utf8 file", "empty text", "negative cap"])
+                                  "unknown method", "bad encoder", "malformed yaml", "duplicate task names", "non-utf8 file", "empty text", "label outside declared set", "negative cap"])
 def test_bad_training_input_gets_a_clear_error_and_keeps_the_checkpoint(case, trained_run, tiny_bert_dir, tmp_path, capsys):
     before = digest(trained_run)
     argv, phrase = bad_inputs(tmp_path, tiny_bert_dir)[case]

@@ -165,7 +165,7 @@ def test_asc_json_layout_loads_as_term_sentence_pairs(tmp_path):
 
 def test_labels_keeps_a_subset_renumbered_in_the_declared_order(tmp_path):
     train = write_csv(tmp_path / "four.csv", labelled_rows(80, labels=("a", "b", "c", "d")))
-    task = build_task(TaskSpec(name="sub", train=train, labels=["d", "b"], label_names=["Dee", "Bee"]), seed=0)
+    task = build_task(TaskSpec(name="sub", train=train, labels=["d", "b"], label_names=["Dee", "Bee"], drop_other_labels=True), seed=0)
     assert task.label_names == ["Dee", "Bee"]
     assert all(t.endswith(" d") for t, y in zip(task.train.texts, task.train.labels) if y == 0)
     assert all(t.endswith(" b") for t, y in zip(task.train.texts, task.train.labels) if y == 1)
@@ -209,7 +209,7 @@ def stub_hub(monkeypatch):
 
 
 def test_hub_tasks_read_classlabel_names_and_carve_validation(stub_hub):
-    spec = TaskSpec(name="news", path="some/news", config="plain", labels=["sci.space", 0], max_test=10)
+    spec = TaskSpec(name="news", path="some/news", config="plain", labels=["sci.space", 0], max_test=10, drop_other_labels=True)
     task = build_task(spec, seed=0)
     assert stub_hub == [("some/news", "plain")]
     assert task.label_names == ["sci.space", "alt.atheism"]
@@ -293,7 +293,7 @@ def test_a_split_emptied_by_labels_is_rejected(tmp_path):
     train = write_csv(tmp_path / "train.csv", labelled_rows(20))
     test = write_csv(tmp_path / "test.csv", labelled_rows(6, labels=("other",)))
     with pytest.raises(DataError, match="test split is empty"):
-        build_task(TaskSpec(name="x", train=train, test=test, labels=["neg", "pos"]))
+        build_task(TaskSpec(name="x", train=train, test=test, labels=["neg", "pos"], drop_other_labels=True))
 
 
 def test_declared_labels_that_never_occur_are_named(tmp_path):
@@ -421,3 +421,11 @@ def test_20news10_builds_ten_binary_tasks_from_the_hub_columns(monkeypatch):
     tasks = load_tasks(config, seed=0)
     assert [t.label_names for t in tasks] == [spec.labels for spec in config.tasks]
     assert all(t.train.texts and all(t.train.texts) for t in tasks)
+
+
+def test_labels_outside_the_declared_set_are_an_error_unless_dropping_is_asked_for(tmp_path):
+    train = write_csv(tmp_path / "train.csv", labelled_rows(20) + [("a surprise row", "maybe")])
+    with pytest.raises(DataError, match=r"outside the declared `labels:`.*maybe.*drop_other_labels"):
+        build_task(TaskSpec(name="x", train=train, labels=["neg", "pos"]))
+    task = build_task(TaskSpec(name="x", train=train, labels=["neg", "pos"], drop_other_labels=True))
+    assert any("maybe" in note for note in task.notes)

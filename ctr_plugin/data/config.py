@@ -56,6 +56,7 @@ class TaskSpec:
     labels: list[Any] | None = None  # keep only these label values, renumbered 0..K-1 in order
     label_names: list[str] | None = None  # display names of the K classes
     drop_empty_texts: bool = False  # drop rows with a missing/empty text instead of failing
+    drop_other_labels: bool = False  # with `labels:`, drop rows whose label is not listed instead of failing
     max_train: int | None = None  # caps: seeded stratified subsample of each split
     max_validation: int | None = None
     max_test: int | None = None

@@ -82,7 +82,14 @@ def build_task(spec: TaskSpec, seed: int = 0) -> TaskData:
     for split, rows in raw.items():
         keep = [i for i, key in enumerate(keys[split]) if key in vocab]
         if len(keep) < len(rows.labels):
-            notes.append(f"{split}: dropped {len(rows.labels) - len(keep)} examples with labels not in `labels:`")
+            others = sorted({str(key) for key in keys[split] if key not in vocab})
+            if not spec.drop_other_labels:
+                raise DataError(
+                    f"Task '{spec.name}': {len(rows.labels) - len(keep)} {split} examples have labels outside the "
+                    f"declared `labels:` {list(vocab)} (e.g. {others[:5]}). Fix the label column, add those "
+                    f"labels to `labels:`, or set `drop_other_labels: true` to keep only the listed classes."
+                )
+            notes.append(f"{split}: dropped {len(rows.labels) - len(keep)} examples with labels not in `labels:` ({', '.join(others[:5])})")
         kept = rows.take(keep)
         kept.labels = [vocab[keys[split][i]] for i in keep]
         splits[split] = kept
