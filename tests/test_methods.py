@@ -102,6 +102,22 @@ def test_bert_ncl_fine_tunes_the_encoder(tiny_bert_dir, two_tasks):
     assert any(not torch.equal(before[k], after[k]) for k in before if "attention.self.query.weight" in k)
 
 
+def test_the_optimizer_gives_the_encoder_its_own_rate_and_spares_biases_from_decay(tiny_bert_dir, two_tasks):
+    from ctr_plugin.continual.loop import _optimizer
+
+    method, model = build("bert_ncl", tiny_bert_dir, encoder_lr="3e-5")
+    model.add_task("sentiment", two_tasks[0].label_names)
+    optimizer, _ = _optimizer(model, method, FAST, total_steps=10)
+    group_of = {id(p): g for g in optimizer.param_groups for p in g["params"]}
+    encoder = dict(model.encoder.named_parameters())
+    assert group_of[id(encoder["encoder.layer.0.attention.self.query.weight"])]["lr"] == 3e-5
+    assert group_of[id(encoder["encoder.layer.0.attention.self.query.weight"])]["weight_decay"] == FAST.weight_decay
+    assert group_of[id(encoder["encoder.layer.0.attention.self.query.bias"])]["weight_decay"] == 0.0
+    head = model.heads[0].weight
+    assert group_of[id(head)]["lr"] == FAST.lr
+    assert sum(len(g["params"]) for g in optimizer.param_groups) == len(model.trainable_parameters())
+
+
 def test_bert_mtl_learns_all_tasks_at_once_and_reports_the_joint_model(tiny_bert_dir, two_tasks):
     method, model = build("bert_mtl", tiny_bert_dir)
     batch_tasks = []

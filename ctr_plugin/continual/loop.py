@@ -133,12 +133,20 @@ def evaluate(model: ContinualModel, split: Split, task: int, cfg: TrainingConfig
 
 
 def _optimizer(model: ContinualModel, method: ContinualMethod, cfg: TrainingConfig, total_steps: int):
+    """AdamW over the trainable parameters: one group per (learning rate, weight decay) pair.
+
+    Biases, norms and the parameters ``method.no_weight_decay`` names are not decayed; the
+    parameters ``method.learning_rates`` names get their own rate (full fine-tuning's encoder).
+    """
     no_decay = method.no_weight_decay(model)
-    decay, plain = [], []
+    rates = method.learning_rates(model, cfg.lr)
+    groups: dict[tuple[float, float], list[torch.nn.Parameter]] = {}
     for _, param in model.trainable_parameters():
-        (decay if param.ndim >= 2 and id(param) not in no_decay else plain).append(param)
+        decay = cfg.weight_decay if param.ndim >= 2 and id(param) not in no_decay else 0.0
+        groups.setdefault((rates.get(id(param), cfg.lr), decay), []).append(param)
     optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": plain, "weight_decay": 0.0}], lr=cfg.lr,
+        [{"params": params, "lr": lr, "weight_decay": decay} for (lr, decay), params in groups.items()],
+        lr=cfg.lr,
         foreach=True,  # one fused update over the many small per-task tensors (the CPU default loops)
     )
     warmup = max(1, int(cfg.warmup_ratio * total_steps))
