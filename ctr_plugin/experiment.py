@@ -8,6 +8,8 @@ table script calls the same function for every cell of its grid.
 * ``checkpoint/``: the model (``ContinualModel.save_pretrained``), rewritten after every task;
 * ``results.json``: the matrices and headline metrics (rewritten after every task, atomically);
 * ``accuracy_matrix.png``: a heatmap of the accuracy matrix.
+
+Under ``accelerate launch`` every process runs this function; only the main one writes.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pathlib import Path
 
 from .continual.loop import ContinualResults, TrainingConfig, run_sequence, seed_everything
 from .continual.methods import get_method
+from .continual.parallel import make_accelerator
 from .errors import CTRError
 from .model import ContinualModel, load_encoder
 from .plugins import PluginConfig
@@ -46,7 +49,8 @@ class RunSettings:
     from_checkpoint: str | None = None  # go on learning new tasks from this checkpoint
     overwrite: bool = False
     resume: bool = False  # continue an interrupted run in the same output directory
-    device: str | None = None
+    device: str | None = None  # "cpu" or "cuda"; None = a GPU where there is one
+    mixed_precision: str | None = None  # "no", "fp16", "bf16" on GPUs; None = accelerate's setting
 
 
 def split_training_options(options: dict) -> tuple[dict, dict]:
@@ -113,8 +117,11 @@ def run(tasks, settings: RunSettings, output_dir: str | os.PathLike, source: dic
     with ``settings.overwrite``, the previous run there is removed.
     """
     output_dir = Path(output_dir)
+    accelerator = make_accelerator(settings.device, settings.mixed_precision)
+    main = accelerator.is_main_process
+    if not main:  # one log, not one per process
+        logging.getLogger("ctr_plugin").setLevel(logging.WARNING)
     check_output_dir(output_dir, settings.overwrite, settings.resume)
-    output_dir.mkdir(parents=True, exist_ok=True)
     method = get_method(settings.method, settings.method_options)
     cfg = settings.training
     seed_everything(cfg.seed)
@@ -122,22 +129,26 @@ def run(tasks, settings: RunSettings, output_dir: str | os.PathLike, source: dic
     model, results = _resume_state(output_dir, tasks, settings) if settings.resume else (None, None)
     if model is None:
         model = _initial_model(tasks, settings, method)
-    device = settings.device or ("cuda" if _cuda_available() else "cpu")
-    model.to(device)
-    if not settings.resume:
-        for old in (RESULTS_FILE, "accuracy_matrix.png"):
-            (output_dir / old).unlink(missing_ok=True)
-        shutil.rmtree(output_dir / CHECKPOINT_DIR, ignore_errors=True)
-    if command is not None:
-        write_json_atomic(output_dir / COMMAND_FILE, command)
+    model.to(accelerator.device)
+    accelerator.wait_for_everyone()  # every process has checked output_dir before the main one changes it
+    if main:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        if not settings.resume:
+            for old in (RESULTS_FILE, "accuracy_matrix.png"):
+                (output_dir / old).unlink(missing_ok=True)
+            shutil.rmtree(output_dir / CHECKPOINT_DIR, ignore_errors=True)
+        if command is not None:
+            write_json_atomic(output_dir / COMMAND_FILE, command)
 
-    truncated = count_truncated(model, tasks, cfg.max_length)
+    truncated = count_truncated(model, tasks, cfg.max_length, log_counts=main)
     base = {
         "method": method.name,
         "method_options": method.options(),
         "encoder": model.encoder_name,
         "seed": cfg.seed,
         "training": cfg.to_dict(),
+        "processes": accelerator.num_processes,
+        "mixed_precision": accelerator.mixed_precision,
         "plugin": model.plugin_config.to_dict(),
         "data": source or {},
         "task_sizes": {t.name: {"train": len(t.train), "validation": len(t.validation), "test": len(t.test)} for t in tasks},
@@ -152,7 +163,7 @@ def run(tasks, settings: RunSettings, output_dir: str | os.PathLike, source: dic
 
     start = time.perf_counter()
     try:
-        results = run_sequence(model, method, tasks, cfg, results=results, on_task_end=save)
+        results = run_sequence(model, method, tasks, cfg, results=results, on_task_end=save, accelerator=accelerator)
     except FloatingPointError as err:
         raise CTRError(
             f"Training stopped: {err}. The checkpoint of the last completed task in "
@@ -160,13 +171,15 @@ def run(tasks, settings: RunSettings, output_dir: str | os.PathLike, source: dic
             f"or continue with --resume {output_dir}."
         ) from None
     out = results.to_dict() | base | {"wall_seconds": round(time.perf_counter() - start, 1)}
-    write_json_atomic(output_dir / RESULTS_FILE, out)
-    plot_matrix(results.acc_matrix, results.tasks, output_dir / "accuracy_matrix.png", f"{method.name}: test accuracy (%)")
-    log.info("\n%s", format_summary(out))
+    if main:
+        write_json_atomic(output_dir / RESULTS_FILE, out)
+        plot_matrix(results.acc_matrix, results.tasks, output_dir / "accuracy_matrix.png", f"{method.name}: test accuracy (%)")
+        log.info("\n%s", format_summary(out))
+    accelerator.wait_for_everyone()
     return out
 
 
-def count_truncated(model: ContinualModel, tasks, max_length: int) -> dict[str, int]:
+def count_truncated(model: ContinualModel, tasks, max_length: int, log_counts: bool = True) -> dict[str, int]:
     """How many examples of each task are longer than ``max_length`` tokens (and so truncated)."""
     counts = {}
     for task in tasks:
@@ -175,7 +188,7 @@ def count_truncated(model: ContinualModel, tasks, max_length: int) -> dict[str, 
             enc = model.tokenizer(split.texts, split.pairs, truncation=False, add_special_tokens=True, verbose=False)
             n += sum(len(ids) > max_length for ids in enc["input_ids"])
         counts[task.name] = n
-        if n:
+        if n and log_counts:
             total = len(task.train) + len(task.validation) + len(task.test)
             log.info("%s: %d of %d texts are longer than %d tokens and will be truncated (raise --max-length to keep more).", task.name, n, total, max_length)
     return counts
@@ -195,8 +208,3 @@ def _initial_model(tasks, settings: RunSettings, method) -> ContinualModel:
         )
     return model
 
-
-def _cuda_available() -> bool:
-    import torch
-
-    return torch.cuda.is_available()

@@ -106,10 +106,12 @@ class Prediction:
 class ContinualModel(nn.Module):
     """Encoder + plugins + per-task heads. The task of each example is given by its task id."""
 
-    def __init__(self, encoder: nn.Module, tokenizer, plugin_config: PluginConfig, encoder_name: str | None = None, head_dropout: float = 0.1, train_encoder: bool = False):
+    def __init__(self, encoder: nn.Module, tokenizer, plugin_config: PluginConfig, encoder_name: str | None = None, head_dropout: float | None = None, train_encoder: bool = False):
         """``plugin_config.plugin_type == "none"`` injects nothing (frozen-encoder heads, or full
         fine-tuning with ``train_encoder=True``, in which case checkpoints hold the encoder too);
-        ``"lora"`` adds LoRA (through peft) to the attention query and value projections."""
+        ``"lora"`` adds LoRA (through peft) to the attention query and value projections.
+        ``head_dropout`` defaults to the encoder config's, as in ``BertForSequenceClassification``
+        (``classifier_dropout``, else ``hidden_dropout_prob``, else 0.1)."""
         super().__init__()
         self.encoder = encoder
         self.tokenizer = tokenizer
@@ -131,6 +133,9 @@ class ContinualModel(nn.Module):
             )
             for norm in self.layer_norms:
                 norm.requires_grad_(plugin_config.train_layernorm or train_encoder)
+        if head_dropout is None:
+            config = encoder.config
+            head_dropout = next((p for p in (getattr(config, "classifier_dropout", None), getattr(config, "hidden_dropout_prob", None)) if p is not None), 0.1)
         self.head_dropout = nn.Dropout(head_dropout)
         self.heads = nn.ModuleList()
         self.task_names: list[str] = []

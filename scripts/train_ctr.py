@@ -7,6 +7,8 @@
     python scripts/train_ctr.py --config data_configs/20news10.yaml --encoder bert-base-uncased \
         --adapter-size 2000 --epochs 10 --max-length 128 --output-dir runs/20news   # GPU
     python scripts/train_ctr.py --from-checkpoint runs/hl5/checkpoint --datasets hl_canon_g3 ...
+    accelerate launch --multi_gpu --num_processes 4 --mixed_precision bf16 scripts/train_ctr.py \
+        --config data_configs/20news10.yaml --encoder bert-base-uncased --output-dir runs/20news  # 4 GPUs
 
 Writes OUTPUT_DIR/checkpoint/ (after every task), OUTPUT_DIR/results.json and
 OUTPUT_DIR/accuracy_matrix.png; see the README for what each holds.
@@ -54,7 +56,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     train.add_argument("--lr", type=float)
     train.add_argument("--max-length", type=int, help="maximum tokens per text (batches pad to their longest)")
     train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    train.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available); under accelerate launch, "
+                       "--device cpu runs one CPU process per rank")
+    train.add_argument("--mixed-precision", choices=["no", "fp16", "bf16"],
+                       help="on GPUs (default: what accelerate launch / accelerate config set, else no); the CPU trains in float32")
     out = p.add_argument_group("output")
     out.add_argument("--output-dir", help="where the checkpoint, results.json and plots go (required)")
     out.add_argument("--overwrite", action="store_true", help="replace a run already in --output-dir")
@@ -81,9 +86,10 @@ def resolve_resume(args: argparse.Namespace, argv: list[str]) -> argparse.Namesp
     from ctr_plugin.errors import CTRError
     from ctr_plugin.experiment import COMMAND_FILE
 
-    extra = [a for a in argv if a.startswith("--") and a not in ("--resume", "--no-progress", "--device")]
+    allowed = ("--resume", "--no-progress", "--device", "--mixed-precision")
+    extra = [a for a in argv if a.startswith("--") and a.split("=")[0] not in allowed]
     if extra:
-        raise CTRError(f"--resume takes its options from the interrupted run; remove {extra} (only --no-progress and --device may be added).")
+        raise CTRError(f"--resume takes its options from the interrupted run; remove {extra} (only {', '.join(allowed[1:])} may be added).")
     recorded = Path(args.resume) / COMMAND_FILE
     if not recorded.is_file():
         raise CTRError(f"Cannot resume {args.resume}: it has no {COMMAND_FILE}, so it is not a run started by train_ctr.py. Check the directory.")
@@ -95,6 +101,7 @@ def resolve_resume(args: argparse.Namespace, argv: list[str]) -> argparse.Namesp
     resumed.resume, resumed.output_dir = args.resume, args.resume
     resumed.no_progress = resumed.no_progress or args.no_progress
     resumed.device = args.device or resumed.device
+    resumed.mixed_precision = args.mixed_precision or resumed.mixed_precision
     return resumed
 
 
@@ -164,6 +171,7 @@ def main(argv=None) -> int:
         overwrite=args.overwrite,
         resume=bool(args.resume),
         device=args.device,
+        mixed_precision=args.mixed_precision,
     )
     log.info("Loading %d tasks of %s ...", len(sequence.tasks), sequence.name)
     tasks = load_tasks(sequence, seed=args.seed)
@@ -174,7 +182,10 @@ def main(argv=None) -> int:
     source = {"config": str(config_path) if config_path else None, "sequence": sequence.name, "order": args.order}
     command = {"argv": [a for a in argv if a != "--overwrite"]}
     results = run(tasks, settings, output_dir, source, command=None if args.resume else command)
-    print(f"final_acc={results['final_acc']:.2f} final_mf1={results['final_mf1']:.2f} forgetting_rate={results['forgetting_rate']:.2f} -> {args.output_dir}")
+    from accelerate import PartialState
+
+    if PartialState().is_main_process:
+        print(f"final_acc={results['final_acc']:.2f} final_mf1={results['final_mf1']:.2f} forgetting_rate={results['forgetting_rate']:.2f} -> {args.output_dir}")
     return 0
 
 

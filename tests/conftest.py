@@ -23,11 +23,11 @@ SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 TINY_PLUGIN = PluginConfig(adapter_size=16, task_capsule_hidden=4, routing_filters=8, pooling="mean")
 
 
-def _save_tiny_encoder(directory, model_type: str = "bert") -> str:
+def _save_tiny_encoder(directory, model_type: str = "bert", **config) -> str:
     from transformers import BertConfig, BertModel, BertTokenizerFast, RobertaConfig, RobertaModel
 
     tokenizer = BertTokenizerFast(vocab={w: i for i, w in enumerate(SPECIAL + WORDS)}, do_lower_case=True)
-    size = dict(vocab_size=len(SPECIAL) + len(WORDS), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, max_position_embeddings=80, initializer_range=0.1)
+    size = dict(vocab_size=len(SPECIAL) + len(WORDS), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, max_position_embeddings=80, initializer_range=0.1, **config)
     if model_type == "bert":
         model = BertModel(BertConfig(**size))
     else:

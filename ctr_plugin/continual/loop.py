@@ -3,6 +3,9 @@
 Per task: add the task to the model, a fresh optimizer (AdamW, linear warmup and decay, gradient
 clipping), epochs with the validation loss after each and the best epoch's weights kept, then the
 test accuracy and macro-F1 of every task learned so far (one row of the accuracy matrix).
+
+It runs on Hugging Face Accelerate: one process, or several under ``accelerate launch`` (data
+parallel, see ``parallel.py``), with mixed precision on GPUs where asked for.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 import torch.nn.functional as F
+from accelerate import Accelerator
 from tqdm.auto import tqdm
 
 from ..data.types import Split, TaskData
@@ -24,6 +28,7 @@ from ..errors import CTRError
 from ..metrics import Matrix, accuracy, empty_matrix, macro_f1, summarize
 from ..model import ContinualModel
 from .methods import ContinualMethod, Step
+from .parallel import any_process, average_gradients, gather, make_accelerator, shard
 
 log = logging.getLogger(__name__)
 
@@ -81,49 +86,56 @@ def _batches(split: Split, batch_size: int, order: list[int]) -> Iterator[list[i
         yield order[start : start + batch_size]
 
 
-def encode_batch(model: ContinualModel, split: Split, idx: list[int], task: int, max_length: int, extra: Split | None = None):
+def encode_batch(model: ContinualModel, split: Split, idx: list[int], task: int, max_length: int, extra: Split | None = None, accelerator: Accelerator | None = None):
     """Tokenize examples ``idx`` of ``split`` (and every example of ``extra``) into one batch.
 
     The task of an example is ``split.task_ids[i]`` where the split is mixed-task, else ``task``.
     Where some examples are text pairs and others not, the others get an empty second text.
+    With an ``accelerator`` of several processes, the batch is this process's share of them;
+    returns the tensors and the weight of this share's loss (``parallel.shard``).
     """
-    texts = [split.texts[i] for i in idx]
-    pairs = [split.pairs[i] for i in idx] if split.pairs else [None] * len(idx)
-    labels = [split.labels[i] for i in idx]
-    tasks = [split.task_ids[i] for i in idx] if split.task_ids else [task] * len(idx)
+    examples = [(split.texts[i], split.pairs[i] if split.pairs else None, split.labels[i], split.task_ids[i] if split.task_ids else task) for i in idx]
     if extra is not None and len(extra):
-        texts += extra.texts
-        pairs += extra.pairs if extra.pairs else [None] * len(extra)
-        labels += extra.labels
-        tasks += extra.task_ids
+        examples += zip(extra.texts, extra.pairs or [None] * len(extra), extra.labels, extra.task_ids)
+    weight = 1.0
+    if accelerator is not None:
+        examples, weight = shard(examples, accelerator)
+    texts, pairs, labels, tasks = (list(column) for column in zip(*examples))
     if all(p is None for p in pairs):
         pairs = None
     elif any(p is None for p in pairs):
         pairs = ["" if p is None else p for p in pairs]
     batch = model.tokenize(texts, pairs, max_length)
     task_ids = torch.tensor(tasks, dtype=torch.long, device=model.device)
-    return batch, task_ids, torch.tensor(labels, dtype=torch.long, device=model.device)
+    return batch, task_ids, torch.tensor(labels, dtype=torch.long, device=model.device), weight
 
 
 @torch.no_grad()
-def evaluate(model: ContinualModel, split: Split, task: int, cfg: TrainingConfig, desc: str = "eval") -> dict[str, float]:
+def evaluate(model: ContinualModel, split: Split, task: int, cfg: TrainingConfig, desc: str = "eval", accelerator: Accelerator | None = None) -> dict[str, float]:
     """Accuracy, macro-F1 (percent) and mean loss of ``model`` on ``split`` as task ``task``.
 
     Batches are sorted by length, so little padding is computed; results do not depend on it.
+    With several processes, each takes every N-th batch and the predictions are gathered.
     """
+    acc = accelerator or make_accelerator(model.device.type)
     was_training = model.training
     model.eval()
     order = sorted(range(len(split)), key=lambda i: len(split.texts[i]) + (len(split.pairs[i]) if split.pairs else 0))
+    mine = list(_batches(split, cfg.eval_batch_size, order))[acc.process_index :: acc.num_processes]
+    scored: list[tuple[int, int, float]] = []  # example, prediction, loss
+    bar = tqdm(mine, desc=desc, leave=False, disable=not (cfg.progress and acc.is_local_main_process))
+    for idx in bar:
+        batch, task_ids, labels, _ = encode_batch(model, split, idx, task, cfg.max_length)
+        with acc.autocast():
+            logits = model(**batch, task_ids=task_ids).float()
+        losses = F.cross_entropy(logits, labels, reduction="none").tolist()
+        scored += zip(idx, logits.argmax(-1).tolist(), losses)
+    model.train(was_training)
     predictions = [0] * len(split)
     total_loss = 0.0
-    bar = tqdm(list(_batches(split, cfg.eval_batch_size, order)), desc=desc, leave=False, disable=not cfg.progress)
-    for idx in bar:
-        batch, task_ids, labels = encode_batch(model, split, idx, task, cfg.max_length)
-        logits = model(**batch, task_ids=task_ids)
-        total_loss += float(F.cross_entropy(logits, labels, reduction="sum"))
-        for i, p in zip(idx, logits.argmax(-1).tolist()):
-            predictions[i] = p
-    model.train(was_training)
+    for i, p, loss in gather(scored, acc):
+        predictions[i] = p
+        total_loss += loss
     num_labels = len(model.label_names[task])
     return {
         "acc": accuracy(split.labels, predictions),
@@ -159,35 +171,41 @@ def _optimizer(model: ContinualModel, method: ContinualMethod, cfg: TrainingConf
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
 
 
-def train_task(model: ContinualModel, method: ContinualMethod, data: TaskData, task: int, cfg: TrainingConfig, label: str = "") -> int:
+def train_task(model: ContinualModel, method: ContinualMethod, data: TaskData, task: int, cfg: TrainingConfig, label: str = "", accelerator: Accelerator | None = None) -> int:
     """Train ``model`` on one task (already added to it); keep the best epoch; return it (1-based)."""
+    acc = accelerator or make_accelerator(model.device.type)
     method.before_task(model, task, data)
-    num_batches = math.ceil(len(data.train) / cfg.batch_size)
+    num_batches = math.ceil(len(data.train) / cfg.batch_size)  # global batches: every process steps through all of them
     optimizer, scheduler = _optimizer(model, method, cfg, cfg.epochs * num_batches)
-    shuffler = torch.Generator().manual_seed(cfg.seed * 1000 + task)
+    optimizer = acc.prepare_optimizer(optimizer)  # fp16 loss scaling; the model is not wrapped (see parallel.py)
+    shuffler = torch.Generator().manual_seed(cfg.seed * 1000 + task)  # the same order on every process
+    if acc.num_processes > 1:  # each process its own dropout and Gumbel noise; the methods' own RNGs stay shared
+        torch.manual_seed(torch.initial_seed() + acc.process_index)
     params = [p for _, p in model.trainable_parameters()]
     best_loss, best_epoch, best_state = math.inf, 0, None
     for epoch in range(cfg.epochs):
         model.train()
         order = torch.randperm(len(data.train), generator=shuffler).tolist()
-        bar = tqdm(list(_batches(data.train, cfg.batch_size, order)), desc=f"{label} epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=not cfg.progress)
+        bar = tqdm(list(_batches(data.train, cfg.batch_size, order)), desc=f"{label} epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=not (cfg.progress and acc.is_local_main_process))
         for b, idx in enumerate(bar):
             step = Step(task, epoch, b, num_batches)
-            batch, task_ids, labels = encode_batch(model, data.train, idx, task, cfg.max_length, method.extra_examples(model, step))
+            batch, task_ids, labels, weight = encode_batch(model, data.train, idx, task, cfg.max_length, method.extra_examples(model, step), acc)
             step.inputs = batch | {"task_ids": task_ids}
-            logits = model(**batch, task_ids=task_ids, **method.forward_kwargs(model, step))
-            loss = method.loss(model, logits, labels, step)
-            if not torch.isfinite(loss):
+            with acc.autocast():
+                logits = model(**batch, task_ids=task_ids, **method.forward_kwargs(model, step))
+                loss = method.loss(model, logits.float(), labels, step)
+            if any_process(not torch.isfinite(loss), acc):
                 raise FloatingPointError(f"the training loss became {loss.item()} at task {data.name!r}, epoch {epoch + 1}, batch {b + 1}")
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            acc.backward(loss * weight if acc.num_processes > 1 else loss)
+            average_gradients(params, acc)
             method.before_step(model, step)
-            torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+            acc.clip_grad_norm_(params, cfg.max_grad_norm)
             optimizer.step()
             scheduler.step()
             method.after_step(model, step)
             bar.set_postfix(loss=f"{loss.item():.3f}")
-        val = evaluate(model, data.validation, task, cfg, desc="validation")
+        val = evaluate(model, data.validation, task, cfg, desc="validation", accelerator=acc)
         log.info("%s epoch %d: validation loss %.4f, accuracy %.1f", label, epoch + 1, val["loss"], val["acc"])
         if val["loss"] < best_loss:
             best_loss, best_epoch = val["loss"], epoch + 1
@@ -196,6 +214,7 @@ def train_task(model: ContinualModel, method: ContinualMethod, data: TaskData, t
         with torch.no_grad():
             for p in params:
                 p.copy_(best_state[id(p)])
+    acc.free_memory()  # drop the accelerator's reference to this task's optimizer
     method.after_task(model, task, data)
     return best_epoch
 
@@ -208,6 +227,7 @@ def run_sequence(
     results: ContinualResults | None = None,
     on_task_end: Callable[[ContinualModel, ContinualResults], None] | None = None,
     evaluate_test: bool = True,
+    accelerator: Accelerator | None = None,
 ) -> ContinualResults:
     """Learn ``tasks`` in order; after each, test every task learned so far.
 
@@ -215,6 +235,9 @@ def run_sequence(
     (the model must be the checkpoint written after them). ``on_task_end`` is called after each
     task with the model and the results so far (the training script saves both there).
     ``evaluate_test=False`` skips the test sets (hyper-parameter selection must not see them).
+    ``accelerator`` (``parallel.make_accelerator``) gives the device, mixed precision and processes;
+    by default one process on the model's device. With several, ``on_task_end`` runs on the main
+    process only, and every process returns the same results.
 
     A method with ``joint_training`` (multi-task learning, not continual) learns all tasks at once
     instead: one training on the union of the tasks, each example with its own task id; then
@@ -230,31 +253,37 @@ def run_sequence(
             f"Method {method.name!r} keeps state across tasks that a checkpoint does not hold, so its "
             f"run cannot be resumed after task {results.completed_tasks}: start it again."
         )
+    acc = accelerator or make_accelerator(model.device.type)
     method.before_sequence(model, tasks, cfg)
     if method.joint_training:
-        return _learn_jointly(model, method, tasks, cfg, results, on_task_end, evaluate_test)
+        return _learn_jointly(model, method, tasks, cfg, results, on_task_end, evaluate_test, acc)
     for t in range(results.completed_tasks, len(tasks)):
         data = tasks[t]
         seed_everything(cfg.seed * 1000 + t)
         task_id = model.add_task(data.name, data.label_names)
         label = f"task {t + 1}/{len(tasks)} {data.name}"
         start = time.perf_counter()
-        results.epochs_kept.append(train_task(model, method, data, task_id, cfg, label))
+        results.epochs_kept.append(train_task(model, method, data, task_id, cfg, label, acc))
         results.train_seconds += time.perf_counter() - start
         for j in range(t + 1 if evaluate_test else 0):
-            _test(model, method, tasks[j], cfg, results, t, j)
+            _test(model, method, tasks[j], cfg, results, t, j, acc)
         results.completed_tasks = t + 1
         if evaluate_test:
             log.info("after %s: test accuracy %s", data.name, results.acc_matrix[t][: t + 1])
-        if on_task_end is not None:
-            on_task_end(model, results)
+        _task_end(model, results, on_task_end, acc)
     return results
 
 
-def _test(model: ContinualModel, method: ContinualMethod, data: TaskData, cfg: TrainingConfig, results: ContinualResults, row: int, column: int) -> None:
+def _task_end(model, results, on_task_end, acc: Accelerator) -> None:
+    if on_task_end is not None and acc.is_main_process:
+        on_task_end(model, results)
+    acc.wait_for_everyone()  # no process starts the next task before the checkpoint is written
+
+
+def _test(model: ContinualModel, method: ContinualMethod, data: TaskData, cfg: TrainingConfig, results: ContinualResults, row: int, column: int, acc: Accelerator) -> None:
     task = model.task_id(data.name)
     method.before_evaluate(model, task)
-    scores = evaluate(model, data.test, task, cfg, desc=f"test {data.name}")
+    scores = evaluate(model, data.test, task, cfg, desc=f"test {data.name}", accelerator=acc)
     results.acc_matrix[row][column] = round(scores["acc"], 2)
     results.f1_matrix[row][column] = round(scores["mf1"], 2)
 
@@ -271,20 +300,19 @@ def _union(tasks: list[TaskData], task_ids: list[int], split: str) -> Split:
     )
 
 
-def _learn_jointly(model, method, tasks, cfg, results, on_task_end, evaluate_test) -> ContinualResults:
+def _learn_jointly(model, method, tasks, cfg, results, on_task_end, evaluate_test, acc) -> ContinualResults:
     """Multi-task learning: see ``run_sequence``. The same ``train_task`` trains the union."""
     seed_everything(cfg.seed * 1000)
     ids = [model.add_task(t.name, t.label_names) for t in tasks]
     union = TaskData("+".join(t.name for t in tasks), [], _union(tasks, ids, "train"), _union(tasks, ids, "validation"), _union(tasks, ids, "test"))
     start = time.perf_counter()
-    epoch = train_task(model, method, union, ids[-1], cfg, f"all {len(tasks)} tasks jointly")
+    epoch = train_task(model, method, union, ids[-1], cfg, f"all {len(tasks)} tasks jointly", acc)
     results.epochs_kept = [epoch] * len(tasks)
     results.train_seconds += time.perf_counter() - start
     for j in range(len(tasks) if evaluate_test else 0):
-        _test(model, method, tasks[j], cfg, results, len(tasks) - 1, j)
+        _test(model, method, tasks[j], cfg, results, len(tasks) - 1, j, acc)
         for i in range(j, len(tasks) - 1):
             results.acc_matrix[i][j], results.f1_matrix[i][j] = results.acc_matrix[-1][j], results.f1_matrix[-1][j]
     results.completed_tasks = len(tasks)
-    if on_task_end is not None:
-        on_task_end(model, results)
+    _task_end(model, results, on_task_end, acc)
     return results

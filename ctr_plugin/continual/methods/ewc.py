@@ -41,7 +41,7 @@ class EWC(L2):
         idx = sorted(random.Random(task).sample(range(len(data.train)), min(len(data.train), self.fisher_samples)))
         batches = [idx[i : i + self.batch_size] for i in range(0, len(idx), self.batch_size)]
         for batch_idx in batches:
-            batch, task_ids, labels = encode_batch(model, data.train, batch_idx, task, self.max_length)
+            batch, task_ids, labels, _ = encode_batch(model, data.train, batch_idx, task, self.max_length)
             model.zero_grad(set_to_none=True)
             F.cross_entropy(model(**batch, task_ids=task_ids), labels).backward()
             for n, p in params.items():
