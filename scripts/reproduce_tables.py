@@ -50,6 +50,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--max-length", type=int, help="maximum tokens per text")
     p.add_argument("--method-arg", action="append", default=[], metavar="METHOD:KEY=VALUE",
                    help="an option of one method, e.g. replay:memory_size=100 (repeatable)")
+    p.add_argument("--tuned", metavar="FILE", help="each method's learning rate, epochs and options from this file "
+                   "(scripts/tune.py); --epochs and --method-arg may not contradict it")
     p.add_argument("--device", help="cpu, cuda, ... (default: cuda if available)")
     return p.parse_args(argv)
 
@@ -85,6 +87,14 @@ def main(argv=None) -> int:
     title = f"{sequence.name}: Task-IL, {len(sequence.tasks)} tasks"
     if not args.rebuild_only:
         options = method_options(args.method_arg)
+        tuned_training: dict[str, dict] = {}
+        if args.tuned:
+            from ctr_plugin.tuning import merge_tuned, tuned_options
+
+            for method in args.methods:
+                train_values, method_values = tuned_options(args.tuned, method)
+                tuned_training[method] = merge_tuned(train_values, {"epochs": args.epochs} if args.epochs else {}, "--epochs", args.tuned)
+                options[method] = merge_tuned(method_values, options.get(method, {}), f"--method-arg {method}:", args.tuned)
         for method in args.methods:  # unknown methods and options fail now, not an hour in
             get_method(method, options.get(method))
         if sequence.orders_file is None:
@@ -118,12 +128,12 @@ def main(argv=None) -> int:
                 method=method,
                 method_options=options.get(method, {}),
                 encoder=args.encoder or sequence.encoder,
-                training=TrainingConfig(**(train_opts | {"seed": s, "progress": False})),
+                training=TrainingConfig(**(train_opts | tuned_training.get(method, {}) | {"seed": s, "progress": False})),
                 plugin=PluginConfig(**plugin_opts),
                 overwrite=True,
                 device=args.device,
             )
-            source = {"config": str(args.config), "sequence": sequence.name, "order": k}
+            source = {"config": str(args.config), "sequence": sequence.name, "order": k, "tuned": args.tuned}
             run(loaded[2], settings, target, source)
             bar.update(1)
         bar.close()

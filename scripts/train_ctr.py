@@ -46,6 +46,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     model.add_argument("--method", default="ctr", help="continual-learning method (default: ctr)")
     model.add_argument("--method-arg", action="append", default=[], metavar="KEY=VALUE",
                        help="an option of the method, e.g. --method-arg memory_size=500 (repeatable)")
+    model.add_argument("--tuned", metavar="FILE", help="take the method's learning rate, epochs and options from a "
+                       "tuned-options file written by scripts/tune.py (e.g. data_configs/hl5_products.tuned.yaml)")
     model.add_argument("--encoder", help="hub name or local model directory (default: the bundled all-MiniLM-L6-v2)")
     model.add_argument("--adapter-size", type=int, help="TSM / adapter width a")
     model.add_argument("--pooling", choices=["pooler", "cls", "mean"], help="what the task heads read")
@@ -154,7 +156,15 @@ def main(argv=None) -> int:
 
     train_opts, plugin_opts = split_training_options(sequence.training)
     cli_train = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "max_length": args.max_length, "seed": args.seed}
-    train_opts |= {k: v for k, v in cli_train.items() if v is not None}
+    cli_train = {k: v for k, v in cli_train.items() if v is not None}
+    method_options = parse_method_args(args.method_arg)
+    if args.tuned:
+        from ctr_plugin.tuning import merge_tuned, tuned_options
+
+        tuned_train, tuned_method = tuned_options(args.tuned, args.method)
+        cli_train = merge_tuned(tuned_train, cli_train, "The flag", args.tuned)
+        method_options = merge_tuned(tuned_method, method_options, "--method-arg", args.tuned)
+    train_opts |= cli_train
     if args.no_progress:
         train_opts["progress"] = False
     if args.adapter_size is not None:
@@ -163,7 +173,7 @@ def main(argv=None) -> int:
         plugin_opts["pooling"] = args.pooling
     settings = RunSettings(
         method=args.method,
-        method_options=parse_method_args(args.method_arg),
+        method_options=method_options,
         encoder=args.encoder or sequence.encoder,
         training=TrainingConfig(**train_opts),
         plugin=PluginConfig(**plugin_opts),
@@ -179,7 +189,7 @@ def main(argv=None) -> int:
         log.info("  %-16s %d labels, train/validation/test = %d/%d/%d  (%s)", t.name, t.num_labels, len(t.train), len(t.validation), len(t.test), t.source)
         for note in t.notes:
             log.info("  %-16s   %s", "", note)
-    source = {"config": str(config_path) if config_path else None, "sequence": sequence.name, "order": args.order}
+    source = {"config": str(config_path) if config_path else None, "sequence": sequence.name, "order": args.order, "tuned": args.tuned}
     command = {"argv": [a for a in argv if a != "--overwrite"]}
     results = run(tasks, settings, output_dir, source, command=None if args.resume else command)
     from accelerate import PartialState

@@ -1,5 +1,7 @@
 #!/usr/bin/env python
-"""Choose training hyper-parameters on VALIDATION data only (never test).
+"""Choose training hyper-parameters on VALIDATION data only (never test): a small grid by hand.
+
+For an equal-budget search over every method, use scripts/tune.py instead.
 
 Trains the method over the first tasks of a config for each combination of the given values and
 prints the mean validation accuracy and macro-F1 over the tasks learned (measured after the last
@@ -15,7 +17,6 @@ import argparse
 import itertools
 import json
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -37,12 +38,11 @@ def main() -> int:
     args = p.parse_args()
     setup_logging()
 
-    from ctr_plugin.continual.loop import TrainingConfig, evaluate, run_sequence, seed_everything
-    from ctr_plugin.continual.methods import get_method
+    from ctr_plugin.continual.loop import TrainingConfig
     from ctr_plugin.data import load_sequence_config, load_tasks
     from ctr_plugin.experiment import split_training_options
-    from ctr_plugin.model import load_encoder
     from ctr_plugin.plugins import PluginConfig
+    from ctr_plugin.validation import EncoderCache, validation_run
 
     sequence = load_sequence_config(args.config)
     sequence.tasks = sequence.tasks[: args.tasks]
@@ -50,21 +50,16 @@ def main() -> int:
     train_opts, plugin_opts = split_training_options(sequence.training)
     if args.epochs:
         train_opts["epochs"] = args.epochs
-    method = get_method(args.method)
+    encoders = EncoderCache(sequence.encoder)
     for lr, pooling, width in itertools.product(args.lr, args.pooling, args.adapter_size):
-        seed_everything(args.seed)
         cfg = TrainingConfig(**{**train_opts, "lr": lr, "seed": args.seed, "progress": False})
-        encoder, tokenizer = load_encoder(sequence.encoder)
         plugin = PluginConfig(**{**plugin_opts, "pooling": pooling, "adapter_size": width})
-        model = method.build_model(encoder, tokenizer, plugin, sequence.encoder)
-        start = time.perf_counter()
-        run_sequence(model, method, tasks, cfg, evaluate_test=False)
-        scores = [evaluate(model, t.validation, i, cfg) for i, t in enumerate(tasks)]
+        result = validation_run(tasks, args.method, {}, cfg, plugin, encoders)
         row = {
             "method": args.method, "lr": lr, "pooling": pooling, "adapter_size": width, "epochs": cfg.epochs,
-            "val_acc": round(sum(s["acc"] for s in scores) / len(scores), 2),
-            "val_mf1": round(sum(s["mf1"] for s in scores) / len(scores), 2),
-            "seconds": round(time.perf_counter() - start, 1),
+            "val_acc": round(result["val_final_acc"], 2),
+            "val_mf1": round(result["val_final_mf1"], 2),
+            "seconds": result["seconds"],
         }
         print(json.dumps(row), flush=True)
         if args.output:

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
+
+import pytest
 import torch
 
 from conftest import TINY_PLUGIN, keyword_task
 from ctr_plugin.continual import hat
 from ctr_plugin.continual.loop import TrainingConfig, run_sequence
-from ctr_plugin.continual.methods import get_method
+from ctr_plugin.continual.methods import Step, get_method
+from ctr_plugin.errors import CTRError
+from ctr_plugin.plugins import PluginConfig
 from ctr_plugin.model import load_encoder
 
 
@@ -81,3 +86,73 @@ def test_second_task_leaves_weights_protected_by_first_task_unchanged(tiny_bert_
         # ... while free units did learn task two
         assert not torch.equal(plugin.fc1.weight[~used1], old[~used1])
     assert protected_units > 0, "task one should have claimed some units"
+
+
+# ---- the knobs the CTR diagnosis ablates (docs/ctr_diagnosis.md) ---------------------------------
+
+
+def test_the_knobs_default_to_the_papers_setting():
+    method = get_method("ctr")
+    assert (method.mask_lambda, method.anneal, method.mask_lr_scale) == (0.75, "epoch", 1.0)
+    config = PluginConfig()
+    assert (config.tsm_activation, config.mask_init_mean, config.mask_init_std, config.s_max) == ("relu", 0.0, 1.0, 400.0)
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"anneal": "batch"}, "anneal='batch'"),
+    ({"mask_lambda": "-1"}, "mask_lambda=-1.0"),
+    ({"mask_lr_scale": "0"}, "mask_lr_scale=0.0"),
+])
+def test_a_bad_hat_option_is_refused_by_name(options, message):
+    with pytest.raises(CTRError, match=message):
+        get_method("adapter_hat", options)
+    with pytest.raises(CTRError, match="tsm_activation"):
+        PluginConfig(tsm_activation="gelu")
+
+
+def test_annealing_over_the_task_spans_every_epoch_once():
+    s_max, per_epoch = 400.0, get_method("ctr")
+    per_task = get_method("ctr", {"anneal": "task"})
+
+    class Model:  # the method reads only the plugin config
+        plugin_config = PluginConfig()
+
+    steps = [Step(0, epoch, b, 4, 2) for epoch in range(2) for b in range(4)]
+    by_epoch = [per_epoch.temperature(Model, s) for s in steps]
+    by_task = [per_task.temperature(Model, s) for s in steps]
+    assert by_epoch[0] == by_epoch[4] == 1 / s_max and by_epoch[3] == by_epoch[7] == s_max
+    assert by_task == sorted(by_task) and by_task[0] == 1 / s_max and by_task[-1] == s_max
+    assert by_task[4] == pytest.approx(hat.temperature(4, 8, s_max))
+
+
+def test_the_mask_embeddings_get_their_own_learning_rate(tiny_bert_dir):
+    from ctr_plugin.continual.loop import _optimizer
+
+    encoder, tokenizer = load_encoder(tiny_bert_dir)
+    method = get_method("ctr", {"mask_lr_scale": "50"})
+    model = method.build_model(encoder, tokenizer, TINY_PLUGIN, tiny_bert_dir)
+    model.add_task("a", ["x", "y"])
+    optimizer, _ = _optimizer(model, method, TrainingConfig(lr=1e-3), total_steps=10)
+    embeddings = {id(p) for p in hat.mask_embeddings(model)}
+    for group in optimizer.param_groups:
+        is_mask = [id(p) in embeddings for p in group["params"]]
+        assert all(is_mask) or not any(is_mask)
+        assert group["lr"] == pytest.approx(5e-2 if all(is_mask) else 1e-3)
+        if all(is_mask):
+            assert group["weight_decay"] == 0.0
+    assert sum(len(g["params"]) for g in optimizer.param_groups if g["lr"] == pytest.approx(5e-2)) == len(embeddings)
+
+
+@pytest.mark.parametrize("activation, can_subtract", [("relu", False), ("none", True)])
+def test_without_the_up_projection_relu_the_task_module_can_subtract(activation, can_subtract):
+    from ctr_plugin.plugins import PluginContext, build_plugin
+
+    torch.manual_seed(0)
+    config = dataclasses.replace(TINY_PLUGIN, plugin_type="hat_adapter", tsm_activation=activation, mask_init_mean=6.0, mask_init_std=0.0)
+    context = PluginContext(task_ids=torch.zeros(3, dtype=torch.long), token_mask=torch.ones(3, 5), active_tasks=1, s=400.0)
+    plugin = build_plugin(config, 32, context)
+    plugin.add_task()
+    assert all(torch.equal(e, torch.full_like(e, 6.0)) for e in hat.mask_embeddings(plugin))  # the init knobs
+    x = torch.randn(3, 5, 32)
+    delta = plugin(x) - x
+    assert (delta < 0).any() == can_subtract and (delta > 0).any()

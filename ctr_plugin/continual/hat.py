@@ -87,6 +87,36 @@ def accumulate_masks(model: nn.Module, task: int, s_max: float) -> None:
         plugin.masks.accumulate(task, s_max)
 
 
+@torch.no_grad()
+def mask_usage(model: nn.Module, s_max: float) -> dict[str, list[float]]:
+    """How much of the task-specific module each task claims, over every mask of every plugin:
+    ``open`` (per task: share of units with m_t > 0.5 at s_max), ``used`` (share with
+    m_pre > 0.5 after the tasks so far) and ``embedding_abs_mean`` (per task: mean |e_t|)."""
+    plugins = masked_plugins(model)
+    if not plugins:
+        return {}
+    num_tasks = len(plugins[0].masks.embeddings[0])
+    open_units, magnitude = [0.0] * num_tasks, [0.0] * num_tasks
+    used, total = 0.0, 0
+    for plugin in plugins:
+        for i, per_task in enumerate(plugin.masks.embeddings):
+            for t, e in enumerate(per_task):
+                open_units[t] += float((torch.sigmoid(s_max * e) > 0.5).sum())
+                magnitude[t] += float(e.abs().sum())
+            used += float((plugin.masks.cumulative(i) > 0.5).sum())
+            total += plugin.masks.sizes[i]
+    return {
+        "open": [round(n / total, 4) for n in open_units],
+        "used": round(used / total, 4),
+        "embedding_abs_mean": [round(m / total, 4) for m in magnitude],
+    }
+
+
+def mask_embeddings(model: nn.Module) -> list[nn.Parameter]:
+    """Every task's mask embeddings e_t in every plugin."""
+    return [e for plugin in masked_plugins(model) for e in plugin.masks.parameters()]
+
+
 def hat_parameters(model: nn.Module) -> set[int]:
     """ids of the parameters HAT governs: never weight-decayed, since decoupled weight decay would
     shrink protected weights (and earlier tasks' embeddings) even where the gradient is zero."""

@@ -188,7 +188,7 @@ def train_task(model: ContinualModel, method: ContinualMethod, data: TaskData, t
         order = torch.randperm(len(data.train), generator=shuffler).tolist()
         bar = tqdm(list(_batches(data.train, cfg.batch_size, order)), desc=f"{label} epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=not (cfg.progress and acc.is_local_main_process))
         for b, idx in enumerate(bar):
-            step = Step(task, epoch, b, num_batches)
+            step = Step(task, epoch, b, num_batches, cfg.epochs)
             batch, task_ids, labels, weight = encode_batch(model, data.train, idx, task, cfg.max_length, method.extra_examples(model, step), acc)
             step.inputs = batch | {"task_ids": task_ids}
             with acc.autocast():
@@ -304,7 +304,9 @@ def _learn_jointly(model, method, tasks, cfg, results, on_task_end, evaluate_tes
     """Multi-task learning: see ``run_sequence``. The same ``train_task`` trains the union."""
     seed_everything(cfg.seed * 1000)
     ids = [model.add_task(t.name, t.label_names) for t in tasks]
-    union = TaskData("+".join(t.name for t in tasks), [], _union(tasks, ids, "train"), _union(tasks, ids, "validation"), _union(tasks, ids, "test"))
+    # Each task is tested on its own split (``_test``): the union has no test split, so a
+    # validation-only run (sealed test splits, see ``ctr_plugin.validation``) never reads one.
+    union = TaskData("+".join(t.name for t in tasks), [], _union(tasks, ids, "train"), _union(tasks, ids, "validation"), Split([], []))
     start = time.perf_counter()
     epoch = train_task(model, method, union, ids[-1], cfg, f"all {len(tasks)} tasks jointly", acc)
     results.epochs_kept = [epoch] * len(tasks)

@@ -11,6 +11,7 @@ from .context import PluginContext
 
 
 POOLINGS = ("pooler", "cls", "mean")
+TSM_ACTIVATIONS = ("relu", "none")
 
 
 @dataclass
@@ -29,6 +30,12 @@ class PluginConfig:
     s_max: float = 400.0  # HAT: the largest temperature, used at evaluation
     train_layernorm: bool = True  # train the LayerNorm after each plugin (the paper's code does)
     freeze_old_capsules: bool = False  # protect earlier tasks' capsules and routes (not in the paper)
+    # The activation on the TSM's up-projection W2: "relu" as in the paper's code (the module can
+    # then only add non-negative vectors to the residual stream) or "none" as in Houlsby adapters.
+    tsm_activation: str = "relu"
+    # HAT mask embeddings e_t ~ N(mask_init_mean, mask_init_std^2) (HAT: N(0, 1)).
+    mask_init_mean: float = 0.0
+    mask_init_std: float = 1.0
     # What the task heads read: "pooler" (BERT's frozen pooler, the paper's choice; the first token
     # where the encoder has none), "cls" (the first token), or "mean" (mean over real tokens: what
     # sentence-transformers encoders such as the bundled MiniLM were trained for).
@@ -39,6 +46,10 @@ class PluginConfig:
     def __post_init__(self):
         if self.pooling not in POOLINGS:
             raise CTRError(f"Unknown pooling {self.pooling!r}; choose one of {', '.join(POOLINGS)}.")
+        if self.tsm_activation not in TSM_ACTIVATIONS:
+            raise CTRError(f"Unknown tsm_activation {self.tsm_activation!r}; choose one of {', '.join(TSM_ACTIVATIONS)}.")
+        if not self.mask_init_std >= 0:
+            raise CTRError(f"mask_init_std must be >= 0, got {self.mask_init_std}.")
         if self.adapter_size < 1:
             raise CTRError(f"adapter_size must be at least 1, got {self.adapter_size}.")
 

@@ -8,6 +8,7 @@ Continual Learning", NeurIPS 2021 (arXiv 2112.02706). Notation follows the paper
     h  = x + o
     h1 = m1_t * relu(W1 h + b1)          task-specific module, HAT masks  (B, L, a)
     h2 = m2_t * relu(W2 h1 + b2)                                          (B, L, d)
+                                         (no relu here with tsm_activation "none")
     y  = x + h2
 
 Every example carries its own task id (``context.task_ids``), so one batch may mix tasks, and an
@@ -158,16 +159,17 @@ class TaskMasks(nn.Module):
     tasks use, whose weights the training loop keeps from changing.
     """
 
-    def __init__(self, sizes: tuple[int, ...]):
+    def __init__(self, sizes: tuple[int, ...], init_mean: float = 0.0, init_std: float = 1.0):
         super().__init__()
         self.sizes = sizes
+        self.init_mean, self.init_std = init_mean, init_std
         self.embeddings = nn.ModuleList(nn.ParameterList() for _ in sizes)
         for i, n in enumerate(sizes):
             self.register_buffer(f"cumulative_{i}", torch.zeros(n))
 
     def add_task(self) -> None:
         for size, per_task in zip(self.sizes, self.embeddings):
-            per_task.append(nn.Parameter(torch.randn(size)))  # HAT: e ~ N(0, 1)
+            per_task.append(nn.Parameter(torch.randn(size) * self.init_std + self.init_mean))  # HAT: N(0, 1)
 
     def cumulative(self, i: int) -> torch.Tensor:
         return getattr(self, f"cumulative_{i}")
@@ -202,7 +204,8 @@ class CTRPlugin(Plugin):
         # Small W2 so that y ~= x at the start and the frozen encoder's behaviour is kept.
         nn.init.normal_(self.fc2.weight, std=1e-2)
         nn.init.zeros_(self.fc2.bias)
-        self.masks = TaskMasks((config.adapter_size, hidden_size))
+        self.masks = TaskMasks((config.adapter_size, hidden_size), config.mask_init_mean, config.mask_init_std)
+        self.up_activation = nn.ReLU() if config.tsm_activation == "relu" else nn.Identity()
 
     def add_task(self) -> None:
         if self.knowledge_sharing:
@@ -222,5 +225,5 @@ class CTRPlugin(Plugin):
             h = x + self.transfer_routing(p, task_ids, token_mask)  # h = x + o
         m1, m2 = self.masks(task_ids, self.context.s)
         h1 = m1[:, None, :] * F.relu(self.fc1(h))
-        h2 = m2[:, None, :] * F.relu(self.fc2(h1))
+        h2 = m2[:, None, :] * self.up_activation(self.fc2(h1))
         return x + h2

@@ -25,6 +25,7 @@ from ...data.types import Split, TaskData
 from ...errors import CTRError
 from ...model import ContinualModel
 from ...plugins import PluginConfig
+from ..search_space import Distribution
 
 if TYPE_CHECKING:  # the loop imports the methods, not the other way round
     from ..loop import TrainingConfig
@@ -44,6 +45,7 @@ class Step:
     epoch: int
     batch: int
     num_batches: int
+    num_epochs: int = 1
     inputs: dict = field(default_factory=dict)
 
 
@@ -57,6 +59,9 @@ class ContinualMethod:
     # False where the method keeps state across tasks that a checkpoint does not hold (Fisher
     # information, a replay memory, per-task weights): such a run cannot be resumed mid-sequence.
     resumable: ClassVar[bool] = True
+    # Ranges of this method's own options for tuning (``ctr_plugin.tuning``); the learning rate
+    # and epochs are searched for every method alike (``search_space.SHARED_SEARCH_SPACE``).
+    search_space: ClassVar[dict[str, Distribution]] = {}
 
     # ---- model ---------------------------------------------------------------------------------
     def build_model(self, encoder, tokenizer, plugin_config: PluginConfig, encoder_name: str | None) -> ContinualModel:

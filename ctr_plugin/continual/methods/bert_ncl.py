@@ -10,15 +10,17 @@ from dataclasses import dataclass
 
 from ...model import ContinualModel
 from ...plugins import PluginConfig
+from ..search_space import LogUniform
 from .base import ContinualMethod, option
 
 
 @dataclass
 class BertNCL(ContinualMethod):
     name = "bert_ncl"
+    search_space = {"encoder_lr": LogUniform(1e-5, 3e-4)}
     plugin_type = "none"
 
-    encoder_lr: float = option(1e-4, "learning rate of the encoder's weights (the heads use the loop's lr); not tuned")
+    encoder_lr: float = option(1e-4, "learning rate of the encoder's weights (the heads use the loop's lr)")
 
     def build_model(self, encoder, tokenizer, plugin_config: PluginConfig, encoder_name: str | None) -> ContinualModel:
         return ContinualModel(encoder, tokenizer, self.plugin_config(plugin_config), encoder_name, train_encoder=True)

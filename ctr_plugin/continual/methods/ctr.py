@@ -1,36 +1,66 @@
 """CTR (Ke et al., NeurIPS 2021): knowledge sharing by capsules and transfer routing, forgetting
 prevention by HAT masks on the task-specific module. ``hat_adapter`` is the same without the
-knowledge sharing module (the paper's "Adapter-BERT + HAT" / B-CL's TSM alone)."""
+knowledge sharing module (the paper's "Adapter-BERT + HAT" / B-CL's TSM alone).
+
+The defaults are the paper's. The options expose the HAT knobs that ``docs/ctr_diagnosis.md``
+ablates: the mask regulariser's weight, the span the temperature anneals over, and the mask
+embeddings' own learning rate (the plugin's architecture knobs, such as ``tsm_activation`` and the
+mask embeddings' initialisation, are ``PluginConfig`` fields).
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 
 from ...data.types import TaskData
+from ...errors import CTRError
 from ...model import ContinualModel
 from .. import hat
-from .base import ContinualMethod, Step
+from ..search_space import Uniform
+from .base import ContinualMethod, Step, option
 
-MASK_REGULARISATION = 0.75  # lambda of CTR / HAT
+ANNEAL_SPANS = ("epoch", "task")
 
 
+@dataclass
 class CTR(ContinualMethod):
     name = "ctr"
     plugin_type = "ctr"
+    search_space = {"mask_lambda": Uniform(0.0, 1.5)}
+
+    mask_lambda: float = option(0.75, "weight of HAT's mask regulariser in the loss (paper: 0.75)")
+    anneal: str = option("epoch", "HAT's temperature s anneals 1/s_max -> s_max over each 'epoch' (paper) or over the whole 'task'")
+    mask_lr_scale: float = option(1.0, "learning rate of the HAT mask embeddings, as a multiple of --lr (paper: 1)")
+
+    def __post_init__(self):
+        if self.anneal not in ANNEAL_SPANS:
+            raise CTRError(f"Option anneal={self.anneal!r} of method {self.name!r} must be one of {', '.join(ANNEAL_SPANS)}.")
+        if not self.mask_lambda >= 0:
+            raise CTRError(f"Option mask_lambda={self.mask_lambda} of method {self.name!r} must be >= 0.")
+        if not self.mask_lr_scale > 0:
+            raise CTRError(f"Option mask_lr_scale={self.mask_lr_scale} of method {self.name!r} must be > 0.")
+
+    def temperature(self, model: ContinualModel, step: Step) -> float:
+        s_max = model.plugin_config.s_max
+        if self.anneal == "task":
+            return hat.temperature(step.epoch * step.num_batches + step.batch, step.num_epochs * step.num_batches, s_max)
+        return hat.temperature(step.batch, step.num_batches, s_max)
 
     def forward_kwargs(self, model: ContinualModel, step: Step) -> dict:
-        return {"s": hat.temperature(step.batch, step.num_batches, model.plugin_config.s_max)}
+        return {"s": self.temperature(model, step)}
 
     def loss(self, model, logits, labels, step: Step) -> torch.Tensor:
-        s = self.forward_kwargs(model, step)["s"]
         ce = super().loss(model, logits, labels, step)
-        return ce + MASK_REGULARISATION * hat.mask_regulariser(model, step.task, s)
+        if self.mask_lambda == 0:
+            return ce
+        return ce + self.mask_lambda * hat.mask_regulariser(model, step.task, self.temperature(model, step))
 
     def before_step(self, model: ContinualModel, step: Step) -> None:
         if step.task > 0:
             hat.protect_previous_tasks(model)
-        s = self.forward_kwargs(model, step)["s"]
-        hat.compensate_embedding_gradients(model, step.task, s, model.plugin_config.s_max)
+        hat.compensate_embedding_gradients(model, step.task, self.temperature(model, step), model.plugin_config.s_max)
 
     def after_step(self, model: ContinualModel, step: Step) -> None:
         hat.clamp_embeddings(model, step.task)
@@ -41,7 +71,13 @@ class CTR(ContinualMethod):
     def no_weight_decay(self, model: ContinualModel) -> set[int]:
         return hat.hat_parameters(model)
 
+    def learning_rates(self, model: ContinualModel, lr: float) -> dict[int, float]:
+        if self.mask_lr_scale == 1.0:
+            return {}
+        return {id(p): lr * self.mask_lr_scale for p in hat.mask_embeddings(model)}
 
+
+@dataclass
 class AdapterHAT(CTR):
     name = "adapter_hat"
     plugin_type = "hat_adapter"

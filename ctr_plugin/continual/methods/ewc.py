@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from ...data.types import TaskData
 from ...model import ContinualModel
+from ..search_space import LogUniform
 from .base import option, shared_parameters
 from .l2 import L2
 
@@ -24,8 +25,9 @@ from .l2 import L2
 @dataclass
 class EWC(L2):
     name = "ewc"
+    search_space = {"strength": LogUniform(1e2, 1e5)}
 
-    strength: float = option(5000.0, "lambda: weight of the Fisher-weighted penalty; not tuned")
+    strength: float = option(5000.0, "lambda: weight of the Fisher-weighted penalty")
     fisher_samples: int = option(256, "training examples of a task used to estimate its Fisher information")
 
     def before_sequence(self, model, tasks, cfg) -> None:

@@ -14,16 +14,18 @@ import torch
 
 from ...data.types import TaskData
 from ...model import ContinualModel
+from ..search_space import LogUniform
 from .base import ContinualMethod, Step, option, shared_parameters
 
 
 @dataclass
 class L2(ContinualMethod):
     name = "l2"
+    search_space = {"strength": LogUniform(1e-2, 1e2)}
     plugin_type = "adapter"
     resumable = False  # the anchor weights are not in the checkpoint
 
-    strength: float = option(1.0, "lambda: weight of the penalty; not tuned")
+    strength: float = option(1.0, "lambda: weight of the penalty")
 
     def __post_init__(self):
         self.anchor: dict[str, torch.Tensor] = {}

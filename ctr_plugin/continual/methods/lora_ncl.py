@@ -11,12 +11,14 @@ from dataclasses import dataclass
 
 from ...model import ContinualModel
 from ...plugins import PluginConfig
+from ..search_space import Choice
 from .base import ContinualMethod, option
 
 
 @dataclass
 class LoraNCL(ContinualMethod):
     name = "lora_ncl"
+    search_space = {"rank": Choice((4, 8, 16))}
     plugin_type = "lora"
 
     rank: int = option(8, "r: rank of the LoRA update of each query / value projection")

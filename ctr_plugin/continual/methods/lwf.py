@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from ...data.types import TaskData
 from ...model import ContinualModel
+from ..search_space import Choice, LogUniform
 from .base import ContinualMethod, Step, option
 
 
@@ -26,8 +27,9 @@ class LwF(ContinualMethod):
     name = "lwf"
     plugin_type = "adapter"
     resumable = False  # the previous model is not in the checkpoint
+    search_space = {"strength": LogUniform(0.1, 10.0), "temperature": Choice((1.0, 2.0, 4.0))}
 
-    strength: float = option(1.0, "lambda: weight of the distillation term; not tuned")
+    strength: float = option(1.0, "lambda: weight of the distillation term")
     temperature: float = option(2.0, "T: softmax temperature of the distillation")
 
     def __post_init__(self):

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from ...data.types import Split, TaskData
 from ...model import ContinualModel
+from ..search_space import Choice
 from .base import ContinualMethod, Step, option
 
 Example = tuple[str, str | None, int]  # text, second text (or None), label
@@ -21,6 +22,7 @@ Example = tuple[str, str | None, int]  # text, second text (or None), label
 @dataclass
 class Replay(ContinualMethod):
     name = "replay"
+    search_space = {"memory_size": Choice((100, 200, 400)), "replay_batch_size": Choice((4, 8, 16))}
     plugin_type = "adapter"
     resumable = False  # the memory is not in the checkpoint
 

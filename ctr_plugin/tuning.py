@@ -1,0 +1,209 @@
+"""Equal-budget hyper-parameter tuning on validation data (Optuna), and the tuned-options file.
+
+Every method gets the same number of trials over the shared ranges (``SHARED_SEARCH_SPACE``:
+learning rate and epochs) plus the ranges of its own options (``ContinualMethod.search_space``).
+A trial is one :func:`ctr_plugin.validation.validation_run` over the first K tasks of a sequence;
+its objective is the mean validation accuracy over those K tasks after the K-th is learned, so
+forgetting counts. Test splits are sealed throughout.
+
+Trials are stored in an Optuna journal file (plain text, one study per method), so tuning is
+resumable: a method's study continues until it holds ``n_trials`` finished trials (a trial that
+fails, e.g. on a non-finite loss, counts towards the budget; one interrupted by a kill is marked
+failed and does not). The remaining trials are drawn by a TPE sampler seeded with
+``seed + finished trials``, so a resumed study is reproducible from the point it stopped.
+
+The chosen options go to a YAML file (``<config stem>.tuned.yaml`` beside the sequence config)
+that ``train_ctr.py --tuned`` and ``reproduce_tables.py --tuned`` read::
+
+    methods:
+      ctr:
+        training: {lr: 0.0011, epochs: 5}
+        method_options: {mask_lambda: 0.62}
+        objective: 86.4          # mean validation accuracy, percent
+        trials: 8
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .continual.loop import TrainingConfig
+from .continual.methods import METHODS, get_method
+from .continual.search_space import SHARED_SEARCH_SPACE, Distribution
+from .data.types import TaskData
+from .errors import CTRError
+from .plugins import PluginConfig
+from .validation import EncoderCache, validation_run
+
+log = logging.getLogger(__name__)
+
+TUNED_FORMAT = "ctr_plugin.tuned/1"
+
+
+def search_space(method: str) -> dict[str, Distribution]:
+    """The shared ranges plus the method's own (``get_method`` checks the name)."""
+    own = type(get_method(method)).search_space
+    clash = sorted(set(own) & set(SHARED_SEARCH_SPACE))
+    if clash:
+        raise CTRError(f"Method {method!r} declares {clash} in its search space, which are shared training options.")
+    return SHARED_SEARCH_SPACE | own
+
+
+def describe_search_space(method: str) -> dict[str, str]:
+    return {name: dist.describe() for name, dist in search_space(method).items()}
+
+
+def _split_params(params: dict[str, Any]) -> tuple[dict, dict]:
+    training = {k: v for k, v in params.items() if k in SHARED_SEARCH_SPACE}
+    options = {k: v for k, v in params.items() if k not in SHARED_SEARCH_SPACE}
+    return training, options
+
+
+def _storage(path: Path):
+    import optuna
+    from optuna.storages.journal import JournalFileBackend
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+
+
+def tune_method(
+    method: str,
+    tasks: list[TaskData],
+    n_trials: int,
+    storage_path: str | Path,
+    training: TrainingConfig | None = None,
+    plugin: PluginConfig | None = None,
+    encoders: EncoderCache | None = None,
+    seed: int = 0,
+    study_prefix: str = "",
+    on_trial: Callable[[dict], None] | None = None,
+):
+    """Run (or continue) ``method``'s study until it holds ``n_trials`` finished trials.
+
+    Each trial trains over ``tasks`` (all of them: pass the first K) with ``training`` and
+    ``plugin`` as the base, the sampled values on top. Returns the Optuna study.
+    """
+    import optuna
+    from optuna.trial import TrialState
+
+    space = search_space(method)
+    training = training or TrainingConfig()
+    plugin = plugin or PluginConfig()
+    encoders = encoders or EncoderCache()
+    storage = _storage(Path(storage_path))
+    name = f"{study_prefix}{method}"
+    study = optuna.create_study(study_name=name, storage=storage, direction="maximize", load_if_exists=True)
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
+        storage.set_trial_user_attr(trial._trial_id, "interrupted", True)  # killed mid-trial: not counted
+        storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+    finished = [t for t in study.get_trials(deepcopy=False) if not t.user_attrs.get("interrupted") and t.state in (TrialState.COMPLETE, TrialState.FAIL)]
+    remaining = n_trials - len(finished)
+    if remaining <= 0:
+        return study
+    study.sampler = optuna.samplers.TPESampler(seed=seed + len(finished), n_startup_trials=max(1, min(4, n_trials // 2)))
+
+    def objective(trial) -> float:
+        params = {k: dist.suggest(trial, k) for k, dist in space.items()}
+        train_values, options = _split_params(params)
+        cfg = TrainingConfig(**(training.to_dict() | train_values | {"progress": False}))
+        row = validation_run(tasks, method, options, cfg, plugin, encoders)
+        trial.set_user_attr("val_final_mf1", row["val_final_mf1"])
+        trial.set_user_attr("val_acc_matrix", row["val_acc_matrix"])
+        trial.set_user_attr("seconds", row["seconds"])
+        if on_trial is not None:
+            on_trial({"method": method, "trial": trial.number, "params": params} | {k: row[k] for k in ("val_final_acc", "val_final_mf1", "seconds")})
+        return row["val_final_acc"]
+
+    study.optimize(objective, n_trials=remaining, catch=(FloatingPointError,))
+    return study
+
+
+def best_entry(study, method: str) -> dict:
+    """What the tuned-options file records for one method's study."""
+    from optuna.trial import TrialState
+
+    counted = [t for t in study.get_trials(deepcopy=False) if not t.user_attrs.get("interrupted") and t.state in (TrialState.COMPLETE, TrialState.FAIL)]
+    complete = [t for t in counted if t.state == TrialState.COMPLETE]
+    if not complete:
+        raise CTRError(f"No trial of {method!r} finished: nothing to choose from (see the log for the failures).")
+    best = max(complete, key=lambda t: (t.value, -t.number))
+    training, options = _split_params(best.params)
+    return {
+        "training": training,
+        "method_options": options,
+        "objective": round(best.value, 2),
+        "objective_mf1": best.user_attrs.get("val_final_mf1"),
+        "best_trial": best.number,
+        "trials": len(counted),
+        "failed_trials": len(counted) - len(complete),
+        "search_space": describe_search_space(method),
+    }
+
+
+def write_tuned(path: str | Path, entries: dict[str, dict], meta: dict) -> None:
+    """Write (or update) the tuned-options file: ``entries`` replace those methods' entries."""
+    path = Path(path)
+    data = read_tuned(path) if path.is_file() else {"format": TUNED_FORMAT, "methods": {}}
+    data |= meta | {"format": TUNED_FORMAT, "updated": datetime.date.today().isoformat()}
+    data["methods"] = data.get("methods", {}) | entries
+    header = (
+        "# Options chosen by scripts/tune.py on VALIDATION data only (test splits sealed); see\n"
+        "# ctr_plugin/tuning.py. Read by train_ctr.py --tuned and reproduce_tables.py --tuned.\n"
+    )
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(header + yaml.safe_dump(data, sort_keys=False, width=120))
+    tmp.replace(path)
+
+
+def read_tuned(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise CTRError(f"The tuned-options file {path} does not exist. Make it with scripts/tune.py, or drop --tuned.")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise CTRError(f"{path} is not valid YAML ({err}); make it again with scripts/tune.py.") from None
+    if not isinstance(data, dict) or data.get("format") != TUNED_FORMAT or not isinstance(data.get("methods"), dict):
+        raise CTRError(f"{path} is not a tuned-options file written by scripts/tune.py (format {TUNED_FORMAT}).")
+    return data
+
+
+def tuned_options(path: str | Path, method: str) -> tuple[dict, dict]:
+    """(training options, method options) the file holds for ``method``; an error if it has none."""
+    data = read_tuned(path)
+    entry = data["methods"].get(method)
+    if entry is None:
+        raise CTRError(
+            f"{path} holds no tuned options for method {method!r} (it has: {', '.join(data['methods']) or 'none'}). "
+            f"Tune it with scripts/tune.py --methods {method}, or drop --tuned."
+        )
+    return dict(entry.get("training") or {}), dict(entry.get("method_options") or {})
+
+
+def merge_tuned(tuned: dict, given: dict, what: str, path: str | Path) -> dict:
+    """``tuned`` values with ``given`` (explicit flags) on top; a flag that contradicts a tuned value
+    is an error naming both, since a silent choice between them would mislabel the run."""
+    for key, value in given.items():
+        if key in tuned and not _same(tuned[key], value):
+            raise CTRError(
+                f"{what} {key}={value} contradicts the tuned value {key}={tuned[key]} in {path}. "
+                f"Drop the flag to use the tuned value, or drop --tuned to set it yourself."
+            )
+    return tuned | given
+
+
+def _same(a: Any, b: Any) -> bool:
+    try:
+        return float(a) == float(b)
+    except (TypeError, ValueError):
+        return str(a).lower() == str(b).lower()
+
+
+__all__ = ["METHODS", "best_entry", "describe_search_space", "merge_tuned", "read_tuned", "search_space", "tune_method", "tuned_options", "write_tuned"]

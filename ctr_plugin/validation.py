@@ -1,0 +1,121 @@
+"""Runs scored on validation data only: what hyper-parameter search and the CTR diagnosis use.
+
+A validation run trains a method over a task sequence with the one loop and, after every task,
+scores every task learned so far on its *validation* split, giving a validation accuracy matrix
+in the same layout as the test matrix of a real run. The test splits are sealed before training
+(:func:`seal_test_splits`): touching one raises, so no choice made from these scores can have seen
+test data.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .continual.loop import TrainingConfig, evaluate, run_sequence, seed_everything
+from .continual.methods import get_method
+from .data.types import TaskData
+from .errors import CTRError
+from .metrics import empty_matrix, summarize
+from .model import ContinualModel, load_encoder
+from .plugins import PluginConfig
+
+
+class SealedSplitError(CTRError):
+    """Raised when code touches a test split during a validation-only run."""
+
+
+class SealedSplit:
+    """Stands where a test split was: any use of it raises :class:`SealedSplitError`."""
+
+    def __init__(self, task: str):
+        object.__setattr__(self, "_task", task)
+
+    def _refuse(self, *_args, **_kwargs):
+        raise SealedSplitError(
+            f"The test split of task {object.__getattribute__(self, '_task')!r} was touched during a "
+            f"validation-only run; hyper-parameters must be chosen without test data."
+        )
+
+    def __getattr__(self, name):
+        self._refuse()
+
+    __len__ = __iter__ = __getitem__ = __bool__ = __setattr__ = _refuse
+
+
+def seal_test_splits(tasks: list[TaskData]) -> list[TaskData]:
+    """Copies of ``tasks`` whose test splits raise on any access."""
+    return [dataclasses.replace(t, test=SealedSplit(t.name)) for t in tasks]
+
+
+@dataclass
+class EncoderCache:
+    """Loads an encoder once and hands out fresh copies (methods may change or train it)."""
+
+    name: str | None = None
+
+    def __post_init__(self):
+        self._encoder, self.tokenizer = load_encoder(self.name)
+
+    def fresh(self):
+        return copy.deepcopy(self._encoder), self.tokenizer
+
+
+def validation_run(
+    tasks: list[TaskData],
+    method: str,
+    method_options: dict | None = None,
+    training: TrainingConfig | None = None,
+    plugin: PluginConfig | None = None,
+    encoders: EncoderCache | None = None,
+    inspect: Callable[[ContinualModel], dict] | None = None,
+) -> dict:
+    """Train ``method`` over ``tasks`` (test splits sealed) and score every task learned so far on
+    its validation split after each task.
+
+    Returns ``val_acc_matrix`` / ``val_f1_matrix`` (row i = after task i, column j = task j,
+    percent, None above the diagonal), ``summarize``'s metrics of them prefixed ``val_``
+    (``val_final_acc`` is the mean validation accuracy over all tasks after the last: the tuning
+    objective), the options, and the seconds taken; ``inspect(model)``'s dictionary, if given, is
+    added under ``"inspect"`` (the diagnosis records HAT's mask usage this way).
+    """
+    training = training or TrainingConfig()
+    plugin = plugin or PluginConfig()
+    encoders = encoders or EncoderCache()
+    sealed = seal_test_splits(tasks)
+    runner = get_method(method, method_options)
+    seed_everything(training.seed)
+    encoder, tokenizer = encoders.fresh()
+    model = runner.build_model(encoder, tokenizer, plugin, encoders.name)
+    acc, f1 = empty_matrix(len(tasks)), empty_matrix(len(tasks))
+
+    def score(model: ContinualModel, results) -> None:
+        row = results.completed_tasks - 1
+        for j, task in enumerate(sealed[: row + 1]):
+            task_id = model.task_id(task.name)
+            runner.before_evaluate(model, task_id)
+            scores = evaluate(model, task.validation, task_id, training)
+            acc[row][j], f1[row][j] = round(scores["acc"], 2), round(scores["mf1"], 2)
+
+    start = time.perf_counter()
+    run_sequence(model, runner, sealed, training, on_task_end=score, evaluate_test=False)
+    if runner.joint_training:  # one model for all tasks: its scores stand in every row (see run_sequence)
+        for i in range(len(tasks) - 1):
+            for j in range(i + 1):
+                acc[i][j], f1[i][j] = acc[-1][j], f1[-1][j]
+    metrics = {f"val_{k}": v for k, v in summarize(acc, f1).items()}
+    return {
+        "method": method,
+        "method_options": runner.options(),
+        "tasks": [t.name for t in tasks],
+        "seed": training.seed,
+        "training": training.to_dict(),
+        "plugin": plugin.to_dict(),
+        "val_acc_matrix": acc,
+        "val_f1_matrix": f1,
+        **metrics,
+        "seconds": round(time.perf_counter() - start, 1),
+    } | ({"inspect": inspect(model)} if inspect is not None else {})

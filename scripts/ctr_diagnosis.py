@@ -1,0 +1,176 @@
+#!/usr/bin/env python
+"""Why does CTR trail a plain adapter? One-knob-at-a-time ablations on VALIDATION data only.
+
+Each variant changes one knob of the paper's setting (or combines knobs named in its label) for
+``adapter_hat`` (CTR's HAT-masked module alone) and ``ctr``; ``adapter_one`` is the reference.
+Stage ``task1`` trains the first task of the sequence alone (plasticity); stage ``task3`` the
+first three (plasticity and forgetting). Test splits are sealed (``ctr_plugin.validation``).
+
+    python scripts/ctr_diagnosis.py --stage task1 --seeds 0 1 2       # runs, appended to docs/ctr_diagnosis/runs.jsonl
+    python scripts/ctr_diagnosis.py --report                          # docs/ctr_diagnosis/table.md from the runs
+
+Finished (stage, method, variant, seed) cells are skipped, so an interrupted call continues.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ctr_plugin.cli import run_main, setup_logging
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "docs" / "ctr_diagnosis"
+
+# variant -> changes: keys of the method's options ("method"), PluginConfig ("plugin") or
+# TrainingConfig ("training"). "paper" is the paper's setting as the embedded default runs it.
+VARIANTS: dict[str, dict[str, dict]] = {
+    "paper": {},
+    "lambda_0": {"method": {"mask_lambda": 0.0}},
+    "anneal_task": {"method": {"anneal": "task"}},
+    "no_up_relu": {"plugin": {"tsm_activation": "none"}},
+    "masks_open": {"plugin": {"mask_init_mean": 6.0}},
+    "mask_lr_x10": {"method": {"mask_lr_scale": 10.0}},
+    "mask_lr_x50": {"method": {"mask_lr_scale": 50.0}},
+    "layernorm_frozen": {"plugin": {"train_layernorm": False}},
+    "width_1024": {"plugin": {"adapter_size": 1024}},
+    "s_max_25": {"plugin": {"s_max": 25.0}},
+    "no_up_relu+mask_lr_x50": {"plugin": {"tsm_activation": "none"}, "method": {"mask_lr_scale": 50.0}},
+    "freeze_old_capsules": {"plugin": {"freeze_old_capsules": True}},
+    "no_up_relu+mask_lr_x50+freeze_old_capsules": {
+        "plugin": {"tsm_activation": "none", "freeze_old_capsules": True},
+        "method": {"mask_lr_scale": 50.0},
+    },
+}
+HAT_VARIANTS = [v for v in VARIANTS if v not in ("freeze_old_capsules", "no_up_relu+mask_lr_x50+freeze_old_capsules")]
+STAGES = {
+    "task1": {"tasks": 1, "cells": {"adapter_one": ["paper"], "adapter_hat": HAT_VARIANTS, "ctr": HAT_VARIANTS}},
+    "task3": {
+        "tasks": 3,
+        "cells": {
+            "adapter_one": ["paper"],
+            "adapter_hat": ["paper", "no_up_relu", "mask_lr_x50", "no_up_relu+mask_lr_x50"],
+            "ctr": ["paper", "no_up_relu", "mask_lr_x50", "no_up_relu+mask_lr_x50", "freeze_old_capsules",
+                    "layernorm_frozen", "no_up_relu+mask_lr_x50+freeze_old_capsules"],
+        },
+    },
+}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", default=str(ROOT / "data_configs" / "hl5_products.yaml"))
+    p.add_argument("--stage", choices=sorted(STAGES), default="task1")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--methods", nargs="+", help="only these methods of the stage")
+    p.add_argument("--variants", nargs="+", help="only these variants of the stage")
+    p.add_argument("--max-train", type=int, default=200, help="training sentences per task (the hl5 grid's sizing)")
+    p.add_argument("--validation-fraction", type=float, default=0.25,
+                   help="share of each task's non-test sentences held out for validation (the config's 0.1 "
+                        "leaves 46 for the first task: one sentence = 2.2 points); the test split is unchanged")
+    p.add_argument("--runs", default=str(OUT / "runs.jsonl"))
+    p.add_argument("--report", action="store_true", help="only write the table from the runs")
+    args = p.parse_args()
+    setup_logging()
+    runs_file = Path(args.runs)
+    if args.report:
+        table = report(runs_file)
+        (runs_file.parent / "table.md").write_text(table)
+        print(table)
+        return 0
+
+    import dataclasses
+
+    from ctr_plugin.continual import hat
+    from ctr_plugin.continual.loop import TrainingConfig
+    from ctr_plugin.data import load_sequence_config, load_tasks
+    from ctr_plugin.experiment import split_training_options
+    from ctr_plugin.plugins import PluginConfig
+    from ctr_plugin.validation import EncoderCache, validation_run
+
+    stage = STAGES[args.stage]
+    sequence = load_sequence_config(args.config)
+    sequence.tasks = [dataclasses.replace(t, max_train=args.max_train, validation_fraction=args.validation_fraction) for t in sequence.tasks[: stage["tasks"]]]
+    train_opts, plugin_opts = split_training_options(sequence.training)
+    done = {_key(r) for r in _read(runs_file)}
+    encoders = EncoderCache(sequence.encoder)
+    runs_file.parent.mkdir(parents=True, exist_ok=True)
+    for seed in args.seeds:
+        tasks = load_tasks(sequence, seed=seed)
+        for method, variants in stage["cells"].items():
+            if args.methods and method not in args.methods:
+                continue
+            for variant in variants:
+                if args.variants and variant not in args.variants:
+                    continue
+                key = (args.stage, method, variant, seed)
+                if key in done:
+                    continue
+                change = VARIANTS[variant]
+                training = TrainingConfig(**{**train_opts, **change.get("training", {}), "seed": seed, "progress": False})
+                plugin = PluginConfig(**{**plugin_opts, **change.get("plugin", {})})
+                row = validation_run(tasks, method, change.get("method", {}), training, plugin, encoders,
+                                     inspect=lambda model: hat.mask_usage(model, model.plugin_config.s_max))
+                row = {"stage": args.stage, "variant": variant, "change": change, "max_train": args.max_train,
+                       "validation_fraction": args.validation_fraction,
+                       "task_sizes": {t.name: [len(t.train), len(t.validation)] for t in tasks}} | row
+                with runs_file.open("a") as f:
+                    f.write(json.dumps(row) + "\n")
+                print(f"{args.stage} {method:12s} {variant:40s} seed {seed}: val acc {row['val_final_acc']:.2f} "
+                      f"mF1 {row['val_final_mf1']:.2f} forgetting {row['val_forgetting_rate']:.2f} ({row['seconds']} s)", flush=True)
+    return 0
+
+
+def _read(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+
+
+def _key(row: dict) -> tuple:
+    return row["stage"], row["method"], row["variant"], row["seed"]
+
+
+def report(runs_file: Path) -> str:
+    """Markdown: per stage, method and variant, mean ± std over seeds, and the mean paired
+    difference to the same method's "paper" row over the seeds both have."""
+    import numpy as np
+
+    rows = _read(runs_file)
+    out = []
+    for stage in STAGES:
+        cells: dict[tuple[str, str], dict[int, dict]] = {}
+        for r in rows:
+            if r["stage"] == stage:
+                cells.setdefault((r["method"], r["variant"]), {})[r["seed"]] = r
+        if not cells:
+            continue
+        out += [f"### Stage {stage} (first {STAGES[stage]['tasks']} task(s); validation; mean ± std over seeds)", "",
+                "| method | variant | seeds | val acc | val macro-F1 | Δ acc vs paper (paired) | forgetting | s/run |",
+                "|---|---|---|---|---|---|---|---|"]
+        for (method, variant), by_seed in sorted(cells.items(), key=lambda kv: (list(STAGES[stage]["cells"]).index(kv[0][0]), list(VARIANTS).index(kv[0][1]))):
+            acc = np.array([r["val_final_acc"] for r in by_seed.values()])
+            mf1 = np.array([r["val_final_mf1"] for r in by_seed.values()])
+            forget = np.array([r["val_forgetting_rate"] for r in by_seed.values()])
+            secs = np.mean([r["seconds"] for r in by_seed.values()])
+            base = cells.get((method, "paper"), {})
+            common = sorted(set(by_seed) & set(base))
+            if variant != "paper" and common:
+                d = np.array([by_seed[s]["val_final_acc"] - base[s]["val_final_acc"] for s in common])
+                delta = f"{d.mean():+.1f} ± {d.std(ddof=1) if len(d) > 1 else 0:.1f}"
+            else:
+                delta = ""
+            out.append(f"| {method} | {variant} | {','.join(str(s) for s in sorted(by_seed))} | {_ms(acc)} | {_ms(mf1)} | {delta} | {_ms(forget)} | {secs:.0f} |")
+        out.append("")
+    return "\n".join(out)
+
+
+def _ms(values) -> str:
+    std = values.std(ddof=1) if len(values) > 1 else 0.0
+    return f"{values.mean():.1f} ± {std:.1f}"
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,166 @@
+"""Tuning on validation data: test splits are never touched, every method gets the same budget,
+studies resume, and the chosen options reach train_ctr.py through --tuned."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import TINY_PLUGIN, keyword_task
+from ctr_plugin.continual.loop import TrainingConfig
+from ctr_plugin.errors import CTRError
+from ctr_plugin.tuning import best_entry, merge_tuned, read_tuned, search_space, tune_method, tuned_options, write_tuned
+from ctr_plugin.validation import EncoderCache, SealedSplit, SealedSplitError, seal_test_splits, validation_run
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+
+FAST = TrainingConfig(epochs=1, lr=1e-2, batch_size=8, progress=False)
+
+
+class ExplodingSplit:
+    """A test split that fails the test the moment anything reads it."""
+
+    def __getattr__(self, name):
+        pytest.fail(f"the test split was read ({name}) during tuning")
+
+    def __len__(self):
+        pytest.fail("the test split was read (len) during tuning")
+
+
+def poisoned(tasks):
+    return [dataclasses.replace(t, test=ExplodingSplit()) for t in tasks]
+
+
+@pytest.fixture
+def tasks():
+    return [
+        keyword_task("sentiment", [["good", "great"], ["bad", "awful"]], n_train=24, n_test=12),
+        keyword_task("colour", [["red", "pink"], ["blue", "green"]], n_train=24, n_test=12),
+    ]
+
+
+def test_a_sealed_test_split_refuses_every_use(tasks):
+    sealed = seal_test_splits(tasks)[0].test
+    for use in (len, lambda s: s.texts, lambda s: s.labels, lambda s: list(s), lambda s: s[0], bool):
+        with pytest.raises(SealedSplitError, match="validation-only run"):
+            use(sealed)
+    assert isinstance(sealed, SealedSplit) and tasks[0].test.texts  # the caller's tasks are not changed
+
+
+@pytest.mark.parametrize("method", ["ctr", "replay", "lwf", "bert_mtl"])
+def test_a_validation_run_scores_validation_data_and_never_reads_test_data(method, tasks, tiny_bert_dir):
+    row = validation_run(poisoned(tasks), method, {}, FAST, TINY_PLUGIN, EncoderCache(tiny_bert_dir))
+    acc = row["val_acc_matrix"]
+    assert acc[0][1] is None and all(0 <= v <= 100 for v in (acc[0][0], acc[1][0], acc[1][1]))
+    assert row["val_final_acc"] == pytest.approx((acc[1][0] + acc[1][1]) / 2)
+    assert row["val_forgetting_rate"] == pytest.approx(acc[0][0] - acc[1][0])
+
+
+def test_every_method_searches_the_shared_ranges_plus_its_own():
+    for method in ("ctr", "adapter_one", "ewc", "replay", "bert_ncl"):
+        space = search_space(method)
+        assert {"lr", "epochs"} <= set(space)
+    assert set(search_space("adapter_one")) == {"lr", "epochs"}
+    assert "mask_lambda" in search_space("ctr") and "strength" in search_space("ewc")
+
+
+def test_each_method_gets_the_budget_and_an_interrupted_study_resumes(tasks, tiny_bert_dir, tmp_path):
+    import optuna
+
+    journal, encoders = tmp_path / "journal.log", EncoderCache(tiny_bert_dir)
+    sealed = poisoned(tasks)
+    seen = []
+    for method in ("adapter_one", "ewc"):
+        study = tune_method(method, sealed, 2, journal, FAST, TINY_PLUGIN, encoders, seed=0, on_trial=seen.append)
+        assert len(study.trials) == 2
+    assert [r["method"] for r in seen] == ["adapter_one", "adapter_one", "ewc", "ewc"]
+    for row in seen:  # sampled inside the declared ranges
+        assert 3e-4 <= row["params"]["lr"] <= 3e-3 and row["params"]["epochs"] in (3, 5)
+    ewc_trials = [r for r in seen if r["method"] == "ewc"]
+    assert all(1e2 <= r["params"]["strength"] <= 1e5 for r in ewc_trials)
+
+    # A trial killed mid-run stays RUNNING in the journal: it is marked failed, not counted, and
+    # the study goes on to the budget.
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(journal)))
+    study = optuna.load_study(study_name="ewc", storage=storage)
+    study.ask()
+    study = tune_method("ewc", sealed, 3, journal, FAST, TINY_PLUGIN, encoders, seed=0)
+    states = [t.state.name for t in study.trials]
+    assert states.count("COMPLETE") == 3 and states.count("FAIL") == 1
+    assert len(tune_method("ewc", sealed, 3, journal, FAST, TINY_PLUGIN, encoders).trials) == 4  # budget met: nothing runs
+
+    entry = best_entry(study, "ewc")
+    assert entry["trials"] == 3 and set(entry["training"]) == {"lr", "epochs"} and set(entry["method_options"]) == {"strength"}
+    assert entry["objective"] == pytest.approx(max(t.value for t in study.trials if t.value is not None), abs=0.01)
+
+
+def test_the_tuned_file_round_trips_and_a_contradicting_flag_is_refused(tmp_path):
+    path = tmp_path / "seq.tuned.yaml"
+    write_tuned(path, {"ctr": {"training": {"lr": 0.002, "epochs": 5}, "method_options": {"mask_lambda": 0.5}}}, {"sequence": "seq"})
+    write_tuned(path, {"replay": {"training": {"lr": 0.001, "epochs": 3}, "method_options": {"memory_size": 100}}}, {"sequence": "seq"})
+    assert set(read_tuned(path)["methods"]) == {"ctr", "replay"}  # a second write keeps the first method
+    assert tuned_options(path, "ctr") == ({"lr": 0.002, "epochs": 5}, {"mask_lambda": 0.5})
+    with pytest.raises(CTRError, match="no tuned options for method 'lwf'.*ctr, replay"):
+        tuned_options(path, "lwf")
+    assert merge_tuned({"lr": 0.002}, {"lr": 2e-3, "seed": 1}, "The flag", path) == {"lr": 0.002, "seed": 1}
+    with pytest.raises(CTRError, match="lr=0.01 contradicts the tuned value lr=0.002"):
+        merge_tuned({"lr": 0.002}, {"lr": 0.01}, "The flag", path)
+    (tmp_path / "bad.yaml").write_text("methods: [1, 2]\n")
+    with pytest.raises(CTRError, match="not a tuned-options file"):
+        read_tuned(tmp_path / "bad.yaml")
+
+
+def _files_config(tmp_path: Path, tasks, encoder_dir: str) -> Path:
+    """A sequence config over local CSV files made from the synthetic tasks."""
+    import csv
+
+    specs = []
+    for task in tasks:
+        paths = {}
+        for split in ("train", "validation", "test"):
+            path = tmp_path / f"{task.name}_{split}.csv"
+            data = getattr(task, split)
+            with path.open("w", newline="") as f:
+                writer = csv.writer(f)
+                writer.writerow(["text", "label"])
+                writer.writerows((t, task.label_names[y]) for t, y in zip(data.texts, data.labels))
+            paths[split] = str(path)
+        specs.append({"name": task.name, "source": "files", **paths})
+    config = tmp_path / "seq.yaml"
+    config.write_text(yaml.safe_dump({
+        "name": "seq", "encoder": encoder_dir,
+        "training": {"epochs": 1, "batch_size": 8, "adapter_size": 16, "task_capsule_hidden": 4, "routing_filters": 8, "pooling": "mean"},
+        "tasks": specs,
+    }))
+    return config
+
+
+def test_tune_script_writes_options_that_train_ctr_uses_and_never_loads_test_data(tasks, tiny_bert_dir, tmp_path, monkeypatch, capsys):
+    import ctr_plugin.data
+    import train_ctr
+    import tune
+
+    config = _files_config(tmp_path, tasks, tiny_bert_dir)
+    real_load = ctr_plugin.data.load_tasks
+    monkeypatch.setattr(ctr_plugin.data, "load_tasks", lambda *a, **k: poisoned(real_load(*a, **k)))
+    assert tune.main(["--config", str(config), "--methods", "adapter_one", "replay", "--trials", "2", "--tasks", "2", "--max-train-per-task", "24"]) == 0
+    monkeypatch.setattr(ctr_plugin.data, "load_tasks", real_load)
+    tuned_file = tmp_path / "seq.tuned.yaml"
+    tuned = read_tuned(tuned_file)
+    assert set(tuned["methods"]) == {"adapter_one", "replay"} and (tmp_path / "seq.tuning.journal").is_file()
+    assert tuned["methods"]["replay"]["trials"] == 2 and "memory_size" in tuned["methods"]["replay"]["search_space"]
+
+    train_values, options = tuned_options(tuned_file, "replay")
+    out = tmp_path / "run"
+    assert train_ctr.main(["--config", str(config), "--method", "replay", "--tuned", str(tuned_file), "--output-dir", str(out), "--no-progress"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["training"]["lr"] == pytest.approx(train_values["lr"]) and results["training"]["epochs"] == train_values["epochs"]
+    assert all(results["method_options"][k] == v for k, v in options.items())
+    assert results["data"]["tuned"] == str(tuned_file)
+    with pytest.raises(CTRError, match="contradicts the tuned value"):
+        train_ctr.main(["--config", str(config), "--method", "replay", "--tuned", str(tuned_file), "--lr", "0.123", "--output-dir", str(tmp_path / "run2")])
