@@ -69,9 +69,9 @@ def main() -> int:
     p.add_argument("--methods", nargs="+", help="only these methods of the stage")
     p.add_argument("--variants", nargs="+", help="only these variants of the stage")
     p.add_argument("--max-train", type=int, default=200, help="training sentences per task (the hl5 grid's sizing)")
-    p.add_argument("--validation-fraction", type=float, default=0.25,
-                   help="share of each task's non-test sentences held out for validation (the config's 0.1 "
-                        "leaves 46 for the first task: one sentence = 2.2 points); the test split is unchanged")
+    p.add_argument("--validation-fraction", type=float,
+                   help="share of each task's non-test sentences held out for validation (default: the config's); "
+                        "the test split does not depend on it")
     p.add_argument("--runs", default=str(OUT / "runs.jsonl"))
     p.add_argument("--report", action="store_true", help="only write the table from the runs")
     args = p.parse_args()
@@ -94,7 +94,7 @@ def main() -> int:
 
     stage = STAGES[args.stage]
     sequence = load_sequence_config(args.config)
-    sequence.tasks = [dataclasses.replace(t, max_train=args.max_train, validation_fraction=args.validation_fraction) for t in sequence.tasks[: stage["tasks"]]]
+    sequence.tasks = [dataclasses.replace(t, max_train=args.max_train, **({"validation_fraction": args.validation_fraction} if args.validation_fraction else {})) for t in sequence.tasks[: stage["tasks"]]]
     train_opts, plugin_opts = split_training_options(sequence.training)
     done = {_key(r) for r in _read(runs_file)}
     encoders = EncoderCache(sequence.encoder)
@@ -116,7 +116,7 @@ def main() -> int:
                 row = validation_run(tasks, method, change.get("method", {}), training, plugin, encoders,
                                      inspect=lambda model: hat.mask_usage(model, model.plugin_config.s_max))
                 row = {"stage": args.stage, "variant": variant, "change": change, "max_train": args.max_train,
-                       "validation_fraction": args.validation_fraction,
+                       "validation_fraction": sequence.tasks[0].validation_fraction,
                        "task_sizes": {t.name: [len(t.train), len(t.validation)] for t in tasks}} | row
                 with runs_file.open("a") as f:
                     f.write(json.dumps(row) + "\n")
