@@ -46,9 +46,11 @@ VARIANTS: dict[str, dict[str, dict]] = {
         "method": {"mask_lr_scale": 50.0},
     },
 }
-HAT_VARIANTS = [v for v in VARIANTS if v not in ("freeze_old_capsules", "no_up_relu+mask_lr_x50+freeze_old_capsules")]
+# Most telling first: cells run variant by variant, every seed of a variant before the next.
+HAT_VARIANTS = ["paper", "no_up_relu", "mask_lr_x50", "no_up_relu+mask_lr_x50", "masks_open", "lambda_0", "anneal_task",
+                "layernorm_frozen", "mask_lr_x10", "s_max_25", "width_1024"]
 STAGES = {
-    "task1": {"tasks": 1, "cells": {"adapter_one": ["paper"], "adapter_hat": HAT_VARIANTS, "ctr": HAT_VARIANTS}},
+    "task1": {"tasks": 1, "cells": {"adapter_one": ["paper"], "adapter_hat": HAT_VARIANTS, "ctr": HAT_VARIANTS[:6]}},
     "task3": {
         "tasks": 3,
         "cells": {
@@ -99,29 +101,31 @@ def main() -> int:
     done = {_key(r) for r in _read(runs_file)}
     encoders = EncoderCache(sequence.encoder)
     runs_file.parent.mkdir(parents=True, exist_ok=True)
-    for seed in args.seeds:
-        tasks = load_tasks(sequence, seed=seed)
-        for method, variants in stage["cells"].items():
-            if args.methods and method not in args.methods:
+    tasks_by_seed = {}
+    cells = [(method, variant) for variant in VARIANTS for method, variants in stage["cells"].items() if variant in variants]
+    cells.sort(key=lambda cell: stage["cells"][cell[0]].index(cell[1]))
+    for method, variant in cells:
+        if (args.methods and method not in args.methods) or (args.variants and variant not in args.variants):
+            continue
+        for seed in args.seeds:
+            key = (args.stage, method, variant, seed)
+            if key in done:
                 continue
-            for variant in variants:
-                if args.variants and variant not in args.variants:
-                    continue
-                key = (args.stage, method, variant, seed)
-                if key in done:
-                    continue
-                change = VARIANTS[variant]
-                training = TrainingConfig(**{**train_opts, **change.get("training", {}), "seed": seed, "progress": False})
-                plugin = PluginConfig(**{**plugin_opts, **change.get("plugin", {})})
-                row = validation_run(tasks, method, change.get("method", {}), training, plugin, encoders,
-                                     inspect=lambda model: hat.mask_usage(model, model.plugin_config.s_max))
-                row = {"stage": args.stage, "variant": variant, "change": change, "max_train": args.max_train,
-                       "validation_fraction": sequence.tasks[0].validation_fraction,
-                       "task_sizes": {t.name: [len(t.train), len(t.validation)] for t in tasks}} | row
-                with runs_file.open("a") as f:
-                    f.write(json.dumps(row) + "\n")
-                print(f"{args.stage} {method:12s} {variant:40s} seed {seed}: val acc {row['val_final_acc']:.2f} "
-                      f"mF1 {row['val_final_mf1']:.2f} forgetting {row['val_forgetting_rate']:.2f} ({row['seconds']} s)", flush=True)
+            if seed not in tasks_by_seed:
+                tasks_by_seed[seed] = load_tasks(sequence, seed=seed)
+            tasks = tasks_by_seed[seed]
+            change = VARIANTS[variant]
+            training = TrainingConfig(**{**train_opts, **change.get("training", {}), "seed": seed, "progress": False})
+            plugin = PluginConfig(**{**plugin_opts, **change.get("plugin", {})})
+            row = validation_run(tasks, method, change.get("method", {}), training, plugin, encoders,
+                                 inspect=lambda model: hat.mask_usage(model, model.plugin_config.s_max))
+            row = {"stage": args.stage, "variant": variant, "change": change, "max_train": args.max_train,
+                   "validation_fraction": sequence.tasks[0].validation_fraction,
+                   "task_sizes": {t.name: [len(t.train), len(t.validation)] for t in tasks}} | row
+            with runs_file.open("a") as f:
+                f.write(json.dumps(row) + "\n")
+            print(f"{args.stage} {method:12s} {variant:40s} seed {seed}: val acc {row['val_final_acc']:.2f} "
+                  f"mF1 {row['val_final_mf1']:.2f} forgetting {row['val_forgetting_rate']:.2f} ({row['seconds']} s)", flush=True)
     return 0
 
 
@@ -148,8 +152,8 @@ def report(runs_file: Path) -> str:
         if not cells:
             continue
         out += [f"### Stage {stage} (first {STAGES[stage]['tasks']} task(s); validation; mean ± std over seeds)", "",
-                "| method | variant | seeds | val acc | val macro-F1 | Δ acc vs paper (paired) | forgetting | s/run |",
-                "|---|---|---|---|---|---|---|---|"]
+                "| method | variant | seeds | val acc | val macro-F1 | Δ acc vs paper (paired) | forgetting | task-1 mask open | mean abs(e) | s/run |",
+                "|---|---|---|---|---|---|---|---|---|---|"]
         for (method, variant), by_seed in sorted(cells.items(), key=lambda kv: (list(STAGES[stage]["cells"]).index(kv[0][0]), list(VARIANTS).index(kv[0][1]))):
             acc = np.array([r["val_final_acc"] for r in by_seed.values()])
             mf1 = np.array([r["val_final_mf1"] for r in by_seed.values()])
@@ -162,7 +166,11 @@ def report(runs_file: Path) -> str:
                 delta = f"{d.mean():+.1f} ± {d.std(ddof=1) if len(d) > 1 else 0:.1f}"
             else:
                 delta = ""
-            out.append(f"| {method} | {variant} | {','.join(str(s) for s in sorted(by_seed))} | {_ms(acc)} | {_ms(mf1)} | {delta} | {_ms(forget)} | {secs:.0f} |")
+            usage = [r["inspect"] for r in by_seed.values() if r.get("inspect")]
+            opened = f"{np.mean([u['open'][0] for u in usage]):.2f}" if usage else ""
+            magnitude = f"{np.mean([u['embedding_abs_mean'][0] for u in usage]):.2f}" if usage else ""
+            out.append(f"| {method} | {variant} | {','.join(str(s) for s in sorted(by_seed))} | {_ms(acc)} | {_ms(mf1)} "
+                       f"| {delta} | {_ms(forget)} | {opened} | {magnitude} | {secs:.0f} |")
         out.append("")
     return "\n".join(out)
 
