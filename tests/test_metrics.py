@@ -79,3 +79,18 @@ def test_old_runs_without_cost_records_get_the_accuracy_metrics_computed_from_th
     m = run_metrics(old)
     assert m["max_forgetting"] == pytest.approx(22.5) and m["train_seconds_per_task"] == 3.0
     assert "params_added_per_task" not in m and "checkpoint_bytes_per_task" not in m
+
+
+def test_a_run_records_the_parameters_and_checkpoint_bytes_each_task_adds(tiny_bert_dir, three_tasks, tmp_path):
+    from conftest import TINY_PLUGIN
+    from ctr_plugin.continual.loop import TrainingConfig
+    from ctr_plugin.experiment import RunSettings, directory_bytes, run
+
+    settings = RunSettings(method="adapter_one", encoder=tiny_bert_dir, training=TrainingConfig(epochs=1, progress=False), plugin=TINY_PLUGIN)
+    out = run(three_tasks, settings, tmp_path / "run")
+    added, sizes = out["params_added"], out["checkpoint_bytes"]
+    # One adapter per task, the same size each time, plus a head with one row per label (2, 3, 2).
+    assert len(added) == 3 and added[0] == added[2] and added[1] > added[0] > 0
+    assert len(sizes) == 3 and sizes[0] < sizes[1] < sizes[2] and sizes[2] == directory_bytes(tmp_path / "run" / "checkpoint")
+    cost = cost_per_task(out)
+    assert cost["params_added_per_task"] == sum(added) / 3 and cost["checkpoint_bytes_per_task"] == (sizes[2] - sizes[0]) / 2
