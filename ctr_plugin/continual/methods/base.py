@@ -57,6 +57,10 @@ class ContinualMethod:
     # False where the method keeps state across tasks that a checkpoint does not hold (Fisher
     # information, a replay memory, per-task weights): such a run cannot be resumed mid-sequence.
     resumable: ClassVar[bool] = True
+    # How the tables (ctr_plugin/tables.py) show the method: its group of rows, and the ONE
+    # method (a separate model per task) its knowledge transfer is measured against.
+    table_group: ClassVar[str] = "continual baselines"
+    one_reference: ClassVar[str] = "adapter_one"
 
     # ---- model ---------------------------------------------------------------------------------
     def build_model(self, encoder, tokenizer, plugin_config: PluginConfig, encoder_name: str | None) -> ContinualModel:

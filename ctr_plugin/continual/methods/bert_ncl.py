@@ -16,6 +16,7 @@ from .base import ContinualMethod, option
 @dataclass
 class BertNCL(ContinualMethod):
     name = "bert_ncl"
+    one_reference = "bert_one"
     plugin_type = "none"
 
     encoder_lr: float = option(1e-4, "learning rate of the encoder's weights (the heads use the loop's lr); not tuned")

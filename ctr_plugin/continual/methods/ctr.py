@@ -16,6 +16,7 @@ MASK_REGULARISATION = 0.75  # lambda of CTR / HAT
 
 class CTR(ContinualMethod):
     name = "ctr"
+    table_group = "CTR"
     plugin_type = "ctr"
 
     def forward_kwargs(self, model: ContinualModel, step: Step) -> dict:
@@ -44,4 +45,5 @@ class CTR(ContinualMethod):
 
 class AdapterHAT(CTR):
     name = "adapter_hat"
+    table_group = "continual baselines"
     plugin_type = "hat_adapter"

@@ -17,6 +17,7 @@ from .base import ContinualMethod, option
 @dataclass
 class LoraNCL(ContinualMethod):
     name = "lora_ncl"
+    one_reference = "lora_one"
     plugin_type = "lora"
 
     rank: int = option(8, "r: rank of the LoRA update of each query / value projection")
