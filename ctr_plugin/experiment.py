@@ -6,7 +6,8 @@ table script calls the same function for every cell of its grid.
 ``output_dir`` receives
 
 * ``checkpoint/``: the model (``ContinualModel.save_pretrained``), rewritten after every task;
-* ``results.json``: the matrices and headline metrics (rewritten after every task, atomically);
+* ``results.json``: the matrices, headline metrics and per-task cost (``params_added``,
+  ``checkpoint_bytes``: the checkpoint's size after each task), rewritten after every task, atomically;
 * ``accuracy_matrix.png``: a heatmap of the accuracy matrix.
 
 Under ``accelerate launch`` every process runs this function; only the main one writes.
@@ -105,6 +106,8 @@ def _resume_state(output_dir: Path, tasks, settings: RunSettings):
         )
     model = ContinualModel.from_pretrained(checkpoint, encoder=settings.encoder)
     results = ContinualResults.from_dict(progress)
+    if len(results.checkpoint_bytes) == results.completed_tasks - 1:  # measured after the checkpoint was written
+        results.checkpoint_bytes.append(directory_bytes(checkpoint))
     log.info("Resuming %s after %d of %d tasks.", output_dir, results.completed_tasks, len(tasks))
     return model, results
 
@@ -159,6 +162,7 @@ def run(tasks, settings: RunSettings, output_dir: str | os.PathLike, source: dic
 
     def save(model: ContinualModel, results: ContinualResults) -> None:
         model.save_pretrained(output_dir / CHECKPOINT_DIR, extra={"method": method.name, "progress": results.to_dict()})
+        results.checkpoint_bytes.append(directory_bytes(output_dir / CHECKPOINT_DIR))
         write_json_atomic(output_dir / RESULTS_FILE, results.to_dict() | base)
 
     start = time.perf_counter()
@@ -177,6 +181,11 @@ def run(tasks, settings: RunSettings, output_dir: str | os.PathLike, source: dic
         log.info("\n%s", format_summary(out))
     accelerator.wait_for_everyone()
     return out
+
+
+def directory_bytes(directory: Path) -> int:
+    """The size of the files under ``directory`` (a checkpoint), in bytes."""
+    return sum(f.stat().st_size for f in Path(directory).rglob("*") if f.is_file())
 
 
 def count_truncated(model: ContinualModel, tasks, max_length: int, log_counts: bool = True) -> dict[str, int]:

@@ -10,8 +10,11 @@
 Each (method, order k, seed s) runs through ``ctr_plugin.experiment.run`` into
 OUTPUT_DIR/runs/<method>/order<k>_seed<s>/; a run whose results.json is complete is skipped, so an
 interrupted grid continues where it stopped and a grid can be extended. Order k is permutation k
-of the orders file beside the config (<config stem>.orders.yaml). Then OUTPUT_DIR gets table.md,
-table.tex, table.csv, heatmaps/<method>.png and final_scores.png (see ctr_plugin/tables.py).
+of the orders file beside the config (<config stem>.orders.yaml). Test sets are not capped unless
+--max-test-per-task says so (the config's max_test is lifted). Then OUTPUT_DIR gets table.md,
+table.tex, table.csv, comparisons.csv, heatmaps/<method>.png, final_scores.png and comparisons.png
+(see ctr_plugin/tables.py): per method mean ± std and 95 % CI over runs, and CTR paired with every
+other method over matched runs, with the verdict "better", "worse" or "within noise".
 """
 
 from __future__ import annotations
@@ -45,7 +48,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--rebuild-only", action="store_true", help="only rebuild the tables from the runs already there")
     p.add_argument("--encoder", help="hub name or local model directory (default: the config's)")
     p.add_argument("--max-train-per-task", type=int, help="cap on training examples per task")
-    p.add_argument("--max-test-per-task", type=int, help="cap on test examples per task")
+    p.add_argument("--max-test-per-task", type=int,
+                   help="cap on test examples per task (default: no cap, every test example the split gives, "
+                        "whatever the config's max_test; the tables state the sizes)")
     p.add_argument("--epochs", type=int)
     p.add_argument("--max-length", type=int, help="maximum tokens per text")
     p.add_argument("--method-arg", action="append", default=[], metavar="METHOD:KEY=VALUE",
@@ -102,8 +107,11 @@ def main(argv=None) -> int:
         orders = load_orders(sequence.orders_file, len(sequence.tasks))
         if not 1 <= args.orders <= len(orders):
             raise CTRError(f"--orders {args.orders}: {sequence.orders_file} holds {len(orders)} orders.")
-        caps = {"max_train": args.max_train_per_task, "max_test": args.max_test_per_task}
-        caps = {k: v for k, v in caps.items() if v is not None}
+        # Test sets as large as the data allow unless capped here: a small test set makes a
+        # one-sentence difference a point of accuracy.
+        caps = {"max_test": args.max_test_per_task}  # None: no cap
+        if args.max_train_per_task is not None:
+            caps["max_train"] = args.max_train_per_task
         specs = [dataclasses.replace(spec, **caps) for spec in sequence.tasks]
         train_opts, plugin_opts = split_training_options(sequence.training)
         train_opts |= {k: v for k, v in {"epochs": args.epochs, "max_length": args.max_length}.items() if v is not None}

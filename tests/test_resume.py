@@ -60,6 +60,7 @@ def test_a_run_killed_mid_task_resumes_to_the_same_results(tiny_bert_dir, tmp_pa
     assert resumed["completed_tasks"] == 3
     assert resumed["acc_matrix"] == whole["acc_matrix"]  # exact: each task starts from a saved, reseeded state
     assert resumed["f1_matrix"] == whole["f1_matrix"]
+    assert resumed["params_added"] == whole["params_added"] and len(resumed["checkpoint_bytes"]) == 3
 
 
 def test_a_non_finite_loss_stops_with_a_clear_error_and_keeps_the_last_checkpoint(tiny_bert_dir, three_tasks, tmp_path, monkeypatch):

@@ -148,11 +148,11 @@ def test_tune_script_writes_options_that_train_ctr_uses_and_never_loads_test_dat
     config = _files_config(tmp_path, tasks, tiny_bert_dir)
     real_load = ctr_plugin.data.load_tasks
     monkeypatch.setattr(ctr_plugin.data, "load_tasks", lambda *a, **k: poisoned(real_load(*a, **k)))
-    assert tune.main(["--config", str(config), "--methods", "adapter_one", "replay", "--trials", "2", "--tasks", "2", "--max-train-per-task", "24"]) == 0
+    assert tune.main(["--config", str(config), "--methods", "replay", "--trials", "2", "--tasks", "2", "--max-train-per-task", "24"]) == 0
     monkeypatch.setattr(ctr_plugin.data, "load_tasks", real_load)
     tuned_file = tmp_path / "seq.tuned.yaml"
     tuned = read_tuned(tuned_file)
-    assert set(tuned["methods"]) == {"adapter_one", "replay"} and (tmp_path / "seq.tuning.journal").is_file()
+    assert set(tuned["methods"]) == {"replay"} and (tmp_path / "seq.tuning.journal").is_file()
     assert tuned["methods"]["replay"]["trials"] == 2 and "memory_size" in tuned["methods"]["replay"]["search_space"]
 
     train_values, options = tuned_options(tuned_file, "replay")

@@ -62,17 +62,23 @@ class ContinualResults:
     completed_tasks: int = 0
     train_seconds: float = 0.0
     epochs_kept: list[int] = field(default_factory=list)  # best epoch (1-based) per task
+    # Cost per task (metrics.cost_per_task): parameters the model gained for each task, and the
+    # checkpoint's size in bytes after each task (filled by whoever saves it: experiment.run).
+    params_added: list[int] = field(default_factory=list)
+    checkpoint_bytes: list[int] = field(default_factory=list)
 
     @classmethod
     def from_dict(cls, data: dict) -> "ContinualResults":
         keys = ("tasks", "acc_matrix", "f1_matrix", "completed_tasks", "train_seconds", "epochs_kept")
-        return cls(**{k: data[k] for k in keys})
+        cost = {k: data[k] for k in ("params_added", "checkpoint_bytes") if k in data}  # absent in older checkpoints
+        return cls(**{k: data[k] for k in keys}, **cost)
 
     def to_dict(self) -> dict:
         out = {"tasks": self.tasks, "acc_matrix": self.acc_matrix, "f1_matrix": self.f1_matrix}
         if self.completed_tasks == len(self.tasks):
             out |= summarize(self.acc_matrix, self.f1_matrix)
-        return out | {"completed_tasks": self.completed_tasks, "train_seconds": round(self.train_seconds, 1), "epochs_kept": self.epochs_kept}
+        out |= {"completed_tasks": self.completed_tasks, "train_seconds": round(self.train_seconds, 1), "epochs_kept": self.epochs_kept}
+        return out | {"params_added": self.params_added, "checkpoint_bytes": self.checkpoint_bytes}
 
 
 def seed_everything(seed: int) -> None:
@@ -260,11 +266,13 @@ def run_sequence(
     for t in range(results.completed_tasks, len(tasks)):
         data = tasks[t]
         seed_everything(cfg.seed * 1000 + t)
+        params_before = parameter_count(model)
         task_id = model.add_task(data.name, data.label_names)
         label = f"task {t + 1}/{len(tasks)} {data.name}"
         start = time.perf_counter()
         results.epochs_kept.append(train_task(model, method, data, task_id, cfg, label, acc))
         results.train_seconds += time.perf_counter() - start
+        results.params_added.append(parameter_count(model) - params_before)
         for j in range(t + 1 if evaluate_test else 0):
             _test(model, method, tasks[j], cfg, results, t, j, acc)
         results.completed_tasks = t + 1
@@ -272,6 +280,11 @@ def run_sequence(
             log.info("after %s: test accuracy %s", data.name, results.acc_matrix[t][: t + 1])
         _task_end(model, results, on_task_end, acc)
     return results
+
+
+def parameter_count(model: torch.nn.Module) -> int:
+    """All parameters of ``model`` (shared ones once), trainable or not."""
+    return sum(p.numel() for p in model.parameters())
 
 
 def _task_end(model, results, on_task_end, acc: Accelerator) -> None:
@@ -303,7 +316,11 @@ def _union(tasks: list[TaskData], task_ids: list[int], split: str) -> Split:
 def _learn_jointly(model, method, tasks, cfg, results, on_task_end, evaluate_test, acc) -> ContinualResults:
     """Multi-task learning: see ``run_sequence``. The same ``train_task`` trains the union."""
     seed_everything(cfg.seed * 1000)
-    ids = [model.add_task(t.name, t.label_names) for t in tasks]
+    ids = []
+    for t in tasks:
+        params_before = parameter_count(model)
+        ids.append(model.add_task(t.name, t.label_names))
+        results.params_added.append(parameter_count(model) - params_before)
     # Each task is tested on its own split (``_test``): the union has no test split, so a
     # validation-only run (sealed test splits, see ``ctr_plugin.validation``) never reads one.
     union = TaskData("+".join(t.name for t in tasks), [], _union(tasks, ids, "train"), _union(tasks, ids, "validation"), Split([], []))

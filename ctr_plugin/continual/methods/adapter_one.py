@@ -18,6 +18,7 @@ from .base import ContinualMethod
 @dataclass
 class AdapterONE(ContinualMethod):
     name = "adapter_one"
+    table_group = "non-continual"
     plugin_type = "adapter_per_task"
 
     def build_model(self, encoder, tokenizer, plugin_config: PluginConfig, encoder_name: str | None) -> ContinualModel:

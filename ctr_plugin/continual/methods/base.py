@@ -62,6 +62,10 @@ class ContinualMethod:
     # Ranges of this method's own options for tuning (``ctr_plugin.tuning``); the learning rate
     # and epochs are searched for every method alike (``search_space.SHARED_SEARCH_SPACE``).
     search_space: ClassVar[dict[str, Distribution]] = {}
+    # How the tables (ctr_plugin/tables.py) show the method: its group of rows, and the ONE
+    # method (a separate model per task) its knowledge transfer is measured against.
+    table_group: ClassVar[str] = "continual baselines"
+    one_reference: ClassVar[str] = "adapter_one"
 
     # ---- model ---------------------------------------------------------------------------------
     def build_model(self, encoder, tokenizer, plugin_config: PluginConfig, encoder_name: str | None) -> ContinualModel:

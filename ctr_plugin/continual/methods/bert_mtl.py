@@ -16,4 +16,5 @@ from .bert_ncl import BertNCL
 @dataclass
 class BertMTL(BertNCL):
     name = "bert_mtl"
+    table_group = "non-continual"
     joint_training = True

@@ -18,6 +18,7 @@ from .base import ContinualMethod, option
 class BertNCL(ContinualMethod):
     name = "bert_ncl"
     search_space = {"encoder_lr": LogUniform(1e-5, 3e-4)}
+    one_reference = "bert_one"
     plugin_type = "none"
 
     encoder_lr: float = option(1e-4, "learning rate of the encoder's weights (the heads use the loop's lr)")

@@ -15,3 +15,4 @@ from .per_task_weights import SeparateWeightsPerTask
 @dataclass
 class BertONE(SeparateWeightsPerTask, BertNCL):
     name = "bert_one"
+    table_group = "non-continual"

@@ -27,6 +27,7 @@ ANNEAL_SPANS = ("epoch", "task")
 @dataclass
 class CTR(ContinualMethod):
     name = "ctr"
+    table_group = "CTR"
     plugin_type = "ctr"
     search_space = {"mask_lambda": Uniform(0.0, 1.5)}
 
@@ -80,4 +81,5 @@ class CTR(ContinualMethod):
 @dataclass
 class AdapterHAT(CTR):
     name = "adapter_hat"
+    table_group = "continual baselines"
     plugin_type = "hat_adapter"

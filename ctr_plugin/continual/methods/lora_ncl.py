@@ -19,6 +19,7 @@ from .base import ContinualMethod, option
 class LoraNCL(ContinualMethod):
     name = "lora_ncl"
     search_space = {"rank": Choice((4, 8, 16))}
+    one_reference = "lora_one"
     plugin_type = "lora"
 
     rank: int = option(8, "r: rank of the LoRA update of each query / value projection")

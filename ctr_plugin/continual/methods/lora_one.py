@@ -15,3 +15,4 @@ from .per_task_weights import SeparateWeightsPerTask
 @dataclass
 class LoraONE(SeparateWeightsPerTask, LoraNCL):
     name = "lora_one"
+    table_group = "non-continual"
