@@ -156,3 +156,20 @@ def test_without_the_up_projection_relu_the_task_module_can_subtract(activation,
     x = torch.randn(3, 5, 32)
     delta = plugin(x) - x
     assert (delta < 0).any() == can_subtract and (delta > 0).any()
+
+
+def test_mask_usage_reports_the_share_of_units_each_task_claims():
+    from ctr_plugin.plugins import PluginContext, build_plugin
+
+    plugin = build_plugin(dataclasses.replace(TINY_PLUGIN, plugin_type="hat_adapter", mask_init_mean=6.0, mask_init_std=0.0), 32, PluginContext())
+    plugin.add_task()
+    plugin.add_task()
+    with torch.no_grad():
+        for per_task in plugin.masks.embeddings:
+            per_task[1].fill_(-6.0)
+            per_task[1][:4] = 6.0  # task 1 claims 4 units of each mask
+    hat.accumulate_masks(plugin, 0, 400.0)
+    usage = hat.mask_usage(plugin, 400.0)
+    total = sum(plugin.masks.sizes)
+    assert usage["open"] == [1.0, round(8 / total, 4)] and usage["used"] == 1.0
+    assert usage["embedding_abs_mean"] == [6.0, 6.0]
