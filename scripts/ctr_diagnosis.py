@@ -55,9 +55,8 @@ STAGES = {
         "tasks": 3,
         "cells": {
             "adapter_one": ["paper"],
-            "adapter_hat": ["paper", "no_up_relu", "mask_lr_x50", "no_up_relu+mask_lr_x50"],
-            "ctr": ["paper", "no_up_relu", "mask_lr_x50", "no_up_relu+mask_lr_x50", "freeze_old_capsules",
-                    "layernorm_frozen", "no_up_relu+mask_lr_x50+freeze_old_capsules"],
+            "adapter_hat": ["paper", "mask_lr_x50", "anneal_task"],
+            "ctr": ["paper", "mask_lr_x50", "freeze_old_capsules", "layernorm_frozen", "anneal_task"],
         },
     },
 }
@@ -138,41 +137,55 @@ def _key(row: dict) -> tuple:
 
 
 def report(runs_file: Path) -> str:
-    """Markdown: per stage, method and variant, mean ± std over seeds, and the mean paired
-    difference to the same method's "paper" row over the seeds both have."""
+    """Markdown: per stage, method and variant, mean ± std over seeds, and paired differences
+    (over the seeds both have, 95 % t-interval) to the same method's "paper" row and to
+    adapter_one, with the verdict of ``ctr_plugin.stats``."""
     import numpy as np
 
     rows = _read(runs_file)
     out = []
-    for stage in STAGES:
+    for stage, spec in STAGES.items():
         cells: dict[tuple[str, str], dict[int, dict]] = {}
         for r in rows:
             if r["stage"] == stage:
                 cells.setdefault((r["method"], r["variant"]), {})[r["seed"]] = r
         if not cells:
             continue
-        out += [f"### Stage {stage} (first {STAGES[stage]['tasks']} task(s); validation; mean ± std over seeds)", "",
-                "| method | variant | seeds | val acc | val macro-F1 | Δ acc vs paper (paired) | forgetting | task-1 mask open | mean abs(e) | s/run |",
-                "|---|---|---|---|---|---|---|---|---|---|"]
-        for (method, variant), by_seed in sorted(cells.items(), key=lambda kv: (list(STAGES[stage]["cells"]).index(kv[0][0]), list(VARIANTS).index(kv[0][1]))):
+        out += [f"### Stage {stage}: the first {spec['tasks']} task(s), validation accuracy after the last, mean ± std over seeds", "",
+                "| method | variant | seeds | val acc | val macro-F1 | Δ acc vs paper [95 % CI] | Δ acc vs adapter_one [95 % CI] "
+                "| forgetting | task-1 masks open | mean abs(e_1) | s/run |",
+                "|---|---|---|---|---|---|---|---|---|---|---|"]
+        order = lambda kv: (list(spec["cells"]).index(kv[0][0]), list(VARIANTS).index(kv[0][1]))  # noqa: E731
+        for (method, variant), by_seed in sorted(cells.items(), key=order):
             acc = np.array([r["val_final_acc"] for r in by_seed.values()])
             mf1 = np.array([r["val_final_mf1"] for r in by_seed.values()])
             forget = np.array([r["val_forgetting_rate"] for r in by_seed.values()])
             secs = np.mean([r["seconds"] for r in by_seed.values()])
-            base = cells.get((method, "paper"), {})
-            common = sorted(set(by_seed) & set(base))
-            if variant != "paper" and common:
-                d = np.array([by_seed[s]["val_final_acc"] - base[s]["val_final_acc"] for s in common])
-                delta = f"{d.mean():+.1f} ± {d.std(ddof=1) if len(d) > 1 else 0:.1f}"
-            else:
-                delta = ""
+            paper = _paired(by_seed, cells.get((method, "paper"))) if variant != "paper" else ""
+            one = _paired(by_seed, cells.get(("adapter_one", "paper"))) if method != "adapter_one" else ""
             usage = [r["inspect"] for r in by_seed.values() if r.get("inspect")]
             opened = f"{np.mean([u['open'][0] for u in usage]):.2f}" if usage else ""
             magnitude = f"{np.mean([u['embedding_abs_mean'][0] for u in usage]):.2f}" if usage else ""
             out.append(f"| {method} | {variant} | {','.join(str(s) for s in sorted(by_seed))} | {_ms(acc)} | {_ms(mf1)} "
-                       f"| {delta} | {_ms(forget)} | {opened} | {magnitude} | {secs:.0f} |")
+                       f"| {paper} | {one} | {_ms(forget)} | {opened} | {magnitude} | {secs:.0f} |")
         out.append("")
     return "\n".join(out)
+
+
+def _paired(by_seed: dict[int, dict], reference: dict[int, dict] | None) -> str:
+    """This cell minus ``reference`` over the seeds both have: mean [95 % CI] and the verdict."""
+    from ctr_plugin.stats import paired_comparison
+
+    if not reference:
+        return ""
+    cmp = paired_comparison("cell", {s: r["val_final_acc"] for s, r in by_seed.items()},
+                            "reference", {s: r["val_final_acc"] for s, r in reference.items()})
+    if cmp is None:
+        return ""
+    d = cmp.difference
+    if d.ci_low is None:
+        return f"{d.mean:+.1f} (n = 1)"
+    return f"{d.mean:+.1f} [{d.ci_low:+.1f}, {d.ci_high:+.1f}] {cmp.verdict}"
 
 
 def _ms(values) -> str:
