@@ -27,6 +27,7 @@ from ..data.types import Split, TaskData
 from ..errors import CTRError
 from ..metrics import Matrix, accuracy, empty_matrix, macro_f1, summarize
 from ..model import ContinualModel
+from ..value_checks import check_training_config
 from .methods import ContinualMethod, Step
 from .parallel import any_process, average_gradients, gather, make_accelerator, shard
 
@@ -47,6 +48,9 @@ class TrainingConfig:
     max_length: int = 64  # tokens; batches pad to their longest text, not to this
     seed: int = 0
     progress: bool = True  # tqdm bars
+
+    def __post_init__(self):
+        check_training_config(self)  # types and ranges; numbers given as strings become numbers
 
     def to_dict(self) -> dict:
         return asdict(self)

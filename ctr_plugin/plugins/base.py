@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, fields
 from torch import nn
 
 from ..errors import CheckpointError, CTRError
+from ..value_checks import check_plugin_config
 from .context import PluginContext
 
 
@@ -41,6 +42,7 @@ class PluginConfig:
             raise CTRError(f"Unknown pooling {self.pooling!r}; choose one of {', '.join(POOLINGS)}.")
         if self.adapter_size < 1:
             raise CTRError(f"adapter_size must be at least 1, got {self.adapter_size}.")
+        check_plugin_config(self)  # types and ranges of the other fields (ctr_plugin/value_checks.py)
 
     def to_dict(self) -> dict:
         d = asdict(self)
