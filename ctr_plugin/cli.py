@@ -25,7 +25,8 @@ def run_main(main: Callable[[], int | None]) -> None:
     except CTRError as err:
         print("error: " + textwrap.fill(str(err), width=100, subsequent_indent="  "), file=sys.stderr)
         sys.exit(2)
-    except KeyboardInterrupt:
-        print("interrupted: the last checkpoint written after a completed task is intact.", file=sys.stderr)
+    except KeyboardInterrupt as err:
+        # A run says what it leaves (experiment.RunInterrupted); anything else claims nothing.
+        print(textwrap.fill(f"interrupted: {err}" if str(err) else "interrupted.", width=100, subsequent_indent="  "), file=sys.stderr)
         sys.exit(130)
     sys.exit(code or 0)

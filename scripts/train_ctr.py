@@ -43,7 +43,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     data.add_argument("--max-train-per-task", type=int, help="cap on training examples per task")
     data.add_argument("--max-test-per-task", type=int, help="cap on test examples per task")
     model = p.add_argument_group("model")
-    model.add_argument("--method", default="ctr", help="continual-learning method (default: ctr)")
+    model.add_argument("--method", help="continual-learning method (default: ctr, or the checkpoint's with --from-checkpoint)")
     model.add_argument("--method-arg", action="append", default=[], metavar="KEY=VALUE",
                        help="an option of the method, e.g. --method-arg memory_size=500 (repeatable)")
     model.add_argument("--encoder", help="hub name or local model directory (default: the bundled all-MiniLM-L6-v2)")
@@ -105,6 +105,25 @@ def resolve_resume(args: argparse.Namespace, argv: list[str]) -> argparse.Namesp
     return resumed
 
 
+def check_continuation(args: argparse.Namespace) -> str:
+    """The method of a run continuing ``--from-checkpoint``: the checkpoint's. A --method,
+    --pooling or --adapter-size that contradicts the checkpoint is refused (the checkpoint's
+    plugins and heads were built with its own)."""
+    from ctr_plugin.errors import CTRError
+    from ctr_plugin.model import ContinualModel
+
+    config = ContinualModel.read_config(args.from_checkpoint)
+    stored = {"--method": config.get("method"), "--pooling": config["plugin"].get("pooling"), "--adapter-size": config["plugin"].get("adapter_size")}
+    given = {"--method": args.method, "--pooling": args.pooling, "--adapter-size": args.adapter_size}
+    conflicts = [f"{flag} {given[flag]} (the checkpoint has {stored[flag]})" for flag in given if given[flag] is not None and stored[flag] is not None and given[flag] != stored[flag]]
+    if conflicts:
+        raise CTRError(
+            f"--from-checkpoint {args.from_checkpoint} continues a model built with other settings: {'; '.join(conflicts)}. "
+            f"A continued run keeps the checkpoint's method and plugin sizes: drop those flags, or train from scratch."
+        )
+    return args.method or config.get("method") or "ctr"
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
@@ -112,6 +131,12 @@ def main(argv=None) -> int:
     from ctr_plugin.errors import CTRError
 
     if args.resume:
+        from ctr_plugin.run_dir import finished_run
+
+        if (done := finished_run(args.resume)) is not None:
+            log.info("%s holds a finished run (%d of %d tasks, final accuracy %.2f): nothing to resume, nothing changed.",
+                     args.resume, done["completed_tasks"], len(done["tasks"]), done["final_acc"])
+            return 0
         args = resolve_resume(args, argv)
     elif not args.output_dir:
         raise CTRError("Name where the run goes with --output-dir DIR (or continue an interrupted run with --resume DIR).")
@@ -127,11 +152,18 @@ def main(argv=None) -> int:
 
     from ctr_plugin.continual.loop import TrainingConfig
     from ctr_plugin.data import load_orders, load_sequence_config, load_tasks, sequence_from_names
+    from ctr_plugin.continual.methods import get_method
     from ctr_plugin.experiment import RunSettings, check_output_dir, run, split_training_options
     from ctr_plugin.plugins import PluginConfig
 
     output_dir = Path(args.output_dir)
-    check_output_dir(output_dir, args.overwrite, bool(args.resume))  # before any slow work
+    # before any slow work, and before anything is written
+    check_output_dir(output_dir, args.overwrite, bool(args.resume), None if args.resume else args.from_checkpoint)
+    if args.from_checkpoint:
+        args.method = check_continuation(args)
+    args.method = args.method or "ctr"
+    method_options = parse_method_args(args.method_arg)
+    get_method(args.method, method_options)  # an unknown method or option fails now
     if args.datasets and args.config:
         raise CTRError("Give either --config or --datasets, not both.")
     if args.datasets:
@@ -163,7 +195,7 @@ def main(argv=None) -> int:
         plugin_opts["pooling"] = args.pooling
     settings = RunSettings(
         method=args.method,
-        method_options=parse_method_args(args.method_arg),
+        method_options=method_options,
         encoder=args.encoder or sequence.encoder,
         training=TrainingConfig(**train_opts),
         plugin=PluginConfig(**plugin_opts),
