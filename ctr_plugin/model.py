@@ -10,9 +10,11 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import numbers
 import os
 import shutil
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +32,15 @@ FORMAT_VERSION = 1
 CONFIG_FILE = "ctr_config.json"
 WEIGHTS_FILE = "plugins.safetensors"
 BUNDLED_ENCODER = "bundled:all-MiniLM-L6-v2"
+TASK_WEIGHTS_PREFIX = "task_weights."  # + "<task id>.<parameter name>": one task's own copy
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def resolve_encoder(name_or_path: str | None) -> str:
@@ -81,6 +92,13 @@ def inject_lora(encoder: nn.Module, config: PluginConfig) -> None:
     projection, in place, through peft; everything else in the encoder stays frozen."""
     from peft import LoraConfig, inject_adapter_in_model
 
+    targets = [n for n, m in encoder.named_modules() if n.rsplit(".", 1)[-1] in ("query", "value") and isinstance(m, nn.Linear)]
+    if not targets:
+        raise CTRError(
+            f"LoRA goes on the attention `query` and `value` projections, and the encoder {type(encoder).__name__} "
+            f"({encoder.config.model_type}) has no modules of those names (DistilBERT, for one, calls them q_lin / "
+            f"v_lin). Use a BERT-like encoder (BERT, RoBERTa, ELECTRA, MiniLM, ...) or another method."
+        )
     lora = LoraConfig(r=config.lora_rank, lora_alpha=config.lora_alpha, lora_dropout=0.0, target_modules=["query", "value"])
     inject_adapter_in_model(lora, encoder)
 
@@ -92,6 +110,24 @@ def lora_layers(encoder: nn.Module) -> list[nn.Module]:
     except ImportError:
         return []
     return [m for m in encoder.modules() if isinstance(m, LoraLayer)]
+
+
+def _checked_texts(texts: Iterable[str], what: str) -> list[str]:
+    """``texts`` as a list, if it is an iterable of non-blank strings; else a CTRError naming the
+    offending positions."""
+    if isinstance(texts, (str, bytes)) or not isinstance(texts, Iterable):
+        raise CTRError(f"predict() takes {what} as a list (or any iterable) of strings, got {type(texts).__name__}; wrap a single text in a list.")
+    texts = list(texts)
+    wrong = [i for i, x in enumerate(texts) if not isinstance(x, str)]
+    if wrong:
+        raise CTRError(f"predict(): {what} must be strings, but those at positions {wrong[:5]} are {type(texts[wrong[0]]).__name__}.")
+    blank = [i for i, x in enumerate(texts) if not x.strip()]
+    if blank:
+        raise CTRError(
+            f"predict(): {len(blank)} of the {what} are empty or whitespace only (positions {blank[:5]}); there is "
+            f"nothing to classify in them. Remove them (training refuses such texts too)."
+        )
+    return texts
 
 
 @dataclass
@@ -140,6 +176,12 @@ class ContinualModel(nn.Module):
         self.heads = nn.ModuleList()
         self.task_names: list[str] = []
         self.label_names: list[list[str]] = []
+        self.task_pairs: list[bool | None] = []  # whether each task reads text pairs (None: not recorded)
+        # Methods that train one copy of the shared weights per task (lora_one, bert_one) keep every
+        # learned task's copy here (task id -> parameter name -> tensor); forward() puts a batch's
+        # task's copy in place. Checkpoints hold them all.
+        self.task_weights: dict[int, dict[str, torch.Tensor]] = {}
+        self._weights_in_place: int | None = None
 
     # ---- structure -------------------------------------------------------------------------
     @property
@@ -150,8 +192,9 @@ class ContinualModel(nn.Module):
     def num_tasks(self) -> int:
         return len(self.task_names)
 
-    def add_task(self, name: str, label_names: list[str]) -> int:
-        """Grow every plugin and add a head for a new task; return its task id."""
+    def add_task(self, name: str, label_names: list[str], pair: bool | None = False) -> int:
+        """Grow every plugin and add a head for a new task; return its task id. ``pair``: the
+        task's examples are text pairs (``predict`` then needs the second texts)."""
         if name in self.task_names:
             raise TaskError(
                 f"The model already has a task named {name!r} (task id {self.task_names.index(name)}). "
@@ -163,11 +206,40 @@ class ContinualModel(nn.Module):
         self.heads.append(nn.Linear(self.hidden_size, len(label_names)).to(self.device))
         self.task_names.append(name)
         self.label_names.append(list(label_names))
+        self.task_pairs.append(pair)
         return self.num_tasks - 1
+
+    # ---- one copy of the shared weights per task (lora_one, bert_one) --------------------------
+    def keep_task_weights(self, task: int, weights: dict[str, torch.Tensor]) -> None:
+        """Record ``weights`` (parameter name -> tensor, as now in place) as task ``task``'s own."""
+        self.task_weights[task] = weights
+        self._weights_in_place = task
+
+    @torch.no_grad()
+    def put_weights_in_place(self, weights: dict[str, torch.Tensor], task: int | None = None) -> None:
+        """Copy ``weights`` into the parameters of those names; ``task``: whose they are."""
+        params = dict(self.named_parameters())
+        for name, value in weights.items():
+            params[name].copy_(value)
+        self._weights_in_place = task
+
+    def _select_task_weights(self, task_ids: torch.Tensor) -> None:
+        tasks = task_ids.unique().tolist()
+        stored = [t for t in tasks if t in self.task_weights]
+        if not stored:
+            return  # the task being trained: its weights are the ones in place
+        if len(tasks) > 1:
+            raise TaskError(
+                f"This model holds one copy of its weights per task, so one batch cannot mix tasks "
+                f"{[self.task_names[t] for t in tasks]}: classify the texts of each task separately."
+            )
+        if self._weights_in_place != tasks[0]:
+            self.put_weights_in_place(self.task_weights[tasks[0]], tasks[0])
 
     def task_id(self, task: str | int) -> int:
         """The id of a task given by name or id; an unknown one gets an error naming the closest."""
-        if isinstance(task, int) and not isinstance(task, bool):
+        if isinstance(task, numbers.Integral) and not isinstance(task, bool):
+            task = int(task)  # numpy and torch integers too
             if 0 <= task < self.num_tasks:
                 return task
             raise TaskError(
@@ -195,7 +267,10 @@ class ContinualModel(nn.Module):
     # ---- forward ---------------------------------------------------------------------------
     def forward(self, input_ids, attention_mask, task_ids, token_type_ids=None, s: float | None = None) -> torch.Tensor:
         """Logits (B, K) with K the largest label count among the batch's tasks; a task with
-        fewer labels has -inf in the columns it lacks. ``s`` is HAT's temperature (s_max if None)."""
+        fewer labels has -inf in the columns it lacks. ``s`` is HAT's temperature (s_max if None).
+        A model with one copy of its weights per task puts the batch's task's copy in place first."""
+        if self.task_weights:
+            self._select_task_weights(task_ids)
         self.context.task_ids = task_ids
         self.context.token_mask = attention_mask.to(self.encoder.dtype)
         self.context.active_tasks = int(task_ids.max()) + 1
@@ -230,24 +305,46 @@ class ContinualModel(nn.Module):
         return {k: v.to(self.device) for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
 
     @torch.no_grad()
-    def predict(self, texts: list[str], task: str | int, pairs: list[str] | None = None, batch_size: int = 32, max_length: int = 128) -> list[Prediction]:
-        """Classify ``texts`` (and optional second texts ``pairs``) as task ``task``.
+    def predict(self, texts: Iterable[str], task: str | int, pairs: Iterable[str] | None = None, batch_size: int = 32, max_length: int | None = None) -> list[Prediction]:
+        """Classify ``texts`` (and, for a text-pair task, their second texts ``pairs``) as task ``task``.
 
-        Deterministic, and independent of the batch size and of the other texts: texts are
-        batched by length for speed and returned in the order given.
+        ``texts`` and ``pairs`` may be any iterables of strings (not a bare string); ``task`` a name
+        or an integer id (numpy integers too). Empty or whitespace-only texts are refused, as in
+        training (there is nothing to classify); so is a single text for a task trained on pairs,
+        and pairs for a task trained on single texts. Deterministic, and independent of the batch
+        size and of the other texts: texts are batched by length for speed and returned in the
+        order given. ``max_length`` (tokens) defaults to 128 or the encoder's limit if lower.
         """
         t = self.task_id(task)
-        if isinstance(texts, str) or not all(isinstance(x, str) for x in texts):
-            raise CTRError("predict() takes a list of strings; wrap a single text in a list.")
+        texts = _checked_texts(texts, "texts")
+        if pairs is not None:
+            pairs = _checked_texts(pairs, "pairs")
+            if len(pairs) != len(texts):
+                raise CTRError(f"predict() got {len(texts)} texts but {len(pairs)} pairs: give one second text per text.")
+        wants_pairs = self.task_pairs[t]
+        if wants_pairs and pairs is None:
+            raise CTRError(
+                f"Task {self.task_names[t]!r} was trained on text pairs (e.g. aspect + sentence): give the second "
+                f"texts too (pairs=[...] in Python, --pair on the command line)."
+            )
+        if wants_pairs is False and pairs is not None:
+            raise CTRError(f"Task {self.task_names[t]!r} was trained on single texts: call predict() without pairs.")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+            raise CTRError(f"predict(): batch_size is {batch_size!r}; it must be a whole number >= 1.")
+        from .value_checks import check_max_length, position_limit
+
+        if max_length is None:  # 128 tokens, or fewer where the encoder takes fewer
+            max_length = min(128, position_limit(self.tokenizer, self.encoder.config) or 128)
+        check_max_length(max_length, self.tokenizer, self.encoder.config, pair=pairs is not None)
         was_training = self.training
         self.eval()
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]) + (len(pairs[i]) if pairs else 0))
         results: list[Prediction | None] = [None] * len(texts)
         names = self.label_names[t]
         try:
-            for start in range(0, len(order), batch_size):
-                idx = order[start : start + batch_size]
-                batch = self.tokenize([texts[i] for i in idx], [pairs[i] for i in idx] if pairs else None, max_length)
+            for start in range(0, len(order), int(batch_size)):
+                idx = order[start : start + int(batch_size)]
+                batch = self.tokenize([texts[i] for i in idx], [pairs[i] for i in idx] if pairs else None, int(max_length))
                 task_ids = torch.full((len(idx),), t, dtype=torch.long, device=self.device)
                 logits = self(**batch, task_ids=task_ids).float()
                 probs = logits.softmax(-1)
@@ -290,18 +387,26 @@ class ContinualModel(nn.Module):
                 "vocab_size": cfg.vocab_size,
                 "fingerprint": self.encoder_fingerprint,
             },
-            "tasks": [{"name": n, "labels": labels} for n, labels in zip(self.task_names, self.label_names)],
+            "tasks": [{"name": n, "labels": labels, "pair": pair} for n, labels, pair in zip(self.task_names, self.label_names, self.task_pairs)],
+            "task_weights": sorted(self.task_weights),  # tasks with their own copy of the shared weights
         }
 
     def save_pretrained(self, directory: str | os.PathLike, extra: dict | None = None) -> None:
         """Write the checkpoint atomically: a complete new directory replaces the old one, so a
-        crash at any moment leaves either the old or the new checkpoint, never a mix."""
+        crash at any moment leaves either the old or the new checkpoint, never a mix. The config
+        records the weights file's SHA-256, so that a foreign file of the same shapes is refused."""
         directory = Path(directory)
         directory.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(staging, 0o777 & ~umask)  # mkdtemp makes it private (0700); a checkpoint is an ordinary folder
         try:
-            save_file(self.plugin_state_dict(), str(staging / WEIGHTS_FILE), metadata={"format": FORMAT_NAME})
-            config = self.config_dict() | (extra or {})
+            state = self.plugin_state_dict()
+            for task, weights in self.task_weights.items():
+                state |= {f"{TASK_WEIGHTS_PREFIX}{task}.{name}": value.detach().contiguous().cpu() for name, value in weights.items()}
+            save_file(state, str(staging / WEIGHTS_FILE), metadata={"format": FORMAT_NAME})
+            config = self.config_dict() | {"weights_sha256": _sha256(staging / WEIGHTS_FILE)} | (extra or {})
             (staging / CONFIG_FILE).write_text(json.dumps(config, indent=2))
             self.tokenizer.save_pretrained(str(staging))
             old = directory.with_name(f".{directory.name}.old")
@@ -353,6 +458,12 @@ class ContinualModel(nn.Module):
             state = load_file(str(weights))
         except (SafetensorError, OSError, ValueError) as err:
             raise CheckpointError(f"{weights} is corrupt or truncated ({err}). Re-run training or restore the file from a copy.") from None
+        recorded = config.get("weights_sha256")
+        if recorded is not None and _sha256(weights) != recorded:
+            raise CheckpointError(
+                f"{weights} is not the file this checkpoint was saved with (its SHA-256 differs from the one in "
+                f"{CONFIG_FILE}): it was replaced or edited. Restore the original file, or re-run training."
+            )
 
         stored = config["encoder"]
         encoder_module, _ = load_encoder(encoder or stored["name_or_path"])
@@ -370,7 +481,10 @@ class ContinualModel(nn.Module):
             )
         model = cls(encoder_module, tokenizer, PluginConfig.from_dict(config["plugin"]), stored["name_or_path"], config.get("head_dropout", 0.1), config.get("train_encoder", False))
         for task in config["tasks"]:
-            model.add_task(task["name"], task["labels"])
+            model.add_task(task["name"], task["labels"], pair=task.get("pair"))
+        per_task = {k: v for k, v in state.items() if k.startswith(TASK_WEIGHTS_PREFIX)}
+        state = {k: v for k, v in state.items() if k not in per_task}
+        model._load_task_weights(per_task, config.get("task_weights", []), weights)
         expected = model.plugin_state_dict()
         missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
         wrong = [k for k in expected if k in state and state[k].shape != expected[k].shape]
@@ -382,3 +496,18 @@ class ContinualModel(nn.Module):
             )
         model.load_state_dict(state, strict=False)
         return model.to(device).eval()
+
+    def _load_task_weights(self, tensors: dict[str, torch.Tensor], tasks: list[int], weights_file: Path) -> None:
+        """Sort ``task_weights.<task>.<name>`` tensors into ``self.task_weights``, checking them
+        against the parameters they stand for and the task list of the config."""
+        params = dict(self.named_parameters())
+        found: dict[int, dict[str, torch.Tensor]] = {}
+        for key, value in tensors.items():
+            task, _, name = key[len(TASK_WEIGHTS_PREFIX):].partition(".")
+            if not task.isdigit() or name not in params or params[name].shape != value.shape:
+                raise CheckpointError(f"{weights_file} holds a per-task tensor {key!r} that fits no parameter of this model: the files come from different runs or were edited; re-run training.")
+            found.setdefault(int(task), {})[name] = value
+        if sorted(found) != sorted(tasks):
+            raise CheckpointError(f"{weights_file} holds per-task weights for tasks {sorted(found)}, but its config lists {sorted(tasks)}: the files do not belong together; re-run training.")
+        self.task_weights = found
+        self._weights_in_place = None

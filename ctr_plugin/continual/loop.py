@@ -264,7 +264,7 @@ def run_sequence(
     for t in range(results.completed_tasks, len(tasks)):
         data = tasks[t]
         seed_everything(cfg.seed * 1000 + t)
-        task_id = model.add_task(data.name, data.label_names)
+        task_id = model.add_task(data.name, data.label_names, pair=data.train.pairs is not None)
         label = f"task {t + 1}/{len(tasks)} {data.name}"
         start = time.perf_counter()
         results.epochs_kept.append(train_task(model, method, data, task_id, cfg, label, acc))
@@ -307,7 +307,7 @@ def _union(tasks: list[TaskData], task_ids: list[int], split: str) -> Split:
 def _learn_jointly(model, method, tasks, cfg, results, on_task_end, evaluate_test, acc) -> ContinualResults:
     """Multi-task learning: see ``run_sequence``. The same ``train_task`` trains the union."""
     seed_everything(cfg.seed * 1000)
-    ids = [model.add_task(t.name, t.label_names) for t in tasks]
+    ids = [model.add_task(t.name, t.label_names, pair=t.train.pairs is not None) for t in tasks]
     union = TaskData("+".join(t.name for t in tasks), [], _union(tasks, ids, "train"), _union(tasks, ids, "validation"), _union(tasks, ids, "test"))
     start = time.perf_counter()
     epoch = train_task(model, method, union, ids[-1], cfg, f"all {len(tasks)} tasks jointly", acc)

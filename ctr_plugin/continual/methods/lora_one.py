@@ -1,7 +1,7 @@
 """LoRA ONE: a fresh LoRA per task on the frozen encoder (one model per task).
 
 The per-task LoRA weights are kept in memory and swapped in before a task is tested
-(``SeparateWeightsPerTask``); the checkpoint holds the last task's LoRA only.
+(``SeparateWeightsPerTask``); the checkpoint holds every task's LoRA.
 """
 
 from __future__ import annotations
