@@ -128,7 +128,7 @@ def run(tasks, settings: RunSettings, output_dir: str | os.PathLike, source: dic
     if model is None:
         model = _initial_model(tasks, settings, method)
     pair = any(t.train.pairs is not None for t in tasks)
-    check_max_length(cfg.max_length, model.tokenizer, model.encoder.config, pair=pair)
+    check_max_length(cfg.max_length, model.tokenizer, model.encoder.config, pair=pair, option="Training option `max_length` (--max-length, or `max_length:` under `training:`)")
     model.to(accelerator.device)
     truncated = count_truncated(model, tasks, cfg.max_length, log_counts=main)
     base = {

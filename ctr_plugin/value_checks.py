@@ -160,11 +160,11 @@ def convert_option_strings(options: dict[str, Any], ranges: dict[str, Range]) ->
     return out
 
 
-def check_max_length(max_length: int, tokenizer, encoder_config, pair: bool = False, option: str = "max_length") -> None:
+def check_max_length(max_length: int, tokenizer, encoder_config, pair: bool = False, option: str = "`max_length`") -> None:
     """Refuse a maximum length the tokenizer and the encoder cannot honour: at least the special
     tokens plus one token of text (of each text of a pair), at most the encoder's position limit."""
     if isinstance(max_length, bool) or not isinstance(max_length, numbers.Integral):
-        raise CTRError(f"`{option}` is {max_length!r}; it must be a whole number of tokens.")
+        raise CTRError(f"{option} is {max_length!r}; it must be a whole number of tokens.")
     special = tokenizer.num_special_tokens_to_add(pair=pair)
     low = special + (2 if pair else 1)
     high = position_limit(tokenizer, encoder_config)
@@ -172,7 +172,7 @@ def check_max_length(max_length: int, tokenizer, encoder_config, pair: bool = Fa
         kind = "text pairs" if pair else "single texts"
         upper = f" and at most {high}, the encoder's position limit" if high is not None else ""
         raise CTRError(
-            f"`{option}` is {max_length}; for {kind} this tokenizer adds {special} special tokens, so it must be "
+            f"{option} is {max_length}; for {kind} this tokenizer adds {special} special tokens, so it must be "
             f"at least {low}{upper}."
         )
 
