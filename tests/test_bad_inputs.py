@@ -196,3 +196,337 @@ def test_max_length_below_the_special_tokens_is_refused_by_the_api_before_anythi
     with pytest.raises(CTRError, match="adds 2 special tokens, so it must be at least 3"):
         run(tasks, settings, tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+# --- 2: the output directory: replaced only by something, one writer, honest messages ---------------
+
+
+def stop_in_task(monkeypatch, task: int, error: type[BaseException]) -> None:
+    """Make CTR's training raise ``error`` at the first step of task ``task``."""
+    from ctr_plugin.continual.methods.ctr import CTR
+
+    original = CTR.loss
+
+    def loss(self, model, logits, labels, step):
+        if step.task == task:
+            raise error("stopped by the test") if error is not FloatingPointError else error("the training loss became nan (test)")
+        return original(self, model, logits, labels, step)
+
+    monkeypatch.setattr(CTR, "loss", loss)
+
+
+def two_task_files(tmp: Path) -> list[str]:
+    return [task_csv(tmp, "sentiment", [["good", "great"], ["bad", "awful"]]), task_csv(tmp, "colour", [["red"], ["blue"]])]
+
+
+@pytest.mark.parametrize("error, code", [(KeyboardInterrupt, 130), (FloatingPointError, 2)])
+def test_overwrite_keeps_the_old_run_when_the_new_one_stops_before_its_first_task_is_saved(error, code, finished, tiny_bert_dir, tmp_path, capsys, monkeypatch):
+    before = tree_digest(finished)
+    stop_in_task(monkeypatch, 0, error)
+    code_got, _, err = call("train_ctr", [*TINY, "--datasets", *two_task_files(tmp_path), "--encoder", tiny_bert_dir, "--seed", "1", "--output-dir", str(finished), "--overwrite"], capsys)
+    assert code_got == code and "previous run" in err and "kept unchanged" in err, err
+    assert tree_digest(finished) == before
+
+
+def test_an_interrupt_before_any_task_claims_no_checkpoint(tiny_bert_dir, tmp_path, capsys, monkeypatch):
+    stop_in_task(monkeypatch, 0, KeyboardInterrupt)
+    out = tmp_path / "run"
+    code, _, err = call("train_ctr", [*TINY, "--datasets", *two_task_files(tmp_path), "--encoder", tiny_bert_dir, "--output-dir", str(out)], capsys)
+    assert code == 130 and "no checkpoint was written" in err and "intact" not in err, err
+    assert not (out / "checkpoint").exists() and not (out / LOCK_FILE).exists()
+    assert sorted(p.name for p in out.iterdir()) == ["command.json"]  # what --resume needs, nothing more
+
+
+def test_an_interrupt_after_a_task_names_the_checkpoint_that_exists(tiny_bert_dir, tmp_path, capsys, monkeypatch):
+    stop_in_task(monkeypatch, 1, KeyboardInterrupt)
+    out = tmp_path / "run"
+    code, _, err = call("train_ctr", [*TINY, "--datasets", *two_task_files(tmp_path), "--encoder", tiny_bert_dir, "--output-dir", str(out)], capsys)
+    assert code == 130 and "after task 1 of 2 ('sentiment')" in err and f"--resume {out}" in err, err
+    assert ContinualModel.from_pretrained(out / "checkpoint").task_names == ["sentiment"]
+
+
+def test_resume_on_a_finished_run_says_so_and_changes_nothing(finished, capsys, caplog):
+    before = tree_digest(finished)
+    with caplog.at_level("INFO"):
+        code, _, err = call("train_ctr", ["--resume", str(finished)], capsys)
+    assert code == 0 and "finished run" in caplog.text and "nothing to resume" in caplog.text
+    assert tree_digest(finished) == before
+
+
+def test_a_second_writer_is_refused_with_the_holders_pid(finished, tiny_bert_dir, tmp_path, capsys):
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (finished / LOCK_FILE).write_text(json.dumps({"pid": holder.pid, "host": socket.gethostname(), "started": "now"}))
+        before = tree_digest(finished)
+        code, _, err = call("train_ctr", [*TINY, "--datasets", *two_task_files(tmp_path), "--encoder", tiny_bert_dir, "--output-dir", str(finished), "--overwrite"], capsys)
+        assert code == 2 and f"pid {holder.pid}" in err and "another training process" in err, err
+        assert tree_digest(finished) == before
+        # the API refuses it too, after the checks it can make without the lock
+        tasks = [keyword_task("t", [["good"], ["bad"]], n_train=16, n_test=8)]
+        with pytest.raises(CTRError, match=f"pid {holder.pid}"):
+            run(tasks, RunSettings(encoder=tiny_bert_dir, training=FAST, plugin=TINY_PLUGIN, overwrite=True), finished)
+        assert tree_digest(finished) == before
+    finally:
+        holder.kill()
+        holder.wait()
+        (finished / LOCK_FILE).unlink(missing_ok=True)
+
+
+def test_a_stale_lock_from_a_dead_process_is_taken_over(tiny_bert_dir, tmp_path, caplog):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / LOCK_FILE).write_text(json.dumps({"pid": dead.pid, "host": socket.gethostname(), "started": "earlier"}))
+    tasks = [keyword_task("t", [["good"], ["bad"]], n_train=16, n_test=8)]
+    with caplog.at_level("WARNING"):
+        run(tasks, RunSettings(encoder=tiny_bert_dir, training=FAST, plugin=TINY_PLUGIN), out)
+    assert "stale lock" in caplog.text and (out / "results.json").is_file() and not (out / LOCK_FILE).exists()
+
+
+def test_overwrite_replaces_the_old_run_once_the_new_one_has_a_task(finished, tiny_bert_dir, tmp_path):
+    shutil.copytree(finished, tmp_path / "old")
+    tasks = [keyword_task("animal", [["cow"], ["hen"]], n_train=16, n_test=8)]
+    run(tasks, RunSettings(encoder=tiny_bert_dir, training=FAST, plugin=TINY_PLUGIN, overwrite=True), tmp_path / "old")
+    results = json.loads((tmp_path / "old" / "results.json").read_text())
+    assert results["tasks"] == ["animal"] and ContinualModel.from_pretrained(tmp_path / "old" / "checkpoint").task_names == ["animal"]
+
+
+# --- 1: checkpoints answer as the run did ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["lora_one", "bert_one"])
+def test_one_checkpoints_predict_every_task_with_that_tasks_own_weights(name, tiny_bert_dir, tmp_path):
+    tasks = [keyword_task("sentiment", [["good", "great"], ["bad", "awful"]], n_train=24, n_test=12),
+             keyword_task("colour", [["red", "pink"], ["blue", "green"], ["cat", "dog"]], n_train=24, n_test=12)]
+    out = run(tasks, RunSettings(method=name, encoder=tiny_bert_dir, training=FAST, plugin=TINY_PLUGIN), tmp_path / "run")
+    loaded = ContinualModel.from_pretrained(tmp_path / "run" / "checkpoint")
+    assert sorted(loaded.task_weights) == [0, 1]
+    for j in (0, 1, 0):  # each task as the run tested it, in any order
+        assert evaluate(loaded, tasks[j].test, j, FAST)["acc"] == pytest.approx(out["acc_matrix"][1][j], abs=0.01)
+    first = [p.logits for p in loaded.predict(tasks[0].test.texts, task=0)]
+    loaded.predict(tasks[1].test.texts, task=1)
+    assert [p.logits for p in loaded.predict(tasks[0].test.texts, task=0)] == first
+    with pytest.raises(TaskError, match="one copy of its weights per task"):
+        batch = loaded.tokenize(["good", "red"])
+        loaded(**batch, task_ids=torch.tensor([0, 1]))
+
+
+def test_a_same_shaped_foreign_weights_file_is_refused_by_its_digest(tiny_bert_dir, tmp_path):
+    def saved(seed: int, directory: Path) -> Path:
+        torch.manual_seed(seed)
+        encoder, tokenizer = load_encoder(tiny_bert_dir)
+        model = ContinualModel(encoder, tokenizer, TINY_PLUGIN, tiny_bert_dir)
+        model.add_task("t", ["a", "b"])
+        model.save_pretrained(directory)
+        return directory
+
+    mine, foreign = saved(0, tmp_path / "mine"), saved(1, tmp_path / "foreign")
+    assert json.loads((mine / CONFIG_FILE).read_text())["weights_sha256"]
+    shutil.copy(foreign / WEIGHTS_FILE, mine / WEIGHTS_FILE)
+    with pytest.raises(CheckpointError, match="SHA-256"):
+        ContinualModel.from_pretrained(mine)
+
+
+def test_checkpoints_have_ordinary_permissions_and_a_resolved_encoder_path(finished, tiny_bert_dir, tmp_path, monkeypatch):
+    umask = os.umask(0o022)
+    os.umask(umask)
+    mode = stat.S_IMODE((finished / "checkpoint").stat().st_mode)
+    assert mode == 0o777 & ~umask and mode != 0o700
+    monkeypatch.chdir(Path(tiny_bert_dir).parent)
+    tasks = [keyword_task("t", [["good"], ["bad"]], n_train=16, n_test=8)]
+    out = run(tasks, RunSettings(encoder=Path(tiny_bert_dir).name, training=FAST, plugin=TINY_PLUGIN), tmp_path / "run")
+    stored = json.loads((tmp_path / "run" / "checkpoint" / CONFIG_FILE).read_text())["encoder"]["name_or_path"]
+    assert stored == str(Path(tiny_bert_dir).resolve()) == out["encoder"]
+    monkeypatch.chdir(tmp_path)  # loads from anywhere
+    assert ContinualModel.from_pretrained(tmp_path / "run" / "checkpoint").task_names == ["t"]
+
+
+def test_a_continued_run_states_that_earlier_tasks_were_not_retested(finished, tiny_bert_dir, tmp_path, caplog):
+    tasks = [keyword_task("animal", [["cow"], ["hen"]], n_train=16, n_test=8)]
+    with caplog.at_level("WARNING"):
+        out = run(tasks, RunSettings(encoder=tiny_bert_dir, training=FAST, from_checkpoint=str(finished / "checkpoint")), tmp_path / "more")
+    assert out["continued_from"]["earlier_tasks"] == ["sentiment", "colour"] and out["continued_from"]["earlier_tasks_tested"] is False
+    assert "not re-tested" in caplog.text
+    with pytest.raises(CTRError, match="trained with method 'ctr'"):
+        run(tasks, RunSettings(method="adapter_ncl", encoder=tiny_bert_dir, training=FAST, from_checkpoint=str(finished / "checkpoint")), tmp_path / "other")
+    assert not (tmp_path / "other").exists()
+
+
+# --- 1: text pairs are recorded, and predicted as pairs ----------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pair_run(tiny_bert_dir, tmp_path_factory):
+    """A finished run of one aspect + sentence task and one single-text task."""
+    tmp = tmp_path_factory.mktemp("pairs")
+    pair_rows = [(["red", "blue"][i % 2], f"the {w} one is {['good', 'bad'][i % 2]} number {i}", ["pos", "neg"][i % 2]) for i, w in enumerate(WORDS * 2)]
+    pairs = write_csv(tmp / "aspects.csv", pair_rows, ("term", "sentence", "label"))
+    config = yaml_config(tmp, "pairs", f"  - {{name: aspects, train: {pairs}, text: [term, sentence]}}\n  - {{name: plain, train: {write_csv(tmp / 'plain.csv', rows(30))}}}")
+    module = load_script("train_ctr")
+    assert module.main(["--config", config, "--encoder", tiny_bert_dir, "--output-dir", str(tmp / "run"), *TINY]) == 0
+    return tmp / "run" / "checkpoint"
+
+
+def test_a_pair_task_is_recorded_and_needs_both_texts(pair_run):
+    tasks = json.loads((pair_run / CONFIG_FILE).read_text())["tasks"]
+    assert [(t["name"], t["pair"]) for t in tasks] == [("aspects", True), ("plain", False)]
+    model = ContinualModel.from_pretrained(pair_run)
+    with pytest.raises(CTRError, match="trained on text pairs"):
+        model.predict(["red"], task="aspects")
+    with pytest.raises(CTRError, match="trained on single texts"):
+        model.predict(["red"], task="plain", pairs=["the red one is good"])
+    with pytest.raises(CTRError, match="2 texts but 1 pairs"):
+        model.predict(["red", "blue"], task="aspects", pairs=["the red one is good"])
+    both = model.predict(["red", "blue"], task="aspects", pairs=["the red one is good", "the blue one is bad"])
+    assert [p.label for p in both] == [p.label for p in model.predict(iter(["red", "blue"]), task=np.int64(0), pairs=("the red one is good", "the blue one is bad"))]
+
+
+def test_predict_cli_takes_pairs_as_flags_or_tab_separated_lines(pair_run, capsys, monkeypatch):
+    import io
+
+    code, out, err = call("predict", ["--checkpoint", str(pair_run), "--task", "aspects", "red", "blue", "--pair", "the red one is good", "--pair", "the blue one is bad"], capsys)
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and [x["pair"] for x in lines] == ["the red one is good", "the blue one is bad"], err
+    monkeypatch.setattr(sys, "stdin", io.StringIO("red\tthe red one is good\nblue\tthe blue one is bad\n"))
+    code, out2, _ = call("predict", ["--checkpoint", str(pair_run), "--task", "aspects", "-"], capsys)
+    assert code == 0 and [json.loads(line)["label"] for line in out2.splitlines()] == [x["label"] for x in lines]
+
+
+@pytest.mark.parametrize("argv, phrase", [
+    (["--task", "aspects", "red"], "trained on text pairs"),
+    (["--task", "aspects", "red", "blue", "--pair", "the red one"], "2 texts but 1 --pair"),
+    (["--task", "plain", "good", "--pair", "extra"], "trained on single texts"),
+    (["--task", "plain", "good", "   "], "whitespace only"),
+    (["--task", "plain", ""], "empty"),
+    (["--task", "plain", "good", "--max-length", "-3"], "must be at least 3"),
+    (["--task", "plain", "good", "--max-length", "1"], "special tokens"),
+    (["--task", "plain", "good", "--max-length", "5000"], "position limit"),
+    (["--task", "plain", "good", "--batch-size", "0"], "--batch-size must be at least 1"),
+])
+def test_bad_prediction_input_on_the_command_line(argv, phrase, pair_run, capsys):
+    before = tree_digest(pair_run)
+    code, out, err = call("predict", ["--checkpoint", str(pair_run), *argv], capsys)
+    assert code == 2 and phrase in err and not out, err
+    assert tree_digest(pair_run) == before
+
+
+# --- 4: prediction input through the API -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kwargs, phrase", [
+    ({"texts": ["good", ""]}, "positions [1]"),
+    ({"texts": ["  \t", "good"]}, "whitespace only"),
+    ({"texts": "good text"}, "wrap a single text in a list"),
+    ({"texts": ["good", 3]}, "must be strings"),
+    ({"texts": ["good", None]}, "must be strings"),
+    ({"texts": 42}, "iterable"),
+    ({"batch_size": 0}, "batch_size"),
+    ({"batch_size": True}, "batch_size"),
+    ({"batch_size": "8"}, "batch_size"),
+    ({"batch_size": 2.5}, "batch_size"),
+    ({"max_length": -1}, "must be at least 3"),
+    ({"max_length": 1000}, "position limit"),
+    ({"max_length": 12.5}, "whole number"),
+    ({"pairs": ["x", "y"]}, "single texts"),
+    ({"pairs": ["x"]}, "2 texts but 1 pairs"),
+    ({"pairs": ["x", ""]}, "pairs are empty"),
+    ({"task": True}, "Unknown task"),
+    ({"task": 7}, "out of range"),
+    ({"task": np.int64(9)}, "out of range"),
+])
+def test_bad_prediction_input_through_the_api(kwargs, phrase, finished):
+    model = ContinualModel.from_pretrained(finished / "checkpoint")
+    call_args = {"texts": ["good", "red"], "task": "colour"} | kwargs
+    with pytest.raises(CTRError, match=None) as err:
+        model.predict(**call_args)
+    assert phrase in str(err.value), str(err.value)
+
+
+def test_predict_accepts_any_iterable_of_strings_and_integer_like_task_ids(finished):
+    model = ContinualModel.from_pretrained(finished / "checkpoint")
+    expected = [p.logits for p in model.predict(["good", "red cat"], task="colour")]
+    for texts, task in ((("good", "red cat"), 1), (iter(["good", "red cat"]), np.int64(1)), ((t for t in ["good", "red cat"]), torch.tensor(1).item()), (np.array(["good", "red cat"]).tolist(), np.int32(1))):
+        assert [p.logits for p in model.predict(texts, task=task, batch_size=np.int64(32))] == expected
+    assert model.predict([], task="colour") == []
+
+
+# --- 1: labels and columns are never read silently wrong --------------------------------------------
+
+
+def data_case(tmp: Path, case: str) -> TaskSpec:
+    if case == "header names the label column twice":
+        return TaskSpec(name="a", train=write_csv(tmp / "d.csv", [(t, y, "7") for t, y in rows(20)], ("text", "label", "label")))
+    if case == "header names the text column twice":
+        return TaskSpec(name="a", train=write_csv(tmp / "d2.csv", [(t, y, "id") for t, y in rows(20)], ("text", "label", "text")))
+    if case.startswith("label spelled "):
+        marker = case.removeprefix("label spelled ")
+        return TaskSpec(name="a", train=write_csv(tmp / "m.csv", rows(20) + [("one more text", marker)]))
+    if case == "json record with a repeated key":
+        path = tmp / "r.jsonl"
+        path.write_text("\n".join('{"text": "%s", "label": "%s", "label": "x"}' % r for r in rows(20)))
+        return TaskSpec(name="a", train=str(path))
+    if case == "class only in the test file":
+        return TaskSpec(name="a", train=write_csv(tmp / "tr.csv", rows(20)), test=write_csv(tmp / "te.csv", rows(9, ("pos", "neg", "meh"), "held out")))
+    if case == "class only in the validation file":
+        return TaskSpec(name="a", train=write_csv(tmp / "tr.csv", rows(20)), validation=write_csv(tmp / "va.csv", rows(6, ("pos", "neg", "meh"), "held out")))
+    if case == "test file repeats training examples":
+        return TaskSpec(name="a", train=write_csv(tmp / "tr.csv", rows(20)), test=write_csv(tmp / "te.csv", rows(6, prefix="held out") + [(" GOOD  text number 0", "pos")]))
+    raise KeyError(case)
+
+
+@pytest.mark.parametrize("case, phrase", [
+    ("header names the label column twice", "'label' in columns [2, 3]"),
+    ("header names the text column twice", "'text' in columns [1, 3]"),
+    ("label spelled NA", "'NA' is a spelling of a missing value"),
+    ("label spelled nan", "missing value"),
+    ("label spelled null", "missing value"),
+    ("label spelled N/A", "missing value"),
+    ("label spelled ", "have no label"),
+    ("json record with a repeated key", "more than once"),
+    ("class only in the test file", "['meh'] occur in the test split"),
+    ("class only in the validation file", "never in the training data"),
+    ("test file repeats training examples", "line 8 = line 2 of the training data"),
+])
+def test_data_that_would_be_read_wrong_is_refused_naming_rows_or_values(case, phrase, tmp_path):
+    with pytest.raises(DataError) as err:
+        build_task(data_case(tmp_path, case))
+    assert phrase in str(err.value), str(err.value)
+
+
+def test_a_missing_value_marker_listed_in_labels_is_a_class(tmp_path):
+    train = write_csv(tmp_path / "na.csv", rows(20, ("pos", "NA")))
+    assert build_task(TaskSpec(name="a", train=train, labels=["pos", "NA"])).label_names == ["pos", "NA"]
+
+
+def test_repeated_test_examples_can_be_dropped_on_request(tmp_path):
+    task = build_task(dataclass_replace(data_case(tmp_path, "test file repeats training examples"), drop_test_overlap=True))
+    assert len(task.test) == 6 and any("also occur in train" in note for note in task.notes)
+
+
+def dataclass_replace(spec: TaskSpec, **changes) -> TaskSpec:
+    import dataclasses
+
+    return dataclasses.replace(spec, **changes)
+
+
+def test_labels_differing_only_in_case_get_a_warning_and_a_note_in_results(tiny_bert_dir, tmp_path, caplog):
+    train = write_csv(tmp_path / "case.csv", rows(20) + [("good one more", "Pos"), ("good and again", "Pos")] + [(" bad spaced", " neg ")])
+    with caplog.at_level("WARNING"):
+        task = build_task(TaskSpec(name="cased", train=train, test_fraction=0.25), seed=0)
+    assert task.label_names == ["Pos", "neg", "pos"] and "differ only in case" in caplog.text
+    assert any("surrounding spaces" in note for note in task.notes)
+    out = run([task], RunSettings(encoder=tiny_bert_dir, training=FAST, plugin=TINY_PLUGIN), tmp_path / "run")
+    assert any("differ only in case" in note for note in out["data_notes"]["cased"])
+
+
+@pytest.mark.parametrize("entry, phrase", [
+    ("{name: a, dataset: hl_canon_g3, train: x.csv}", "`dataset:` (bundled); `train:` (files)"),
+    ("{name: a, source: hub, path: some/set, dataset: hl_canon_g3}", "with `source: hub`"),
+    ("{name: a, train: x.csv, path: some/set}", "more than one source"),
+    ("{name: a, source: bundled, dataset: hl_canon_g3, test: y.csv}", "`test:` (files)"),
+])
+def test_a_task_naming_several_sources_is_refused(entry, phrase, tmp_path):
+    with pytest.raises(DataError) as err:
+        load_sequence_config(write_text(tmp_path / "c.yaml", f"tasks:\n  - {entry}\n"))
+    assert phrase in str(err.value), str(err.value)
