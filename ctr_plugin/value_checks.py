@@ -76,6 +76,20 @@ PLUGIN_RANGES = {
 }
 
 
+# Method options (--method-arg key=value) by name; any other numeric option must at least be finite.
+METHOD_RANGES = {
+    "encoder_lr": Range("float", 0, 10, low_open=True),
+    "strength": Range("float", 0, None),
+    "fisher_samples": Range("int", 1, None),
+    "rank": Range("int", 1, 100_000),
+    "alpha": Range("float", 0, None, low_open=True),
+    "temperature": Range("float", 0, None, low_open=True),
+    "memory_size": Range("int", 0, None),
+    "replay_batch_size": Range("int", 1, None),
+    "seed": Range("int", 0, 2**32 - 1),
+}
+
+
 def _as_number(value: Any, kind: str) -> Any:
     """``value`` as an int or float where it spells one (strings, numpy scalars, 3.0 for an int);
     unchanged where it does not (the range check then names it)."""
@@ -148,6 +162,19 @@ def check_plugin_config(config: Any) -> None:
         config.routing_kernel_sizes = tuple(checked("routing_kernel_sizes", k, Range("int", 1, 10_000), "An entry of plugin option") for k in sizes)
         if not config.routing_kernel_sizes:
             raise CTRError("Plugin option `routing_kernel_sizes` is empty; give at least one kernel size, e.g. [3, 4, 5].")
+
+
+def check_method_options(method: Any) -> None:
+    """The checks of a continual-learning method's options (after ``from_options`` set them)."""
+    from dataclasses import fields
+
+    for f in fields(method):
+        value = getattr(method, f.name)
+        rule = METHOD_RANGES.get(f.name)
+        if rule is None and isinstance(value, float) and not isinstance(value, bool):
+            rule = Range("float")
+        if rule is not None:
+            setattr(method, f.name, checked(f.name, value, rule, f"Option of method {method.name!r}", f" (--method-arg {f.name}=...)"))
 
 
 def convert_option_strings(options: dict[str, Any], ranges: dict[str, Range]) -> dict[str, Any]:

@@ -104,6 +104,8 @@ def training_cases(tmp: Path, finished_run: Path, distilbert: str) -> dict[str, 
         "continued run with another pooling": (["--datasets", ok, "--from-checkpoint", str(elsewhere), "--pooling", "cls"], "--pooling cls"),
         "continued run with another adapter size": (["--datasets", ok, "--from-checkpoint", str(elsewhere), "--adapter-size", "8"], "--adapter-size 8"),
         "continued run replacing its own source": (["--datasets", ok, "--from-checkpoint", ckpt], "inside --output-dir"),
+        "lora rank zero": (["--datasets", ok, "--method", "lora_ncl", "--method-arg", "rank=0"], "`rank` (--method-arg rank=...) is 0"),
+        "negative ewc strength": (["--datasets", ok, "--method", "ewc", "--method-arg", "strength=-1"], "`strength`"),
         "lora on an encoder without query/value": (["--datasets", ok, "--method", "lora_ncl", "--encoder", distilbert], "q_lin"),
         "ctr on an encoder without output sublayers": (["--datasets", ok, "--encoder", distilbert], "no BERT-style output sublayers"),
     }
@@ -115,7 +117,7 @@ TRAINING_CASES = [
     "yaml zero epochs", "yaml fractional batch size", "yaml zero adapter size", "yaml negative s_max", "yaml warmup above one",
     "header names a column twice", "NA as a label", "nan as a label", "class only in test", "train file given as test",
     "task naming several sources", "continued run with another method", "continued run with another pooling",
-    "continued run with another adapter size", "continued run replacing its own source",
+    "continued run with another adapter size", "continued run replacing its own source", "lora rank zero", "negative ewc strength",
     "lora on an encoder without query/value", "ctr on an encoder without output sublayers",
 ]
 
@@ -183,6 +185,18 @@ def test_training_config_values_are_type_and_range_checked(field, value, phrase)
 def test_plugin_config_values_are_type_and_range_checked(field, value):
     with pytest.raises(CTRError, match=field):
         PluginConfig(**{field: value})
+
+
+@pytest.mark.parametrize("method, options", [
+    ("lora_ncl", {"rank": "0"}), ("lora_one", {"alpha": "-2"}), ("ewc", {"strength": "nan"}), ("ewc", {"fisher_samples": "0"}),
+    ("replay", {"memory_size": "-5"}), ("replay", {"replay_batch_size": "0"}), ("lwf", {"temperature": "0"}), ("l2", {"strength": "inf"}),
+    ("bert_ncl", {"encoder_lr": "-1e-5"}),
+])
+def test_method_options_are_range_checked(method, options):
+    from ctr_plugin.continual.methods import get_method
+
+    with pytest.raises(CTRError, match=f"Option of method '{method}' `{next(iter(options))}`"):
+        get_method(method, options)
 
 
 def test_integer_like_values_are_accepted_as_the_numbers_they_are():

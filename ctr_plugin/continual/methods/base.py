@@ -25,6 +25,7 @@ from ...data.types import Split, TaskData
 from ...errors import CTRError
 from ...model import ContinualModel
 from ...plugins import PluginConfig
+from ...value_checks import check_method_options
 
 if TYPE_CHECKING:  # the loop imports the methods, not the other way round
     from ..loop import TrainingConfig
@@ -124,7 +125,9 @@ class ContinualMethod:
             if key not in known:
                 raise CTRError(f"Method {cls.name!r} has no option {key!r}. Its options:\n{cls.option_help()}")
             values[key] = _convert(value, known[key].type, key, cls.name)
-        return cls(**values)
+        method = cls(**values)
+        check_method_options(method)  # ranges: ctr_plugin/value_checks.py
+        return method
 
 
 def _convert(value: Any, type_name: Any, key: str, method: str) -> Any:
