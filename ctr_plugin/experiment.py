@@ -21,7 +21,8 @@ import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from .continual.loop import ContinualResults, TrainingConfig, run_sequence, seed_everything
+from .continual.loop import ContinualResults, TrainingConfig, evaluate, run_sequence, seed_everything
+from .metrics import empty_matrix
 from .continual.methods import get_method
 from .continual.parallel import make_accelerator
 from .errors import CTRError
@@ -127,6 +128,8 @@ def run(tasks, settings: RunSettings, output_dir: str | os.PathLike, source: dic
     model, results = _resume_state(output_dir, tasks, settings) if settings.resume else (None, None)
     if model is None:
         model = _initial_model(tasks, settings, method)
+        if settings.from_checkpoint:
+            results = _retest_earlier_tasks(model, method, tasks, settings, accelerator)
     pair = any(t.train.pairs is not None for t in tasks)
     check_max_length(cfg.max_length, model.tokenizer, model.encoder.config, pair=pair, option="Training option `max_length` (--max-length, or `max_length:` under `training:`)")
     model.to(accelerator.device)
@@ -146,7 +149,7 @@ def run(tasks, settings: RunSettings, output_dir: str | os.PathLike, source: dic
         "truncated_texts": truncated,
     }
     if settings.from_checkpoint:
-        base["continued_from"] = _continued_from(settings.from_checkpoint, model, tasks)
+        base["continued_from"] = _continued_from(settings.from_checkpoint, tasks)
 
     accelerator.wait_for_everyone()  # every process has checked everything before the main one writes
     lock = OutputLock(output_dir).acquire() if main else None
@@ -163,7 +166,7 @@ def run(tasks, settings: RunSettings, output_dir: str | os.PathLike, source: dic
                 if command is not None:
                     write_json_atomic(output_dir / COMMAND_FILE, command)
                 replacing = False
-            model.save_pretrained(output_dir / CHECKPOINT_DIR, extra={"method": method.name, "progress": results.to_dict()})
+            model.save_pretrained(output_dir / CHECKPOINT_DIR, extra={"method": method.name, "seed": cfg.seed, "progress": results.to_dict()})
             write_json_atomic(output_dir / RESULTS_FILE, results.to_dict() | base)
             saved["tasks"], saved["this_run"] = results.completed_tasks, saved["this_run"] + 1
 
@@ -223,40 +226,86 @@ def resolved_encoder(encoder: str | None) -> str | None:
 
 
 def _initial_model(tasks, settings: RunSettings, method) -> ContinualModel:
-    """A fresh model, or the checkpoint a continued run starts from (which must not know the tasks,
-    and must have been trained by the same method)."""
+    """A fresh model, or the checkpoint a continued run starts from. A continued run keeps the
+    checkpoint's method; the checkpoint's tasks it names come first (they are re-tested, not
+    trained), with the labels the checkpoint knows them by, and at least one new task follows."""
     encoder_name = resolved_encoder(settings.encoder)
     if not settings.from_checkpoint:
         encoder, tokenizer = load_encoder(encoder_name)
         return method.build_model(encoder, tokenizer, settings.plugin, encoder_name)
-    trained_by = ContinualModel.read_config(settings.from_checkpoint).get("method")
+    config = ContinualModel.read_config(settings.from_checkpoint)
+    trained_by = config.get("method")
     if trained_by is not None and trained_by != method.name:
         raise CTRError(
             f"The checkpoint {settings.from_checkpoint} was trained with method {trained_by!r}, but this run asks for "
             f"{method.name!r}. A continued run keeps the checkpoint's method: drop --method, or pass --method {trained_by}."
         )
-    model = ContinualModel.from_pretrained(settings.from_checkpoint, encoder=encoder_name)
-    known = [t.name for t in tasks if t.name in model.task_names]
-    if known:
+    if not (method.resumable if method.continuable is None else method.continuable):
         raise CTRError(
-            f"The checkpoint {settings.from_checkpoint} already learned {known}; a continued run must "
-            f"bring new tasks only. Rename them, or train from scratch."
+            f"Method {method.name!r} keeps state across tasks that a checkpoint does not hold (see its file in "
+            f"ctr_plugin/continual/methods/), so it cannot go on from a checkpoint without silently losing it: train "
+            f"all tasks in one run instead."
         )
+    model = ContinualModel.from_pretrained(settings.from_checkpoint, encoder=encoder_name)
+    names = [t.name for t in tasks]
+    known = [n for n in names if n in model.task_names]
+    if names[: len(known)] != known:
+        raise CTRError(
+            f"The checkpoint {settings.from_checkpoint} already learned {known}. Tasks it knows are re-tested, not "
+            f"trained again, and must come before the new ones: order the tasks as {known + [n for n in names if n not in known]}."
+        )
+    if len(known) == len(names):
+        raise CTRError(f"Every task given ({', '.join(names)}) is already in the checkpoint {settings.from_checkpoint}: add at least one new task.")
+    for task in tasks[: len(known)]:
+        stored = model.label_names[model.task_id(task.name)]
+        if list(task.label_names) != list(stored):
+            raise CTRError(
+                f"Task {task.name!r} has labels {task.label_names} here, but the checkpoint {settings.from_checkpoint} "
+                f"learned it with labels {stored}: its test data would be scored against the wrong classes. Give the "
+                f"task's original data (or `labels:` in the checkpoint's order)."
+            )
+        carved = any(note.startswith("test: carved") for note in task.notes)
+        if carved and config.get("seed") is not None and config["seed"] != settings.training.seed:
+            raise CTRError(
+                f"Task {task.name!r}'s test split is carved from its data with the run's seed, and the checkpoint was "
+                f"trained with seed {config['seed']}, not {settings.training.seed}: with another seed its test split would "
+                f"hold examples it was trained on. Pass --seed {config['seed']}, or give the task a test file."
+            )
     return model
 
 
-def _continued_from(checkpoint, model: ContinualModel, tasks) -> dict:
-    """What results.json says about the checkpoint a run continued: its tasks are not re-tested
-    (their test data is not part of this run), so their forgetting is not in this run's metrics."""
-    earlier = [n for n in model.task_names if n not in {t.name for t in tasks}]
-    if earlier:
+def _retest_earlier_tasks(model: ContinualModel, method, tasks, settings: RunSettings, accelerator) -> ContinualResults | None:
+    """For a continued run that names some of the checkpoint's tasks first: their scores before
+    this run, in the rows of those tasks (as if learned in this run: the diagonal holds the
+    starting point their forgetting is measured from), and the run continues after them."""
+    k = sum(t.name in model.task_names for t in tasks)
+    if k == 0:
+        return None
+    names = [t.name for t in tasks]
+    results = ContinualResults(names, empty_matrix(len(tasks)), empty_matrix(len(tasks)), completed_tasks=k, epochs_kept=[0] * k, continuing_checkpoint=True)
+    for j, task in enumerate(tasks[:k]):
+        task_id = model.task_id(task.name)
+        method.before_evaluate(model, task_id)
+        scores = evaluate(model, task.test, task_id, settings.training, desc=f"test {task.name}", accelerator=accelerator)
+        for i in range(j, k):
+            results.acc_matrix[i][j], results.f1_matrix[i][j] = round(scores["acc"], 2), round(scores["mf1"], 2)
+    log.info("Re-tested the checkpoint's tasks %s before training: accuracy %s.", names[:k], [results.acc_matrix[k - 1][j] for j in range(k)])
+    return results
+
+
+def _continued_from(checkpoint, tasks) -> dict:
+    """What results.json says about the checkpoint a run continued: which of its tasks were
+    re-tested (those whose data came with the run) and which could not be."""
+    earlier = [t["name"] for t in ContinualModel.read_config(checkpoint)["tasks"]]
+    given = {t.name for t in tasks}
+    retested = [n for n in earlier if n in given]
+    untested = [n for n in earlier if n not in given]
+    notes = []
+    if retested:
+        notes.append("the rows of the re-tested tasks hold the checkpoint's scores before this run: their forgetting is measured from there")
+    if untested:
         log.warning(
-            "Continuing %s: its %d earlier tasks (%s) are not re-tested, because their test data is not part of this "
-            "run; the accuracy matrix and the forgetting rate cover this run's tasks only.", checkpoint, len(earlier), ", ".join(earlier))
-    return {
-        "checkpoint": str(Path(checkpoint).resolve()),
-        "earlier_tasks": earlier,
-        "earlier_tasks_tested": False,
-        "note": "the checkpoint's earlier tasks were not re-tested (their test data is not part of this run): "
-                "forgetting of those tasks is not measured here",
-    }
+            "Continuing %s: its tasks %s are not re-tested, because their data is not part of this run, so their forgetting "
+            "is not measured (give them first, before the new tasks, to measure it).", checkpoint, ", ".join(untested))
+        notes.append(f"not re-tested, because their data was not given: {', '.join(untested)}; their forgetting is not measured")
+    return {"checkpoint": str(Path(checkpoint).resolve()), "earlier_tasks": earlier, "retested": retested, "not_retested": untested, "note": "; ".join(notes)}

@@ -356,11 +356,11 @@ def test_checkpoints_have_ordinary_permissions_and_a_resolved_encoder_path(finis
     assert ContinualModel.from_pretrained(tmp_path / "run" / "checkpoint").task_names == ["t"]
 
 
-def test_a_continued_run_states_that_earlier_tasks_were_not_retested(finished, tiny_bert_dir, tmp_path, caplog):
+def test_a_continued_run_states_that_earlier_tasks_without_data_were_not_retested(finished, tiny_bert_dir, tmp_path, caplog):
     tasks = [keyword_task("animal", [["cow"], ["hen"]], n_train=16, n_test=8)]
     with caplog.at_level("WARNING"):
         out = run(tasks, RunSettings(encoder=tiny_bert_dir, training=FAST, from_checkpoint=str(finished / "checkpoint")), tmp_path / "more")
-    assert out["continued_from"]["earlier_tasks"] == ["sentiment", "colour"] and out["continued_from"]["earlier_tasks_tested"] is False
+    assert out["continued_from"]["not_retested"] == ["sentiment", "colour"] and "forgetting is not measured" in out["continued_from"]["note"]
     assert "not re-tested" in caplog.text
     with pytest.raises(CTRError, match="trained with method 'ctr'"):
         run(tasks, RunSettings(method="adapter_ncl", encoder=tiny_bert_dir, training=FAST, from_checkpoint=str(finished / "checkpoint")), tmp_path / "other")
@@ -544,3 +544,50 @@ def test_a_task_naming_several_sources_is_refused(entry, phrase, tmp_path):
     with pytest.raises(DataError) as err:
         load_sequence_config(write_text(tmp_path / "c.yaml", f"tasks:\n  - {entry}\n"))
     assert phrase in str(err.value), str(err.value)
+
+
+# --- 1: a continued run re-tests the checkpoint's tasks it is given ---------------------------------
+
+
+def test_a_continued_run_retests_the_earlier_tasks_it_is_given_and_measures_their_forgetting(finished, tiny_bert_dir, tmp_path, capsys):
+    source = finished.parent  # the CSV files the finished run was trained on
+    files = [str(source / "sentiment.csv"), str(source / "colour.csv"), task_csv(tmp_path, "animal", [["cow"], ["hen"]])]
+    before = json.loads((finished / "results.json").read_text())
+    code, _, err = call("train_ctr", [*TINY, "--datasets", *files, "--encoder", tiny_bert_dir, "--from-checkpoint", str(finished / "checkpoint"), "--output-dir", str(tmp_path / "more")], capsys)
+    assert code == 0, err
+    out = json.loads((tmp_path / "more" / "results.json").read_text())
+    assert out["tasks"] == ["sentiment", "colour", "animal"] and out["method"] == "ctr"
+    assert out["acc_matrix"][1][:2] == before["acc_matrix"][1]  # the checkpoint's scores, re-measured before training
+    assert all(v is not None for v in out["acc_matrix"][2]) and out["continued_from"]["retested"] == ["sentiment", "colour"]
+    assert out["forgetting_rate"] == pytest.approx(sum(out["acc_matrix"][1][j] - out["acc_matrix"][2][j] for j in range(2)) / 2, abs=0.01)
+
+
+@pytest.mark.parametrize("case, phrase", [
+    ("earlier task after a new one", "must come before the new ones"),
+    ("only earlier tasks", "add at least one new task"),
+    ("earlier task with other labels", "learned it with labels"),
+    ("method that would lose its state", "cannot go on from a checkpoint"),
+    ("earlier task carved with another seed", "Pass --seed 0"),
+])
+def test_a_continued_run_refuses_what_it_cannot_measure_or_keep(case, phrase, finished, tiny_bert_dir, tmp_path):
+    new = keyword_task("animal", [["cow"], ["hen"]], n_train=16, n_test=8)
+    sentiment = keyword_task("sentiment", [["good"], ["bad"]], n_train=16, n_test=8)
+    tasks, method = {
+        "earlier task after a new one": ([new, sentiment], "ctr"),
+        "only earlier tasks": ([sentiment], "ctr"),
+        "earlier task with other labels": ([keyword_task("sentiment", [["good"], ["bad"], ["red"]], n_train=16, n_test=8), new], "ctr"),
+        "method that would lose its state": ([new], "replay"),
+        "earlier task carved with another seed": ([build_task(TaskSpec(name="sentiment", train=str(finished.parent / "sentiment.csv")), seed=1), new], "ctr"),
+    }[case]
+    training = TrainingConfig(epochs=1, lr=1e-2, batch_size=8, progress=False, seed=1 if "seed" in case else 0)
+    if method == "replay":
+        with pytest.raises(CTRError, match="trained with method 'ctr'"):
+            run(tasks, RunSettings(method=method, encoder=tiny_bert_dir, training=FAST, from_checkpoint=str(finished / "checkpoint")), tmp_path / "out")
+        replay_run = tmp_path / "replay"
+        run([sentiment], RunSettings(method="replay", encoder=tiny_bert_dir, training=FAST, plugin=TINY_PLUGIN), replay_run)
+        settings = RunSettings(method="replay", encoder=tiny_bert_dir, training=FAST, from_checkpoint=str(replay_run / "checkpoint"))
+    else:
+        settings = RunSettings(encoder=tiny_bert_dir, training=training, from_checkpoint=str(finished / "checkpoint"))
+    with pytest.raises(CTRError, match=phrase):
+        run(tasks, settings, tmp_path / "out")
+    assert not (tmp_path / "out").exists()

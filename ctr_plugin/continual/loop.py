@@ -66,6 +66,9 @@ class ContinualResults:
     completed_tasks: int = 0
     train_seconds: float = 0.0
     epochs_kept: list[int] = field(default_factory=list)  # best epoch (1-based) per task
+    # The completed tasks are a checkpoint's, re-tested at the start of a run that continues it
+    # (not an interrupted run of this one): methods that cannot resume may still go on.
+    continuing_checkpoint: bool = False
 
     @classmethod
     def from_dict(cls, data: dict) -> "ContinualResults":
@@ -252,7 +255,7 @@ def run_sequence(
     names = [t.name for t in tasks]
     if results is None:
         results = ContinualResults(names, empty_matrix(len(tasks)), empty_matrix(len(tasks)))
-    if results.completed_tasks and not method.resumable:
+    if results.completed_tasks and not method.resumable and not results.continuing_checkpoint:
         raise CTRError(
             f"Method {method.name!r} keeps state across tasks that a checkpoint does not hold, so its "
             f"run cannot be resumed after task {results.completed_tasks}: start it again."

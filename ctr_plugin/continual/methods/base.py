@@ -58,6 +58,9 @@ class ContinualMethod:
     # False where the method keeps state across tasks that a checkpoint does not hold (Fisher
     # information, a replay memory, per-task weights): such a run cannot be resumed mid-sequence.
     resumable: ClassVar[bool] = True
+    # Whether a run may go on from a finished checkpoint (--from-checkpoint) without silently
+    # losing such state; None: as ``resumable``.
+    continuable: ClassVar[bool | None] = None
 
     # ---- model ---------------------------------------------------------------------------------
     def build_model(self, encoder, tokenizer, plugin_config: PluginConfig, encoder_name: str | None) -> ContinualModel:

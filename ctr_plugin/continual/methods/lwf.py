@@ -26,6 +26,7 @@ class LwF(ContinualMethod):
     name = "lwf"
     plugin_type = "adapter"
     resumable = False  # the previous model is not in the checkpoint
+    continuable = True  # a continued run's previous model is the checkpoint itself (copied before each task)
 
     strength: float = option(1.0, "lambda: weight of the distillation term; not tuned")
     temperature: float = option(2.0, "T: softmax temperature of the distillation")
