@@ -14,6 +14,7 @@ import numbers
 import os
 import shutil
 import tempfile
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,12 +88,15 @@ def encoder_fingerprint(encoder: nn.Module) -> str:
     return hashlib.sha256(rows.numpy().tobytes()).hexdigest()[:16]
 
 
-def inject_lora(encoder: nn.Module, config: PluginConfig) -> None:
+def inject_lora(encoder: nn.Module, config: PluginConfig, adapter_name: str = "default") -> None:
     """LoRA (Hu et al. 2022) of rank ``config.lora_rank`` on every attention query and value
-    projection, in place, through peft; everything else in the encoder stays frozen."""
+    projection, in place, through peft, as the adapter ``adapter_name`` (another name adds one
+    more adapter beside the first); everything else in the encoder stays frozen."""
     from peft import LoraConfig, inject_adapter_in_model
 
-    targets = [n for n, m in encoder.named_modules() if n.rsplit(".", 1)[-1] in ("query", "value") and isinstance(m, nn.Linear)]
+    from peft.tuners.lora import LoraLayer
+
+    targets = [n for n, m in encoder.named_modules() if n.rsplit(".", 1)[-1] in ("query", "value") and isinstance(m, (nn.Linear, LoraLayer))]
     if not targets:
         raise CTRError(
             f"LoRA goes on the attention `query` and `value` projections, and the encoder {type(encoder).__name__} "
@@ -100,11 +104,11 @@ def inject_lora(encoder: nn.Module, config: PluginConfig) -> None:
             f"v_lin). Use a BERT-like encoder (BERT, RoBERTa, ELECTRA, MiniLM, ...) or another method."
         )
     lora = LoraConfig(r=config.lora_rank, lora_alpha=config.lora_alpha, lora_dropout=0.0, target_modules=["query", "value"])
-    inject_adapter_in_model(lora, encoder)
+    inject_adapter_in_model(lora, encoder, adapter_name=adapter_name)
 
 
 def lora_layers(encoder: nn.Module) -> list[nn.Module]:
-    """The encoder's peft LoRA layers (none unless ``plugin_type == "lora"``)."""
+    """The encoder's peft LoRA layers (none unless ``plugin_type`` is "lora" or "lora_per_task")."""
     try:
         from peft.tuners.lora import LoraLayer
     except ImportError:
@@ -145,7 +149,8 @@ class ContinualModel(nn.Module):
     def __init__(self, encoder: nn.Module, tokenizer, plugin_config: PluginConfig, encoder_name: str | None = None, head_dropout: float | None = None, train_encoder: bool = False):
         """``plugin_config.plugin_type == "none"`` injects nothing (frozen-encoder heads, or full
         fine-tuning with ``train_encoder=True``, in which case checkpoints hold the encoder too);
-        ``"lora"`` adds LoRA (through peft) to the attention query and value projections.
+        ``"lora"`` adds LoRA (through peft) to the attention query and value projections;
+        ``"lora_per_task"`` one such LoRA adapter per task, each example going through its own.
         ``head_dropout`` defaults to the encoder config's, as in ``BertForSequenceClassification``
         (``classifier_dropout``, else ``hidden_dropout_prob``, else 0.1)."""
         super().__init__()
@@ -163,6 +168,8 @@ class ContinualModel(nn.Module):
         self.layer_norms: list[nn.Module] = []
         if plugin_config.plugin_type == "lora":
             inject_lora(encoder, plugin_config)
+        elif plugin_config.plugin_type == "lora_per_task":
+            pass  # one LoRA adapter per task, added by add_task
         elif plugin_config.plugin_type != "none":
             self.layer_norms = inject_plugins(
                 encoder, self.hidden_size, lambda: build_plugin(plugin_config, self.hidden_size, self.context)
@@ -203,13 +210,37 @@ class ContinualModel(nn.Module):
         for plugin in self.plugins:
             plugin.add_task()
             plugin.to(self.device)
+        if self.plugin_config.plugin_type == "lora_per_task":
+            self._add_task_lora(self.num_tasks)
         self.heads.append(nn.Linear(self.hidden_size, len(label_names)).to(self.device))
         self.task_names.append(name)
         self.label_names.append(list(label_names))
         self.task_pairs.append(pair)
         return self.num_tasks - 1
 
-    # ---- one copy of the shared weights per task (lora_one, bert_one) --------------------------
+    # ---- one LoRA adapter per task (lora_one), selected per example ------------------------------
+    def _add_task_lora(self, task: int) -> None:
+        """A fresh peft LoRA adapter named ``task_<task>``; earlier tasks' adapters are frozen.
+        Each LoRA layer learns, through a forward pre-hook, which adapter each example of a batch
+        takes (peft's per-example ``adapter_names``), so one batch may mix tasks."""
+        with warnings.catch_warnings():  # peft warns that a second adapter makes several: that is the point
+            warnings.filterwarnings("ignore", message="Already found a `peft_config` attribute")
+            inject_lora(self.encoder, self.plugin_config, adapter_name=f"task_{task}")
+        for layer in lora_layers(self.encoder):
+            for adapters in (layer.lora_A, layer.lora_B):
+                for name, module in adapters.items():
+                    module.requires_grad_(name == f"task_{task}")
+                    module.to(self.device)
+            if not getattr(layer, "_ctr_adapter_hook", False):
+                layer.register_forward_pre_hook(self._choose_lora_adapters, with_kwargs=True)
+                layer._ctr_adapter_hook = True
+
+    def _choose_lora_adapters(self, _module, args, kwargs):
+        if self.context.task_ids is not None:
+            kwargs["adapter_names"] = [f"task_{t}" for t in self.context.task_ids.tolist()]
+        return args, kwargs
+
+    # ---- one copy of the shared weights per task (bert_one) --------------------------------------
     def keep_task_weights(self, task: int, weights: dict[str, torch.Tensor]) -> None:
         """Record ``weights`` (parameter name -> tensor, as now in place) as task ``task``'s own."""
         self.task_weights[task] = weights

@@ -19,7 +19,8 @@ class PluginConfig:
     """Which plugin sits in each sublayer, and its sizes. Saved as JSON beside the weights."""
 
     # "ctr" (KSM + TSM), "hat_adapter" (TSM alone), "adapter" (Houlsby), "adapter_per_task" (one
-    # Houlsby adapter per task, chosen by the task id), "lora" (peft LoRA on query/value), "none"
+    # Houlsby adapter per task, chosen by the task id), "lora" (peft LoRA on query/value),
+    # "lora_per_task" (one such LoRA per task, chosen by the task id), "none"
     plugin_type: str = "ctr"
     adapter_size: int = 2000  # a: width of the TSM / adapter bottleneck (paper: 2000 at d = 768)
     capsule_size: int = 3  # c: size of a task capsule and of each transfer capsule

@@ -1,10 +1,10 @@
-"""Shared by the ONE variants that swap weights: a separate copy of the shared weights per task.
+"""For ONE variants that swap weights (bert_one): a separate copy of the shared weights per task.
 
 Every task starts from the same initial weights (a fresh copy) and, once learned, keeps its own
 copy in ``model.task_weights``; the model puts a task's copy in place before it classifies that
 task's examples, so a checkpoint serves every task as the run tested it. The cost: a checkpoint
-holds one copy per task (LoRA: a few hundred kB per task; bert_one: a whole encoder per task,
-about 90 MB for the bundled MiniLM and 440 MB for bert-base).
+holds one copy per task (for bert_one a whole encoder per task, about 90 MB for the bundled
+MiniLM and 440 MB for bert-base). lora_one needs no swapping: it holds one peft adapter per task.
 """
 
 from __future__ import annotations
