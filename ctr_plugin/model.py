@@ -184,7 +184,7 @@ class ContinualModel(nn.Module):
         self.task_names: list[str] = []
         self.label_names: list[list[str]] = []
         self.task_pairs: list[bool | None] = []  # whether each task reads text pairs (None: not recorded)
-        # Methods that train one copy of the shared weights per task (lora_one, bert_one) keep every
+        # Methods that train one copy of the shared weights per task (bert_one) keep every
         # learned task's copy here (task id -> parameter name -> tensor); forward() puts a batch's
         # task's copy in place. Checkpoints hold them all.
         self.task_weights: dict[int, dict[str, torch.Tensor]] = {}
