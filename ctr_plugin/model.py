@@ -189,6 +189,9 @@ class ContinualModel(nn.Module):
         # task's copy in place. Checkpoints hold them all.
         self.task_weights: dict[int, dict[str, torch.Tensor]] = {}
         self._weights_in_place: int | None = None
+        # Set on checkpoints of ONE methods written before they kept every task's weights: the only
+        # task whose weights they hold (the last one).
+        self.only_task: int | None = None
 
     # ---- structure -------------------------------------------------------------------------
     @property
@@ -302,6 +305,12 @@ class ContinualModel(nn.Module):
         A model with one copy of its weights per task puts the batch's task's copy in place first."""
         if self.task_weights:
             self._select_task_weights(task_ids)
+        if self.only_task is not None and bool((task_ids != self.only_task).any()):
+            raise TaskError(
+                f"This checkpoint was written by an older ctr_plugin for a method that trains one model per task, "
+                f"and holds only its last task's weights: it can classify task {self.task_names[self.only_task]!r} only "
+                f"(any other would get that task's weights, silently wrong). Retrain to serve every task."
+            )
         self.context.task_ids = task_ids
         self.context.token_mask = attention_mask.to(self.encoder.dtype)
         self.context.active_tasks = int(task_ids.max()) + 1
@@ -526,6 +535,9 @@ class ContinualModel(nn.Module):
                 f"come from different runs or were edited; re-run training."
             )
         model.load_state_dict(state, strict=False)
+        one_model_per_task = config.get("method") in ("lora_one", "bert_one") and model.plugin_config.plugin_type != "lora_per_task"
+        if one_model_per_task and not model.task_weights and model.num_tasks > 1:
+            model.only_task = model.num_tasks - 1
         return model.to(device).eval()
 
     def _load_task_weights(self, tensors: dict[str, torch.Tensor], tasks: list[int], weights_file: Path) -> None:

@@ -597,3 +597,16 @@ def test_a_continued_run_refuses_what_it_cannot_measure_or_keep(case, phrase, fi
     with pytest.raises(CTRError, match=phrase):
         run(tasks, settings, tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_an_old_one_checkpoint_with_only_the_last_tasks_weights_refuses_earlier_tasks(tiny_bert_dir, tmp_path):
+    tasks = [keyword_task("sentiment", [["good"], ["bad"]], n_train=16, n_test=8), keyword_task("colour", [["red"], ["blue"]], n_train=16, n_test=8)]
+    run(tasks, RunSettings(method="lora_ncl", encoder=tiny_bert_dir, training=FAST, plugin=TINY_PLUGIN), tmp_path / "run")
+    config_file = tmp_path / "run" / "checkpoint" / CONFIG_FILE
+    config = json.loads(config_file.read_text())
+    config["method"] = "lora_one"  # what lora_one wrote before it kept one adapter per task
+    config_file.write_text(json.dumps(config))
+    old = ContinualModel.from_pretrained(tmp_path / "run" / "checkpoint")
+    assert old.predict(["red"], task="colour")[0].label in ("class_0", "class_1")
+    with pytest.raises(TaskError, match="holds only its last task's weights: it can classify task 'colour' only"):
+        old.predict(["good"], task="sentiment")
