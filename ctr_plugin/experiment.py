@@ -149,7 +149,8 @@ def run(tasks, settings: RunSettings, output_dir: str | os.PathLike, source: dic
         "truncated_texts": truncated,
     }
     if settings.from_checkpoint:
-        base["continued_from"] = _continued_from(settings.from_checkpoint, tasks)
+        base["continued_from"] = str(settings.from_checkpoint)
+        base["earlier_tasks"] = _earlier_tasks(settings.from_checkpoint, tasks)
 
     accelerator.wait_for_everyone()  # every process has checked everything before the main one writes
     lock = OutputLock(output_dir).acquire() if main else None
@@ -293,7 +294,7 @@ def _retest_earlier_tasks(model: ContinualModel, method, tasks, settings: RunSet
     return results
 
 
-def _continued_from(checkpoint, tasks) -> dict:
+def _earlier_tasks(checkpoint, tasks) -> dict:
     """What results.json says about the checkpoint a run continued: which of its tasks were
     re-tested (those whose data came with the run) and which could not be."""
     earlier = [t["name"] for t in ContinualModel.read_config(checkpoint)["tasks"]]
@@ -308,4 +309,4 @@ def _continued_from(checkpoint, tasks) -> dict:
             "Continuing %s: its tasks %s are not re-tested, because their data is not part of this run, so their forgetting "
             "is not measured (give them first, before the new tasks, to measure it).", checkpoint, ", ".join(untested))
         notes.append(f"not re-tested, because their data was not given: {', '.join(untested)}; their forgetting is not measured")
-    return {"checkpoint": str(Path(checkpoint).resolve()), "earlier_tasks": earlier, "retested": retested, "not_retested": untested, "note": "; ".join(notes)}
+    return {"tasks": earlier, "retested": retested, "not_retested": untested, "note": "; ".join(notes)}

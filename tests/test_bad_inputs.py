@@ -366,7 +366,7 @@ def test_a_continued_run_states_that_earlier_tasks_without_data_were_not_reteste
     tasks = [keyword_task("animal", [["cow"], ["hen"]], n_train=16, n_test=8)]
     with caplog.at_level("WARNING"):
         out = run(tasks, RunSettings(encoder=tiny_bert_dir, training=FAST, from_checkpoint=str(finished / "checkpoint")), tmp_path / "more")
-    assert out["continued_from"]["not_retested"] == ["sentiment", "colour"] and "forgetting is not measured" in out["continued_from"]["note"]
+    assert out["earlier_tasks"]["not_retested"] == ["sentiment", "colour"] and "forgetting is not measured" in out["earlier_tasks"]["note"]
     assert "not re-tested" in caplog.text
     with pytest.raises(CTRError, match="trained with method 'ctr'"):
         run(tasks, RunSettings(method="adapter_ncl", encoder=tiny_bert_dir, training=FAST, from_checkpoint=str(finished / "checkpoint")), tmp_path / "other")
@@ -564,7 +564,7 @@ def test_a_continued_run_retests_the_earlier_tasks_it_is_given_and_measures_thei
     out = json.loads((tmp_path / "more" / "results.json").read_text())
     assert out["tasks"] == ["sentiment", "colour", "animal"] and out["method"] == "ctr"
     assert out["acc_matrix"][1][:2] == before["acc_matrix"][1]  # the checkpoint's scores, re-measured before training
-    assert all(v is not None for v in out["acc_matrix"][2]) and out["continued_from"]["retested"] == ["sentiment", "colour"]
+    assert all(v is not None for v in out["acc_matrix"][2]) and out["earlier_tasks"]["retested"] == ["sentiment", "colour"]
     assert out["forgetting_rate"] == pytest.approx(sum(out["acc_matrix"][1][j] - out["acc_matrix"][2][j] for j in range(2)) / 2, abs=0.01)
 
 
