@@ -42,8 +42,8 @@ def main(argv=None) -> int:
 
     model = ContinualModel.from_pretrained(args.checkpoint, encoder=args.encoder)
     if args.list_tasks:
-        for i, (name, labels) in enumerate(zip(model.task_names, model.label_names)):
-            print(json.dumps({"task_id": i, "task": name, "labels": labels}))
+        for i, (name, labels) in enumerate(zip(model.task_names, model.label_names)):  # pair: the task takes text pairs
+            print(json.dumps({"task_id": i, "task": name, "labels": labels, "pair": model.task_pairs[i]}))
         return 0
     if args.task is None:
         raise CTRError(f"Name the task with --task; this checkpoint knows: {', '.join(model.task_names)}.")
@@ -53,7 +53,12 @@ def main(argv=None) -> int:
     wants_pairs = model.task_pairs[model.task_id(task)]
     texts, pairs = args.texts, args.pair
     if args.texts == ["-"]:
+        if args.pair:
+            raise CTRError("--pair cannot be combined with '-': for a text-pair task, give FIRST<TAB>SECOND lines on stdin.")
         lines = [line.rstrip("\r\n") for line in sys.stdin]
+        blank = [i + 1 for i, line in enumerate(lines) if not line.strip()]
+        if blank:
+            raise CTRError(f"stdin lines {blank[:5]} are empty or whitespace only: there is nothing to classify in them. Remove them.")
         texts, pairs = lines, None
         if wants_pairs:
             split = [line.split("\t", 1) for line in lines]

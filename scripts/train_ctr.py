@@ -55,7 +55,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     train.add_argument("--batch-size", type=int)
     train.add_argument("--lr", type=float)
     train.add_argument("--max-length", type=int, help="maximum tokens per text (batches pad to their longest)")
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--seed", type=int, help="seed of the data splits and of training (default: the config's, else 0)")
     train.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available); under accelerate launch, "
                        "--device cpu runs one CPU process per rank")
     train.add_argument("--mixed-precision", choices=["no", "fp16", "bf16"],
@@ -206,7 +206,7 @@ def main(argv=None) -> int:
         mixed_precision=args.mixed_precision,
     )
     log.info("Loading %d tasks of %s ...", len(sequence.tasks), sequence.name)
-    tasks = load_tasks(sequence, seed=args.seed)
+    tasks = load_tasks(sequence, seed=settings.training.seed)  # the data splits follow the run's seed
     for t in tasks:
         log.info("  %-16s %d labels, train/validation/test = %d/%d/%d  (%s)", t.name, t.num_labels, len(t.train), len(t.validation), len(t.test), t.source)
         for note in t.notes:

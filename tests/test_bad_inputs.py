@@ -610,3 +610,23 @@ def test_an_old_one_checkpoint_with_only_the_last_tasks_weights_refuses_earlier_
     assert old.predict(["red"], task="colour")[0].label in ("class_0", "class_1")
     with pytest.raises(TaskError, match="holds only its last task's weights: it can classify task 'colour' only"):
         old.predict(["good"], task="sentiment")
+
+
+def test_predict_cli_refuses_pairs_beside_stdin_and_blank_stdin_lines_and_lists_pair_tasks(pair_run, capsys, monkeypatch):
+    import io
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO("red\tthe red one is good\n"))
+    code, out, err = call("predict", ["--checkpoint", str(pair_run), "--task", "aspects", "-", "--pair", "x"], capsys)
+    assert code == 2 and "--pair cannot be combined with '-'" in err and not out
+    monkeypatch.setattr(sys, "stdin", io.StringIO("good\n\n  \nbad\n"))
+    code, out, err = call("predict", ["--checkpoint", str(pair_run), "--task", "plain", "-"], capsys)
+    assert code == 2 and "stdin lines [2, 3]" in err and not out
+    code, out, _ = call("predict", ["--checkpoint", str(pair_run), "--list-tasks"], capsys)
+    assert [json.loads(line)["pair"] for line in out.splitlines()] == [True, False]
+
+
+def test_a_seed_in_the_config_is_not_silently_replaced_by_the_flags_default(tiny_bert_dir, tmp_path, capsys):
+    config = yaml_config(tmp_path, "seeded", f"  - {{name: a, train: {write_csv(tmp_path / 'ok.csv', rows(20))}}}", "  seed: 5")
+    code, _, err = call("train_ctr", [*TINY, "--config", config, "--encoder", tiny_bert_dir, "--output-dir", str(tmp_path / "run")], capsys)
+    assert code == 0, err
+    assert json.loads((tmp_path / "run" / "results.json").read_text())["seed"] == 5
