@@ -164,6 +164,9 @@ def main(argv=None) -> int:
     args.method = args.method or "ctr"
     method_options = parse_method_args(args.method_arg)
     get_method(args.method, method_options)  # an unknown method or option fails now
+    from ctr_plugin.continual.parallel import check_device
+
+    check_device(args.device, args.mixed_precision)
     if args.datasets and args.config:
         raise CTRError("Give either --config or --datasets, not both.")
     if args.datasets:

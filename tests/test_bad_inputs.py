@@ -106,6 +106,8 @@ def training_cases(tmp: Path, finished_run: Path, distilbert: str) -> dict[str, 
         "continued run replacing its own source": (["--datasets", ok, "--from-checkpoint", ckpt], "inside --output-dir"),
         "lora rank zero": (["--datasets", ok, "--method", "lora_ncl", "--method-arg", "rank=0"], "`rank` (--method-arg rank=...) is 0"),
         "negative ewc strength": (["--datasets", ok, "--method", "ewc", "--method-arg", "strength=-1"], "`strength`"),
+        "unknown device": (["--datasets", ok, "--device", "gpu0"], "not a device"),
+        "cuda on a machine without one": (["--datasets", ok, "--device", "cuda:7"], "cuda:7"),
         "lora on an encoder without query/value": (["--datasets", ok, "--method", "lora_ncl", "--encoder", distilbert], "q_lin"),
         "ctr on an encoder without output sublayers": (["--datasets", ok, "--encoder", distilbert], "no BERT-style output sublayers"),
     }
@@ -118,6 +120,7 @@ TRAINING_CASES = [
     "header names a column twice", "NA as a label", "nan as a label", "class only in test", "train file given as test",
     "task naming several sources", "continued run with another method", "continued run with another pooling",
     "continued run with another adapter size", "continued run replacing its own source", "lora rank zero", "negative ewc strength",
+    "unknown device", "cuda on a machine without one",
     "lora on an encoder without query/value", "ctr on an encoder without output sublayers",
 ]
 
