@@ -168,8 +168,8 @@ def run(tasks, settings: RunSettings, output_dir: str | os.PathLike, source: dic
                     write_json_atomic(output_dir / COMMAND_FILE, command)
                 replacing = False
             model.save_pretrained(output_dir / CHECKPOINT_DIR, extra={"method": method.name, "seed": cfg.seed, "progress": results.to_dict()})
+            saved["tasks"], saved["this_run"] = results.completed_tasks, saved["this_run"] + 1  # the checkpoint is what resumes
             write_json_atomic(output_dir / RESULTS_FILE, results.to_dict() | base)
-            saved["tasks"], saved["this_run"] = results.completed_tasks, saved["this_run"] + 1
 
         start = time.perf_counter()
         try:
@@ -178,6 +178,11 @@ def run(tasks, settings: RunSettings, output_dir: str | os.PathLike, source: dic
             raise CTRError(f"Training stopped: {err}. {_state_after_failure(output_dir, tasks, saved, replacing)} Lower --lr (or check the data), then start again.") from None
         except KeyboardInterrupt:
             raise RunInterrupted(_state_after_failure(output_dir, tasks, saved, replacing)) from None
+        except OSError as err:  # a full disk, a permission changed mid-run ...
+            raise CTRError(
+                f"Training stopped: writing {err.filename or output_dir} failed ({err.strerror or err}). "
+                f"{_state_after_failure(output_dir, tasks, saved, replacing)} Free space or fix the permissions, then continue."
+            ) from None
         out = results.to_dict() | base | {"wall_seconds": round(time.perf_counter() - start, 1)}
         if main:
             write_json_atomic(output_dir / RESULTS_FILE, out)

@@ -633,3 +633,23 @@ def test_a_seed_in_the_config_is_not_silently_replaced_by_the_flags_default(tiny
     code, _, err = call("train_ctr", [*TINY, "--config", config, "--encoder", tiny_bert_dir, "--output-dir", str(tmp_path / "run")], capsys)
     assert code == 0, err
     assert json.loads((tmp_path / "run" / "results.json").read_text())["seed"] == 5
+
+
+def test_a_write_that_fails_mid_run_says_which_checkpoint_is_intact(tiny_bert_dir, tmp_path, monkeypatch):
+    import ctr_plugin.experiment as experiment
+
+    tasks = [keyword_task("sentiment", [["good"], ["bad"]], n_train=16, n_test=8), keyword_task("colour", [["red"], ["blue"]], n_train=16, n_test=8)]
+    original = experiment.write_json_atomic
+    calls = []
+
+    def full_disk(path, data):
+        calls.append(path.name)
+        if path.name == "results.json" and calls.count("results.json") == 2:
+            raise OSError(28, "No space left on device", str(path))
+        original(path, data)
+
+    monkeypatch.setattr(experiment, "write_json_atomic", full_disk)
+    with pytest.raises(CTRError, match=r"No space left on device.*after task 2 of 2 \('colour'\)"):
+        run(tasks, RunSettings(encoder=tiny_bert_dir, training=FAST, plugin=TINY_PLUGIN), tmp_path / "run")
+    assert not (tmp_path / "run" / LOCK_FILE).exists()
+    assert ContinualModel.from_pretrained(tmp_path / "run" / "checkpoint").task_names == ["sentiment", "colour"]  # the one named
