@@ -22,10 +22,10 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from .continual.loop import ContinualResults, TrainingConfig, evaluate, run_sequence, seed_everything
-from .metrics import empty_matrix
 from .continual.methods import get_method
 from .continual.parallel import make_accelerator
-from .errors import CTRError
+from .errors import CheckpointError, CTRError
+from .metrics import empty_matrix
 from .model import ContinualModel, load_encoder
 from .plugins import PluginConfig
 from .report import format_summary, plot_matrix
@@ -155,7 +155,9 @@ def run(tasks, settings: RunSettings, output_dir: str | os.PathLike, source: dic
     accelerator.wait_for_everyone()  # every process has checked everything before the main one writes
     lock = OutputLock(output_dir).acquire() if main else None
     replacing = main and not settings.resume and (output_dir / RESULTS_FILE).exists()
-    saved = {"tasks": results.completed_tasks if results else 0, "this_run": 0}
+    # tasks the checkpoint in output_dir holds: what a failure message may say is intact
+    on_disk = results.completed_tasks if settings.resume and results is not None and (output_dir / CHECKPOINT_DIR).is_dir() else 0
+    saved = {"tasks": on_disk, "this_run": 0}
     try:
         if main and not replacing and command is not None:
             write_json_atomic(output_dir / COMMAND_FILE, command)
@@ -302,7 +304,10 @@ def _retest_earlier_tasks(model: ContinualModel, method, tasks, settings: RunSet
 def _earlier_tasks(checkpoint, tasks) -> dict:
     """What results.json says about the checkpoint a run continued: which of its tasks were
     re-tested (those whose data came with the run) and which could not be."""
-    earlier = [t["name"] for t in ContinualModel.read_config(checkpoint)["tasks"]]
+    try:
+        earlier = [t["name"] for t in ContinualModel.read_config(checkpoint)["tasks"]]
+    except CheckpointError:  # a resumed run whose source checkpoint has gone since
+        return {"tasks": None, "note": f"the checkpoint {checkpoint} could no longer be read when this run resumed"}
     given = {t.name for t in tasks}
     retested = [n for n in earlier if n in given]
     untested = [n for n in earlier if n not in given]

@@ -653,3 +653,11 @@ def test_a_write_that_fails_mid_run_says_which_checkpoint_is_intact(tiny_bert_di
         run(tasks, RunSettings(encoder=tiny_bert_dir, training=FAST, plugin=TINY_PLUGIN), tmp_path / "run")
     assert not (tmp_path / "run" / LOCK_FILE).exists()
     assert ContinualModel.from_pretrained(tmp_path / "run" / "checkpoint").task_names == ["sentiment", "colour"]  # the one named
+
+
+def test_an_interrupted_continued_run_claims_no_checkpoint_of_its_own_before_one_is_written(finished, tiny_bert_dir, tmp_path, capsys, monkeypatch):
+    stop_in_task(monkeypatch, 2, KeyboardInterrupt)  # the first new task: ids 0 and 1 are the checkpoint's
+    files = [str(finished.parent / "sentiment.csv"), str(finished.parent / "colour.csv"), task_csv(tmp_path, "animal", [["cow"], ["hen"]])]
+    code, _, err = call("train_ctr", [*TINY, "--datasets", *files, "--encoder", tiny_bert_dir, "--from-checkpoint", str(finished / "checkpoint"), "--output-dir", str(tmp_path / "more")], capsys)
+    assert code == 130 and "no checkpoint was written" in err and "intact" not in err, err
+    assert not (tmp_path / "more" / "checkpoint").exists()
