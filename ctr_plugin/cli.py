@@ -18,14 +18,20 @@ def setup_logging(verbose: bool = False) -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+def _paragraph(text: str) -> str:
+    # Paths and flags are never split: a reader can copy them.
+    return textwrap.fill(text, width=100, subsequent_indent="  ", break_on_hyphens=False, break_long_words=False)
+
+
 def run_main(main: Callable[[], int | None]) -> None:
     """Run a script's ``main``; a CTRError becomes a wrapped paragraph on stderr and exit status 2."""
     try:
         code = main()
     except CTRError as err:
-        print("error: " + textwrap.fill(str(err), width=100, subsequent_indent="  "), file=sys.stderr)
+        print(_paragraph(f"error: {err}"), file=sys.stderr)
         sys.exit(2)
-    except KeyboardInterrupt:
-        print("interrupted: the last checkpoint written after a completed task is intact.", file=sys.stderr)
+    except KeyboardInterrupt as err:
+        # A run says what it leaves (experiment.RunInterrupted); anything else claims nothing.
+        print(_paragraph(f"interrupted: {err}" if str(err) else "interrupted."), file=sys.stderr)
         sys.exit(130)
     sys.exit(code or 0)

@@ -18,25 +18,22 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from .continual.loop import ContinualResults, TrainingConfig, run_sequence, seed_everything
+from .continual.loop import ContinualResults, TrainingConfig, evaluate, run_sequence, seed_everything
 from .continual.methods import get_method
 from .continual.parallel import make_accelerator
-from .errors import CTRError
+from .errors import CheckpointError, CTRError
+from .metrics import empty_matrix
 from .model import ContinualModel, load_encoder
 from .plugins import PluginConfig
 from .report import format_summary, plot_matrix
+from .run_dir import CHECKPOINT_DIR, COMMAND_FILE, RESULTS_FILE, OutputLock, check_output_dir, finished_run
+from .value_checks import PLUGIN_RANGES, TRAINING_RANGES, check_max_length, convert_option_strings
 
 log = logging.getLogger(__name__)
-
-RESULTS_FILE = "results.json"
-CHECKPOINT_DIR = "checkpoint"
-COMMAND_FILE = "command.json"  # the options a run started with: what --resume reuses
-
 
 @dataclass
 class RunSettings:
@@ -64,6 +61,7 @@ def split_training_options(options: dict) -> tuple[dict, dict]:
             f"Unknown training option(s) {unknown} in the data config. Valid options: "
             f"{', '.join(sorted(train_keys | plugin_keys))}."
         )
+    options = convert_option_strings(options, TRAINING_RANGES | PLUGIN_RANGES)  # YAML 1.1 reads 1e-3 as a string
     return {k: v for k, v in options.items() if k in train_keys}, {k: v for k, v in options.items() if k in plugin_keys}
 
 
@@ -72,18 +70,6 @@ def write_json_atomic(path: Path, data: dict) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(data, indent=2))
     os.replace(tmp, path)
-
-
-def check_output_dir(output_dir: Path, overwrite: bool, resume: bool = False) -> None:
-    if resume:
-        if not output_dir.is_dir():
-            raise CTRError(f"Cannot resume: {output_dir} does not exist. Start the run without --resume.")
-        return
-    if (output_dir / RESULTS_FILE).exists() and not overwrite:
-        raise CTRError(
-            f"{output_dir} already holds a run ({RESULTS_FILE} exists). Choose another --output-dir, pass "
-            f"--resume to continue it, or --overwrite to replace it."
-        )
 
 
 def _resume_state(output_dir: Path, tasks, settings: RunSettings):
@@ -112,19 +98,32 @@ def _resume_state(output_dir: Path, tasks, settings: RunSettings):
     return model, results
 
 
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a run; the message says what the output directory holds now."""
+
+
 def run(tasks, settings: RunSettings, output_dir: str | os.PathLike, source: dict | None = None, command: dict | None = None) -> dict:
     """Train ``settings.method`` over ``tasks`` (a list of TaskData) and write the outputs.
 
-    Returns the results dictionary that is also written to ``output_dir/results.json``. Nothing in
-    ``output_dir`` changes until the model is built; then ``command`` (if given) is recorded and,
-    with ``settings.overwrite``, the previous run there is removed.
+    Returns the results dictionary that is also written to ``output_dir/results.json``.
+
+    Everything is checked before ``output_dir`` changes: the directory, the method and its
+    options, the encoder or checkpoint (loaded), the maximum length against the tokenizer and
+    the encoder. Then ``output_dir/.lock`` keeps other writers out until the run ends. A new run
+    records ``command`` (if given) at once; with ``settings.overwrite`` the previous run is kept
+    untouched until the first task of the new one is saved, and only then replaced, so a run that
+    fails or is interrupted before that leaves the old one as it was. With ``settings.resume`` on
+    a finished run, nothing changes and its results are returned.
     """
     output_dir = Path(output_dir)
+    if settings.resume and (done := finished_run(output_dir)) is not None:
+        log.info("%s holds a finished run (%d of %d tasks): nothing to resume; nothing was changed.", output_dir, done["completed_tasks"], len(done["tasks"]))
+        return done
     accelerator = make_accelerator(settings.device, settings.mixed_precision)
     main = accelerator.is_main_process
     if not main:  # one log, not one per process
         logging.getLogger("ctr_plugin").setLevel(logging.WARNING)
-    check_output_dir(output_dir, settings.overwrite, settings.resume)
+    check_output_dir(output_dir, settings.overwrite, settings.resume, None if settings.resume else settings.from_checkpoint)
     method = get_method(settings.method, settings.method_options)
     cfg = settings.training
     seed_everything(cfg.seed)
@@ -132,17 +131,11 @@ def run(tasks, settings: RunSettings, output_dir: str | os.PathLike, source: dic
     model, results = _resume_state(output_dir, tasks, settings) if settings.resume else (None, None)
     if model is None:
         model = _initial_model(tasks, settings, method)
+        if settings.from_checkpoint:
+            results = _retest_earlier_tasks(model, method, tasks, settings, accelerator)
+    pair = any(t.train.pairs is not None for t in tasks)
+    check_max_length(cfg.max_length, model.tokenizer, model.encoder.config, pair=pair, option="Training option `max_length` (--max-length, or `max_length:` under `training:`)")
     model.to(accelerator.device)
-    accelerator.wait_for_everyone()  # every process has checked output_dir before the main one changes it
-    if main:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        if not settings.resume:
-            for old in (RESULTS_FILE, "accuracy_matrix.png"):
-                (output_dir / old).unlink(missing_ok=True)
-            shutil.rmtree(output_dir / CHECKPOINT_DIR, ignore_errors=True)
-        if command is not None:
-            write_json_atomic(output_dir / COMMAND_FILE, command)
-
     truncated = count_truncated(model, tasks, cfg.max_length, log_counts=main)
     base = {
         "method": method.name,
@@ -155,30 +148,55 @@ def run(tasks, settings: RunSettings, output_dir: str | os.PathLike, source: dic
         "plugin": model.plugin_config.to_dict(),
         "data": source or {},
         "task_sizes": {t.name: {"train": len(t.train), "validation": len(t.validation), "test": len(t.test)} for t in tasks},
+        "data_notes": {t.name: list(t.notes) for t in tasks if t.notes},
         "truncated_texts": truncated,
     }
     if settings.from_checkpoint:
         base["continued_from"] = str(settings.from_checkpoint)
+        base["earlier_tasks"] = _earlier_tasks(settings.from_checkpoint, tasks)
 
-    def save(model: ContinualModel, results: ContinualResults) -> None:
-        model.save_pretrained(output_dir / CHECKPOINT_DIR, extra={"method": method.name, "progress": results.to_dict()})
-        results.checkpoint_bytes.append(directory_bytes(output_dir / CHECKPOINT_DIR))
-        write_json_atomic(output_dir / RESULTS_FILE, results.to_dict() | base)
-
-    start = time.perf_counter()
+    accelerator.wait_for_everyone()  # every process has checked everything before the main one writes
+    lock = OutputLock(output_dir).acquire() if main else None
+    replacing = main and not settings.resume and (output_dir / RESULTS_FILE).exists()
+    # tasks the checkpoint in output_dir holds: what a failure message may say is intact
+    on_disk = results.completed_tasks if settings.resume and results is not None and (output_dir / CHECKPOINT_DIR).is_dir() else 0
+    saved = {"tasks": on_disk, "this_run": 0}
     try:
-        results = run_sequence(model, method, tasks, cfg, results=results, on_task_end=save, accelerator=accelerator)
-    except FloatingPointError as err:
-        raise CTRError(
-            f"Training stopped: {err}. The checkpoint of the last completed task in "
-            f"{output_dir / CHECKPOINT_DIR} is intact. Lower --lr (or check the data), then start again, "
-            f"or continue with --resume {output_dir}."
-        ) from None
-    out = results.to_dict() | base | {"wall_seconds": round(time.perf_counter() - start, 1)}
-    if main:
-        write_json_atomic(output_dir / RESULTS_FILE, out)
-        plot_matrix(results.acc_matrix, results.tasks, output_dir / "accuracy_matrix.png", f"{method.name}: test accuracy (%)")
-        log.info("\n%s", format_summary(out))
+        if main and not replacing and command is not None:
+            write_json_atomic(output_dir / COMMAND_FILE, command)
+
+        def save(model: ContinualModel, results: ContinualResults) -> None:
+            nonlocal replacing
+            if replacing:  # the first task of the new run is done: now it replaces the old run
+                (output_dir / "accuracy_matrix.png").unlink(missing_ok=True)
+                if command is not None:
+                    write_json_atomic(output_dir / COMMAND_FILE, command)
+                replacing = False
+            model.save_pretrained(output_dir / CHECKPOINT_DIR, extra={"method": method.name, "seed": cfg.seed, "progress": results.to_dict()})
+            saved["tasks"], saved["this_run"] = results.completed_tasks, saved["this_run"] + 1  # the checkpoint is what resumes
+            results.checkpoint_bytes.append(directory_bytes(output_dir / CHECKPOINT_DIR))
+            write_json_atomic(output_dir / RESULTS_FILE, results.to_dict() | base)
+
+        start = time.perf_counter()
+        try:
+            results = run_sequence(model, method, tasks, cfg, results=results, on_task_end=save, accelerator=accelerator)
+        except FloatingPointError as err:
+            raise CTRError(f"Training stopped: {err}. {_state_after_failure(output_dir, tasks, saved, replacing)} Lower --lr (or check the data), then start again.") from None
+        except KeyboardInterrupt:
+            raise RunInterrupted(_state_after_failure(output_dir, tasks, saved, replacing)) from None
+        except OSError as err:  # a full disk, a permission changed mid-run ...
+            raise CTRError(
+                f"Training stopped: writing {err.filename or output_dir} failed ({err.strerror or err}). "
+                f"{_state_after_failure(output_dir, tasks, saved, replacing)} Free space or fix the permissions, then continue."
+            ) from None
+        out = results.to_dict() | base | {"wall_seconds": round(time.perf_counter() - start, 1)}
+        if main:
+            write_json_atomic(output_dir / RESULTS_FILE, out)
+            plot_matrix(results.acc_matrix, results.tasks, output_dir / "accuracy_matrix.png", f"{method.name}: test accuracy (%)")
+            log.info("\n%s", format_summary(out))
+    finally:
+        if lock is not None:
+            lock.release()
     accelerator.wait_for_everyone()
     return out
 
@@ -186,6 +204,19 @@ def run(tasks, settings: RunSettings, output_dir: str | os.PathLike, source: dic
 def directory_bytes(directory: Path) -> int:
     """The size of the files under ``directory`` (a checkpoint), in bytes."""
     return sum(f.stat().st_size for f in Path(directory).rglob("*") if f.is_file())
+
+
+def _state_after_failure(output_dir: Path, tasks, saved: dict, old_run_kept: bool) -> str:
+    """What ``output_dir`` holds after a run stopped early: said exactly, never assumed."""
+    if old_run_kept:
+        return f"No task of the new run was completed, so the previous run in {output_dir} was kept unchanged."
+    if saved["tasks"] == 0:
+        return f"No task was completed, so no checkpoint was written; --resume {output_dir} starts from the first task."
+    last = tasks[saved["tasks"] - 1].name
+    return (
+        f"The checkpoint after task {saved['tasks']} of {len(tasks)} ({last!r}) in {output_dir / CHECKPOINT_DIR} is "
+        f"intact; --resume {output_dir} continues from there."
+    )
 
 
 def count_truncated(model: ContinualModel, tasks, max_length: int, log_counts: bool = True) -> dict[str, int]:
@@ -203,17 +234,98 @@ def count_truncated(model: ContinualModel, tasks, max_length: int, log_counts: b
     return counts
 
 
+def resolved_encoder(encoder: str | None) -> str | None:
+    """A local encoder directory as an absolute path (a checkpoint must find it from anywhere);
+    hub names and None (the bundled MiniLM) unchanged."""
+    if encoder and Path(encoder).expanduser().is_dir():
+        return str(Path(encoder).expanduser().resolve())
+    return encoder
+
+
 def _initial_model(tasks, settings: RunSettings, method) -> ContinualModel:
-    """A fresh model, or the checkpoint a continued run starts from (which must not know the tasks)."""
+    """A fresh model, or the checkpoint a continued run starts from. A continued run keeps the
+    checkpoint's method; the checkpoint's tasks it names come first (they are re-tested, not
+    trained), with the labels the checkpoint knows them by, and at least one new task follows."""
+    encoder_name = resolved_encoder(settings.encoder)
     if not settings.from_checkpoint:
-        encoder, tokenizer = load_encoder(settings.encoder)
-        return method.build_model(encoder, tokenizer, settings.plugin, settings.encoder)
-    model = ContinualModel.from_pretrained(settings.from_checkpoint, encoder=settings.encoder)
-    known = [t.name for t in tasks if t.name in model.task_names]
-    if known:
+        encoder, tokenizer = load_encoder(encoder_name)
+        return method.build_model(encoder, tokenizer, settings.plugin, encoder_name)
+    config = ContinualModel.read_config(settings.from_checkpoint)
+    trained_by = config.get("method")
+    if trained_by is not None and trained_by != method.name:
         raise CTRError(
-            f"The checkpoint {settings.from_checkpoint} already learned {known}; a continued run must "
-            f"bring new tasks only. Rename them, or train from scratch."
+            f"The checkpoint {settings.from_checkpoint} was trained with method {trained_by!r}, but this run asks for "
+            f"{method.name!r}. A continued run keeps the checkpoint's method: drop --method, or pass --method {trained_by}."
         )
+    if not (method.resumable if method.continuable is None else method.continuable):
+        raise CTRError(
+            f"Method {method.name!r} keeps state across tasks that a checkpoint does not hold (see its file in "
+            f"ctr_plugin/continual/methods/), so it cannot go on from a checkpoint without silently losing it: train "
+            f"all tasks in one run instead."
+        )
+    model = ContinualModel.from_pretrained(settings.from_checkpoint, encoder=encoder_name)
+    names = [t.name for t in tasks]
+    known = [n for n in names if n in model.task_names]
+    if names[: len(known)] != known:
+        raise CTRError(
+            f"The checkpoint {settings.from_checkpoint} already learned {known}. Tasks it knows are re-tested, not "
+            f"trained again, and must come before the new ones: order the tasks as {known + [n for n in names if n not in known]}."
+        )
+    if len(known) == len(names):
+        raise CTRError(f"Every task given ({', '.join(names)}) is already in the checkpoint {settings.from_checkpoint}: add at least one new task.")
+    for task in tasks[: len(known)]:
+        stored = model.label_names[model.task_id(task.name)]
+        if list(task.label_names) != list(stored):
+            raise CTRError(
+                f"Task {task.name!r} has labels {task.label_names} here, but the checkpoint {settings.from_checkpoint} "
+                f"learned it with labels {stored}: its test data would be scored against the wrong classes. Give the "
+                f"task's original data (or `labels:` in the checkpoint's order)."
+            )
+        carved = any(note.startswith("test: carved") for note in task.notes)
+        if carved and config.get("seed") is not None and config["seed"] != settings.training.seed:
+            raise CTRError(
+                f"Task {task.name!r}'s test split is carved from its data with the run's seed, and the checkpoint was "
+                f"trained with seed {config['seed']}, not {settings.training.seed}: with another seed its test split would "
+                f"hold examples it was trained on. Pass --seed {config['seed']}, or give the task a test file."
+            )
     return model
 
+
+def _retest_earlier_tasks(model: ContinualModel, method, tasks, settings: RunSettings, accelerator) -> ContinualResults | None:
+    """For a continued run that names some of the checkpoint's tasks first: their scores before
+    this run, in the rows of those tasks (as if learned in this run: the diagonal holds the
+    starting point their forgetting is measured from), and the run continues after them."""
+    k = sum(t.name in model.task_names for t in tasks)
+    if k == 0:
+        return None
+    names = [t.name for t in tasks]
+    results = ContinualResults(names, empty_matrix(len(tasks)), empty_matrix(len(tasks)), completed_tasks=k, epochs_kept=[0] * k, continuing_checkpoint=True)
+    for j, task in enumerate(tasks[:k]):
+        task_id = model.task_id(task.name)
+        method.before_evaluate(model, task_id)
+        scores = evaluate(model, task.test, task_id, settings.training, desc=f"test {task.name}", accelerator=accelerator)
+        for i in range(j, k):
+            results.acc_matrix[i][j], results.f1_matrix[i][j] = round(scores["acc"], 2), round(scores["mf1"], 2)
+    log.info("Re-tested the checkpoint's tasks %s before training: accuracy %s.", names[:k], [results.acc_matrix[k - 1][j] for j in range(k)])
+    return results
+
+
+def _earlier_tasks(checkpoint, tasks) -> dict:
+    """What results.json says about the checkpoint a run continued: which of its tasks were
+    re-tested (those whose data came with the run) and which could not be."""
+    try:
+        earlier = [t["name"] for t in ContinualModel.read_config(checkpoint)["tasks"]]
+    except CheckpointError:  # a resumed run whose source checkpoint has gone since
+        return {"tasks": None, "note": f"the checkpoint {checkpoint} could no longer be read when this run resumed"}
+    given = {t.name for t in tasks}
+    retested = [n for n in earlier if n in given]
+    untested = [n for n in earlier if n not in given]
+    notes = []
+    if retested:
+        notes.append("the rows of the re-tested tasks hold the checkpoint's scores before this run: their forgetting is measured from there")
+    if untested:
+        log.warning(
+            "Continuing %s: its tasks %s are not re-tested, because their data is not part of this run, so their forgetting "
+            "is not measured (give them first, before the new tasks, to measure it).", checkpoint, ", ".join(untested))
+        notes.append(f"not re-tested, because their data was not given: {', '.join(untested)}; their forgetting is not measured")
+    return {"tasks": earlier, "retested": retested, "not_retested": untested, "note": "; ".join(notes)}

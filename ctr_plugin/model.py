@@ -10,9 +10,12 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import numbers
 import os
 import shutil
 import tempfile
+import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +33,15 @@ FORMAT_VERSION = 1
 CONFIG_FILE = "ctr_config.json"
 WEIGHTS_FILE = "plugins.safetensors"
 BUNDLED_ENCODER = "bundled:all-MiniLM-L6-v2"
+TASK_WEIGHTS_PREFIX = "task_weights."  # + "<task id>.<parameter name>": one task's own copy
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def resolve_encoder(name_or_path: str | None) -> str:
@@ -76,22 +88,50 @@ def encoder_fingerprint(encoder: nn.Module) -> str:
     return hashlib.sha256(rows.numpy().tobytes()).hexdigest()[:16]
 
 
-def inject_lora(encoder: nn.Module, config: PluginConfig) -> None:
+def inject_lora(encoder: nn.Module, config: PluginConfig, adapter_name: str = "default") -> None:
     """LoRA (Hu et al. 2022) of rank ``config.lora_rank`` on every attention query and value
-    projection, in place, through peft; everything else in the encoder stays frozen."""
+    projection, in place, through peft, as the adapter ``adapter_name`` (another name adds one
+    more adapter beside the first); everything else in the encoder stays frozen."""
     from peft import LoraConfig, inject_adapter_in_model
 
+    from peft.tuners.lora import LoraLayer
+
+    targets = [n for n, m in encoder.named_modules() if n.rsplit(".", 1)[-1] in ("query", "value") and isinstance(m, (nn.Linear, LoraLayer))]
+    if not targets:
+        raise CTRError(
+            f"LoRA goes on the attention `query` and `value` projections, and the encoder {type(encoder).__name__} "
+            f"({encoder.config.model_type}) has no modules of those names (DistilBERT, for one, calls them q_lin / "
+            f"v_lin). Use a BERT-like encoder (BERT, RoBERTa, ELECTRA, MiniLM, ...) or another method."
+        )
     lora = LoraConfig(r=config.lora_rank, lora_alpha=config.lora_alpha, lora_dropout=0.0, target_modules=["query", "value"])
-    inject_adapter_in_model(lora, encoder)
+    inject_adapter_in_model(lora, encoder, adapter_name=adapter_name)
 
 
 def lora_layers(encoder: nn.Module) -> list[nn.Module]:
-    """The encoder's peft LoRA layers (none unless ``plugin_type == "lora"``)."""
+    """The encoder's peft LoRA layers (none unless ``plugin_type`` is "lora" or "lora_per_task")."""
     try:
         from peft.tuners.lora import LoraLayer
     except ImportError:
         return []
     return [m for m in encoder.modules() if isinstance(m, LoraLayer)]
+
+
+def _checked_texts(texts: Iterable[str], what: str) -> list[str]:
+    """``texts`` as a list, if it is an iterable of non-blank strings; else a CTRError naming the
+    offending positions."""
+    if isinstance(texts, (str, bytes)) or not isinstance(texts, Iterable):
+        raise CTRError(f"predict() takes {what} as a list (or any iterable) of strings, got {type(texts).__name__}; wrap a single text in a list.")
+    texts = list(texts)
+    wrong = [i for i, x in enumerate(texts) if not isinstance(x, str)]
+    if wrong:
+        raise CTRError(f"predict(): {what} must be strings, but those at positions {wrong[:5]} are {type(texts[wrong[0]]).__name__}.")
+    blank = [i for i, x in enumerate(texts) if not x.strip()]
+    if blank:
+        raise CTRError(
+            f"predict(): {len(blank)} of the {what} are empty or whitespace only (positions {blank[:5]}); there is "
+            f"nothing to classify in them. Remove them (training refuses such texts too)."
+        )
+    return texts
 
 
 @dataclass
@@ -109,7 +149,8 @@ class ContinualModel(nn.Module):
     def __init__(self, encoder: nn.Module, tokenizer, plugin_config: PluginConfig, encoder_name: str | None = None, head_dropout: float | None = None, train_encoder: bool = False):
         """``plugin_config.plugin_type == "none"`` injects nothing (frozen-encoder heads, or full
         fine-tuning with ``train_encoder=True``, in which case checkpoints hold the encoder too);
-        ``"lora"`` adds LoRA (through peft) to the attention query and value projections.
+        ``"lora"`` adds LoRA (through peft) to the attention query and value projections;
+        ``"lora_per_task"`` one such LoRA adapter per task, each example going through its own.
         ``head_dropout`` defaults to the encoder config's, as in ``BertForSequenceClassification``
         (``classifier_dropout``, else ``hidden_dropout_prob``, else 0.1)."""
         super().__init__()
@@ -127,6 +168,8 @@ class ContinualModel(nn.Module):
         self.layer_norms: list[nn.Module] = []
         if plugin_config.plugin_type == "lora":
             inject_lora(encoder, plugin_config)
+        elif plugin_config.plugin_type == "lora_per_task":
+            pass  # one LoRA adapter per task, added by add_task
         elif plugin_config.plugin_type != "none":
             self.layer_norms = inject_plugins(
                 encoder, self.hidden_size, lambda: build_plugin(plugin_config, self.hidden_size, self.context)
@@ -140,6 +183,15 @@ class ContinualModel(nn.Module):
         self.heads = nn.ModuleList()
         self.task_names: list[str] = []
         self.label_names: list[list[str]] = []
+        self.task_pairs: list[bool | None] = []  # whether each task reads text pairs (None: not recorded)
+        # Methods that train one copy of the shared weights per task (bert_one) keep every
+        # learned task's copy here (task id -> parameter name -> tensor); forward() puts a batch's
+        # task's copy in place. Checkpoints hold them all.
+        self.task_weights: dict[int, dict[str, torch.Tensor]] = {}
+        self._weights_in_place: int | None = None
+        # Set on checkpoints of ONE methods written before they kept every task's weights: the only
+        # task whose weights they hold (the last one).
+        self.only_task: int | None = None
 
     # ---- structure -------------------------------------------------------------------------
     @property
@@ -150,8 +202,9 @@ class ContinualModel(nn.Module):
     def num_tasks(self) -> int:
         return len(self.task_names)
 
-    def add_task(self, name: str, label_names: list[str]) -> int:
-        """Grow every plugin and add a head for a new task; return its task id."""
+    def add_task(self, name: str, label_names: list[str], pair: bool | None = False) -> int:
+        """Grow every plugin and add a head for a new task; return its task id. ``pair``: the
+        task's examples are text pairs (``predict`` then needs the second texts)."""
         if name in self.task_names:
             raise TaskError(
                 f"The model already has a task named {name!r} (task id {self.task_names.index(name)}). "
@@ -160,14 +213,67 @@ class ContinualModel(nn.Module):
         for plugin in self.plugins:
             plugin.add_task()
             plugin.to(self.device)
+        if self.plugin_config.plugin_type == "lora_per_task":
+            self._add_task_lora(self.num_tasks)
         self.heads.append(nn.Linear(self.hidden_size, len(label_names)).to(self.device))
         self.task_names.append(name)
         self.label_names.append(list(label_names))
+        self.task_pairs.append(pair)
         return self.num_tasks - 1
+
+    # ---- one LoRA adapter per task (lora_one), selected per example ------------------------------
+    def _add_task_lora(self, task: int) -> None:
+        """A fresh peft LoRA adapter named ``task_<task>``; earlier tasks' adapters are frozen.
+        Each LoRA layer learns, through a forward pre-hook, which adapter each example of a batch
+        takes (peft's per-example ``adapter_names``), so one batch may mix tasks."""
+        with warnings.catch_warnings():  # peft warns that a second adapter makes several: that is the point
+            warnings.filterwarnings("ignore", message="Already found a `peft_config` attribute")
+            inject_lora(self.encoder, self.plugin_config, adapter_name=f"task_{task}")
+        for layer in lora_layers(self.encoder):
+            for adapters in (layer.lora_A, layer.lora_B):
+                for name, module in adapters.items():
+                    module.requires_grad_(name == f"task_{task}")
+                    module.to(self.device)
+            if not getattr(layer, "_ctr_adapter_hook", False):
+                layer.register_forward_pre_hook(self._choose_lora_adapters, with_kwargs=True)
+                layer._ctr_adapter_hook = True
+
+    def _choose_lora_adapters(self, _module, args, kwargs):
+        if self.context.task_ids is not None:
+            kwargs["adapter_names"] = [f"task_{t}" for t in self.context.task_ids.tolist()]
+        return args, kwargs
+
+    # ---- one copy of the shared weights per task (bert_one) --------------------------------------
+    def keep_task_weights(self, task: int, weights: dict[str, torch.Tensor]) -> None:
+        """Record ``weights`` (parameter name -> tensor, as now in place) as task ``task``'s own."""
+        self.task_weights[task] = weights
+        self._weights_in_place = task
+
+    @torch.no_grad()
+    def put_weights_in_place(self, weights: dict[str, torch.Tensor], task: int | None = None) -> None:
+        """Copy ``weights`` into the parameters of those names; ``task``: whose they are."""
+        params = dict(self.named_parameters())
+        for name, value in weights.items():
+            params[name].copy_(value)
+        self._weights_in_place = task
+
+    def _select_task_weights(self, task_ids: torch.Tensor) -> None:
+        tasks = task_ids.unique().tolist()
+        stored = [t for t in tasks if t in self.task_weights]
+        if not stored:
+            return  # the task being trained: its weights are the ones in place
+        if len(tasks) > 1:
+            raise TaskError(
+                f"This model holds one copy of its weights per task, so one batch cannot mix tasks "
+                f"{[self.task_names[t] for t in tasks]}: classify the texts of each task separately."
+            )
+        if self._weights_in_place != tasks[0]:
+            self.put_weights_in_place(self.task_weights[tasks[0]], tasks[0])
 
     def task_id(self, task: str | int) -> int:
         """The id of a task given by name or id; an unknown one gets an error naming the closest."""
-        if isinstance(task, int) and not isinstance(task, bool):
+        if isinstance(task, numbers.Integral) and not isinstance(task, bool):
+            task = int(task)  # numpy and torch integers too
             if 0 <= task < self.num_tasks:
                 return task
             raise TaskError(
@@ -195,7 +301,16 @@ class ContinualModel(nn.Module):
     # ---- forward ---------------------------------------------------------------------------
     def forward(self, input_ids, attention_mask, task_ids, token_type_ids=None, s: float | None = None) -> torch.Tensor:
         """Logits (B, K) with K the largest label count among the batch's tasks; a task with
-        fewer labels has -inf in the columns it lacks. ``s`` is HAT's temperature (s_max if None)."""
+        fewer labels has -inf in the columns it lacks. ``s`` is HAT's temperature (s_max if None).
+        A model with one copy of its weights per task puts the batch's task's copy in place first."""
+        if self.task_weights:
+            self._select_task_weights(task_ids)
+        if self.only_task is not None and bool((task_ids != self.only_task).any()):
+            raise TaskError(
+                f"This checkpoint was written by an older ctr_plugin for a method that trains one model per task, "
+                f"and holds only its last task's weights: it can classify task {self.task_names[self.only_task]!r} only "
+                f"(any other would get that task's weights, silently wrong). Retrain to serve every task."
+            )
         self.context.task_ids = task_ids
         self.context.token_mask = attention_mask.to(self.encoder.dtype)
         self.context.active_tasks = int(task_ids.max()) + 1
@@ -230,24 +345,46 @@ class ContinualModel(nn.Module):
         return {k: v.to(self.device) for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
 
     @torch.no_grad()
-    def predict(self, texts: list[str], task: str | int, pairs: list[str] | None = None, batch_size: int = 32, max_length: int = 128) -> list[Prediction]:
-        """Classify ``texts`` (and optional second texts ``pairs``) as task ``task``.
+    def predict(self, texts: Iterable[str], task: str | int, pairs: Iterable[str] | None = None, batch_size: int = 32, max_length: int | None = None) -> list[Prediction]:
+        """Classify ``texts`` (and, for a text-pair task, their second texts ``pairs``) as task ``task``.
 
-        Deterministic, and independent of the batch size and of the other texts: texts are
-        batched by length for speed and returned in the order given.
+        ``texts`` and ``pairs`` may be any iterables of strings (not a bare string); ``task`` a name
+        or an integer id (numpy integers too). Empty or whitespace-only texts are refused, as in
+        training (there is nothing to classify); so is a single text for a task trained on pairs,
+        and pairs for a task trained on single texts. Deterministic, and independent of the batch
+        size and of the other texts: texts are batched by length for speed and returned in the
+        order given. ``max_length`` (tokens) defaults to 128 or the encoder's limit if lower.
         """
         t = self.task_id(task)
-        if isinstance(texts, str) or not all(isinstance(x, str) for x in texts):
-            raise CTRError("predict() takes a list of strings; wrap a single text in a list.")
+        texts = _checked_texts(texts, "texts")
+        if pairs is not None:
+            pairs = _checked_texts(pairs, "pairs")
+            if len(pairs) != len(texts):
+                raise CTRError(f"predict() got {len(texts)} texts but {len(pairs)} pairs: give one second text per text.")
+        wants_pairs = self.task_pairs[t]
+        if wants_pairs and pairs is None:
+            raise CTRError(
+                f"Task {self.task_names[t]!r} was trained on text pairs (e.g. aspect + sentence): give the second "
+                f"texts too (pairs=[...] in Python, --pair on the command line)."
+            )
+        if wants_pairs is False and pairs is not None:
+            raise CTRError(f"Task {self.task_names[t]!r} was trained on single texts: call predict() without pairs.")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+            raise CTRError(f"predict(): batch_size is {batch_size!r}; it must be a whole number >= 1.")
+        from .value_checks import check_max_length, position_limit
+
+        if max_length is None:  # 128 tokens, or fewer where the encoder takes fewer
+            max_length = min(128, position_limit(self.tokenizer, self.encoder.config) or 128)
+        check_max_length(max_length, self.tokenizer, self.encoder.config, pair=pairs is not None)
         was_training = self.training
         self.eval()
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]) + (len(pairs[i]) if pairs else 0))
         results: list[Prediction | None] = [None] * len(texts)
         names = self.label_names[t]
         try:
-            for start in range(0, len(order), batch_size):
-                idx = order[start : start + batch_size]
-                batch = self.tokenize([texts[i] for i in idx], [pairs[i] for i in idx] if pairs else None, max_length)
+            for start in range(0, len(order), int(batch_size)):
+                idx = order[start : start + int(batch_size)]
+                batch = self.tokenize([texts[i] for i in idx], [pairs[i] for i in idx] if pairs else None, int(max_length))
                 task_ids = torch.full((len(idx),), t, dtype=torch.long, device=self.device)
                 logits = self(**batch, task_ids=task_ids).float()
                 probs = logits.softmax(-1)
@@ -290,18 +427,26 @@ class ContinualModel(nn.Module):
                 "vocab_size": cfg.vocab_size,
                 "fingerprint": self.encoder_fingerprint,
             },
-            "tasks": [{"name": n, "labels": labels} for n, labels in zip(self.task_names, self.label_names)],
+            "tasks": [{"name": n, "labels": labels, "pair": pair} for n, labels, pair in zip(self.task_names, self.label_names, self.task_pairs)],
+            "task_weights": sorted(self.task_weights),  # tasks with their own copy of the shared weights
         }
 
     def save_pretrained(self, directory: str | os.PathLike, extra: dict | None = None) -> None:
         """Write the checkpoint atomically: a complete new directory replaces the old one, so a
-        crash at any moment leaves either the old or the new checkpoint, never a mix."""
+        crash at any moment leaves either the old or the new checkpoint, never a mix. The config
+        records the weights file's SHA-256, so that a foreign file of the same shapes is refused."""
         directory = Path(directory)
         directory.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(staging, 0o777 & ~umask)  # mkdtemp makes it private (0700); a checkpoint is an ordinary folder
         try:
-            save_file(self.plugin_state_dict(), str(staging / WEIGHTS_FILE), metadata={"format": FORMAT_NAME})
-            config = self.config_dict() | (extra or {})
+            state = self.plugin_state_dict()
+            for task, weights in self.task_weights.items():
+                state |= {f"{TASK_WEIGHTS_PREFIX}{task}.{name}": value.detach().contiguous().cpu() for name, value in weights.items()}
+            save_file(state, str(staging / WEIGHTS_FILE), metadata={"format": FORMAT_NAME})
+            config = self.config_dict() | {"weights_sha256": _sha256(staging / WEIGHTS_FILE)} | (extra or {})
             (staging / CONFIG_FILE).write_text(json.dumps(config, indent=2))
             self.tokenizer.save_pretrained(str(staging))
             old = directory.with_name(f".{directory.name}.old")
@@ -353,6 +498,12 @@ class ContinualModel(nn.Module):
             state = load_file(str(weights))
         except (SafetensorError, OSError, ValueError) as err:
             raise CheckpointError(f"{weights} is corrupt or truncated ({err}). Re-run training or restore the file from a copy.") from None
+        recorded = config.get("weights_sha256")
+        if recorded is not None and _sha256(weights) != recorded:
+            raise CheckpointError(
+                f"{weights} is not the file this checkpoint was saved with (its SHA-256 differs from the one in "
+                f"{CONFIG_FILE}): it was replaced or edited. Restore the original file, or re-run training."
+            )
 
         stored = config["encoder"]
         encoder_module, _ = load_encoder(encoder or stored["name_or_path"])
@@ -370,7 +521,10 @@ class ContinualModel(nn.Module):
             )
         model = cls(encoder_module, tokenizer, PluginConfig.from_dict(config["plugin"]), stored["name_or_path"], config.get("head_dropout", 0.1), config.get("train_encoder", False))
         for task in config["tasks"]:
-            model.add_task(task["name"], task["labels"])
+            model.add_task(task["name"], task["labels"], pair=task.get("pair"))
+        per_task = {k: v for k, v in state.items() if k.startswith(TASK_WEIGHTS_PREFIX)}
+        state = {k: v for k, v in state.items() if k not in per_task}
+        model._load_task_weights(per_task, config.get("task_weights", []), weights)
         expected = model.plugin_state_dict()
         missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
         wrong = [k for k in expected if k in state and state[k].shape != expected[k].shape]
@@ -381,4 +535,22 @@ class ContinualModel(nn.Module):
                 f"come from different runs or were edited; re-run training."
             )
         model.load_state_dict(state, strict=False)
+        one_model_per_task = config.get("method") in ("lora_one", "bert_one") and model.plugin_config.plugin_type != "lora_per_task"
+        if one_model_per_task and not model.task_weights and model.num_tasks > 1:
+            model.only_task = model.num_tasks - 1
         return model.to(device).eval()
+
+    def _load_task_weights(self, tensors: dict[str, torch.Tensor], tasks: list[int], weights_file: Path) -> None:
+        """Sort ``task_weights.<task>.<name>`` tensors into ``self.task_weights``, checking them
+        against the parameters they stand for and the task list of the config."""
+        params = dict(self.named_parameters())
+        found: dict[int, dict[str, torch.Tensor]] = {}
+        for key, value in tensors.items():
+            task, _, name = key[len(TASK_WEIGHTS_PREFIX):].partition(".")
+            if not task.isdigit() or name not in params or params[name].shape != value.shape:
+                raise CheckpointError(f"{weights_file} holds a per-task tensor {key!r} that fits no parameter of this model: the files come from different runs or were edited; re-run training.")
+            found.setdefault(int(task), {})[name] = value
+        if sorted(found) != sorted(tasks):
+            raise CheckpointError(f"{weights_file} holds per-task weights for tasks {sorted(found)}, but its config lists {sorted(tasks)}: the files do not belong together; re-run training.")
+        self.task_weights = found
+        self._weights_in_place = None

@@ -83,11 +83,13 @@ def main(argv=None) -> int:
     from ctr_plugin.continual.methods import get_method
     from ctr_plugin.data import load_orders, load_sequence_config, load_tasks
     from ctr_plugin.errors import CTRError
-    from ctr_plugin.experiment import RESULTS_FILE, RunSettings, run, split_training_options
+    from ctr_plugin.experiment import RESULTS_FILE, RunSettings, check_output_dir, run, split_training_options
     from ctr_plugin.plugins import PluginConfig
     from ctr_plugin.tables import RUNS_DIR, build_tables, read_results
 
     output_dir = Path(args.output_dir)
+    if not args.rebuild_only:
+        check_output_dir(output_dir, overwrite=True)  # a file in its place, or no permission: before any data loads
     sequence = load_sequence_config(args.config, data_root=args.data_root)
     title = f"{sequence.name}: Task-IL, {len(sequence.tasks)} tasks"
     if not args.rebuild_only:

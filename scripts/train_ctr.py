@@ -43,7 +43,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     data.add_argument("--max-train-per-task", type=int, help="cap on training examples per task")
     data.add_argument("--max-test-per-task", type=int, help="cap on test examples per task")
     model = p.add_argument_group("model")
-    model.add_argument("--method", default="ctr", help="continual-learning method (default: ctr)")
+    model.add_argument("--method", help="continual-learning method (default: ctr, or the checkpoint's with --from-checkpoint)")
     model.add_argument("--method-arg", action="append", default=[], metavar="KEY=VALUE",
                        help="an option of the method, e.g. --method-arg memory_size=500 (repeatable)")
     model.add_argument("--tuned", metavar="FILE", help="take the method's learning rate, epochs and options from a "
@@ -57,7 +57,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     train.add_argument("--batch-size", type=int)
     train.add_argument("--lr", type=float)
     train.add_argument("--max-length", type=int, help="maximum tokens per text (batches pad to their longest)")
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--seed", type=int, help="seed of the data splits and of training (default: the config's, else 0)")
     train.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available); under accelerate launch, "
                        "--device cpu runs one CPU process per rank")
     train.add_argument("--mixed-precision", choices=["no", "fp16", "bf16"],
@@ -107,6 +107,25 @@ def resolve_resume(args: argparse.Namespace, argv: list[str]) -> argparse.Namesp
     return resumed
 
 
+def check_continuation(args: argparse.Namespace) -> str:
+    """The method of a run continuing ``--from-checkpoint``: the checkpoint's. A --method,
+    --pooling or --adapter-size that contradicts the checkpoint is refused (the checkpoint's
+    plugins and heads were built with its own)."""
+    from ctr_plugin.errors import CTRError
+    from ctr_plugin.model import ContinualModel
+
+    config = ContinualModel.read_config(args.from_checkpoint)
+    stored = {"--method": config.get("method"), "--pooling": config["plugin"].get("pooling"), "--adapter-size": config["plugin"].get("adapter_size")}
+    given = {"--method": args.method, "--pooling": args.pooling, "--adapter-size": args.adapter_size}
+    conflicts = [f"{flag} {given[flag]} (the checkpoint has {stored[flag]})" for flag in given if given[flag] is not None and stored[flag] is not None and given[flag] != stored[flag]]
+    if conflicts:
+        raise CTRError(
+            f"--from-checkpoint {args.from_checkpoint} continues a model built with other settings: {'; '.join(conflicts)}. "
+            f"A continued run keeps the checkpoint's method and plugin sizes: drop those flags, or train from scratch."
+        )
+    return args.method or config.get("method") or "ctr"
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
@@ -114,6 +133,12 @@ def main(argv=None) -> int:
     from ctr_plugin.errors import CTRError
 
     if args.resume:
+        from ctr_plugin.run_dir import finished_run
+
+        if (done := finished_run(args.resume)) is not None:
+            log.info("%s holds a finished run (%d of %d tasks, final accuracy %.2f): nothing to resume, nothing changed.",
+                     args.resume, done["completed_tasks"], len(done["tasks"]), done["final_acc"])
+            return 0
         args = resolve_resume(args, argv)
     elif not args.output_dir:
         raise CTRError("Name where the run goes with --output-dir DIR (or continue an interrupted run with --resume DIR).")
@@ -129,11 +154,21 @@ def main(argv=None) -> int:
 
     from ctr_plugin.continual.loop import TrainingConfig
     from ctr_plugin.data import load_orders, load_sequence_config, load_tasks, sequence_from_names
+    from ctr_plugin.continual.methods import get_method
     from ctr_plugin.experiment import RunSettings, check_output_dir, run, split_training_options
     from ctr_plugin.plugins import PluginConfig
 
     output_dir = Path(args.output_dir)
-    check_output_dir(output_dir, args.overwrite, bool(args.resume))  # before any slow work
+    # before any slow work, and before anything is written
+    check_output_dir(output_dir, args.overwrite, bool(args.resume), None if args.resume else args.from_checkpoint)
+    if args.from_checkpoint:
+        args.method = check_continuation(args)
+    args.method = args.method or "ctr"
+    method_options = parse_method_args(args.method_arg)
+    get_method(args.method, method_options)  # an unknown method or option fails now
+    from ctr_plugin.continual.parallel import check_device
+
+    check_device(args.device, args.mixed_precision)
     if args.datasets and args.config:
         raise CTRError("Give either --config or --datasets, not both.")
     if args.datasets:
@@ -184,7 +219,7 @@ def main(argv=None) -> int:
         mixed_precision=args.mixed_precision,
     )
     log.info("Loading %d tasks of %s ...", len(sequence.tasks), sequence.name)
-    tasks = load_tasks(sequence, seed=args.seed)
+    tasks = load_tasks(sequence, seed=settings.training.seed)  # the data splits follow the run's seed
     for t in tasks:
         log.info("  %-16s %d labels, train/validation/test = %d/%d/%d  (%s)", t.name, t.num_labels, len(t.train), len(t.validation), len(t.test), t.source)
         for note in t.notes:

@@ -138,10 +138,11 @@ def test_jsonl_files_with_given_splits_are_used_as_they_are(tmp_path):
     assert task.notes == []
 
 
-def asc_file(path: Path, n: int, polarities=("positive", "negative", "neutral")) -> str:
+def asc_file(path: Path, n: int, polarities=("positive", "negative", "neutral"), first: int = 0) -> str:
+    """``n`` aspect/sentence records numbered from ``first`` (files of one task must not share examples)."""
     records = {
         f"{path.stem}_{i}": {"sentence": f"the screen of model {i} is ok", "term": f"screen{i}", "polarity": polarities[i % len(polarities)]}
-        for i in range(n)
+        for i in range(first, first + n)
     }
     path.write_text(json.dumps(records))
     return str(path)
@@ -151,8 +152,8 @@ def test_asc_json_layout_loads_as_term_sentence_pairs(tmp_path):
     spec = TaskSpec(
         name="laptop",
         train=asc_file(tmp_path / "train.json", 30),
-        validation=asc_file(tmp_path / "dev.json", 9),
-        test=asc_file(tmp_path / "test.json", 12),
+        validation=asc_file(tmp_path / "dev.json", 9, first=30),
+        test=asc_file(tmp_path / "test.json", 12, first=39),
         text=["term", "sentence"],
         label="polarity",
         labels=["positive", "negative", "neutral"],
@@ -391,8 +392,8 @@ def test_bundled_model_dir_points_at_a_huggingface_model_directory():
 def test_asc19_and_dsc10_read_the_authors_released_layout(tmp_path, monkeypatch):
     rest = tmp_path / "dat/absa/XuSemEval/asc/14/rest"
     rest.mkdir(parents=True)
-    for split, n in (("train", 30), ("dev", 6), ("test", 9)):
-        asc_file(rest / f"{split}.json", n)
+    for split, n, first in (("train", 30, 0), ("dev", 6, 30), ("test", 9, 36)):
+        asc_file(rest / f"{split}.json", n, first=first)
     games = tmp_path / "dat/dsc/Video_Games"
     games.mkdir(parents=True)
     for split, n in (("train", 20), ("dev", 4), ("test", 6)):
@@ -413,11 +414,11 @@ def test_20news10_builds_ten_binary_tasks_from_the_hub_columns(monkeypatch):
     groups = [name for spec in config.tasks for name in spec.labels]
     assert len(set(groups)) == 20
 
-    def split(n):
-        texts = [f"post {i} in {groups[i % 20]}" if i % 7 else "" for i in range(n)]  # some empty posts
+    def split(n, name):
+        texts = [f"{name} post {i} in {groups[i % 20]}" if i % 7 else "" for i in range(n)]  # some empty posts
         return datasets.Dataset.from_dict({"text": texts, "label": [i % 20 for i in range(n)], "label_text": [groups[i % 20] for i in range(n)]})
 
-    monkeypatch.setattr(datasets, "load_dataset", lambda path, name=None, **kw: datasets.DatasetDict({"train": split(400), "test": split(200)}))
+    monkeypatch.setattr(datasets, "load_dataset", lambda path, name=None, **kw: datasets.DatasetDict({"train": split(400, "train"), "test": split(200, "test")}))
     tasks = load_tasks(config, seed=0)
     assert [t.label_names for t in tasks] == [spec.labels for spec in config.tasks]
     assert all(t.train.texts and all(t.train.texts) for t in tasks)

@@ -100,8 +100,8 @@ def test_the_knobs_default_to_the_papers_setting():
 
 @pytest.mark.parametrize("options, message", [
     ({"anneal": "batch"}, "anneal='batch'"),
-    ({"mask_lambda": "-1"}, "mask_lambda=-1.0"),
-    ({"mask_lr_scale": "0"}, "mask_lr_scale=0.0"),
+    ({"mask_lambda": "-1"}, "mask_lambda"),
+    ({"mask_lr_scale": "0"}, "mask_lr_scale"),
 ])
 def test_a_bad_hat_option_is_refused_by_name(options, message):
     with pytest.raises(CTRError, match=message):

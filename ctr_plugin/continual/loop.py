@@ -27,6 +27,7 @@ from ..data.types import Split, TaskData
 from ..errors import CTRError
 from ..metrics import Matrix, accuracy, empty_matrix, macro_f1, summarize
 from ..model import ContinualModel
+from ..value_checks import check_training_config
 from .methods import ContinualMethod, Step
 from .parallel import any_process, average_gradients, gather, make_accelerator, shard
 
@@ -48,6 +49,9 @@ class TrainingConfig:
     seed: int = 0
     progress: bool = True  # tqdm bars
 
+    def __post_init__(self):
+        check_training_config(self)  # types and ranges; numbers given as strings become numbers
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -66,6 +70,9 @@ class ContinualResults:
     # checkpoint's size in bytes after each task (filled by whoever saves it: experiment.run).
     params_added: list[int] = field(default_factory=list)
     checkpoint_bytes: list[int] = field(default_factory=list)
+    # The completed tasks are a checkpoint's, re-tested at the start of a run that continues it
+    # (not an interrupted run of this one): methods that cannot resume may still go on.
+    continuing_checkpoint: bool = False
 
     @classmethod
     def from_dict(cls, data: dict) -> "ContinualResults":
@@ -254,7 +261,7 @@ def run_sequence(
     names = [t.name for t in tasks]
     if results is None:
         results = ContinualResults(names, empty_matrix(len(tasks)), empty_matrix(len(tasks)))
-    if results.completed_tasks and not method.resumable:
+    if results.completed_tasks and not method.resumable and not results.continuing_checkpoint:
         raise CTRError(
             f"Method {method.name!r} keeps state across tasks that a checkpoint does not hold, so its "
             f"run cannot be resumed after task {results.completed_tasks}: start it again."
@@ -267,7 +274,7 @@ def run_sequence(
         data = tasks[t]
         seed_everything(cfg.seed * 1000 + t)
         params_before = parameter_count(model)
-        task_id = model.add_task(data.name, data.label_names)
+        task_id = model.add_task(data.name, data.label_names, pair=data.train.pairs is not None)
         label = f"task {t + 1}/{len(tasks)} {data.name}"
         start = time.perf_counter()
         results.epochs_kept.append(train_task(model, method, data, task_id, cfg, label, acc))
@@ -319,7 +326,7 @@ def _learn_jointly(model, method, tasks, cfg, results, on_task_end, evaluate_tes
     ids = []
     for t in tasks:
         params_before = parameter_count(model)
-        ids.append(model.add_task(t.name, t.label_names))
+        ids.append(model.add_task(t.name, t.label_names, pair=t.train.pairs is not None))
         results.params_added.append(parameter_count(model) - params_before)
     # Each task is tested on its own split (``_test``): the union has no test split, so a
     # validation-only run (sealed test splits, see ``ctr_plugin.validation``) never reads one.

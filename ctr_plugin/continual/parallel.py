@@ -26,6 +26,24 @@ from accelerate import Accelerator
 _MIXED_PRECISION = ("no", "fp16", "bf16")
 
 
+def check_device(device: str | None, mixed_precision: str | None = None) -> None:
+    """Refuse a device this machine does not have (or a name that is no device) and an unknown
+    mixed-precision mode, in one paragraph."""
+    from ..errors import CTRError
+
+    if mixed_precision is not None and mixed_precision not in _MIXED_PRECISION:
+        raise CTRError(f"--mixed-precision must be one of {', '.join(_MIXED_PRECISION)}, not {mixed_precision!r}.")
+    if device is None or device == "cpu":
+        return
+    kind, _, index = device.partition(":")
+    if kind != "cuda" or (index and not index.isdigit()):
+        raise CTRError(f"--device {device!r} is not a device this program uses: give cpu, cuda or cuda:N (N the GPU's index).")
+    if not torch.cuda.is_available():
+        raise CTRError(f"--device {device} was asked for, but PyTorch sees no CUDA GPU here. Use --device cpu.")
+    if index and int(index) >= torch.cuda.device_count():
+        raise CTRError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA GPU(s), numbered 0..{torch.cuda.device_count() - 1}.")
+
+
 def make_accelerator(device: str | None = None, mixed_precision: str | None = None) -> Accelerator:
     """The run's Accelerator. ``device`` "cpu" forces the CPU (also under ``accelerate launch``,
     which then runs one CPU process per rank); None takes a GPU where there is one.
@@ -33,14 +51,10 @@ def make_accelerator(device: str | None = None, mixed_precision: str | None = No
     ``accelerate config`` set) applies on GPUs only: the CPU always trains in float32."""
     from ..errors import CTRError
 
-    if mixed_precision is not None and mixed_precision not in _MIXED_PRECISION:
-        raise CTRError(f"--mixed-precision must be one of {', '.join(_MIXED_PRECISION)}, not {mixed_precision!r}.")
+    check_device(device, mixed_precision)
     cpu = device == "cpu" or (device is None and not torch.cuda.is_available())
-    if device and device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise CTRError(f"--device {device} was asked for, but PyTorch sees no CUDA GPU here. Use --device cpu.")
-        if ":" in device:
-            torch.cuda.set_device(torch.device(device))
+    if device and ":" in device:
+        torch.cuda.set_device(torch.device(device))
     if cpu:
         mixed_precision = "no"
     return Accelerator(cpu=cpu, mixed_precision=mixed_precision)

@@ -29,6 +29,7 @@ from ctr_plugin.errors import DataError
 SOURCES = ("bundled", "files", "hub")
 SPLITS = ("train", "validation", "test")
 FILE_FORMATS = ("csv", "tsv", "json", "jsonl")
+SOURCE_KEYS = {"bundled": ("dataset",), "files": ("train", "validation", "test", "format"), "hub": ("path", "config", "split_names")}
 DATA_ROOT_ENV = "CTR_DATA_ROOT"
 
 
@@ -57,6 +58,7 @@ class TaskSpec:
     label_names: list[str] | None = None  # display names of the K classes
     drop_empty_texts: bool = False  # drop rows with a missing/empty text instead of failing
     drop_other_labels: bool = False  # with `labels:`, drop rows whose label is not listed instead of failing
+    drop_test_overlap: bool = False  # drop test/validation examples that also occur in train instead of failing
     max_train: int | None = None  # caps: seeded stratified subsample of each split
     max_validation: int | None = None
     max_test: int | None = None
@@ -67,6 +69,14 @@ class TaskSpec:
         where = f"Task '{self.name}'"
         if not isinstance(self.name, str) or not self.name.strip():
             raise DataError(f"A task has no name (got {self.name!r}): give every task a non-empty `name:`.")
+        named = {source: [key for key in keys if getattr(self, key)] for source, keys in SOURCE_KEYS.items()}
+        named = {source: keys for source, keys in named.items() if keys}
+        if len(named) > 1 or (self.source in SOURCE_KEYS and set(named) - {self.source}):
+            listed = "; ".join(f"{', '.join(f'`{k}:`' for k in keys)} ({source})" for source, keys in named.items())
+            raise DataError(
+                f"{where} names more than one source: {listed}{f', with `source: {self.source}`' if self.source else ''}. "
+                "A task reads one source: keep the keys of one (check `defaults:` too, which every task inherits)."
+            )
         if self.source is None:
             self.source = "bundled" if self.dataset else "files" if self.train else "hub" if self.path else None
         if self.source not in SOURCES:

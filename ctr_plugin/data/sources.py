@@ -19,6 +19,7 @@ from __future__ import annotations
 import csv
 import difflib
 import json
+import logging
 import math
 import os
 from collections import Counter
@@ -29,11 +30,12 @@ from typing import Any
 
 from ctr_plugin.data.bundled import BUNDLED_DATASETS
 from ctr_plugin.data.config import FILE_FORMATS, SPLITS, SequenceConfig, TaskSpec
-from ctr_plugin.data.splits import deduplicate, derived_seed, stratified_sample, stratified_split
+from ctr_plugin.data.splits import dedup_key, deduplicate, derived_seed, stratified_sample, stratified_split
 from ctr_plugin.data.types import Split, TaskData
 from ctr_plugin.errors import DataError
 
 _SHOWN = 5  # how many offending rows or values an error message names
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -77,6 +79,7 @@ def build_task(spec: TaskSpec, seed: int = 0) -> TaskData:
     notes: list[str] = []
     raw = {split: _with_valid_texts(spec, split, rows, notes) for split, rows in raw.items()}
     keys = {split: _label_keys(spec, rows) for split, rows in raw.items()}
+    _note_label_spellings(spec, raw, keys, notes)
     vocab = _label_vocabulary(spec, raw, keys, class_order)
     splits: dict[str, _Rows] = {}
     for split, rows in raw.items():
@@ -93,6 +96,7 @@ def build_task(spec: TaskSpec, seed: int = 0) -> TaskData:
         kept = rows.take(keep)
         kept.labels = [vocab[keys[split][i]] for i in keep]
         splits[split] = kept
+    _check_overlap(spec, splits, notes)
     _carve_missing_splits(spec, seed, splits, notes)
     for split in SPLITS:
         cap = getattr(spec, f"max_{split}")
@@ -100,7 +104,7 @@ def build_task(spec: TaskSpec, seed: int = 0) -> TaskData:
             notes.append(f"{split}: capped {len(splits[split].labels)} -> {cap} (stratified)")
             keep = stratified_sample(splits[split].labels, cap, derived_seed(spec.name, seed, split, "cap"))
             splits[split] = splits[split].take(keep)
-    _check_splits(spec, splits, len(vocab))
+    _check_splits(spec, splits, list(vocab))
     names = _display_names(spec, list(vocab))
     return TaskData(
         name=spec.name,
@@ -161,7 +165,14 @@ def _read_file(spec: TaskSpec, split: str, path: Path) -> _Rows:
     try:
         with path.open(encoding=encoding, newline="") as f:
             if fmt in ("csv", "tsv"):
-                records, row_ids = _parse_delimited(f, fmt)
+                records, row_ids, header = _parse_delimited(f, fmt)
+                repeated = sorted({name for name in header if name and header.count(name) > 1})
+                if repeated:
+                    positions = "; ".join(f"'{name}' in columns {[i + 1 for i, h in enumerate(header) if h == name]}" for name in repeated)
+                    raise DataError(
+                        f"{where} has a header that names a column more than once ({positions}); only the last "
+                        "of each would be read, silently. Rename the columns so that every name is unique."
+                    )
             else:
                 records, row_ids = _parse_json(f.read(), fmt)
     except UnicodeDecodeError as exc:
@@ -183,7 +194,7 @@ def _read_file(spec: TaskSpec, split: str, path: Path) -> _Rows:
     return _select_columns(spec, columns, lambda col: [r.get(col) for r in records], row_ids, f"the {split} file '{path}'")
 
 
-def _parse_delimited(f, fmt: str) -> tuple[list[dict], list[str]]:
+def _parse_delimited(f, fmt: str) -> tuple[list[dict], list[str], list[str]]:
     # TSV files rarely quote fields, and a stray quote would swallow lines: read them literally.
     quoting = csv.QUOTE_NONE if fmt == "tsv" else csv.QUOTE_MINIMAL
     reader = csv.DictReader(f, delimiter="\t" if fmt == "tsv" else ",", quoting=quoting)
@@ -191,13 +202,13 @@ def _parse_delimited(f, fmt: str) -> tuple[list[dict], list[str]]:
     for record in reader:
         records.append(record)
         row_ids.append(f"line {reader.line_num}")
-    return records, row_ids
+    return records, row_ids, list(reader.fieldnames or [])
 
 
 def _parse_json(text: str, fmt: str) -> tuple[list[dict], list[str]]:
     if fmt == "json":
         try:
-            data = json.loads(text)
+            data = json.loads(text, object_pairs_hook=_unique_keys)
         except json.JSONDecodeError as exc:
             if exc.msg != "Extra data":
                 raise ValueError(f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from exc
@@ -215,7 +226,7 @@ def _parse_json(text: str, fmt: str) -> tuple[list[dict], list[str]]:
     for number, line in enumerate(text.splitlines(), 1):
         if line.strip():
             try:
-                record = json.loads(line)
+                record = json.loads(line, object_pairs_hook=_unique_keys)
             except json.JSONDecodeError as exc:
                 raise ValueError(f"invalid JSON on line {number}: {exc.msg}") from exc
             if not isinstance(record, dict):
@@ -223,6 +234,14 @@ def _parse_json(text: str, fmt: str) -> tuple[list[dict], list[str]]:
             records.append(record)
             row_ids.append(f"line {number}")
     return records, row_ids
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict:
+    keys = [k for k, _ in pairs]
+    repeated = sorted({k for k in keys if keys.count(k) > 1})
+    if repeated:
+        raise ValueError(f"an object names the key(s) {repeated} more than once; only the last would be read")
+    return dict(pairs)
 
 
 def _read_hub(spec: TaskSpec) -> tuple[dict[str, _Rows], str, list[str] | None]:
@@ -330,26 +349,62 @@ def _with_valid_texts(spec: TaskSpec, split: str, rows: _Rows, notes: list[str])
     return rows.take([i for i in range(len(rows.labels)) if i not in bad])
 
 
-def _label_key(value: Any) -> str | None:
-    """The label value as a string, so that 1, 1.0 and "1" are one label; None when missing."""
+# Spellings of "no value" that spreadsheets and pandas write into empty cells (pandas' na_values).
+MISSING_MARKERS = frozenset({"", "na", "n/a", "nan", "-nan", "null", "none", "#n/a", "#na", "<na>", "nil"})
+
+
+def _label_key(value: Any, markers: frozenset[str] = frozenset()) -> str | None:
+    """The label value as a string, so that 1, 1.0 and "1" (and " 1") are one label; None when
+    missing, or when it is one of ``markers`` (missing-value spellings such as "NA")."""
     if value is None or isinstance(value, float) and math.isnan(value):
         return None
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
-    return str(value).strip() or None
+    key = str(value).strip()
+    return None if not key or key.lower() in markers else key
 
 
 def _label_keys(spec: TaskSpec, rows: _Rows) -> list[str]:
-    keys = [_label_key(y) for y in rows.labels]
-    missing = [rows.row_ids[i] for i, k in enumerate(keys) if k is None]
+    # A missing-value marker is a label only where `labels:` lists it.
+    declared = {str(v).strip().lower() for v in spec.labels or []}
+    markers = frozenset(MISSING_MARKERS - declared)
+    keys = [_label_key(y, markers) for y in rows.labels]
+    missing = [i for i, k in enumerate(keys) if k is None]
     if missing:
+        spelled = sorted({repr(str(rows.labels[i]).strip()) for i in missing if rows.labels[i] is not None and str(rows.labels[i]).strip()})
+        markers_note = (
+            f" ({', '.join(spelled)} {'is a spelling' if len(spelled) == 1 else 'are spellings'} of a missing value; "
+            "if it is a real class, list it in `labels:`)" if spelled else ""
+        )
         raise DataError(
             f"Task '{spec.name}': {len(missing)} of {len(keys)} examples in {rows.origin} have no "
-            f"label in column '{spec.label}' ({_shown(missing)}). Label or remove those rows."
+            f"label in column '{spec.label}'{markers_note} ({_shown([rows.row_ids[i] for i in missing])}). "
+            "Label or remove those rows."
         )
     return keys
+
+
+def _note_label_spellings(spec: TaskSpec, raw: dict[str, _Rows], keys: dict[str, list[str]], notes: list[str]) -> None:
+    """Warn (log and notes) about labels that differ only in case: they stay separate classes,
+    as written, but are likely one class spelled two ways. Labels that differ only in surrounding
+    spaces are one class; that is noted too."""
+    present = sorted({k for split_keys in keys.values() for k in split_keys})
+    by_case: dict[str, list[str]] = {}
+    for key in present:
+        by_case.setdefault(key.casefold(), []).append(key)
+    for spellings in by_case.values():
+        if len(spellings) > 1:
+            message = (
+                f"warning: labels {spellings} differ only in case and are kept as {len(spellings)} separate classes; "
+                "if they are one class, write them the same way in the data"
+            )
+            log.warning("Task '%s': %s.", spec.name, message)
+            notes.append(message)
+    padded = sorted({repr(y) for rows in raw.values() for y in rows.labels if isinstance(y, str) and y != y.strip()})
+    if padded:
+        notes.append(f"labels with surrounding spaces ({_shown(padded)}) were read without them")
 
 
 def _label_vocabulary(
@@ -371,7 +426,7 @@ def _label_vocabulary(
         # A ClassLabel column may be filtered by id as well as by name.
         if class_order is not None and type(value) is int and 0 <= value < len(class_order):
             value = class_order[value]
-        declared.append(_label_key(value))
+        declared.append(_label_key(value))  # listed values are labels even if they spell "missing"
     if len(set(declared)) < len(declared):
         raise DataError(f"Task '{spec.name}': `labels:` lists a value twice ({spec.labels!r}): list each label once.")
     in_train = set(keys["train"])
@@ -420,7 +475,37 @@ def _carve_missing_splits(spec: TaskSpec, seed: int, splits: dict[str, _Rows], n
     splits["train"] = train
 
 
-def _check_splits(spec: TaskSpec, splits: dict[str, _Rows], num_labels: int) -> None:
+def _check_overlap(spec: TaskSpec, splits: dict[str, _Rows], notes: list[str]) -> None:
+    """Refuse given validation / test data that repeats training examples (the same text, or text
+    pair, up to case and spacing): scores on them would measure memory, not generalisation.
+    ``drop_test_overlap`` drops them from the validation / test split instead (noted)."""
+    if "train" not in splits:
+        return
+    train = splits["train"]
+    seen: dict[tuple[str, str], str] = {}
+    for i, text in enumerate(train.texts):
+        seen.setdefault(dedup_key(text, train.pairs[i] if train.pairs is not None else None), train.row_ids[i])
+    for split in ("validation", "test"):
+        if split not in splits:
+            continue
+        rows = splits[split]
+        keys = [dedup_key(t, rows.pairs[i] if rows.pairs is not None else None) for i, t in enumerate(rows.texts)]
+        repeated = [i for i, key in enumerate(keys) if key in seen]
+        if not repeated:
+            continue
+        if not spec.drop_test_overlap:
+            shown = [f"{rows.row_ids[i]} = {seen[keys[i]]} of the training data" for i in repeated]
+            raise DataError(
+                f"Task '{spec.name}': {len(repeated)} of {len(keys)} examples in {rows.origin} also occur in "
+                f"{train.origin} ({_shown(shown)}); scores on them would measure memory, not the task. Remove them "
+                f"from one of the files, give the {split} file the task really means, or set `drop_test_overlap: true` "
+                f"to drop them from the {split} split."
+            )
+        notes.append(f"{split}: dropped {len(repeated)} examples that also occur in train")
+        splits[split] = rows.take([i for i, key in enumerate(keys) if key not in seen])
+
+
+def _check_splits(spec: TaskSpec, splits: dict[str, _Rows], names: list[str]) -> None:
     for split in SPLITS:
         if not splits[split].labels:
             raise DataError(
@@ -429,6 +514,18 @@ def _check_splits(spec: TaskSpec, splits: dict[str, _Rows], num_labels: int) -> 
                 "remove the file so the split is carved from train."
             )
     classes = set(splits["train"].labels)
+    for split in ("validation", "test"):
+        rows = splits[split]
+        unseen = sorted({y for y in rows.labels if y not in classes})
+        if unseen:
+            where = [rows.row_ids[i] for i, y in enumerate(rows.labels) if y in unseen]
+            raise DataError(
+                f"Task '{spec.name}': the label(s) {[names[y] for y in unseen]} occur in the {split} split "
+                f"({rows.origin}: {_shown(where)}) but never in the training data, so no model can learn them "
+                "and the scores would be wrong. Add training examples of them, leave them out with `labels:` "
+                "(and `drop_other_labels: true`), or correct their spelling."
+            )
+    num_labels = len(names)
     if len(classes) < 2 or num_labels < 2:
         raise DataError(
             f"Task '{spec.name}': the training data has {len(classes)} class(es); a classification "

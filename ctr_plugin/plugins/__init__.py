@@ -5,7 +5,7 @@ from .base import Plugin, PluginConfig
 from .context import PluginContext
 from .ctr import CTRPlugin
 
-PLUGIN_TYPES = ("ctr", "hat_adapter", "adapter", "adapter_per_task", "lora", "none")  # "none": no plugin; "lora": peft, not a Plugin
+PLUGIN_TYPES = ("ctr", "hat_adapter", "adapter", "adapter_per_task", "lora", "lora_per_task", "none")  # "none": no plugin; "lora*": peft, not a Plugin
 
 
 def build_plugin(config: PluginConfig, hidden_size: int, context: PluginContext) -> Plugin:

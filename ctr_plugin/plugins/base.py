@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, fields
 from torch import nn
 
 from ..errors import CheckpointError, CTRError
+from ..value_checks import check_plugin_config
 from .context import PluginContext
 
 
@@ -19,7 +20,8 @@ class PluginConfig:
     """Which plugin sits in each sublayer, and its sizes. Saved as JSON beside the weights."""
 
     # "ctr" (KSM + TSM), "hat_adapter" (TSM alone), "adapter" (Houlsby), "adapter_per_task" (one
-    # Houlsby adapter per task, chosen by the task id), "lora" (peft LoRA on query/value), "none"
+    # Houlsby adapter per task, chosen by the task id), "lora" (peft LoRA on query/value),
+    # "lora_per_task" (one such LoRA per task, chosen by the task id), "none"
     plugin_type: str = "ctr"
     adapter_size: int = 2000  # a: width of the TSM / adapter bottleneck (paper: 2000 at d = 768)
     capsule_size: int = 3  # c: size of a task capsule and of each transfer capsule
@@ -44,14 +46,11 @@ class PluginConfig:
     lora_alpha: float = 16.0  # LoRA scaling: the update is (alpha / r) B A
 
     def __post_init__(self):
+        check_plugin_config(self)  # types and ranges of the numeric and boolean fields (ctr_plugin/value_checks.py)
         if self.pooling not in POOLINGS:
             raise CTRError(f"Unknown pooling {self.pooling!r}; choose one of {', '.join(POOLINGS)}.")
         if self.tsm_activation not in TSM_ACTIVATIONS:
             raise CTRError(f"Unknown tsm_activation {self.tsm_activation!r}; choose one of {', '.join(TSM_ACTIVATIONS)}.")
-        if not self.mask_init_std >= 0:
-            raise CTRError(f"mask_init_std must be >= 0, got {self.mask_init_std}.")
-        if self.adapter_size < 1:
-            raise CTRError(f"adapter_size must be at least 1, got {self.adapter_size}.")
 
     def to_dict(self) -> dict:
         d = asdict(self)

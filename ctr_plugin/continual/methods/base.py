@@ -25,6 +25,7 @@ from ...data.types import Split, TaskData
 from ...errors import CTRError
 from ...model import ContinualModel
 from ...plugins import PluginConfig
+from ...value_checks import check_method_options
 from ..search_space import Distribution
 
 if TYPE_CHECKING:  # the loop imports the methods, not the other way round
@@ -66,6 +67,9 @@ class ContinualMethod:
     # method (a separate model per task) its knowledge transfer is measured against.
     table_group: ClassVar[str] = "continual baselines"
     one_reference: ClassVar[str] = "adapter_one"
+    # Whether a run may go on from a finished checkpoint (--from-checkpoint) without silently
+    # losing such state; None: as ``resumable``.
+    continuable: ClassVar[bool | None] = None
 
     # ---- model ---------------------------------------------------------------------------------
     def build_model(self, encoder, tokenizer, plugin_config: PluginConfig, encoder_name: str | None) -> ContinualModel:
@@ -133,7 +137,9 @@ class ContinualMethod:
             if key not in known:
                 raise CTRError(f"Method {cls.name!r} has no option {key!r}. Its options:\n{cls.option_help()}")
             values[key] = _convert(value, known[key].type, key, cls.name)
-        return cls(**values)
+        method = cls(**values)
+        check_method_options(method)  # ranges: ctr_plugin/value_checks.py
+        return method
 
 
 def _convert(value: Any, type_name: Any, key: str, method: str) -> Any:

@@ -1,7 +1,7 @@
 """BERT ONE: a fresh copy of the encoder fine-tuned per task (one model per task).
 
 The per-task encoders are kept in memory and swapped in before a task is tested
-(``SeparateWeightsPerTask``); the checkpoint holds the last task's encoder only.
+(``SeparateWeightsPerTask``); the checkpoint holds every task's encoder.
 """
 
 from __future__ import annotations

@@ -35,13 +35,9 @@ class CTR(ContinualMethod):
     anneal: str = option("epoch", "HAT's temperature s anneals 1/s_max -> s_max over each 'epoch' (paper) or over the whole 'task'")
     mask_lr_scale: float = option(1.0, "learning rate of the HAT mask embeddings, as a multiple of --lr (paper: 1)")
 
-    def __post_init__(self):
+    def __post_init__(self):  # the numbers are range-checked with every method's (value_checks.py)
         if self.anneal not in ANNEAL_SPANS:
             raise CTRError(f"Option anneal={self.anneal!r} of method {self.name!r} must be one of {', '.join(ANNEAL_SPANS)}.")
-        if not self.mask_lambda >= 0:
-            raise CTRError(f"Option mask_lambda={self.mask_lambda} of method {self.name!r} must be >= 0.")
-        if not self.mask_lr_scale > 0:
-            raise CTRError(f"Option mask_lr_scale={self.mask_lr_scale} of method {self.name!r} must be > 0.")
 
     def temperature(self, model: ContinualModel, step: Step) -> float:
         s_max = model.plugin_config.s_max

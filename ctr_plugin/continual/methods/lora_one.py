@@ -1,7 +1,8 @@
 """LoRA ONE: a fresh LoRA per task on the frozen encoder (one model per task).
 
-The per-task LoRA weights are kept in memory and swapped in before a task is tested
-(``SeparateWeightsPerTask``); the checkpoint holds the last task's LoRA only.
+Each task gets its own peft LoRA adapter (named ``task_<id>``); earlier adapters are frozen when
+a task is added, and every example goes through its own task's adapter, chosen per example, so a
+batch may mix tasks and a checkpoint serves every task as the run tested it.
 """
 
 from __future__ import annotations
@@ -9,10 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .lora_ncl import LoraNCL
-from .per_task_weights import SeparateWeightsPerTask
 
 
 @dataclass
-class LoraONE(SeparateWeightsPerTask, LoraNCL):
+class LoraONE(LoraNCL):
     name = "lora_one"
     table_group = "non-continual"
+    plugin_type = "lora_per_task"

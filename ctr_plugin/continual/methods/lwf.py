@@ -28,6 +28,7 @@ class LwF(ContinualMethod):
     plugin_type = "adapter"
     resumable = False  # the previous model is not in the checkpoint
     search_space = {"strength": LogUniform(0.1, 10.0), "temperature": Choice((1.0, 2.0, 4.0))}
+    continuable = True  # a continued run's previous model is the checkpoint itself (copied before each task)
 
     strength: float = option(1.0, "lambda: weight of the distillation term")
     temperature: float = option(2.0, "T: softmax temperature of the distillation")
