@@ -46,13 +46,17 @@ HAT_VARIANTS = ["paper", "no_up_relu", "mask_lr_x50", "no_up_relu+mask_lr_x50", 
 STAGES = {
     "task1": {"tasks": 1, "cells": {"adapter_one": ["paper"], "adapter_hat": HAT_VARIANTS, "ctr": HAT_VARIANTS[:6]}},
     # The second task alone: can each method learn it from scratch (vs. after the first task)?
-    "task2_alone": {"tasks": 1, "skip": 1, "cells": {"adapter_one": ["paper"], "adapter_hat": ["paper"], "ctr": ["paper"]}},
+    "task2_alone": {"tasks": 1, "skip": 1, "cells": {
+        "adapter_one": ["paper"],
+        "adapter_hat": ["paper", "no_up_relu", "masks_open", "anneal_task", "lambda_0", "no_up_relu+mask_lr_x50"],
+        "ctr": ["paper", "no_up_relu", "masks_open"],
+    }},
     "task3": {
         "tasks": 3,
         "cells": {
             "adapter_one": ["paper"],
             "adapter_hat": ["paper", "mask_lr_x50", "anneal_task"],
-            "ctr": ["paper", "mask_lr_x50", "freeze_old_capsules", "layernorm_frozen", "anneal_task"],
+            "ctr": ["paper", "mask_lr_x50", "freeze_old_capsules", "layernorm_frozen", "anneal_task", "no_up_relu"],
         },
     },
 }

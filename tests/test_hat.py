@@ -173,3 +173,14 @@ def test_mask_usage_reports_the_share_of_units_each_task_claims():
     total = sum(plugin.masks.sizes)
     assert usage["open"] == [1.0, round(8 / total, 4)] and usage["used"] == 1.0
     assert usage["embedding_abs_mean"] == [6.0, 6.0]
+
+
+def test_the_linear_up_variant_differs_from_ctr_only_in_the_up_projection(tiny_bert_dir):
+    encoder, tokenizer = load_encoder(tiny_bert_dir)
+    variant = get_method("ctr_linear_up")
+    model = variant.build_model(encoder, tokenizer, TINY_PLUGIN, tiny_bert_dir)
+    assert model.plugin_config.tsm_activation == "none" and TINY_PLUGIN.tsm_activation == "relu"
+    assert all(isinstance(p.up_activation, torch.nn.Identity) for p in model.plugins)
+    paper = get_method("ctr")
+    assert (variant.mask_lambda, variant.anneal, variant.mask_lr_scale) == (paper.mask_lambda, paper.anneal, paper.mask_lr_scale)
+    assert type(variant).table_group == "CTR" and type(variant).search_space == type(paper).search_space

@@ -10,7 +10,7 @@ from .base import ContinualMethod, Step
 from .bert_mtl import BertMTL
 from .bert_ncl import BertNCL
 from .bert_one import BertONE
-from .ctr import CTR, AdapterHAT
+from .ctr import CTR, AdapterHAT, CTRLinearUp
 from .ewc import EWC
 from .frozen_heads import FrozenHeads
 from .l2 import L2
@@ -21,7 +21,7 @@ from .replay import Replay
 
 METHODS: dict[str, type[ContinualMethod]] = {
     m.name: m
-    for m in (CTR, AdapterHAT, AdapterNCL, AdapterONE, BertNCL, BertONE, BertMTL, FrozenHeads, EWC, L2, Replay, LwF, LoraNCL, LoraONE)
+    for m in (CTR, CTRLinearUp, AdapterHAT, AdapterNCL, AdapterONE, BertNCL, BertONE, BertMTL, FrozenHeads, EWC, L2, Replay, LwF, LoraNCL, LoraONE)
 }
 
 
