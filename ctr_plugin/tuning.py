@@ -34,7 +34,7 @@ from typing import Any
 import yaml
 
 from .continual.loop import TrainingConfig
-from .continual.methods import METHODS, get_method
+from .continual.methods import get_method
 from .continual.search_space import SHARED_SEARCH_SPACE, Distribution
 from .data.types import TaskData
 from .errors import CTRError
@@ -206,4 +206,4 @@ def _same(a: Any, b: Any) -> bool:
         return str(a).lower() == str(b).lower()
 
 
-__all__ = ["METHODS", "best_entry", "describe_search_space", "merge_tuned", "read_tuned", "search_space", "tune_method", "tuned_options", "write_tuned"]
+__all__ = ["best_entry", "describe_search_space", "merge_tuned", "read_tuned", "search_space", "tune_method", "tuned_options", "write_tuned"]

@@ -49,7 +49,6 @@ def make_accelerator(device: str | None = None, mixed_precision: str | None = No
     which then runs one CPU process per rank); None takes a GPU where there is one.
     ``mixed_precision`` ("no", "fp16", "bf16"; None = what ``accelerate launch`` or
     ``accelerate config`` set) applies on GPUs only: the CPU always trains in float32."""
-    from ..errors import CTRError
 
     check_device(device, mixed_precision)
     cpu = device == "cpu" or (device is None and not torch.cuda.is_available())
