@@ -81,7 +81,7 @@ def main(argv=None) -> int:
     meta = {
         "sequence": sequence.name,
         "config": config.name,
-        "objective": f"mean validation accuracy over the first {args.tasks} tasks after the {args.tasks}-th",
+        "objective": f"mean validation accuracy over the first {args.tasks} tasks, measured after task {args.tasks}",
         "tasks": [t.name for t in tasks],
         "task_sizes": {t.name: {"train": len(t.train), "validation": len(t.validation)} for t in tasks},
         "budget": f"{args.trials} trials per method (Optuna TPE, seed {args.seed}); one trial = one training run over the tasks",
