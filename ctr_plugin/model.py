@@ -27,9 +27,11 @@ from torch import nn
 from .errors import CheckpointError, CTRError, TaskError
 from .injection import inject_plugins
 from .plugins import Plugin, PluginConfig, PluginContext, build_plugin
+from .plugins.ctr import join_format1_tensors
 
 FORMAT_NAME = "ctr_plugin"
-FORMAT_VERSION = 1
+# 2: a CTR plugin's task capsules and routes are one tensor per kind, not one per task and kind
+FORMAT_VERSION = 2
 CONFIG_FILE = "ctr_config.json"
 WEIGHTS_FILE = "plugins.safetensors"
 BUNDLED_ENCODER = "bundled:all-MiniLM-L6-v2"
@@ -525,6 +527,8 @@ class ContinualModel(nn.Module):
         per_task = {k: v for k, v in state.items() if k.startswith(TASK_WEIGHTS_PREFIX)}
         state = {k: v for k, v in state.items() if k not in per_task}
         model._load_task_weights(per_task, config.get("task_weights", []), weights)
+        if config["format_version"] < 2:
+            state = join_format1_tensors(state, model.plugin_config.freeze_old_capsules)
         expected = model.plugin_state_dict()
         missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
         wrong = [k for k in expected if k in state and state[k].shape != expected[k].shape]

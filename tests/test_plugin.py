@@ -67,7 +67,8 @@ def test_later_tasks_never_contribute(tiny_bert_dir):
     before = model(**batch, task_ids=torch.tensor([0, 0]))
     with torch.no_grad():  # change everything that belongs to task 1
         for plugin in model.plugins:
-            plugin.task_capsules.w1[1].add_(5.0)
+            k = plugin.task_capsules.capsule_hidden
+            plugin.task_capsules.w1[:, k : 2 * k].add_(5.0)
             plugin.transfer_routing.routes[1].mul_(-3.0)
     model.add_task("task2", ["a", "b"])
     after = model(**batch, task_ids=torch.tensor([0, 0]))
@@ -92,16 +93,26 @@ def test_routing_is_deterministic_at_evaluation_and_sampled_in_training(tiny_ber
 def test_task_capsules_are_added_per_task_not_preallocated(tiny_bert_dir):
     model = build(tiny_bert_dir, tasks=1)
     plugin: CTRPlugin = model.plugins[0]
-    assert len(plugin.task_capsules.w1) == 1 and len(plugin.transfer_routing.routes) == 1
+    k = plugin.task_capsules.capsule_hidden
+    assert plugin.task_capsules.w1.shape[1] == k and len(plugin.transfer_routing.routes) == 1
     model.add_task("later", ["x", "y"])
-    assert len(plugin.task_capsules.w1) == 2 and len(plugin.masks.embeddings[0]) == 2
+    assert plugin.task_capsules.w1.shape[1] == 2 * k and len(plugin.transfer_routing.routes) == 2
+    assert len(plugin.masks.embeddings[0]) == 2
 
 
 def test_freeze_old_capsules_option_freezes_earlier_tasks_only(tiny_bert_dir):
     model = build(tiny_bert_dir, PluginConfig(**{**TINY_PLUGIN.to_dict(), "freeze_old_capsules": True}), tasks=2)
     plugin = model.plugins[0]
-    assert not plugin.task_capsules.w1[0].requires_grad and not plugin.transfer_routing.routes[0].requires_grad
-    assert plugin.task_capsules.w1[1].requires_grad and plugin.transfer_routing.routes[1].requires_grad
+    capsules, routing = plugin.task_capsules, plugin.transfer_routing
+    trainable = {n for n, _ in plugin.named_parameters()}
+    # task 0's capsules and routes are buffers now (never in an optimizer); task 1's are the parameters
+    assert not any(n.endswith("_frozen") for n in trainable)
+    assert capsules.w1_frozen.shape[1] == capsules.w1.shape[1] == capsules.capsule_hidden
+    assert routing.routes_frozen.shape[0] == routing.routes.shape[0] == 1
+    w1_before = capsules.w1_frozen.clone()
+    model.add_task("third", ["x", "y"])
+    assert capsules.w1.shape[1] == capsules.capsule_hidden and routing.routes_frozen.shape[0] == 2
+    torch.testing.assert_close(capsules.w1_frozen[:, : capsules.capsule_hidden], w1_before, rtol=0, atol=0)
 
 
 def test_encoder_without_output_sublayers_is_refused():

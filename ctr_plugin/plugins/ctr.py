@@ -23,6 +23,7 @@ training loop; this module only computes.
 from __future__ import annotations
 
 import math
+import re
 
 import torch
 import torch.nn.functional as F
@@ -32,48 +33,147 @@ from .base import Plugin, PluginConfig
 from .context import PluginContext
 
 
-def _uniform(*shape: int, fan_in: int) -> nn.Parameter:
-    """A parameter initialised like ``nn.Linear``: U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
+FEATURE_MAP_CHUNK = 1 << 22  # elements of routing feature map computed at once (16 MB in float32)
+
+
+def _uniform(*shape: int, fan_in: int) -> torch.Tensor:
+    """A tensor initialised like ``nn.Linear``'s weights: U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
     bound = 1.0 / math.sqrt(fan_in)
-    return nn.Parameter(torch.empty(*shape).uniform_(-bound, bound))
+    return torch.empty(*shape).uniform_(-bound, bound)
+
+
+def _append_task(module: nn.Module, name: str, part: torch.Tensor, axis: int) -> None:
+    """Append one task's ``part`` to the per-task tensor ``name`` of ``module``, along ``axis``.
+
+    Every task's part of one kind lives in one tensor, so a forward pass reads all tasks without
+    stacking them; the tensor is rebuilt here, when a task arrives (each task gets a fresh
+    optimizer, so nothing still holds the old one). Where ``module`` has a buffer
+    ``<name>_frozen`` (``freeze_old_capsules``), the earlier tasks' parts move there instead, out
+    of the optimizer's reach, and the parameter holds the newest task's part only.
+    """
+    old = getattr(module, name).detach()
+    part = part.to(old)
+    if hasattr(module, f"{name}_frozen"):
+        setattr(module, f"{name}_frozen", torch.cat((getattr(module, f"{name}_frozen"), old), axis))
+        old = old.narrow(axis, 0, 0)
+    setattr(module, name, nn.Parameter(torch.cat((old, part), axis)))
+
+
+def _every_task(module: nn.Module, name: str, axis: int) -> torch.Tensor:
+    """The per-task tensor ``name`` over every learned task (frozen parts first, if any)."""
+    frozen = getattr(module, f"{name}_frozen", None)
+    param = getattr(module, name)
+    return param if frozen is None else torch.cat((frozen, param), axis)
 
 
 class TaskCapsules(nn.Module):
     """TK-layer: one small 2-layer network per learned task, p_i = TK_i(x), (B, L, c).
 
-    The per-task weights are separate parameters (a task's capsule is added when the task arrives)
-    and are stacked at run time so that all tasks are computed in one batched product.
+    All tasks' weights of one kind sit side by side in one tensor (grown when a task arrives), so
+    all tasks are computed in one product and nothing is stacked per step.
     """
 
-    def __init__(self, hidden_size: int, capsule_hidden: int, capsule_size: int):
+    # where the tasks sit in each stored tensor; the biases are 1-D like every bias (never weight-decayed)
+    task_axes = {"w1": 1, "b1": 0, "w2": 0, "b2": 0}
+
+    def __init__(self, hidden_size: int, capsule_hidden: int, capsule_size: int, freeze_old: bool = False):
         super().__init__()
-        self.hidden_size, self.capsule_hidden, self.capsule_size = hidden_size, capsule_hidden, capsule_size
-        self.w1, self.b1 = nn.ParameterList(), nn.ParameterList()
-        self.w2, self.b2 = nn.ParameterList(), nn.ParameterList()
+        d, k, c = hidden_size, capsule_hidden, capsule_size
+        self.hidden_size, self.capsule_hidden, self.capsule_size = d, k, c
+        self.w1 = nn.Parameter(torch.empty(d, 0))  # (d, T*k): task i's first layer in columns i*k:(i+1)*k
+        self.b1 = nn.Parameter(torch.empty(0))  # (T*k,)
+        self.w2 = nn.Parameter(torch.empty(0, k, c))  # (T, k, c)
+        self.b2 = nn.Parameter(torch.empty(0))  # (T*c,)
+        if freeze_old:
+            for name in self.task_axes:
+                self.register_buffer(f"{name}_frozen", torch.empty_like(getattr(self, name)))
 
     def add_task(self) -> None:
         d, k, c = self.hidden_size, self.capsule_hidden, self.capsule_size
-        self.w1.append(_uniform(d, k, fan_in=d))
-        self.b1.append(_uniform(k, fan_in=d))
-        self.w2.append(_uniform(k, c, fan_in=k))
-        self.b2.append(_uniform(c, fan_in=k))
+        for name, part in (("w1", _uniform(d, k, fan_in=d)), ("b1", _uniform(k, fan_in=d)), ("w2", _uniform(1, k, c, fan_in=k)), ("b2", _uniform(c, fan_in=k))):
+            _append_task(self, name, part, self.task_axes[name])
+
+    def every_task(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(w1 (d, T*k), b1 (T*k,), w2 (T, k, c), b2 (T*c,)) over every learned task."""
+        return tuple(_every_task(self, name, axis) for name, axis in self.task_axes.items())  # type: ignore[return-value]
 
     def forward(self, x: torch.Tensor, num_tasks: int) -> torch.Tensor:
         """x (B, L, d) -> p (B, L, T, c) for tasks 0..num_tasks-1."""
         B, L, _ = x.shape
-        T, k = num_tasks, self.capsule_hidden
-        w1 = torch.stack(tuple(self.w1[:T]), dim=1).reshape(self.hidden_size, T * k)  # (d, T*k)
-        b1 = torch.stack(tuple(self.b1[:T])).reshape(T * k)
-        hidden = F.relu(x @ w1 + b1).view(B, L, T, k)  # all tasks' first layers in one product
-        w2 = torch.stack(tuple(self.w2[:T]))  # (T, k, c)
-        b2 = torch.stack(tuple(self.b2[:T]))  # (T, c)
-        return torch.einsum("bltk,tkc->bltc", hidden, w2) + b2
+        T, k, c = num_tasks, self.capsule_hidden, self.capsule_size
+        w1, b1, w2, b2 = self.every_task()
+        hidden = F.relu(x @ w1[:, : T * k] + b1[: T * k]).view(B, L, T, k)  # all tasks' first layers in one product
+        return torch.einsum("bltk,tkc->bltc", hidden, w2[:T]) + b2[: T * c].view(T, c)
+
+
+class ConvMaxOverTime(torch.autograd.Function):
+    """code[n, g, f] = max over the valid starts l of relu(conv(x[n, g], weight[g])[f, l] + bias[f]).
+
+    x (N, G, C, L), zero at padding; weight (G, F, C, K): one convolution per group g, run as one
+    grouped convolution; bias (F,); valid (N or 1, G or 1, L) bool: the starts that may win. Windows
+    run past the end into zeros, as with right padding by K - 1.
+
+    After the max over time each (n, g, f) passes its gradient to one window, so this keeps the
+    winning start of each instead of the feature map (which the forward frees, computing
+    FEATURE_MAP_CHUNK elements at a time) and the backward reads K positions of x per filter: its
+    cost is O(F * C * K) per (n, g), not O(F * C * K * L). The same values and gradients as
+    ``relu(conv1d(...)).masked_fill(~valid, 0).max(-1)`` up to float rounding (and which of two
+    exactly equal windows gets the gradient).
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        N, G, C, L = x.shape
+        filters, K = weight.shape[1], weight.shape[3]
+        padded = F.pad(x, (0, K - 1))  # (N, G, C, L + K - 1)
+        valid = valid.expand(N, G, L)
+        step = max(1, FEATURE_MAP_CHUNK // max(1, N * filters * L))  # groups per chunk
+        best, where = [], []
+        for g in range(0, G, step):
+            n = min(step, G - g)
+            feats = F.conv1d(padded[:, g : g + n].reshape(N, n * C, L + K - 1), weight[g : g + n].reshape(n * filters, C, K), bias.repeat(n), groups=n)
+            # A window that starts on padding never wins (with ReLU after the max, as with it before).
+            feats = feats.view(N, n, filters, L).masked_fill_(~valid[:, g : g + n, None, :], float("-inf"))
+            value, index = feats.max(dim=3)
+            best.append(value)
+            where.append(index)
+        best, where = torch.cat(best, dim=1), torch.cat(where, dim=1)  # (N, G, F)
+        positive = best > 0
+        ctx.save_for_backward(padded, weight, where, positive)
+        ctx.input_dtypes = (x.dtype, weight.dtype, bias.dtype)
+        return best.clamp_min(0)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        padded, weight, where, positive = ctx.saved_tensors
+        N, G, C, padded_length = padded.shape
+        filters, K = weight.shape[1], weight.shape[3]
+        grad = (grad * positive).to(padded.dtype)  # ReLU: nothing flows where the best window is <= 0
+        # The winning window of (n, g, f) is x[n, g, :, where : where + K]: its K positions per channel.
+        positions = (where[..., None] + torch.arange(K, device=where.device))[:, :, None].expand(N, G, C, filters, K)
+        grad_x = grad_weight = grad_bias = None
+        if ctx.needs_input_grad[1]:
+            windows = padded[:, :, :, None, :].expand(N, G, C, filters, padded_length).gather(4, positions)  # (N, G, C, F, K)
+            grad_weight = torch.einsum("ngf,ngcfk->gfck", grad, windows).to(ctx.input_dtypes[1])
+        if ctx.needs_input_grad[2]:
+            grad_bias = grad.sum(dim=(0, 1)).to(ctx.input_dtypes[2])
+        if ctx.needs_input_grad[0]:
+            spread = grad[:, :, None, :, None] * weight.to(padded.dtype).transpose(1, 2)[None]  # (N, G, C, F, K)
+            grad_padded = padded.new_zeros(N, G, C, padded_length)
+            grad_padded.scatter_add_(3, positions.reshape(N, G, C, filters * K), spread.reshape(N, G, C, filters * K))
+            grad_x = grad_padded[..., : padded_length - K + 1].to(ctx.input_dtypes[0])
+        return grad_x, grad_weight, grad_bias, None
 
 
 class TokenCNN(nn.Module):
     """Kim-style sentence encoder over the tokens: Conv1d per kernel size, ReLU, max over time.
 
-    Padding-invariant: padded positions are zeroed and act exactly like the convolution's own
+    It reads pre-route vectors U = R p (p: c task-capsule channels, R: N*c x c route matrices) and
+    computes CNN(U) as a convolution over p with the composed weights W R: the route matrices are
+    folded into the convolution (c input channels instead of N*c), one grouped convolution over
+    every group's own R. Gradients reach W and R through the composition.
+
+    Padding-invariant: padded positions of p are zero and act exactly like the convolution's own
     zero padding, and only windows that start on a real token enter the max, so a text gives the
     same code alone or padded inside a batch.
     """
@@ -83,18 +183,14 @@ class TokenCNN(nn.Module):
         self.convs = nn.ModuleList(nn.Conv1d(channels, filters, k) for k in kernel_sizes)
         self.out_features = filters * len(kernel_sizes)
 
-    def forward(self, u: torch.Tensor, token_mask: torch.Tensor) -> torch.Tensor:
-        """u (N, L, C), zero at padding; token_mask (N, L) -> code (N, filters * kernels)."""
-        u = u.transpose(1, 2)  # (N, C, L)
-        keep = token_mask[:, None, :]
+    def forward(self, p: torch.Tensor, routes: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """p (N, G, c, L), zero at padding; routes (G, N*c, c); valid (N or 1, G or 1, L) bool, the
+        real tokens -> code (N, G, filters * kernels) of U_g = routes[g] p[:, g]."""
         codes = []
         for conv in self.convs:
-            k = conv.kernel_size[0]
-            feats = F.relu(conv(F.pad(u, (0, k - 1))))  # (N, filters, L): a window per start token
-            # ReLU output >= 0, so a zeroed start never wins. max() rather than amax(): its backward
-            # scatters to the argmax, where amax's compares every element again (2x the cost here).
-            codes.append((feats * keep).max(dim=2).values)
-        return torch.cat(codes, dim=1)
+            composed = torch.einsum("fjw,gjc->gfcw", conv.weight, routes)  # (G, filters, c, kernel)
+            codes.append(ConvMaxOverTime.apply(p, composed, conv.bias, valid))
+        return torch.cat(codes, dim=2)
 
 
 class TransferRouting(nn.Module):
@@ -107,13 +203,19 @@ class TransferRouting(nn.Module):
         delta_i = GumbelSoftmax_hard(W_dec z_i)  1 = transfer task i's knowledge (B,)
         v_j     = sum_{i<=t} delta_i * s_ij * u_{j|i}
         o       = W_out [v_1; ...; v_N]          N*c -> d
+
+    U_i is never formed: with R_i = [W_i1; ...; W_iN] (N*c x c), U_i = R_i p_i is linear in p_i, so
+    the CNNs run on p_i with R_i folded into their weights (``TokenCNN``), and
+    v = sum_i (delta_i s_i * R_i) p_i folds the per-example scalars into R_i.
     """
 
     def __init__(self, config: PluginConfig, hidden_size: int):
         super().__init__()
         c, n = config.capsule_size, config.num_transfer_capsules
         self.capsule_size, self.num_capsules = c, n
-        self.routes = nn.ParameterList()  # per task i: W_{i,j} for every transfer capsule j, (N, c, c)
+        self.routes = nn.Parameter(torch.empty(0, n, c, c))  # (T, N, c, c): task i's W_{i,j} for every transfer capsule j
+        if config.freeze_old_capsules:
+            self.register_buffer("routes_frozen", torch.empty(0, n, c, c))
         self.current_code = TokenCNN(n * c, config.routing_filters, config.routing_kernel_sizes)
         self.previous_code = TokenCNN(n * c, config.routing_filters, config.routing_kernel_sizes)
         code = self.current_code.out_features
@@ -124,20 +226,24 @@ class TransferRouting(nn.Module):
 
     def add_task(self) -> None:
         c = self.capsule_size
-        self.routes.append(_uniform(self.num_capsules, c, c, fan_in=c))
+        _append_task(self, "routes", _uniform(1, self.num_capsules, c, c, fan_in=c), 0)
+
+    def every_route(self) -> torch.Tensor:
+        """W_ij of every learned task i, (T, N, c, c)."""
+        return _every_task(self, "routes", 0)
 
     def forward(self, p: torch.Tensor, task_ids: torch.Tensor, token_mask: torch.Tensor) -> torch.Tensor:
         """p (B, L, T, c) task capsules; task_ids (B,); token_mask (B, L) -> o (B, L, d)."""
         B, L, T, c = p.shape
-        routes = torch.stack(tuple(self.routes[:T]))  # (T, N, c, c)
-        u = torch.einsum("bltc,tnkc->bltnk", p, routes).reshape(B, L, T, self.num_capsules * c)
-        u = u * token_mask[:, :, None, None]  # (B, L, T, Nc), zero at padding
+        routes = self.every_route()[:T].reshape(T, self.num_capsules * c, c)  # R_i: p_i -> U_i
+        p = p * token_mask[:, :, None, None]  # zero at padding, and so is every u_{j|i} = W_ij p_i
+        channels = p.permute(0, 2, 3, 1)  # (B, T, c, L): each task's capsule as convolution channels
+        real = token_mask > 0
 
-        current = u[torch.arange(B, device=u.device), :, task_ids]  # U_t per example (B, L, Nc)
-        a = self.current_code(current, token_mask)  # (B, F)
-        per_task = u.permute(0, 2, 1, 3).reshape(B * T, L, -1)  # every task's U_i in one batch
-        z = self.previous_code(per_task, token_mask.repeat_interleave(T, dim=0)).view(B, T, -1)
-        z = z + self.project_current(a)[:, None, :]  # (B, T, F)
+        current = channels[torch.arange(B, device=p.device), task_ids]  # p_t per example (B, c, L)
+        a = self.current_code(current[None], routes[task_ids], real[None])[0]  # a_t = CNN_cur(R_t p_t), (B, F)
+        z = self.previous_code(channels, routes, real[:, None, :])  # every task's CNN_prev(U_i), (B, T, F)
+        z = z + self.project_current(a)[:, None, :]
 
         weights = self.similarity(z)  # s_i (B, T, Nc)
         logits = self.decision(z)  # (B, T, 2)
@@ -145,11 +251,41 @@ class TransferRouting(nn.Module):
             route = F.gumbel_softmax(logits, tau=1.0, hard=True)[..., 1]
         else:  # deterministic: the more likely decision
             route = (logits[..., 1] > logits[..., 0]).to(logits.dtype)
-        learned = torch.arange(T, device=u.device)[None, :] <= task_ids[:, None]  # only tasks i <= t
+        learned = torch.arange(T, device=p.device)[None, :] <= task_ids[:, None]  # only tasks i <= t
         route = route * learned  # (B, T)
 
-        v = torch.einsum("bt,btk,bltk->blk", route, weights, u)  # (B, L, Nc)
+        mix = (route[:, :, None] * weights)[..., None] * routes  # delta_i s_i * R_i, (B, T, Nc, c)
+        v = torch.einsum("bltc,btjc->blj", p, mix)  # (B, L, Nc)
         return self.output(v)
+
+
+# Checkpoint format 1 held one tensor per task and kind ("<plugin>.task_capsules.w1.<task>", ...):
+# where each kind's tasks sit in today's joined tensor, and whether a task's part gains that axis.
+_FORMAT1_PER_TASK = re.compile(r"^(.*\.(?:task_capsules\.(?:w1|b1|w2|b2)|transfer_routing\.routes))\.(\d+)$")
+_FORMAT1_AXES = {"w1": (1, False), "b1": (0, False), "w2": (0, True), "b2": (0, False), "routes": (0, True)}
+
+
+def join_format1_tensors(state: dict[str, torch.Tensor], freeze_old_capsules: bool) -> dict[str, torch.Tensor]:
+    """A checkpoint state of format 1 in today's layout: each kind's per-task tensors joined into
+    one (with ``freeze_old_capsules``, the earlier tasks' into ``<name>_frozen``, the newest
+    task's into ``<name>``). Other tensors pass unchanged; a gap in the task numbers shows up as a
+    wrongly shaped tensor when the checkpoint is checked against the model."""
+    joined: dict[str, torch.Tensor] = {}
+    parts: dict[str, dict[int, torch.Tensor]] = {}
+    for key, value in state.items():
+        match = _FORMAT1_PER_TASK.match(key)
+        if match:
+            parts.setdefault(match[1], {})[int(match[2])] = value
+        else:
+            joined[key] = value
+    for name, by_task in parts.items():
+        axis, own_axis = _FORMAT1_AXES[name.rsplit(".", 1)[1]]
+        tensors = [by_task[t].unsqueeze(axis) if own_axis else by_task[t] for t in sorted(by_task)]
+        if freeze_old_capsules:
+            joined[f"{name}_frozen"] = torch.cat([tensors[-1].narrow(axis, 0, 0), *tensors[:-1]], axis)
+            tensors = tensors[-1:]
+        joined[name] = torch.cat(tensors, axis)
+    return joined
 
 
 class TaskMasks(nn.Module):
@@ -179,8 +315,12 @@ class TaskMasks(nn.Module):
         return [torch.sigmoid(s * per_task[task]) for per_task in self.embeddings]
 
     def forward(self, task_ids: torch.Tensor, s: float) -> list[torch.Tensor]:
-        """Per-example masks: [(B, a), (B, d)]."""
-        return [torch.sigmoid(s * torch.stack(tuple(per_task))[task_ids]) for per_task in self.embeddings]
+        """Per-example masks: [(B, a), (B, d)], computed for the batch's own tasks only."""
+        tasks, which = torch.unique(task_ids, return_inverse=True)
+        if len(tasks) == 1:  # the usual batch, one task: its embeddings as they are, no copy
+            task = int(tasks[0])
+            return [torch.sigmoid(s * per_task[task]).expand(len(task_ids), -1) for per_task in self.embeddings]
+        return [torch.sigmoid(s * torch.stack([per_task[t] for t in tasks.tolist()]))[which] for per_task in self.embeddings]
 
     @torch.no_grad()
     def accumulate(self, task: int, s_max: float) -> None:
@@ -197,7 +337,7 @@ class CTRPlugin(Plugin):
         self.config = config
         self.knowledge_sharing = knowledge_sharing
         if knowledge_sharing:
-            self.task_capsules = TaskCapsules(hidden_size, config.task_capsule_hidden, config.capsule_size)
+            self.task_capsules = TaskCapsules(hidden_size, config.task_capsule_hidden, config.capsule_size, config.freeze_old_capsules)
             self.transfer_routing = TransferRouting(config, hidden_size)
         self.fc1 = nn.Linear(hidden_size, config.adapter_size)  # W1: d -> a
         self.fc2 = nn.Linear(config.adapter_size, hidden_size)  # W2: a -> d
@@ -208,10 +348,7 @@ class CTRPlugin(Plugin):
         self.up_activation = nn.ReLU() if config.tsm_activation == "relu" else nn.Identity()
 
     def add_task(self) -> None:
-        if self.knowledge_sharing:
-            if self.config.freeze_old_capsules:
-                for param in (*self.task_capsules.parameters(), *self.transfer_routing.routes):
-                    param.requires_grad_(False)
+        if self.knowledge_sharing:  # with freeze_old_capsules, the earlier tasks' capsules and routes stop learning
             self.task_capsules.add_task()
             self.transfer_routing.add_task()
         self.masks.add_task()

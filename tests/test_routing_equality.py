@@ -1,0 +1,179 @@
+"""The fast CTR plugin computes the paper's function: compared with a slow, obviously correct one.
+
+``reference_plugin`` below follows the equations of ctr_spec.md one example, one task and one
+token window at a time, on each example's real tokens only (no batch, no padding, no folding of
+the route matrices into the convolutions, no custom backward). The fast plugin must give the same
+outputs (evaluation) and the same gradient for every trainable parameter and for its input
+(training, with the Gumbel noise fixed), on padded batches that mix tasks, to float rounding.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ctr_plugin.plugins import CTRPlugin, PluginConfig, PluginContext
+from ctr_plugin.plugins import ctr as ctr_module
+
+HIDDEN = 16
+CONFIG = PluginConfig(adapter_size=8, task_capsule_hidden=4, routing_filters=6, routing_kernel_sizes=(3, 4, 5))
+
+
+def straight_through(logits: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """Hard Gumbel-softmax with given Gumbel noise: one-hot forward, the soft sample's gradient."""
+    soft = (logits + noise).softmax(-1)
+    hard = F.one_hot(soft.argmax(-1), soft.shape[-1]).to(soft.dtype)
+    return hard - soft.detach() + soft
+
+
+def token_cnn(cnn, u: torch.Tensor) -> torch.Tensor:
+    """Kim CNN on one example's real tokens u (n, channels): a window starts on every token and
+    runs past the end into zeros; ReLU; max over the windows."""
+    codes = []
+    for conv in cnn.convs:
+        k = conv.kernel_size[0]
+        padded = torch.cat((u, u.new_zeros(k - 1, u.shape[1])))
+        windows = [padded[l : l + k] for l in range(u.shape[0])]  # (k, channels) each
+        feats = torch.stack([torch.einsum("fjw,wj->f", conv.weight, w) + conv.bias for w in windows])  # (n, filters)
+        codes.append(F.relu(feats).max(dim=0).values)
+    return torch.cat(codes)
+
+
+def reference_plugin(plugin: CTRPlugin, x, task_ids, lengths, s: float, noise=None) -> torch.Tensor:
+    """y = x + m2 * act(W2 (m1 * relu(W1 (x + KSM(x))))) per example, the KSM as in ctr_spec.md §3."""
+    caps, routing = plugin.task_capsules, plugin.transfer_routing
+    k, c, n_caps = caps.capsule_hidden, caps.capsule_size, routing.num_capsules
+    w1, b1, w2, b2 = caps.every_task()
+    routes = routing.every_route()  # (T, N, c, c)
+    num_tasks = int(task_ids.max()) + 1
+    outputs = []
+    for b in range(x.shape[0]):
+        t, n = int(task_ids[b]), int(lengths[b])
+        xb = x[b, :n]
+        u = []  # pre-route vectors U_i = [W_i1 p_i; ...; W_iN p_i] of every task i, (n, N*c) each
+        for i in range(num_tasks):
+            p_i = F.relu(xb @ w1[:, i * k : (i + 1) * k] + b1[i * k : (i + 1) * k]) @ w2[i] + b2[i * c : (i + 1) * c]
+            u.append(torch.cat([p_i @ routes[i, j].T for j in range(n_caps)], dim=1))
+        a = token_cnn(routing.current_code, u[t])
+        v = xb.new_zeros(n, n_caps * c)
+        for i in range(num_tasks):
+            z = token_cnn(routing.previous_code, u[i]) + routing.project_current(a)
+            weights, logits = routing.similarity(z), routing.decision(z)
+            if noise is not None:
+                delta = straight_through(logits, noise[b, i])[1]
+            else:
+                delta = (logits[1] > logits[0]).to(x.dtype)
+            if i <= t:
+                v = v + delta * weights * u[i]
+        o = torch.cat((routing.output(v), routing.output.bias.expand(x.shape[1] - n, -1)))  # padding: v = 0
+        h = x[b] + o
+        m1 = torch.sigmoid(s * plugin.masks.embeddings[0][t])
+        m2 = torch.sigmoid(s * plugin.masks.embeddings[1][t])
+        h1 = m1 * F.relu(plugin.fc1(h))
+        outputs.append(x[b] + m2 * plugin.up_activation(plugin.fc2(h1)))
+    return torch.stack(outputs)
+
+
+def make_plugin(num_tasks: int, freeze_old: bool, dtype: torch.dtype) -> tuple[CTRPlugin, PluginContext]:
+    torch.manual_seed(num_tasks)
+    context = PluginContext()
+    plugin = CTRPlugin(PluginConfig(**{**CONFIG.to_dict(), "freeze_old_capsules": freeze_old}), HIDDEN, context)
+    for _ in range(num_tasks):
+        plugin.add_task()
+    with torch.no_grad():  # away from the initialisation (W2 starts near zero)
+        for tensor in (*plugin.parameters(), *plugin.buffers()):
+            tensor.add_(torch.randn_like(tensor) * 0.5)
+    return plugin.to(dtype), context
+
+
+def batch(task_ids: list[int], dtype: torch.dtype):
+    lengths = torch.tensor([9, 2, 6, 1, 9, 4, 7][: len(task_ids)])
+    token_mask = (torch.arange(9)[None, :] < lengths[:, None]).to(dtype)  # padded on the right, as BERT's tokenizers do
+    x = torch.randn(len(task_ids), 9, HIDDEN, dtype=dtype)
+    return x, torch.tensor(task_ids), token_mask, lengths
+
+
+CASES = [  # (learned tasks, the batch's task ids, freeze_old_capsules)
+    (1, [0, 0, 0, 0, 0], False),
+    (2, [1, 0, 1, 0], False),
+    (5, [4, 0, 2, 1, 3, 4, 2], False),
+    (5, [2, 0, 1, 2], False),  # tasks 3 and 4 are learned but later than every example's
+    (2, [1, 0, 1], True),  # task 0's capsules and routes are frozen
+    (5, [4, 1, 3, 0, 2], True),
+]
+
+
+def run_fast(plugin, context, x, task_ids, token_mask, s):
+    context.task_ids, context.token_mask, context.active_tasks, context.s = task_ids, token_mask, int(task_ids.max()) + 1, s
+    return plugin(x)
+
+
+@torch.no_grad()
+def balance_routes(plugin, context, x, task_ids, token_mask) -> None:
+    """Shift the decision logits so that about half of the batch's routes to learned tasks transfer:
+    the comparison then sees both kinds of route."""
+    logits = []
+    hook = plugin.transfer_routing.decision.register_forward_hook(lambda module, args, out: logits.append(out))
+    run_fast(plugin, context, x, task_ids, token_mask, s=400.0)
+    hook.remove()
+    learned = torch.arange(logits[0].shape[1])[None, :] <= task_ids[:, None]
+    margins = (logits[0][..., 1] - logits[0][..., 0])[learned].sort().values
+    middle = len(margins) // 2
+    threshold = (margins[middle - 1] + margins[middle]) / 2 if len(margins) > 1 else margins[0] - 1.0
+    plugin.transfer_routing.decision.bias[1] -= threshold
+    if len(margins) > 1:
+        assert 0 < int((margins > threshold).sum()) < len(margins)
+
+
+def assert_close(fast: torch.Tensor, reference: torch.Tensor, what: str) -> None:
+    """Within 1e-5 of the reference, relative to the reference's largest magnitude."""
+    scale = reference.abs().max().clamp_min(1e-30)
+    torch.testing.assert_close(fast, reference, rtol=1e-5, atol=1e-5 * float(scale), msg=lambda m: f"{what}: {m}")
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("num_tasks, task_ids, freeze_old", CASES)
+def test_fast_routing_gives_the_reference_outputs_at_evaluation(num_tasks, task_ids, freeze_old, dtype):
+    plugin, context = make_plugin(num_tasks, freeze_old, dtype)
+    plugin.eval()
+    x, ids, token_mask, lengths = batch(task_ids, dtype)
+    balance_routes(plugin, context, x, ids, token_mask)
+    with torch.no_grad():
+        fast = run_fast(plugin, context, x, ids, token_mask, s=400.0)
+        reference = reference_plugin(plugin, x, ids, lengths, s=400.0)
+    assert_close(fast, reference, "outputs")
+
+
+@pytest.mark.parametrize("chunk", [None, 1])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("num_tasks, task_ids, freeze_old", CASES)
+def test_fast_routing_gives_the_reference_gradients_in_training(num_tasks, task_ids, freeze_old, dtype, chunk, monkeypatch):
+    if chunk is not None:  # the feature maps one group at a time
+        monkeypatch.setattr(ctr_module, "FEATURE_MAP_CHUNK", chunk)
+    plugin, context = make_plugin(num_tasks, freeze_old, dtype)
+    plugin.train()
+    x, ids, token_mask, lengths = batch(task_ids, dtype)
+    noise = -torch.empty(len(task_ids), num_tasks, 2, dtype=dtype).exponential_().log()  # Gumbel(0, 1)
+    monkeypatch.setattr(F, "gumbel_softmax", lambda logits, tau=1.0, hard=True: straight_through(logits, noise[:, : logits.shape[1]]))
+    trainable = {name: p for name, p in plugin.named_parameters() if p.requires_grad}
+    if freeze_old:  # the newest task's capsules and routes learn; the earlier tasks' are buffers
+        assert plugin.task_capsules.w2.shape[0] == plugin.transfer_routing.routes.shape[0] == 1
+        assert plugin.task_capsules.w2_frozen.shape[0] == plugin.transfer_routing.routes_frozen.shape[0] == num_tasks - 1
+    weights = torch.randn(x.shape, dtype=dtype)
+    s = 2.5  # HAT's temperature mid-anneal: masks between 0 and 1, gradients reach the embeddings
+
+    def gradients(forward) -> dict[str, torch.Tensor]:
+        plugin.zero_grad(set_to_none=True)
+        inputs = x.clone().requires_grad_(True)
+        (forward(inputs) * weights).sum().backward()
+        grads = {name: p.grad if p.grad is not None else torch.zeros_like(p) for name, p in trainable.items()}
+        return grads | {"input": inputs.grad}
+
+    fast = gradients(lambda inputs: run_fast(plugin, context, inputs, ids, token_mask, s))
+    reference = gradients(lambda inputs: reference_plugin(plugin, inputs, ids, lengths, s, noise))
+    assert fast.keys() == reference.keys()
+    for name in reference:
+        assert_close(fast[name], reference[name], f"gradient of {name}")
+    assert all(reference[name].abs().sum() > 0 for name in ("task_capsules.w1", "transfer_routing.routes", "transfer_routing.previous_code.convs.0.weight", "input"))
+
