@@ -15,6 +15,13 @@ Every example carries its own task id (``context.task_ids``), so one batch may m
 example's output never depends on the other examples of its batch. Tasks are added one at a time;
 nothing is sized by the number of tasks in advance.
 
+The transfer routing computes the paper's function at close to its arithmetic's cost, with the
+same values and gradients to float rounding (tests/test_routing_equality.py compares it with a slow
+per-example implementation of the equations): the route matrices W_ij are folded into the routing
+convolutions (``TokenCNN``), the convolution + max over time keeps only each filter's winning
+window for its backward (``ConvMaxOverTime``), and every task's capsules and routes sit in one
+tensor per kind, grown when a task is added, never stacked per step.
+
 The training-time rules of HAT (the s schedule, gradient masking, gradient compensation, the
 embedding clamp and the mask regulariser) live in ``ctr_plugin/continual/hat.py``, beside the
 training loop; this module only computes.
@@ -24,6 +31,7 @@ from __future__ import annotations
 
 import math
 import re
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -31,7 +39,6 @@ from torch import nn
 
 from .base import Plugin, PluginConfig
 from .context import PluginContext
-
 
 FEATURE_MAP_CHUNK = 1 << 22  # elements of routing feature map computed at once (16 MB in float32)
 
@@ -74,7 +81,7 @@ class TaskCapsules(nn.Module):
     """
 
     # where the tasks sit in each stored tensor; the biases are 1-D like every bias (never weight-decayed)
-    task_axes = {"w1": 1, "b1": 0, "w2": 0, "b2": 0}
+    task_axes: ClassVar[dict[str, int]] = {"w1": 1, "b1": 0, "w2": 0, "b2": 0}
 
     def __init__(self, hidden_size: int, capsule_hidden: int, capsule_size: int, freeze_old: bool = False):
         super().__init__()
@@ -234,7 +241,7 @@ class TransferRouting(nn.Module):
 
     def forward(self, p: torch.Tensor, task_ids: torch.Tensor, token_mask: torch.Tensor) -> torch.Tensor:
         """p (B, L, T, c) task capsules; task_ids (B,); token_mask (B, L) -> o (B, L, d)."""
-        B, L, T, c = p.shape
+        B, _, T, c = p.shape
         routes = self.every_route()[:T].reshape(T, self.num_capsules * c, c)  # R_i: p_i -> U_i
         p = p * token_mask[:, :, None, None]  # zero at padding, and so is every u_{j|i} = W_ij p_i
         channels = p.permute(0, 2, 3, 1)  # (B, T, c, L): each task's capsule as convolution channels
