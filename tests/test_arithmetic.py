@@ -1,0 +1,74 @@
+"""The multiply-adds bench.py prints beside its time ratios: checked against torch's own FLOP
+counter, and the bench's smoke mode."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from conftest import TINY_PLUGIN
+from ctr_plugin.arithmetic import EncoderShape, multiply_adds
+from ctr_plugin.model import ContinualModel, load_encoder
+from ctr_plugin.plugins import PluginConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+KINDS = {"ctr": "ctr", "hat_adapter": "hat_adapter", "adapter": "adapter", "frozen_heads": "none", "full_finetune": "none"}
+
+
+def counted(kind: str, tasks: int, tiny_bert_dir: str, batch: int = 3, length: int = 7):
+    """(multiply-adds torch's FLOP counter sees in an inference forward, in a training step; the
+    model's plugin config; the model)"""
+    torch.manual_seed(0)
+    encoder, tokenizer = load_encoder(tiny_bert_dir)
+    encoder.set_attn_implementation("eager")  # attention as matrix products, which the counter sees
+    config = PluginConfig(**{**TINY_PLUGIN.to_dict(), "plugin_type": KINDS[kind]})
+    model = ContinualModel(encoder, tokenizer, config, tiny_bert_dir, head_dropout=0.0, train_encoder=kind == "full_finetune")
+    for t in range(tasks):
+        model.add_task(f"task{t}", ["a", "b"])
+    ids = torch.randint(5, encoder.config.vocab_size, (batch, length))
+    task_ids = torch.full((batch,), tasks - 1)
+    model.eval()
+    with FlopCounterMode(display=False) as forward:
+        model(ids, torch.ones_like(ids), task_ids)
+    model.train()
+    with FlopCounterMode(display=False) as step:
+        model(ids, torch.ones_like(ids), task_ids, s=1.0).logsumexp(-1).sum().backward()
+    return forward.get_total_flops() // 2, step.get_total_flops() // 2, config, model
+
+
+@pytest.mark.parametrize("kind, tasks", [("ctr", 1), ("ctr", 3), ("hat_adapter", 2), ("adapter", 2), ("frozen_heads", 2), ("full_finetune", 2)])
+def test_multiply_adds_are_those_torch_counts(kind, tasks, tiny_bert_dir):
+    forward, step, config, model = counted(kind, tasks, tiny_bert_dir)
+    counts = multiply_adds(kind, tasks, EncoderShape.of(model.encoder), config, batch=3, length=7)
+    assert counts.inference == forward
+    if kind != "ctr":
+        assert counts.training_step == step
+    else:
+        # The argmax backward's input gradient spreads each winning window's gradient with an
+        # elementwise product, and the current-task CNN's weight gradient (one example per group)
+        # is one too: multiply-adds the counter, which sees matrix products only, does not count.
+        windows = config.routing_filters * config.capsule_size * sum(config.routing_kernel_sizes)
+        spread, current_weights = 3 * (tasks + 1) * windows, 3 * windows  # per plugin, batch 3
+        assert counts.training_step - step == len(model.plugins) * (spread + current_weights)
+
+
+def test_bench_quick_runs_every_configuration_and_prints_the_arithmetic_beside_the_ratios(tmp_path):
+    output = tmp_path / "bench.json"
+    env = os.environ | {"HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+    run = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench.py"), "--quick", "--output", str(output)], capture_output=True, text=True, env=env, timeout=600, check=False)
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = json.loads(output.read_text())
+    kinds = {(r["kind"], r["series"]) for r in result["rows"]}
+    assert {("adapter", "main"), ("frozen_heads", "main"), ("full_finetune", "main"), ("ctr", "main"), ("ctr", "second"), ("adapter", "second")} <= kinds
+    assert all(r["train_step_s"] > 0 and r["train_multiply_adds"] > r["inference_multiply_adds_per_example"] > 0 for r in result["rows"])
+    by_name = {r["name"]: r for r in result["ratios"]}
+    for name in ("ctr_step_vs_adapter_at_3_tasks", "ctr_step_3_vs_1_tasks", "ctr_eval_vs_adapter_at_3_tasks", "second geometry: ctr_step_vs_adapter_at_3_tasks"):
+        assert by_name[name]["measured"] > 0 and by_name[name]["arithmetic"] > 1.0  # CTR does more arithmetic than the adapter, and more with more tasks
+        assert name in run.stdout
