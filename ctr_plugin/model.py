@@ -167,7 +167,9 @@ def _checkpoint_directory(directory_or_repo_id: str | os.PathLike, revision: str
     try:
         return Path(snapshot_download(str(directory_or_repo_id), revision=revision, token=token, cache_dir=cache_dir))
     except (LocalEntryNotFoundError, OfflineModeIsEnabled, HfHubHTTPError, OSError) as err:
-        offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+        from huggingface_hub import constants
+
+        offline = constants.HF_HUB_OFFLINE
         hint = (
             "HF_HUB_OFFLINE=1 is set and the repo is not in the hub cache: download it once with network access"
             if offline
