@@ -22,7 +22,13 @@ from typing import Any
 from accelerate import Accelerator
 from torch import nn
 
-from .continual.loop import ContinualResults, TrainingConfig, evaluate, learn_next_task, run_sequence
+from .continual.loop import (
+    ContinualResults,
+    TrainingConfig,
+    evaluate,
+    learn_next_task,
+    run_sequence,
+)
 from .continual.methods import METHODS, ContinualMethod, get_method
 from .data.types import Split, TaskData
 from .errors import CTRError, DataError
@@ -254,7 +260,7 @@ class ContinualLearner:
     ):
         if not isinstance(model, ContinualModel):
             raise CTRError(f"ContinualLearner trains a ctr_plugin ContinualModel (get_continual_model(...)), got {type(model).__name__}.")
-        self.method = resolve_method(method or model.method_name, method_options)
+        self.method = resolve_method(method or model.method_name, method_options, DEFAULT_METHOD[model.plugin_config.plugin_type])
         if type(self.method).plugin_type != model.plugin_config.plugin_type:
             raise CTRError(
                 f"Method {self.method.name!r} trains plugin_type {type(self.method).plugin_type!r}, but this model carries "

@@ -29,9 +29,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments
+from transformers import (
+    DataCollatorWithPadding,
+    Trainer,
+    TrainerCallback,
+    TrainingArguments,
+)
 
-from .api import resolve_method
+from .api import DEFAULT_METHOD, resolve_method
 from .continual.loop import TrainingConfig, parameter_groups
 from .continual.methods import ContinualMethod, Step
 from .continual.methods.ewc import EWC
@@ -87,7 +92,7 @@ class ContinualTrainer(Trainer):
         if not isinstance(model, ContinualModel):
             raise CTRError(f"ContinualTrainer trains a ctr_plugin ContinualModel, got {type(model).__name__}.")
         given = method
-        method = resolve_method(method or model.method_name, method_options)
+        method = resolve_method(method or model.method_name, method_options, DEFAULT_METHOD[model.plugin_config.plugin_type])
         if type(method).plugin_type != model.plugin_config.plugin_type:
             raise CTRError(f"Method {method.name!r} trains plugin_type {type(method).plugin_type!r}, but this model carries {model.plugin_config.plugin_type!r} plugins.")
         if method.joint_training or isinstance(method, (EWC, Replay)):

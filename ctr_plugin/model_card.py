@@ -46,12 +46,13 @@ def encoder_identity(name_or_path: str) -> tuple[str | None, str | None]:
     hub_id = None
     if not Path(name_or_path).is_dir():
         hub_id = name_or_path
-        try:
-            from huggingface_hub import try_to_load_from_cache
+        from huggingface_hub import try_to_load_from_cache
+        from huggingface_hub.utils import HFValidationError
 
+        try:
             cached = try_to_load_from_cache(name_or_path, "README.md")
             readme = Path(cached) if isinstance(cached, str) else None
-        except Exception:  # an invalid repo id: nothing cached
+        except HFValidationError:  # not a repo id (a path that is gone): nothing cached
             readme = None
     licence = None
     if readme is not None and readme.is_file():
@@ -111,14 +112,18 @@ def model_card(config: dict, version: str | None = None) -> str:
     out += [f"# {title}", ""]
     if non_commercial:
         out += [
-            f"> **Non-commercial use only.** The tasks {', '.join(f'`{n}`' for n in non_commercial)} were trained on data "
-            "whose terms forbid commercial use (see the table below); these weights carry those terms.",
+            (
+                f"> **Non-commercial use only.** The tasks {', '.join(f'`{n}`' for n in non_commercial)} were trained on "
+                "data whose terms forbid commercial use (see the table below); these weights carry those terms."
+            ),
             "",
         ]
     out += [
-        f"Plugins (CL-plugins: {config['plugin']['plugin_type']}) injected into every layer of a frozen encoder, with one "
-        f"classification head per task, trained task after task by ctr_plugin "
-        f"{version}. The task of each text is given at prediction time (task-incremental learning).",
+        (
+            f"Plugins (CL-plugins: {config['plugin']['plugin_type']}) injected into every layer of a frozen encoder, with "
+            f"one classification head per task, trained task after task by ctr_plugin {version}. The task of each text "
+            "is given at prediction time (task-incremental learning)."
+        ),
         "",
         "## Use",
         "",

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from conftest import TINY_PLUGIN, keyword_task
 from transformers import AutoModel
 from transformers.modeling_outputs import SequenceClassifierOutput
 
-from conftest import TINY_PLUGIN, keyword_task
 from ctr_plugin import (
     CheckpointError,
     ContinualLearner,
@@ -70,7 +70,7 @@ def test_get_continual_model_puts_plugins_into_the_users_own_encoder(learned):
 
 
 def test_evaluate_scores_a_task_on_its_test_data_or_on_data_given(learned):
-    model, learner, _, rows = learned
+    _, learner, _, rows = learned
     assert learner.evaluate("colour")["acc"] == pytest.approx(rows[1]["colour"], abs=0.01)
     given = learner.evaluate("sentiment", as_pairs(SENTIMENT.test, SENTIMENT.label_names))
     assert given["acc"] == pytest.approx(rows[1]["sentiment"], abs=0.01)
@@ -136,7 +136,7 @@ def test_training_a_hat_model_with_a_plain_optimizer_warns_and_the_learner_does_
 def test_every_checkpoint_carries_a_model_card_the_hub_can_read(learned, tmp_path):
     from huggingface_hub import ModelCard
 
-    model, learner, _, rows = learned
+    _, learner, _, rows = learned
     learner.save_pretrained(tmp_path / "ckpt")
     card = ModelCard.load(tmp_path / "ckpt" / "README.md")
     meta = card.data.to_dict()

@@ -6,11 +6,16 @@ import dataclasses
 
 import pytest
 import torch
+from conftest import TINY_PLUGIN, keyword_task
 from datasets import Dataset
 from transformers import Trainer, TrainingArguments
 
-from conftest import TINY_PLUGIN, keyword_task
-from ctr_plugin import ContinualTrainer, CTRError, UnprotectedTrainingWarning, get_continual_model
+from ctr_plugin import (
+    ContinualTrainer,
+    CTRError,
+    UnprotectedTrainingWarning,
+    get_continual_model,
+)
 from ctr_plugin.continual import hat
 from ctr_plugin.hf_trainer import TaskCollator
 
@@ -25,9 +30,9 @@ def tokenized(model, split) -> Dataset:
 
 
 def arguments(tmp_path, **changes) -> TrainingArguments:
-    options = dict(output_dir=str(tmp_path / "trainer"), num_train_epochs=3, learning_rate=3e-2, per_device_train_batch_size=16,
-                   per_device_eval_batch_size=64, save_strategy="no", logging_strategy="no", report_to="none", use_cpu=True,
-                   disable_tqdm=True, seed=0)
+    options = {"output_dir": str(tmp_path / "trainer"), "num_train_epochs": 3, "learning_rate": 3e-2, "per_device_train_batch_size": 16,
+               "per_device_eval_batch_size": 64, "save_strategy": "no", "logging_strategy": "no", "report_to": "none", "use_cpu": True,
+               "disable_tqdm": True, "seed": 0}
     return TrainingArguments(**(options | changes))
 
 
