@@ -85,7 +85,8 @@ class ContinualTrainer(Trainer):
     or during training and are not supported here (use :class:`ctr_plugin.ContinualLearner`);
     neither is ``bert_mtl`` (all tasks at once). The datasets hold tokenized examples
     (``input_ids``, ``attention_mask``, ``label`` or ``labels``, and optionally ``task_ids``);
-    the default collator pads them and adds the task id. Everything else is ``Trainer``'s.
+    the default collator pads them and adds the task id. ``load_best_model_at_end`` and
+    ``resume_from_checkpoint`` are not supported. Everything else is ``Trainer``'s.
     """
 
     def __init__(self, model: ContinualModel, args: TrainingArguments | None = None, *, task: str | int, method: str | ContinualMethod | None = None, method_options: dict | None = None, data_collator=None, **kwargs):
@@ -154,17 +155,25 @@ class ContinualTrainer(Trainer):
         self._batch += 1
         return loss
 
-    def train(self, *args, **kwargs):
+    def train(self, resume_from_checkpoint=None, **kwargs):
         """Train the task under the method's rules: ``before_task``, the Trainer's loop,
         ``after_task`` (HAT: the task's masks join m_pre and are protected from then on)."""
         model, method = self.continual_model, self.continual_method
-        self._num_batches = max(1, len(self.get_train_dataloader()))
+        if resume_from_checkpoint:
+            raise CTRError(
+                "resume_from_checkpoint is not supported: the Trainer would reload weights in its own format, and the "
+                "method's state at that step is not in its checkpoint. Train the task again from its start."
+            )
+        try:
+            self._num_batches = max(1, len(self.get_train_dataloader()))
+        except TypeError:
+            raise CTRError("ContinualTrainer needs a training dataset with a length: HAT's temperature anneals over each epoch's batches.") from None
         self._num_epochs = max(1, math.ceil(self.args.num_train_epochs)) if self.args.max_steps <= 0 else max(1, math.ceil(self.args.max_steps / self._num_batches))
         if self.task_id == 0:
             method.before_sequence(model, [], TrainingConfig(batch_size=self.args.per_device_train_batch_size, seed=self.args.seed, progress=False))
         with model.method_rules(method.name):
             method.before_task(model, self.task_id, None)
-            output = super().train(*args, **kwargs)
+            output = super().train(**kwargs)
             method.after_task(model, self.task_id, None)
         model.method_name = method.name
         return output

@@ -241,8 +241,8 @@ class ContinualModel(nn.Module):
         self.task_sources: list[str | None] = []  # each task's data source and its terms (None: not recorded)
         # The continual-learning method that trains this model (its name); checkpoints record it.
         self.method_name: str | None = None
-        # Set while a method's rules are applied to the training steps (``method_rules``); training
-        # outside them warns once, since HAT's protection would silently be lost.
+        # Set while a method's rules are applied to the training steps (``method_rules``); a
+        # backward pass outside them warns once, since HAT's protection would silently be lost.
         self._rules_applied_by: str | None = None
         self._warned_unprotected = False
         # Methods that train one copy of the shared weights per task (bert_one) keep every
@@ -373,17 +373,17 @@ class ContinualModel(nn.Module):
     @contextlib.contextmanager
     def method_rules(self, method_name: str):
         """Marks the training steps taken inside as governed by ``method_name``'s rules (the loop
-        and ``ContinualTrainer`` use it); outside it, training a HAT-masked model warns."""
+        and ``ContinualTrainer`` use it); outside it, a backward pass through a HAT-masked model
+        in training mode warns (``UnprotectedTrainingWarning``, once per model)."""
         previous, self._rules_applied_by = self._rules_applied_by, method_name
         try:
             yield self
         finally:
             self._rules_applied_by = previous
 
-    def _warn_if_unprotected(self) -> None:
-        if self._warned_unprotected or self._rules_applied_by is not None:
-            return
-        if self.plugin_config.plugin_type not in HAT_PLUGIN_TYPES:
+    def _warn_if_unprotected(self, _grad: torch.Tensor | None = None) -> None:
+        """Warn, once, that a HAT-masked model is being trained without its method's rules."""
+        if self._warned_unprotected:
             return
         self._warned_unprotected = True
         warnings.warn(
@@ -394,7 +394,7 @@ class ContinualModel(nn.Module):
             "will not be protected later. Train with ctr_plugin.ContinualLearner or "
             "ctr_plugin.ContinualTrainer instead.",
             UnprotectedTrainingWarning,
-            stacklevel=5,  # the caller of model(...), through nn.Module.__call__
+            stacklevel=2,
         )
 
     def forward(
@@ -432,8 +432,6 @@ class ContinualModel(nn.Module):
                 f"task_ids {sorted(set(task_ids.tolist()))} are out of range: this model has {self.num_tasks} tasks "
                 f"(ids 0..{self.num_tasks - 1}). Add a task with model.add_task(name, labels) first."
             )
-        if self.training and torch.is_grad_enabled():
-            self._warn_if_unprotected()
         if self.task_weights:
             self._select_task_weights(task_ids)
         if self.only_task is not None and bool((task_ids != self.only_task).any()):
@@ -460,6 +458,8 @@ class ContinualModel(nn.Module):
             for t in tasks:
                 rows = task_ids == t
                 logits[rows, : len(self.label_names[t])] = self.heads[t](pooled[rows])
+        if self.training and logits.requires_grad and self._rules_applied_by is None and not self._warned_unprotected and self.plugin_config.plugin_type in HAT_PLUGIN_TYPES:
+            logits.register_hook(self._warn_if_unprotected)  # warns when a backward pass goes through it
         loss = None
         if labels is not None:
             loss = F.cross_entropy(logits.float(), torch.as_tensor(labels, dtype=torch.long, device=logits.device))

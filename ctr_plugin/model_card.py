@@ -66,12 +66,17 @@ def encoder_identity(name_or_path: str) -> tuple[str | None, str | None]:
     return hub_id, licence
 
 
+def _cell(value) -> str:
+    """``value`` as text that stays inside one cell of a Markdown table."""
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
 def _matrix_table(tasks: list[str], matrix: list[list[float | None]]) -> str:
-    lines = ["| after \\ on | " + " | ".join(tasks) + " |", "|---" * (len(tasks) + 1) + "|"]
+    lines = ["| after \\ on | " + " | ".join(map(_cell, tasks)) + " |", "|---" * (len(tasks) + 1) + "|"]
     for name, row in zip(tasks, matrix):
         if all(v is None for v in row):
             continue
-        lines.append(f"| {name} | " + " | ".join("" if v is None else f"{v:.2f}" for v in row) + " |")
+        lines.append(f"| {_cell(name)} | " + " | ".join("" if v is None else f"{v:.2f}" for v in row) + " |")
     return "\n".join(lines)
 
 
@@ -89,9 +94,9 @@ def model_card(config: dict, version: str | None = None) -> str:
             non_commercial.append(task["name"])
         if (hub := HUB_DATASET.search(task.get("source") or "")) is not None:
             datasets.append(hub.group(1))
-        labels = ", ".join(f"`{label}`" for label in task["labels"])
+        labels = ", ".join(f"`{_cell(label)}`" for label in task["labels"])
         kind = " (text pairs)" if task.get("pair") else ""
-        rows.append(f"| `{task['name']}`{kind} | {labels} | {task.get('source') or 'not recorded'} | {terms}{' **(non-commercial)**' if nc else ''} |")
+        rows.append(f"| `{_cell(task['name'])}`{kind} | {labels} | {_cell(task.get('source') or 'not recorded')} | {terms}{' **(non-commercial)**' if nc else ''} |")
     method = config.get("method")
     progress = config.get("progress") or {}
     meta: dict = {"library_name": "ctr_plugin", "pipeline_tag": "text-classification"}

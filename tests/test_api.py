@@ -122,8 +122,11 @@ def test_training_a_hat_model_with_a_plain_optimizer_warns_and_the_learner_does_
     model = get_continual_model(tiny_bert_dir, TINY_PLUGIN)
     model.add_task("t", ["a", "b"])
     model.train()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UnprotectedTrainingWarning)
+        out = model(**model.tokenize(["good"]), task_ids=torch.tensor([0]), labels=torch.tensor([1]))  # calling is not training
     with pytest.warns(UnprotectedTrainingWarning, match="ContinualLearner"):
-        model(**model.tokenize(["good"]), task_ids=torch.tensor([0]), labels=torch.tensor([1])).loss.backward()
+        out.loss.backward()
     fresh = get_continual_model(tiny_bert_dir, TINY_PLUGIN)
     with warnings.catch_warnings():
         warnings.simplefilter("error", UnprotectedTrainingWarning)
