@@ -1,13 +1,51 @@
 """ctr_plugin: CTR continual-learning plugins for a frozen HuggingFace BERT.
 
-    from ctr_plugin import ContinualModel
-    model = ContinualModel.from_pretrained("runs/hl5_ctr/checkpoint")
-    model.predict(["The zoom is superb."], task="canon_g3")
+    from ctr_plugin import ContinualLearner, ContinualModel, PluginConfig, get_continual_model
+
+    model = get_continual_model("bert-base-uncased", PluginConfig(adapter_size=2000), method="ctr")
+    learner = ContinualLearner(model, epochs=3)
+    learner.learn_task("laptops", train=[("great screen", "pos"), ...], validation=[...])
+    learner.save_pretrained("my_checkpoint")            # or learner.push_to_hub("me/my-ctr")
+    model = ContinualModel.from_pretrained("my_checkpoint")
+    model.predict(["The zoom is superb."], task="laptops")
+
+``ContinualTrainer`` (``ctr_plugin.hf_trainer``) trains a task with ``transformers.Trainer``.
 """
 
+from .api import ContinualLearner, as_task_data, get_continual_model
+from .continual.loop import ContinualResults, TrainingConfig
+from .continual.methods import METHODS, ContinualMethod, get_method
 from .errors import CheckpointError, CTRError, DataError, TaskError
-from .model import ContinualModel, Prediction
+from .model import ContinualModel, Prediction, UnprotectedTrainingWarning
 from .plugins import PluginConfig
 
 __version__ = "0.1.0"
-__all__ = ["CTRError", "CheckpointError", "ContinualModel", "DataError", "PluginConfig", "Prediction", "TaskError"]
+
+
+def __getattr__(name: str):
+    if name == "ContinualTrainer":  # imports transformers' Trainer (and with it accelerate, datasets ...) only when used
+        from .hf_trainer import ContinualTrainer
+
+        return ContinualTrainer
+    raise AttributeError(f"module 'ctr_plugin' has no attribute {name!r}")
+
+
+__all__ = [
+    "METHODS",
+    "CTRError",
+    "CheckpointError",
+    "ContinualLearner",
+    "ContinualMethod",
+    "ContinualModel",
+    "ContinualResults",
+    "ContinualTrainer",
+    "DataError",
+    "PluginConfig",
+    "Prediction",
+    "TaskError",
+    "TrainingConfig",
+    "UnprotectedTrainingWarning",
+    "as_task_data",
+    "get_continual_model",
+    "get_method",
+]

@@ -1,11 +1,13 @@
 """One continual-learning run, end to end: data, model, the loop, and everything written to disk.
 
 ``scripts/train_ctr.py`` parses its flags into a :class:`RunSettings` and calls :func:`run`; the
-table script calls the same function for every cell of its grid.
+table script calls the same function for every cell of its grid. The model is made by
+``api.get_continual_model`` and trained by ``api.ContinualLearner``: the Python API's path.
 
 ``output_dir`` receives
 
-* ``checkpoint/``: the model (``ContinualModel.save_pretrained``), rewritten after every task;
+* ``checkpoint/``: the model (``ContinualModel.save_pretrained``, with its model card ``README.md``
+  showing the results so far), rewritten after every task;
 * ``results.json``: the matrices, headline metrics and per-task cost (``params_added``,
   ``checkpoint_bytes``: the checkpoint's size after each task), rewritten after every task, atomically;
 * ``accuracy_matrix.png``: a heatmap of the accuracy matrix.
@@ -22,12 +24,13 @@ import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from .continual.loop import ContinualResults, TrainingConfig, evaluate, run_sequence, seed_everything
+from .api import ContinualLearner, get_continual_model
+from .continual.loop import ContinualResults, TrainingConfig, evaluate, seed_everything
 from .continual.methods import get_method
 from .continual.parallel import make_accelerator
 from .errors import CheckpointError, CTRError
 from .metrics import empty_matrix
-from .model import ContinualModel, load_encoder
+from .model import ContinualModel
 from .plugins import PluginConfig
 from .report import format_summary, plot_matrix
 from .run_dir import CHECKPOINT_DIR, COMMAND_FILE, RESULTS_FILE, OutputLock, check_output_dir, finished_run
@@ -172,14 +175,15 @@ def run(tasks, settings: RunSettings, output_dir: str | os.PathLike, source: dic
                 if command is not None:
                     write_json_atomic(output_dir / COMMAND_FILE, command)
                 replacing = False
-            model.save_pretrained(output_dir / CHECKPOINT_DIR, extra={"method": method.name, "seed": cfg.seed, "progress": results.to_dict()})
+            model.save_pretrained(output_dir / CHECKPOINT_DIR, extra=learner.card_fields() | {"progress": results.to_dict()})
             saved["tasks"], saved["this_run"] = results.completed_tasks, saved["this_run"] + 1  # the checkpoint is what resumes
             results.checkpoint_bytes.append(directory_bytes(output_dir / CHECKPOINT_DIR))
             write_json_atomic(output_dir / RESULTS_FILE, results.to_dict() | base)
 
         start = time.perf_counter()
+        learner = ContinualLearner(model, method, cfg, accelerator=accelerator)
         try:
-            results = run_sequence(model, method, tasks, cfg, results=results, on_task_end=save, accelerator=accelerator)
+            results = learner.learn_sequence(tasks, results=results, on_task_end=save)
         except FloatingPointError as err:
             raise CTRError(f"Training stopped: {err}. {_state_after_failure(output_dir, tasks, saved, replacing)} Lower --lr (or check the data), then start again.") from None
         except KeyboardInterrupt:
@@ -248,8 +252,7 @@ def _initial_model(tasks, settings: RunSettings, method) -> ContinualModel:
     trained), with the labels the checkpoint knows them by, and at least one new task follows."""
     encoder_name = resolved_encoder(settings.encoder)
     if not settings.from_checkpoint:
-        encoder, tokenizer = load_encoder(encoder_name)
-        return method.build_model(encoder, tokenizer, settings.plugin, encoder_name)
+        return get_continual_model(encoder_name, method.plugin_config(settings.plugin), method=method)
     config = ContinualModel.read_config(settings.from_checkpoint)
     trained_by = config.get("method")
     if trained_by is not None and trained_by != method.name:

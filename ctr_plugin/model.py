@@ -10,19 +10,22 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import contextlib
 import numbers
 import os
 import shutil
 import tempfile
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
+import torch.nn.functional as F
 from torch import nn
+from transformers.modeling_outputs import SequenceClassifierOutput
 
 from .errors import CheckpointError, CTRError, TaskError
 from .injection import inject_plugins
@@ -34,8 +37,14 @@ FORMAT_NAME = "ctr_plugin"
 FORMAT_VERSION = 2
 CONFIG_FILE = "ctr_config.json"
 WEIGHTS_FILE = "plugins.safetensors"
+CARD_FILE = "README.md"
 BUNDLED_ENCODER = "bundled:all-MiniLM-L6-v2"
+HAT_PLUGIN_TYPES = ("ctr", "hat_adapter")  # plugins whose protection depends on HAT's training rules
 TASK_WEIGHTS_PREFIX = "task_weights."  # + "<task id>.<parameter name>": one task's own copy
+
+
+class UnprotectedTrainingWarning(UserWarning):
+    """A HAT-masked model is trained without its method's rules: earlier tasks will be forgotten."""
 
 
 def _sha256(path: Path) -> str:
@@ -136,13 +145,52 @@ def _checked_texts(texts: Iterable[str], what: str) -> list[str]:
     return texts
 
 
+def _is_repo_id(name: str) -> bool:
+    """Whether ``name`` can only be a Hub repo id (``owner/name`` or ``name``), not a local path."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    if name.startswith((".", "/", "~")) or os.sep in name.replace("/", "") or name.count("/") > 1:
+        return False
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return False
+    return True
+
+
+def _checkpoint_directory(directory_or_repo_id: str | os.PathLike, revision: str | None, token: str | bool | None, cache_dir: str | os.PathLike | None) -> Path:
+    """A local directory as it is; a Hub repo id as the local snapshot ``huggingface_hub`` keeps
+    (downloaded, or read from the cache when offline)."""
+    if Path(directory_or_repo_id).is_dir() or not _is_repo_id(str(directory_or_repo_id)):
+        return Path(directory_or_repo_id)
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled
+
+    try:
+        return Path(snapshot_download(str(directory_or_repo_id), revision=revision, token=token, cache_dir=cache_dir))
+    except (LocalEntryNotFoundError, OfflineModeIsEnabled, HfHubHTTPError, OSError) as err:
+        from huggingface_hub import constants
+
+        offline = constants.HF_HUB_OFFLINE
+        hint = (
+            "HF_HUB_OFFLINE=1 is set and the repo is not in the hub cache: download it once with network access"
+            if offline
+            else "check the repo id, its revision and your access to it (a private repo needs a token)"
+        )
+        raise CheckpointError(
+            f"{str(directory_or_repo_id)!r} is neither a local checkpoint directory nor a Hub repo this machine could "
+            f"fetch ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); {hint}."
+        ) from None
+
+
 @dataclass
 class Prediction:
-    """The prediction for one text: the label name, its probability, and the raw logits."""
+    """The prediction for one text: the label name, its probability, the raw logits, the task."""
 
     label: str
     probability: float
     logits: list[float]
+    task: str | None = None
 
 
 class ContinualModel(nn.Module):
@@ -156,6 +204,12 @@ class ContinualModel(nn.Module):
         ``head_dropout`` defaults to the encoder config's, as in ``BertForSequenceClassification``
         (``classifier_dropout``, else ``hidden_dropout_prob``, else 0.1)."""
         super().__init__()
+        if any(isinstance(m, Plugin) for m in encoder.modules()) or lora_layers(encoder):
+            raise CTRError(
+                "This encoder already carries plugins (it belongs to another ContinualModel), so they would be "
+                "injected twice. Pass a freshly loaded encoder (or a copy.deepcopy of one taken before any plugin "
+                "was injected)."
+            )
         self.encoder = encoder
         self.tokenizer = tokenizer
         self.plugin_config = plugin_config
@@ -186,6 +240,13 @@ class ContinualModel(nn.Module):
         self.task_names: list[str] = []
         self.label_names: list[list[str]] = []
         self.task_pairs: list[bool | None] = []  # whether each task reads text pairs (None: not recorded)
+        self.task_sources: list[str | None] = []  # each task's data source and its terms (None: not recorded)
+        # The continual-learning method that trains this model (its name); checkpoints record it.
+        self.method_name: str | None = None
+        # Set while a method's rules are applied to the training steps (``method_rules``); a
+        # backward pass outside them warns once, since HAT's protection would silently be lost.
+        self._rules_applied_by: str | None = None
+        self._warned_unprotected = False
         # Methods that train one copy of the shared weights per task (bert_one) keep every
         # learned task's copy here (task id -> parameter name -> tensor); forward() puts a batch's
         # task's copy in place. Checkpoints hold them all.
@@ -204,9 +265,18 @@ class ContinualModel(nn.Module):
     def num_tasks(self) -> int:
         return len(self.task_names)
 
-    def add_task(self, name: str, label_names: list[str], pair: bool | None = False) -> int:
+    def add_task(self, name: str, label_names: list[str], pair: bool | None = False, source: str | None = None) -> int:
         """Grow every plugin and add a head for a new task; return its task id. ``pair``: the
-        task's examples are text pairs (``predict`` then needs the second texts)."""
+        task's examples are text pairs (``predict`` then needs the second texts). ``source``: one
+        line saying where the task's data came from and under which terms (the model card shows it)."""
+        if not isinstance(name, str) or not name.strip():
+            raise TaskError(f"A task needs a name (a non-empty string), got {name!r}.")
+        label_names = list(label_names)
+        if len(label_names) < 2 or len(set(map(str, label_names))) != len(label_names):
+            raise TaskError(
+                f"Task {name!r} needs at least two distinct label names, got {label_names!r}. Pass the class names "
+                f"in the order of the label ids (label 0 first)."
+            )
         if name in self.task_names:
             raise TaskError(
                 f"The model already has a task named {name!r} (task id {self.task_names.index(name)}). "
@@ -219,8 +289,9 @@ class ContinualModel(nn.Module):
             self._add_task_lora(self.num_tasks)
         self.heads.append(nn.Linear(self.hidden_size, len(label_names)).to(self.device))
         self.task_names.append(name)
-        self.label_names.append(list(label_names))
+        self.label_names.append(label_names)
         self.task_pairs.append(pair)
+        self.task_sources.append(source)
         return self.num_tasks - 1
 
     # ---- one LoRA adapter per task (lora_one), selected per example ------------------------------
@@ -301,10 +372,68 @@ class ContinualModel(nn.Module):
         return [(n, p) for n, p in self.named_parameters() if p.requires_grad]
 
     # ---- forward ---------------------------------------------------------------------------
-    def forward(self, input_ids, attention_mask, task_ids, token_type_ids=None, s: float | None = None) -> torch.Tensor:
-        """Logits (B, K) with K the largest label count among the batch's tasks; a task with
-        fewer labels has -inf in the columns it lacks. ``s`` is HAT's temperature (s_max if None).
-        A model with one copy of its weights per task puts the batch's task's copy in place first."""
+    @contextlib.contextmanager
+    def method_rules(self, method_name: str):
+        """Marks the training steps taken inside as governed by ``method_name``'s rules (the loop
+        and ``ContinualTrainer`` use it); outside it, a backward pass through a HAT-masked model
+        in training mode warns (``UnprotectedTrainingWarning``, once per model)."""
+        previous, self._rules_applied_by = self._rules_applied_by, method_name
+        try:
+            yield self
+        finally:
+            self._rules_applied_by = previous
+
+    def _warn_if_unprotected(self, _grad: torch.Tensor | None = None) -> None:
+        """Warn, once, that a HAT-masked model is being trained without its method's rules."""
+        if self._warned_unprotected:
+            return
+        self._warned_unprotected = True
+        warnings.warn(
+            "This ContinualModel's plugins are HAT-masked, and it is being trained outside "
+            "ctr_plugin's rules (a plain optimizer loop, or transformers' Trainer): HAT's gradient "
+            "masking, gradient compensation, temperature schedule and mask accumulation are not "
+            "applied, so earlier tasks' weights WILL change (forgetting) and the task trained now "
+            "will not be protected later. Train with ctr_plugin.ContinualLearner or "
+            "ctr_plugin.ContinualTrainer instead.",
+            UnprotectedTrainingWarning,
+            stacklevel=2,
+        )
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        task_ids: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        s: float | None = None,
+    ) -> SequenceClassifierOutput:
+        """Classify a batch whose examples may belong to different tasks.
+
+        ``input_ids``, ``attention_mask``, ``token_type_ids``: (B, L) as the tokenizer gives them;
+        ``task_ids``: (B,) long, the task of each example (required); ``labels``: (B,) long, each
+        example's label id within its own task. Returns a ``transformers``
+        ``SequenceClassifierOutput`` whose ``logits`` are (B, K) with K the largest label count
+        among the batch's tasks (a task with fewer labels has -inf in the columns it lacks) and
+        whose ``loss`` is the mean cross-entropy when ``labels`` are given (else None). ``s`` is
+        HAT's temperature (s_max if None; the training rules anneal it). A model with one copy of
+        its weights per task puts the batch's task's copy in place first.
+        """
+        if task_ids is None:
+            raise TaskError(
+                "ContinualModel.forward needs task_ids: a (batch,) tensor of task ids, one per example "
+                f"(this model's tasks: {', '.join(f'{i}={n}' for i, n in enumerate(self.task_names)) or 'none yet'})."
+            )
+        task_ids = torch.as_tensor(task_ids, dtype=torch.long, device=input_ids.device)
+        if task_ids.ndim == 0:
+            task_ids = task_ids.expand(input_ids.shape[0])
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        if self.num_tasks == 0 or int(task_ids.min()) < 0 or int(task_ids.max()) >= self.num_tasks:
+            raise TaskError(
+                f"task_ids {sorted(set(task_ids.tolist()))} are out of range: this model has {self.num_tasks} tasks "
+                f"(ids 0..{self.num_tasks - 1}). Add a task with model.add_task(name, labels) first."
+            )
         if self.task_weights:
             self._select_task_weights(task_ids)
         if self.only_task is not None and bool((task_ids != self.only_task).any()):
@@ -324,13 +453,19 @@ class ContinualModel(nn.Module):
         pooled = self.head_dropout(self._pool(out, attention_mask))
         tasks = task_ids.unique().tolist()
         if len(tasks) == 1:
-            return self.heads[tasks[0]](pooled)
-        width = max(len(self.label_names[t]) for t in tasks)
-        logits = pooled.new_full((pooled.shape[0], width), float("-inf"))
-        for t in tasks:
-            rows = task_ids == t
-            logits[rows, : len(self.label_names[t])] = self.heads[t](pooled[rows])
-        return logits
+            logits = self.heads[tasks[0]](pooled)
+        else:
+            width = max(len(self.label_names[t]) for t in tasks)
+            logits = pooled.new_full((pooled.shape[0], width), float("-inf"))
+            for t in tasks:
+                rows = task_ids == t
+                logits[rows, : len(self.label_names[t])] = self.heads[t](pooled[rows])
+        if self.training and logits.requires_grad and self._rules_applied_by is None and not self._warned_unprotected and self.plugin_config.plugin_type in HAT_PLUGIN_TYPES:
+            logits.register_hook(self._warn_if_unprotected)  # warns when a backward pass goes through it
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(logits.float(), torch.as_tensor(labels, dtype=torch.long, device=logits.device))
+        return SequenceClassifierOutput(loss=loss, logits=logits)
 
     def _pool(self, out, attention_mask: torch.Tensor) -> torch.Tensor:
         pooling = self.plugin_config.pooling
@@ -347,30 +482,55 @@ class ContinualModel(nn.Module):
         return {k: v.to(self.device) for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
 
     @torch.no_grad()
-    def predict(self, texts: Iterable[str], task: str | int, pairs: Iterable[str] | None = None, batch_size: int = 32, max_length: int | None = None) -> list[Prediction]:
-        """Classify ``texts`` (and, for a text-pair task, their second texts ``pairs``) as task ``task``.
+    def predict(
+        self,
+        texts: Iterable[str],
+        task: str | int | Sequence[str | int],
+        pairs: Iterable[str | None] | None = None,
+        batch_size: int = 32,
+        max_length: int | None = None,
+    ) -> list[Prediction]:
+        """Classify ``texts`` (and, for a text-pair task, their second texts ``pairs``).
 
-        ``texts`` and ``pairs`` may be any iterables of strings (not a bare string); ``task`` a name
-        or an integer id (numpy integers too). Empty or whitespace-only texts are refused, as in
-        training (there is nothing to classify); so is a single text for a task trained on pairs,
-        and pairs for a task trained on single texts. Deterministic, and independent of the batch
-        size and of the other texts: texts are batched by length for speed and returned in the
-        order given. ``max_length`` (tokens) defaults to 128 or the encoder's limit if lower.
+        ``task`` is one task (a name or an integer id, numpy integers too) for every text, or a
+        list with one task per text: then texts of different tasks share batches (one forward
+        pass serves several tasks) and each gets the same result as in a call for its task alone.
+        ``texts`` and ``pairs`` may be any iterables of strings (not a bare string); in a
+        mixed-task call, ``pairs`` holds None for the texts of single-text tasks. Empty or
+        whitespace-only texts are refused, as in training (there is nothing to classify); so is a
+        single text for a task trained on pairs, and a pair for a task trained on single texts.
+        Deterministic, and independent of the batch size and of the other texts: texts are
+        batched by length for speed and returned in the order given. ``max_length`` (tokens)
+        defaults to 128 or the encoder's limit if lower.
         """
-        t = self.task_id(task)
         texts = _checked_texts(texts, "texts")
+        mixed = not isinstance(task, (str, numbers.Integral))
+        if mixed:
+            if not isinstance(task, Iterable):
+                raise TaskError(f"predict(): task must be a task name or id, or a list of them (one per text), got {type(task).__name__}.")
+            per_text = [self.task_id(t) for t in task]
+            if len(per_text) != len(texts):
+                raise CTRError(f"predict() got {len(texts)} texts but {len(per_text)} tasks: give one task per text, or one task for all.")
+        else:
+            per_text = [self.task_id(task)] * len(texts)
         if pairs is not None:
-            pairs = _checked_texts(pairs, "pairs")
+            pairs = list(pairs) if mixed and not isinstance(pairs, (str, bytes)) else _checked_texts(pairs, "pairs")
             if len(pairs) != len(texts):
                 raise CTRError(f"predict() got {len(texts)} texts but {len(pairs)} pairs: give one second text per text.")
-        wants_pairs = self.task_pairs[t]
-        if wants_pairs and pairs is None:
-            raise CTRError(
-                f"Task {self.task_names[t]!r} was trained on text pairs (e.g. aspect + sentence): give the second "
-                f"texts too (pairs=[...] in Python, --pair on the command line)."
-            )
-        if wants_pairs is False and pairs is not None:
-            raise CTRError(f"Task {self.task_names[t]!r} was trained on single texts: call predict() without pairs.")
+            given = [i for i, p in enumerate(pairs) if p is not None]
+            _checked_texts([pairs[i] for i in given], "pairs")
+            if not given:
+                pairs = None
+        for t in sorted(set(per_text)):
+            rows = [i for i, x in enumerate(per_text) if x == t]
+            with_pair = [i for i in rows if pairs is not None and pairs[i] is not None]
+            if self.task_pairs[t] and len(with_pair) < len(rows):
+                raise CTRError(
+                    f"Task {self.task_names[t]!r} was trained on text pairs (e.g. aspect + sentence): give the second "
+                    f"texts too (pairs=[...] in Python, --pair on the command line)."
+                )
+            if self.task_pairs[t] is False and with_pair:
+                raise CTRError(f"Task {self.task_names[t]!r} was trained on single texts: call predict() without pairs for its texts.")
         if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
             raise CTRError(f"predict(): batch_size is {batch_size!r}; it must be a whole number >= 1.")
         from .value_checks import check_max_length, position_limit
@@ -378,21 +538,37 @@ class ContinualModel(nn.Module):
         if max_length is None:  # 128 tokens, or fewer where the encoder takes fewer
             max_length = min(128, position_limit(self.tokenizer, self.encoder.config) or 128)
         check_max_length(max_length, self.tokenizer, self.encoder.config, pair=pairs is not None)
+
+        def has_pair(i: int) -> bool:
+            return pairs is not None and pairs[i] is not None
+
+        # Batches never mix single texts with pairs (they tokenize differently), nor tasks where a
+        # model holds one copy of its weights per task; otherwise by length, across tasks.
+        def batch_key(i: int):
+            return (has_pair(i), per_text[i] if self.task_weights else 0)
+
+        order = sorted(range(len(texts)), key=lambda i: (*batch_key(i), len(texts[i]) + (len(pairs[i]) if has_pair(i) else 0)))
+        batches: list[list[int]] = []
+        for i in order:
+            if batches and len(batches[-1]) < int(batch_size) and batch_key(batches[-1][0]) == batch_key(i):
+                batches[-1].append(i)
+            else:
+                batches.append([i])
         was_training = self.training
         self.eval()
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]) + (len(pairs[i]) if pairs else 0))
         results: list[Prediction | None] = [None] * len(texts)
-        names = self.label_names[t]
         try:
-            for start in range(0, len(order), int(batch_size)):
-                idx = order[start : start + int(batch_size)]
-                batch = self.tokenize([texts[i] for i in idx], [pairs[i] for i in idx] if pairs else None, int(max_length))
-                task_ids = torch.full((len(idx),), t, dtype=torch.long, device=self.device)
-                logits = self(**batch, task_ids=task_ids).float()
-                probs = logits.softmax(-1)
+            for idx in batches:
+                second = [pairs[i] for i in idx] if has_pair(idx[0]) else None
+                batch = self.tokenize([texts[i] for i in idx], second, int(max_length))
+                task_ids = torch.tensor([per_text[i] for i in idx], dtype=torch.long, device=self.device)
+                logits = self(**batch, task_ids=task_ids).logits.float()
                 for row, i in enumerate(idx):
-                    k = int(probs[row].argmax())
-                    results[i] = Prediction(names[k], float(probs[row, k]), logits[row].tolist())
+                    names = self.label_names[per_text[i]]
+                    own = logits[row, : len(names)]  # a task with fewer labels than the batch's widest
+                    probs = own.softmax(-1)
+                    k = int(probs.argmax())
+                    results[i] = Prediction(names[k], float(probs[k]), own.tolist(), self.task_names[per_text[i]])
         finally:
             self.train(was_training)
         return results  # type: ignore[return-value]
@@ -429,14 +605,23 @@ class ContinualModel(nn.Module):
                 "vocab_size": cfg.vocab_size,
                 "fingerprint": self.encoder_fingerprint,
             },
-            "tasks": [{"name": n, "labels": labels, "pair": pair} for n, labels, pair in zip(self.task_names, self.label_names, self.task_pairs)],
+            "tasks": [
+                {"name": n, "labels": labels, "pair": pair} | ({"source": source} if source is not None else {})
+                for n, labels, pair, source in zip(self.task_names, self.label_names, self.task_pairs, self.task_sources)
+            ],
             "task_weights": sorted(self.task_weights),  # tasks with their own copy of the shared weights
-        }
+        } | ({"method": self.method_name} if self.method_name else {})
 
     def save_pretrained(self, directory: str | os.PathLike, extra: dict | None = None) -> None:
-        """Write the checkpoint atomically: a complete new directory replaces the old one, so a
-        crash at any moment leaves either the old or the new checkpoint, never a mix. The config
-        records the weights file's SHA-256, so that a foreign file of the same shapes is refused."""
+        """Write the checkpoint: ``plugins.safetensors`` (plugins, heads, trained LayerNorms, HAT
+        masks; never the frozen encoder), ``ctr_config.json``, the tokenizer files and a model card
+        (``README.md``, with the Hub's YAML front matter: ``model_card.model_card``).
+
+        ``extra`` adds fields to the config: ``method``, ``method_options``, ``seed``, ``training``
+        and ``progress`` (the results so far: accuracy matrix and metrics) are shown in the card.
+        Written atomically: a complete new directory replaces the old one, so a crash at any
+        moment leaves either the old or the new checkpoint, never a mix. The config records the
+        weights file's SHA-256, so that a foreign file of the same shapes is refused."""
         directory = Path(directory)
         directory.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
@@ -451,6 +636,9 @@ class ContinualModel(nn.Module):
             config = self.config_dict() | {"weights_sha256": _sha256(staging / WEIGHTS_FILE)} | (extra or {})
             (staging / CONFIG_FILE).write_text(json.dumps(config, indent=2))
             self.tokenizer.save_pretrained(str(staging))
+            from .model_card import model_card
+
+            (staging / CARD_FILE).write_text(model_card(config), encoding="utf-8")
             old = directory.with_name(f".{directory.name}.old")
             if directory.exists():
                 shutil.rmtree(old, ignore_errors=True)
@@ -459,6 +647,38 @@ class ContinualModel(nn.Module):
             shutil.rmtree(old, ignore_errors=True)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        extra: dict | None = None,
+        private: bool | None = None,
+        token: str | bool | None = None,
+        revision: str | None = None,
+        commit_message: str = "Upload ctr_plugin checkpoint",
+        create_pr: bool = False,
+    ):
+        """Save the checkpoint (as ``save_pretrained``, model card included) and upload it to the
+        Hub repo ``repo_id`` (created if missing) through ``huggingface_hub.HfApi``; returns the
+        commit info. Only the checkpoint's files go up: the frozen encoder is referenced by name,
+        never uploaded (a model that fine-tunes its encoder, ``bert_ncl``/``bert_one``, holds its
+        trained weights in ``plugins.safetensors``). Load it back with
+        ``ContinualModel.from_pretrained(repo_id, encoder=...)``."""
+        from huggingface_hub import HfApi
+
+        api = HfApi(token=token)
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp) / "checkpoint"
+            self.save_pretrained(folder, extra=extra)
+            api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+            return api.upload_folder(
+                repo_id=repo_id,
+                folder_path=str(folder),
+                repo_type="model",
+                revision=revision,
+                commit_message=commit_message,
+                create_pr=create_pr,
+            )
 
     @staticmethod
     def read_config(directory: str | os.PathLike) -> dict:
@@ -489,9 +709,26 @@ class ContinualModel(nn.Module):
         return config
 
     @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike, encoder: str | None = None, device: str | torch.device = "cpu") -> "ContinualModel":
-        """Load a checkpoint. ``encoder`` overrides the encoder path stored in it (e.g. where the
-        same encoder lives in another folder); a different encoder is refused."""
+    def from_pretrained(
+        cls,
+        directory_or_repo_id: str | os.PathLike,
+        encoder: str | nn.Module | None = None,
+        device: str | torch.device = "cpu",
+        revision: str | None = None,
+        token: str | bool | None = None,
+        cache_dir: str | os.PathLike | None = None,
+    ) -> "ContinualModel":
+        """Load a checkpoint from a local directory or a Hugging Face Hub repo id.
+
+        A repo id (``owner/name``) is fetched through ``huggingface_hub.snapshot_download`` at
+        ``revision`` into the hub cache (``cache_dir``, else ``HF_HUB_CACHE``); with
+        ``HF_HUB_OFFLINE=1`` it is read from the cache. ``encoder`` is the frozen encoder: an
+        already loaded module (used as it is, and given the plugins in place, so a server holding
+        the encoder does not load it twice), a hub name or a local directory; None takes the one
+        recorded in the checkpoint. An encoder other than the one the checkpoint was trained on
+        is refused (architecture and an embedding fingerprint are compared).
+        """
+        directory = _checkpoint_directory(directory_or_repo_id, revision, token, cache_dir)
         config = cls.read_config(directory)
         weights = Path(directory) / WEIGHTS_FILE
         if not weights.is_file():
@@ -508,7 +745,11 @@ class ContinualModel(nn.Module):
             )
 
         stored = config["encoder"]
-        encoder_module, _ = load_encoder(encoder or stored["name_or_path"])
+        if isinstance(encoder, nn.Module):
+            encoder_module, encoder_name = encoder, stored["name_or_path"]
+        else:
+            encoder_module, _ = load_encoder(encoder or stored["name_or_path"])
+            encoder_name = stored["name_or_path"]
         from transformers import AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(str(directory))
@@ -521,9 +762,10 @@ class ContinualModel(nn.Module):
                 f"The checkpoint in {str(directory)!r} was trained on encoder {stored['name_or_path']!r}, "
                 f"but the encoder given is different ({detail}). Load it with the encoder it was trained on."
             )
-        model = cls(encoder_module, tokenizer, PluginConfig.from_dict(config["plugin"]), stored["name_or_path"], config.get("head_dropout", 0.1), config.get("train_encoder", False))
+        model = cls(encoder_module, tokenizer, PluginConfig.from_dict(config["plugin"]), encoder_name, config.get("head_dropout", 0.1), config.get("train_encoder", False))
+        model.method_name = config.get("method")
         for task in config["tasks"]:
-            model.add_task(task["name"], task["labels"], pair=task.get("pair"))
+            model.add_task(task["name"], task["labels"], pair=task.get("pair"), source=task.get("source"))
         per_task = {k: v for k, v in state.items() if k.startswith(TASK_WEIGHTS_PREFIX)}
         state = {k: v for k, v in state.items() if k not in per_task}
         model._load_task_weights(per_task, config.get("task_weights", []), weights)

@@ -15,7 +15,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .continual.loop import TrainingConfig, evaluate, run_sequence, seed_everything
+from .api import ContinualLearner
+from .continual.loop import TrainingConfig, evaluate, seed_everything
 from .continual.methods import get_method
 from .data.types import TaskData
 from .errors import CTRError
@@ -101,7 +102,7 @@ def validation_run(
             acc[row][j], f1[row][j] = round(scores["acc"], 2), round(scores["mf1"], 2)
 
     start = time.perf_counter()
-    run_sequence(model, runner, sealed, training, on_task_end=score, evaluate_test=False)
+    ContinualLearner(model, runner, training).learn_sequence(sealed, on_task_end=score, evaluate_test=False)
     if runner.joint_training:  # one model for all tasks: its scores stand in every row (see run_sequence)
         for i in range(len(tasks) - 1):
             for j in range(i + 1):

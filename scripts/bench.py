@@ -125,7 +125,7 @@ def measure(cfg: Configuration) -> dict:
             torch.cuda.synchronize()
 
     def train_step():
-        loss = torch.nn.functional.cross_entropy(model(ids, mask, task_ids, s=1.0), labels)
+        loss = model(ids, mask, task_ids, labels=labels, s=1.0).loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

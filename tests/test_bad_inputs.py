@@ -326,8 +326,8 @@ def test_one_checkpoints_predict_every_task_with_that_tasks_own_weights(name, ti
     batch = loaded.tokenize(["good", "red"])
     if name == "lora_one":  # one peft adapter per task, chosen per example: a batch may mix tasks
         with torch.no_grad():
-            mixed = loaded(**batch, task_ids=torch.tensor([0, 1]))
-            alone = loaded(**loaded.tokenize(["good"]), task_ids=torch.tensor([0]))
+            mixed = loaded(**batch, task_ids=torch.tensor([0, 1])).logits
+            alone = loaded(**loaded.tokenize(["good"]), task_ids=torch.tensor([0])).logits
         assert torch.allclose(mixed[0, :2], alone[0], atol=1e-5)
     else:  # one encoder per task, put in place per batch: a batch may not
         assert sorted(loaded.task_weights) == [0, 1]

@@ -29,8 +29,8 @@ def test_two_plugins_per_layer_and_logit_shapes(encoder, request):
     assert sum(n.endswith("attention.output.dropout") for n in wrapped) == layers
     assert all(p.fc2.out_features == model.encoder.config.hidden_size for p in model.plugins)
     batch = model.tokenize(["good red cat", "the dog was very bad indeed"])
-    assert model(**batch, task_ids=torch.tensor([1, 1])).shape == (2, 3)
-    mixed = model(**batch, task_ids=torch.tensor([0, 1]))
+    assert model(**batch, task_ids=torch.tensor([1, 1])).logits.shape == (2, 3)
+    mixed = model(**batch, task_ids=torch.tensor([0, 1])).logits
     assert mixed.shape == (2, 3) and torch.isinf(mixed[0, 2]) and torch.isfinite(mixed[1]).all()
 
 
@@ -54,9 +54,9 @@ def test_only_plugins_heads_and_layernorms_are_trainable(tiny_bert_dir):
 def test_example_output_does_not_depend_on_its_batch(tiny_bert_dir):
     model = build(tiny_bert_dir, tasks=3).eval()
     texts = ["good", "the red cat was very nice and the dog was not sad", "blue cow", "a hen"]
-    together = model(**model.tokenize(texts), task_ids=torch.tensor([2, 0, 1, 2]))
+    together = model(**model.tokenize(texts), task_ids=torch.tensor([2, 0, 1, 2])).logits
     for i, (text, task) in enumerate(zip(texts, [2, 0, 1, 2])):
-        alone = model(**model.tokenize([text]), task_ids=torch.tensor([task]))
+        alone = model(**model.tokenize([text]), task_ids=torch.tensor([task])).logits
         k = alone.shape[1]
         torch.testing.assert_close(together[i, :k], alone[0], atol=1e-5, rtol=1e-5)
 
@@ -64,14 +64,14 @@ def test_example_output_does_not_depend_on_its_batch(tiny_bert_dir):
 def test_later_tasks_never_contribute(tiny_bert_dir):
     model = build(tiny_bert_dir, tasks=2).eval()
     batch = model.tokenize(["good red cat", "bad blue dog"])
-    before = model(**batch, task_ids=torch.tensor([0, 0]))
+    before = model(**batch, task_ids=torch.tensor([0, 0])).logits
     with torch.no_grad():  # change everything that belongs to task 1
         for plugin in model.plugins:
             k = plugin.task_capsules.capsule_hidden
             plugin.task_capsules.w1[:, k : 2 * k].add_(5.0)
             plugin.transfer_routing.routes[1].mul_(-3.0)
     model.add_task("task2", ["a", "b"])
-    after = model(**batch, task_ids=torch.tensor([0, 0]))
+    after = model(**batch, task_ids=torch.tensor([0, 0])).logits
     torch.testing.assert_close(before, after)
 
 
@@ -80,13 +80,13 @@ def test_routing_is_deterministic_at_evaluation_and_sampled_in_training(tiny_ber
     batch = model.tokenize(["good red cat", "bad blue dog", "a hen"] * 4)
     task_ids = torch.tensor([2] * 12)
     model.eval()
-    torch.testing.assert_close(model(**batch, task_ids=task_ids), model(**batch, task_ids=task_ids), atol=0, rtol=0)
+    torch.testing.assert_close(model(**batch, task_ids=task_ids).logits, model(**batch, task_ids=task_ids).logits, atol=0, rtol=0)
     model.train()
     model.head_dropout.p = 0.0
     for m in model.encoder.modules():
         if isinstance(m, torch.nn.Dropout):
             m.p = 0.0
-    outs = [model(**batch, task_ids=task_ids) for _ in range(4)]
+    outs = [model(**batch, task_ids=task_ids).logits for _ in range(4)]
     assert any(not torch.equal(outs[0], o) for o in outs[1:]), "Gumbel noise should make training routes vary"
 
 

@@ -42,6 +42,11 @@ def test_three_task_run_writes_complete_results(tiny_bert_dir, three_tasks, tmp_
     assert (tmp_path / "run" / "accuracy_matrix.png").stat().st_size > 1000
     loaded = ContinualModel.from_pretrained(tmp_path / "run" / "checkpoint")
     assert loaded.task_names == results["tasks"]
+    # the checkpoint's model card (README.md) shows the tasks, the final accuracy matrix and the metrics
+    card = (tmp_path / "run" / "checkpoint" / "README.md").read_text()
+    assert card.startswith("---\nlibrary_name: ctr_plugin")
+    last = " | ".join(f"{v:.2f}" for v in results["acc_matrix"][-1])
+    assert f"| animal | {last} |" in card and f"| final_acc | {results['final_acc']:.2f} |" in card
 
 
 def test_encoder_weights_are_bit_identical_after_training(tiny_bert_dir, three_tasks, tmp_path):

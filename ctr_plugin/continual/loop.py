@@ -140,7 +140,7 @@ def evaluate(model: ContinualModel, split: Split, task: int, cfg: TrainingConfig
     for idx in bar:
         batch, task_ids, labels, _ = encode_batch(model, split, idx, task, cfg.max_length)
         with acc.autocast():
-            logits = model(**batch, task_ids=task_ids).float()
+            logits = model(**batch, task_ids=task_ids).logits.float()
         losses = F.cross_entropy(logits, labels, reduction="none").tolist()
         scored += zip(idx, logits.argmax(-1).tolist(), losses)
     model.train(was_training)
@@ -157,20 +157,26 @@ def evaluate(model: ContinualModel, split: Split, task: int, cfg: TrainingConfig
     }
 
 
-def _optimizer(model: ContinualModel, method: ContinualMethod, cfg: TrainingConfig, total_steps: int):
-    """AdamW over the trainable parameters: one group per (learning rate, weight decay) pair.
+def parameter_groups(model: ContinualModel, method: ContinualMethod, lr: float, weight_decay: float) -> list[dict]:
+    """The trainable parameters in optimizer groups, one per (learning rate, weight decay) pair.
 
-    Biases, norms and the parameters ``method.no_weight_decay`` names are not decayed; the
-    parameters ``method.learning_rates`` names get their own rate (full fine-tuning's encoder).
+    Biases, norms and the parameters ``method.no_weight_decay`` names (HAT's) are not decayed;
+    the parameters ``method.learning_rates`` names get their own rate (full fine-tuning's
+    encoder, HAT's mask embeddings). The loop and ``ContinualTrainer`` both build on this.
     """
     no_decay = method.no_weight_decay(model)
-    rates = method.learning_rates(model, cfg.lr)
+    rates = method.learning_rates(model, lr)
     groups: dict[tuple[float, float], list[torch.nn.Parameter]] = {}
     for _, param in model.trainable_parameters():
-        decay = cfg.weight_decay if param.ndim >= 2 and id(param) not in no_decay else 0.0
-        groups.setdefault((rates.get(id(param), cfg.lr), decay), []).append(param)
+        decay = weight_decay if param.ndim >= 2 and id(param) not in no_decay else 0.0
+        groups.setdefault((rates.get(id(param), lr), decay), []).append(param)
+    return [{"params": params, "lr": rate, "weight_decay": decay} for (rate, decay), params in groups.items()]
+
+
+def _optimizer(model: ContinualModel, method: ContinualMethod, cfg: TrainingConfig, total_steps: int):
+    """AdamW over ``parameter_groups``, with linear warmup and decay."""
     optimizer = torch.optim.AdamW(
-        [{"params": params, "lr": lr, "weight_decay": decay} for (lr, decay), params in groups.items()],
+        parameter_groups(model, method, cfg.lr, cfg.weight_decay),
         lr=cfg.lr,
         foreach=True,  # one fused update over the many small per-task tensors (the CPU default loops)
     )
@@ -185,7 +191,15 @@ def _optimizer(model: ContinualModel, method: ContinualMethod, cfg: TrainingConf
 
 
 def train_task(model: ContinualModel, method: ContinualMethod, data: TaskData, task: int, cfg: TrainingConfig, label: str = "", accelerator: Accelerator | None = None) -> int:
-    """Train ``model`` on one task (already added to it); keep the best epoch; return it (1-based)."""
+    """Train ``model`` on one task (already added to it); keep the best epoch; return it (1-based).
+
+    Without validation data (an empty ``data.validation``) every epoch is trained and the last kept.
+    """
+    with model.method_rules(method.name):
+        return _train_task(model, method, data, task, cfg, label, accelerator)
+
+
+def _train_task(model: ContinualModel, method: ContinualMethod, data: TaskData, task: int, cfg: TrainingConfig, label: str, accelerator: Accelerator | None) -> int:
     acc = accelerator or make_accelerator(model.device.type)
     method.before_task(model, task, data)
     num_batches = math.ceil(len(data.train) / cfg.batch_size)  # global batches: every process steps through all of them
@@ -205,7 +219,7 @@ def train_task(model: ContinualModel, method: ContinualMethod, data: TaskData, t
             batch, task_ids, labels, weight = encode_batch(model, data.train, idx, task, cfg.max_length, method.extra_examples(model, step), acc)
             step.inputs = batch | {"task_ids": task_ids}
             with acc.autocast():
-                logits = model(**batch, task_ids=task_ids, **method.forward_kwargs(model, step))
+                logits = model(**batch, task_ids=task_ids, **method.forward_kwargs(model, step)).logits
                 loss = method.loss(model, logits.float(), labels, step)
             if any_process(not torch.isfinite(loss), acc):
                 raise FloatingPointError(f"the training loss became {loss.item()} at task {data.name!r}, epoch {epoch + 1}, batch {b + 1}")
@@ -218,6 +232,9 @@ def train_task(model: ContinualModel, method: ContinualMethod, data: TaskData, t
             scheduler.step()
             method.after_step(model, step)
             bar.set_postfix(loss=f"{loss.item():.3f}")
+        if not len(data.validation):
+            best_epoch = epoch + 1
+            continue
         val = evaluate(model, data.validation, task, cfg, desc="validation", accelerator=acc)
         log.info("%s epoch %d: validation loss %.4f, accuracy %.1f", label, epoch + 1, val["loss"], val["acc"])
         if val["loss"] < best_loss:
@@ -270,22 +287,41 @@ def run_sequence(
     method.before_sequence(model, tasks, cfg)
     if method.joint_training:
         return _learn_jointly(model, method, tasks, cfg, results, on_task_end, evaluate_test, acc)
-    for t in range(results.completed_tasks, len(tasks)):
-        data = tasks[t]
-        seed_everything(cfg.seed * 1000 + t)
-        params_before = parameter_count(model)
-        task_id = model.add_task(data.name, data.label_names, pair=data.train.pairs is not None)
-        label = f"task {t + 1}/{len(tasks)} {data.name}"
-        start = time.perf_counter()
-        results.epochs_kept.append(train_task(model, method, data, task_id, cfg, label, acc))
-        results.train_seconds += time.perf_counter() - start
-        results.params_added.append(parameter_count(model) - params_before)
-        for j in range(t + 1 if evaluate_test else 0):
-            _test(model, method, tasks[j], cfg, results, t, j, acc)
-        results.completed_tasks = t + 1
-        if evaluate_test:
-            log.info("after %s: test accuracy %s", data.name, results.acc_matrix[t][: t + 1])
-        _task_end(model, results, on_task_end, acc)
+    while results.completed_tasks < len(tasks):
+        learn_next_task(model, method, tasks, cfg, results, on_task_end, evaluate_test, acc)
+    return results
+
+
+def learn_next_task(
+    model: ContinualModel,
+    method: ContinualMethod,
+    tasks: list[TaskData],
+    cfg: TrainingConfig,
+    results: ContinualResults,
+    on_task_end: Callable[[ContinualModel, ContinualResults], None] | None = None,
+    evaluate_test: bool = True,
+    accelerator: Accelerator | None = None,
+) -> ContinualResults:
+    """One step of ``run_sequence``: add task ``tasks[results.completed_tasks]`` to the model,
+    train it with the method's rules, then test every task learned so far (row t of the
+    matrices). ``ContinualLearner.learn_task`` takes this step one task at a time."""
+    acc = accelerator or make_accelerator(model.device.type)
+    t = results.completed_tasks
+    data = tasks[t]
+    seed_everything(cfg.seed * 1000 + t)
+    params_before = parameter_count(model)
+    task_id = model.add_task(data.name, data.label_names, pair=data.train.pairs is not None, source=data.source or None)
+    label = f"task {t + 1}/{len(tasks)} {data.name}"
+    start = time.perf_counter()
+    results.epochs_kept.append(train_task(model, method, data, task_id, cfg, label, acc))
+    results.train_seconds += time.perf_counter() - start
+    results.params_added.append(parameter_count(model) - params_before)
+    for j in range(t + 1 if evaluate_test else 0):
+        _test(model, method, tasks[j], cfg, results, t, j, acc)
+    results.completed_tasks = t + 1
+    if evaluate_test:
+        log.info("after %s: test accuracy %s", data.name, results.acc_matrix[t][: t + 1])
+    _task_end(model, results, on_task_end, acc)
     return results
 
 
@@ -301,6 +337,8 @@ def _task_end(model, results, on_task_end, acc: Accelerator) -> None:
 
 
 def _test(model: ContinualModel, method: ContinualMethod, data: TaskData, cfg: TrainingConfig, results: ContinualResults, row: int, column: int, acc: Accelerator) -> None:
+    if not len(data.test):  # a task given without test data (from Python): its cells stay empty
+        return
     task = model.task_id(data.name)
     method.before_evaluate(model, task)
     scores = evaluate(model, data.test, task, cfg, desc=f"test {data.name}", accelerator=acc)
@@ -326,7 +364,7 @@ def _learn_jointly(model, method, tasks, cfg, results, on_task_end, evaluate_tes
     ids = []
     for t in tasks:
         params_before = parameter_count(model)
-        ids.append(model.add_task(t.name, t.label_names, pair=t.train.pairs is not None))
+        ids.append(model.add_task(t.name, t.label_names, pair=t.train.pairs is not None, source=t.source or None))
         results.params_added.append(parameter_count(model) - params_before)
     # Each task is tested on its own split (``_test``): the union has no test split, so a
     # validation-only run (sealed test splits, see ``ctr_plugin.validation``) never reads one.

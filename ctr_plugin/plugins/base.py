@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 
 from torch import nn
 
@@ -56,6 +59,23 @@ class PluginConfig:
         d = asdict(self)
         d["routing_kernel_sizes"] = list(self.routing_kernel_sizes)
         return d
+
+    def save_json(self, path: str | os.PathLike) -> None:
+        """Write the config as JSON (``plugin_type`` is its type tag); ``load_json`` reads it back."""
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2))
+
+    @classmethod
+    def load_json(cls, path: str | os.PathLike) -> "PluginConfig":
+        """The config saved by ``save_json`` (or the ``plugin`` entry of a checkpoint's config)."""
+        try:
+            data = json.loads(Path(path).read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise CTRError(f"Could not read a plugin config from {str(path)!r} ({err}).") from None
+        if isinstance(data, dict) and isinstance(data.get("plugin"), dict):  # a checkpoint's ctr_config.json
+            data = data["plugin"]
+        if not isinstance(data, dict):
+            raise CTRError(f"{str(path)!r} does not hold a plugin config (a JSON object).")
+        return cls.from_dict(data)
 
     @classmethod
     def from_dict(cls, data: dict) -> "PluginConfig":

@@ -13,7 +13,6 @@ import random
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from ...data.types import TaskData
 from ...model import ContinualModel
@@ -45,7 +44,7 @@ class EWC(L2):
         for batch_idx in batches:
             batch, task_ids, labels, _ = encode_batch(model, data.train, batch_idx, task, self.max_length)
             model.zero_grad(set_to_none=True)
-            F.cross_entropy(model(**batch, task_ids=task_ids), labels).backward()
+            model(**batch, task_ids=task_ids, labels=labels).loss.backward()
             for n, p in params.items():
                 if p.grad is not None:
                     fisher[n] += p.grad.detach() ** 2 / len(batches)

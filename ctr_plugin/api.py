@@ -1,0 +1,382 @@
+"""The public Python API: put plugins into your own encoder, learn tasks one after another, save,
+share on the Hub. The scripts run through the same entry points (``experiment.run`` uses
+:class:`ContinualLearner`), so code written against this module trains exactly as they do.
+
+    from ctr_plugin import ContinualLearner, PluginConfig, get_continual_model
+
+    model = get_continual_model("bert-base-uncased", PluginConfig(adapter_size=2000), method="ctr")
+    learner = ContinualLearner(model, epochs=3, lr=1e-3)
+    learner.learn_task("laptops", train=[("great screen", "pos"), ...], validation=[...], test=[...])
+    learner.learn_task("movies", train=hf_dataset["train"], validation=hf_dataset["validation"])
+    model.predict(["the battery died", "a moving film"], task=["laptops", "movies"])
+    learner.save_pretrained("my_checkpoint")  # with a model card
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from accelerate import Accelerator
+from torch import nn
+
+from .continual.loop import (
+    ContinualResults,
+    TrainingConfig,
+    evaluate,
+    learn_next_task,
+    run_sequence,
+)
+from .continual.methods import METHODS, ContinualMethod, get_method
+from .data.types import Split, TaskData
+from .errors import CTRError, DataError
+from .metrics import empty_matrix
+from .model import BUNDLED_ENCODER, ContinualModel, load_encoder, resolve_encoder
+from .plugins import PluginConfig
+
+# The method each plugin type is trained by when none is named (the paper's, or the plain one).
+DEFAULT_METHOD = {
+    "ctr": "ctr",
+    "hat_adapter": "adapter_hat",
+    "adapter": "adapter_ncl",
+    "adapter_per_task": "adapter_one",
+    "lora": "lora_ncl",
+    "lora_per_task": "lora_one",
+    "none": "frozen_heads",
+}
+
+
+def resolve_method(method: str | ContinualMethod | None, options: dict | None = None, default: str = "ctr") -> ContinualMethod:
+    """A method object from a name (with ``options``), an instance (as it is), or None (``default``)."""
+    if isinstance(method, ContinualMethod):
+        if options:
+            raise CTRError("Pass method options with a method name, not with a method object (it has its options already).")
+        return method
+    return get_method(method or default, options)
+
+
+def get_continual_model(
+    encoder_or_name: str | nn.Module | None,
+    config: PluginConfig | None = None,
+    method: str | ContinualMethod | None = None,
+    tokenizer=None,
+    method_options: dict | None = None,
+) -> ContinualModel:
+    """Inject continual-learning plugins into a BERT-like encoder and return the model.
+
+    ``encoder_or_name``: an encoder you loaded (``transformers.AutoModel``; the plugins go into
+    it in place, peft-style, and its weights stay frozen), a hub name, a local directory, or
+    None for the bundled all-MiniLM-L6-v2. ``tokenizer`` defaults to the encoder's own.
+    ``config`` sizes the plugins (``PluginConfig``; default: the paper's sizes). ``method``
+    (a name from ``METHODS`` or a method object) decides the plugin type: by default the method
+    that trains ``config.plugin_type`` ("ctr" for the default config); a method whose plugin
+    type contradicts the config's is refused. Then add tasks with ``model.add_task(name,
+    labels)`` and train with :class:`ContinualLearner` or :class:`~ctr_plugin.ContinualTrainer`.
+    """
+    base = config or PluginConfig()
+    if not isinstance(base, PluginConfig):
+        raise CTRError(f"config must be a ctr_plugin.PluginConfig, got {type(base).__name__}.")
+    method = resolve_method(method, method_options, DEFAULT_METHOD[base.plugin_type])
+    if config is not None and config.plugin_type != type(method).plugin_type:
+        raise CTRError(
+            f"Method {method.name!r} trains plugin_type {type(method).plugin_type!r}, but the config says "
+            f"{config.plugin_type!r}. Pass PluginConfig(plugin_type={type(method).plugin_type!r}, ...), or a method that "
+            f"trains {config.plugin_type!r} ({', '.join(sorted(n for n, m in METHODS.items() if m.plugin_type == config.plugin_type))})."
+        )
+    if isinstance(encoder_or_name, nn.Module):
+        encoder = encoder_or_name
+        name = getattr(encoder, "name_or_path", "") or getattr(getattr(encoder, "config", None), "_name_or_path", "")
+        if not hasattr(encoder, "config") or not hasattr(encoder, "get_input_embeddings"):
+            raise CTRError(
+                f"The encoder must be a transformers model (e.g. AutoModel.from_pretrained(...)), got {type(encoder).__name__}."
+            )
+        if tokenizer is None:
+            from transformers import AutoTokenizer
+
+            try:
+                tokenizer = AutoTokenizer.from_pretrained(name)
+            except (OSError, ValueError):
+                raise CTRError(
+                    f"Could not load the tokenizer of the encoder given (its name_or_path is {name!r}): pass tokenizer=..."
+                ) from None
+        if name and Path(name).is_dir():
+            name = str(Path(name).resolve())
+            if _bundled_installed() and name == str(Path(resolve_encoder(None)).resolve()):
+                name = BUNDLED_ENCODER
+        encoder_name = name or "unrecorded (pass encoder= to from_pretrained)"
+    else:
+        from .experiment import resolved_encoder
+
+        encoder_name = resolved_encoder(str(encoder_or_name)) if encoder_or_name is not None else None
+        encoder, own_tokenizer = load_encoder(encoder_name)
+        tokenizer = tokenizer or own_tokenizer
+    model = method.build_model(encoder, tokenizer, base, encoder_name)
+    model.method_name = method.name
+    return model
+
+
+def _bundled_installed() -> bool:
+    try:
+        resolve_encoder(None)
+    except CTRError:
+        return False
+    return True
+
+
+# ---- data given from Python ---------------------------------------------------------------------
+
+
+def as_task_data(
+    name: str,
+    train: Any,
+    validation: Any = None,
+    test: Any = None,
+    labels: Sequence[str] | None = None,
+    text_column: str = "text",
+    label_column: str = "label",
+    pair_column: str | None = None,
+    source: str | None = None,
+) -> TaskData:
+    """A :class:`TaskData` from splits given as ``datasets.Dataset`` objects (columns
+    ``text_column``, ``label_column`` and optionally ``pair_column``), lists of ``(text, label)``
+    or ``(text, second_text, label)`` tuples, or lists of dicts with those keys.
+
+    Labels may be names or ids. ``labels`` lists the label names in id order; by default they
+    come from a ``ClassLabel`` column, else from the training labels (names sorted; ids 0..K-1 as
+    "0", "1", ...). ``validation`` and ``test`` may be None (no best-epoch selection; no test
+    scores). ``source``: where the data comes from and under which terms (the model card shows it).
+    """
+    label_names = list(labels) if labels is not None else _class_label_names(train, label_column)
+    raw = {split: _rows(data, split, name, text_column, label_column, pair_column) for split, data in (("train", train), ("validation", validation), ("test", test)) if data is not None}
+    if not raw["train"][0]:
+        raise DataError(f"Task {name!r}: the training data is empty.")
+    if label_names is None:
+        values = {y for y in raw["train"][2]}
+        if all(isinstance(y, str) for y in values):
+            label_names = sorted(values)
+        elif all(isinstance(y, int) and not isinstance(y, bool) for y in values):
+            label_names = [str(i) for i in range(max(values) + 1)]
+        else:
+            raise DataError(f"Task {name!r}: labels must be all names (strings) or all ids (integers); got {sorted(map(repr, values))[:5]}. Pass labels=[...] too.")
+    if len(label_names) < 2:
+        raise DataError(f"Task {name!r} has one class only ({label_names}): a classifier needs at least two. Check the label column.")
+    index = {str(n): i for i, n in enumerate(label_names)}
+    splits = {}
+    for split, (texts, pairs, ys) in raw.items():
+        ids = []
+        for row, y in enumerate(ys):
+            if isinstance(y, str) and y in index:
+                ids.append(index[y])
+            elif isinstance(y, int) and not isinstance(y, bool) and 0 <= y < len(label_names):
+                ids.append(int(y))
+            else:
+                raise DataError(
+                    f"Task {name!r}: the {split} label {y!r} (row {row}) is not one of the labels {list(label_names)} "
+                    f"(nor an id 0..{len(label_names) - 1}). Pass labels=[...] listing every class, in id order."
+                )
+        splits[split] = Split(texts, ids, pairs)
+    has_pairs = [s.pairs is not None for s in splits.values()]
+    if any(has_pairs) and not all(has_pairs):
+        raise DataError(f"Task {name!r}: some splits are text pairs and others are not; give the second texts in every split.")
+    empty = Split([], [], [] if any(has_pairs) else None)
+    return TaskData(
+        name=name,
+        label_names=[str(n) for n in label_names],
+        train=splits["train"],
+        validation=splits.get("validation", empty),
+        test=splits.get("test", empty),
+        source=source or "given from Python",
+    )
+
+
+def _class_label_names(data: Any, column: str) -> list[str] | None:
+    feature = getattr(data, "features", {}).get(column) if hasattr(data, "features") else None
+    return list(feature.names) if feature is not None and hasattr(feature, "names") else None
+
+
+def _rows(data: Any, split: str, task: str, text_column: str, label_column: str, pair_column: str | None):
+    """(texts, pairs or None, labels) of one split, checked."""
+    where = f"Task {task!r}, {split} data"
+    if hasattr(data, "column_names") and hasattr(data, "features"):  # a datasets.Dataset
+        missing = [c for c in (text_column, label_column, pair_column) if c and c not in data.column_names]
+        if missing:
+            raise DataError(f"{where}: no column {missing[0]!r} (columns: {data.column_names}). Pass text_column= / label_column= / pair_column=.")
+        texts, labels = list(data[text_column]), list(data[label_column])
+        pairs = list(data[pair_column]) if pair_column else None
+    else:
+        if isinstance(data, (str, bytes)) or not isinstance(data, Iterable):
+            raise DataError(f"{where}: expected a datasets.Dataset or a list of (text, label) tuples, got {type(data).__name__}.")
+        rows = list(data)
+        texts, pairs, labels = [], [], []
+        for i, row in enumerate(rows):
+            if isinstance(row, dict):
+                try:
+                    texts.append(row[text_column])
+                    labels.append(row[label_column])
+                    pairs.append(row[pair_column] if pair_column else None)
+                except KeyError as err:
+                    raise DataError(f"{where}: row {i} has no key {err.args[0]!r} (keys: {sorted(row)}).") from None
+            elif isinstance(row, (tuple, list)) and len(row) in (2, 3):
+                texts.append(row[0])
+                pairs.append(row[1] if len(row) == 3 else None)
+                labels.append(row[-1])
+            else:
+                raise DataError(f"{where}: row {i} is {row!r}; give (text, label) or (text, second_text, label) tuples, or dicts.")
+        pairs = pairs if any(p is not None for p in pairs) else None
+    bad = [i for i, t in enumerate(texts) if not isinstance(t, str) or not t.strip()]
+    if pairs is not None:
+        bad += [i for i, p in enumerate(pairs) if not isinstance(p, str) or not p.strip()]
+    if bad:
+        raise DataError(f"{where}: rows {sorted(set(bad))[:5]} have an empty or non-string text; remove them.")
+    labels = [int(y) if hasattr(y, "__index__") and not isinstance(y, (bool, str)) else y for y in labels]
+    return texts, pairs, labels
+
+
+# ---- training ------------------------------------------------------------------------------------
+
+
+class ContinualLearner:
+    """Trains a :class:`ContinualModel` task after task with a continual-learning method's rules,
+    through the one loop every script uses (``ctr_plugin.continual.loop``).
+
+    ``method``: a name, a method object, or None for the one that made the model. Training
+    options are a :class:`TrainingConfig` (``training=``) or its fields as keyword arguments
+    (``epochs=3, lr=1e-3, batch_size=16, ...``). Per task: a fresh AdamW optimizer with warmup
+    and decay, gradient clipping, the method's hooks (HAT's gradient masking and compensation
+    before clipping, its temperature schedule and regulariser, mask accumulation after the task),
+    the best epoch by validation loss kept, then every task learned here tested (``results``).
+    """
+
+    def __init__(
+        self,
+        model: ContinualModel,
+        method: str | ContinualMethod | None = None,
+        training: TrainingConfig | None = None,
+        method_options: dict | None = None,
+        accelerator: Accelerator | None = None,
+        **training_options,
+    ):
+        if not isinstance(model, ContinualModel):
+            raise CTRError(f"ContinualLearner trains a ctr_plugin ContinualModel (get_continual_model(...)), got {type(model).__name__}.")
+        self.method = resolve_method(method or model.method_name, method_options, DEFAULT_METHOD[model.plugin_config.plugin_type])
+        if type(self.method).plugin_type != model.plugin_config.plugin_type:
+            raise CTRError(
+                f"Method {self.method.name!r} trains plugin_type {type(self.method).plugin_type!r}, but this model carries "
+                f"{model.plugin_config.plugin_type!r} plugins (made for method {model.method_name!r}). Use that method, or "
+                f"build the model with get_continual_model(..., method={self.method.name!r})."
+            )
+        if model.method_name not in (None, self.method.name):
+            raise CTRError(f"This model was trained with method {model.method_name!r}; a learner must go on with the same method, not {self.method.name!r}.")
+        if training is not None and training_options:
+            raise CTRError("Pass either training=TrainingConfig(...) or its options as keyword arguments, not both.")
+        self.training = training or TrainingConfig(**training_options)
+        self.model = model
+        self.model.method_name = self.method.name
+        self.accelerator = accelerator
+        self.tasks: list[TaskData] = []
+        self.results = ContinualResults([], [], [])
+        self._started = False
+
+    def _check_can_continue(self) -> None:
+        """A model that learned tasks elsewhere (a checkpoint) may go on only with methods whose
+        state across tasks the checkpoint holds."""
+        method = self.method
+        if self.model.num_tasks > len(self.tasks) and not (method.resumable if method.continuable is None else method.continuable):
+            raise CTRError(
+                f"This model already learned {self.model.num_tasks} tasks, and method {method.name!r} keeps state across "
+                f"tasks that a checkpoint does not hold: it cannot go on without silently losing it. Learn all tasks with "
+                f"one learner instead."
+            )
+
+    def learn_task(
+        self,
+        name: str,
+        train: Any,
+        validation: Any = None,
+        test: Any = None,
+        labels: Sequence[str] | None = None,
+        text_column: str = "text",
+        label_column: str = "label",
+        pair_column: str | None = None,
+        source: str | None = None,
+    ) -> dict[str, float | None]:
+        """Add task ``name`` to the model and train it; return the test accuracy (%) of every task
+        learned here so far (None for those without test data): one row of ``results.acc_matrix``.
+
+        The data is as :func:`as_task_data` takes it (``datasets.Dataset`` or lists); it may also
+        be a ready :class:`TaskData` as ``train`` (then the other data arguments must be None).
+        """
+        if self.method.joint_training:
+            raise CTRError(f"Method {self.method.name!r} learns all tasks at once: call learn_sequence([...]) with every task.")
+        if isinstance(train, TaskData):
+            if any(x is not None for x in (validation, test, labels)):
+                raise CTRError("learn_task() got a TaskData as train: its splits and labels are inside it; pass nothing else.")
+            data = train if train.name == name else TaskData(name, train.label_names, train.train, train.validation, train.test, train.source, train.notes)
+        else:
+            data = as_task_data(name, train, validation, test, labels, text_column, label_column, pair_column, source)
+        self._check_can_continue()
+        if not self._started:
+            self.method.before_sequence(self.model, [data], self.training)
+            self._started = True
+        self.tasks.append(data)
+        self.results = _grown(self.results, data.name)
+        learn_next_task(self.model, self.method, self.tasks, self.training, self.results, accelerator=self.accelerator)
+        row = self.results.acc_matrix[self.results.completed_tasks - 1]
+        return {t.name: row[j] for j, t in enumerate(self.tasks)}
+
+    def learn_sequence(self, tasks: list[TaskData], results: ContinualResults | None = None, on_task_end=None, evaluate_test: bool = True) -> ContinualResults:
+        """Learn ``tasks`` (a list of :class:`TaskData`) in order: ``loop.run_sequence`` with this
+        learner's method, options and accelerator. ``results`` of an interrupted run resume it;
+        ``on_task_end(model, results)`` runs after each task (``experiment.run`` saves there)."""
+        if self.tasks:
+            raise CTRError("learn_sequence() starts a sequence: this learner has learned tasks already; continue with learn_task().")
+        if results is None:
+            self._check_can_continue()
+        self._started = True
+        self.results = run_sequence(self.model, self.method, tasks, self.training, results=results, on_task_end=on_task_end, evaluate_test=evaluate_test, accelerator=self.accelerator)
+        self.tasks = list(tasks)
+        return self.results
+
+    def evaluate(self, task: str | int, data: Any = None, labels: Sequence[str] | None = None, **columns) -> dict[str, float]:
+        """Accuracy and macro-F1 (%) and mean loss of the model on ``data`` as task ``task``
+        (a name or id), after the method's ``before_evaluate``. ``data`` as :func:`as_task_data`
+        takes a split; None: the test split given to ``learn_task`` for that task."""
+        task_id = self.model.task_id(task)
+        name = self.model.task_names[task_id]
+        if data is None:
+            given = next((t for t in self.tasks if t.name == name), None)
+            if given is None or not len(given.test):
+                raise CTRError(f"No test data was given for task {name!r}: pass data=...")
+            split = given.test
+        else:
+            split = as_task_data(name, data, labels=labels or self.model.label_names[task_id], **columns).train
+        self.method.before_evaluate(self.model, task_id)
+        return evaluate(self.model, split, task_id, self.training, desc=f"evaluate {name}", accelerator=self.accelerator)
+
+    def card_fields(self) -> dict:
+        """What a checkpoint written by this learner records beside the model: the method and its
+        options, the seed, the training options and the results so far (the model card shows them)."""
+        fields = {"method": self.method.name, "method_options": self.method.options(), "seed": self.training.seed, "training": self.training.to_dict()}
+        if self.results.completed_tasks:
+            fields["progress"] = self.results.to_dict()
+        return fields
+
+    def save_pretrained(self, directory: str | os.PathLike) -> None:
+        """``model.save_pretrained`` with this learner's method, options and results (model card included)."""
+        self.model.save_pretrained(directory, extra=self.card_fields())
+
+    def push_to_hub(self, repo_id: str, **kwargs):
+        """``model.push_to_hub`` with this learner's method, options and results; ``kwargs`` as there."""
+        return self.model.push_to_hub(repo_id, extra=self.card_fields(), **kwargs)
+
+
+def _grown(results: ContinualResults, name: str) -> ContinualResults:
+    """``results`` with room for one more task (a row and a column of None)."""
+    n = len(results.tasks) + 1
+    acc, f1 = empty_matrix(n), empty_matrix(n)
+    for i, (a_row, f_row) in enumerate(zip(results.acc_matrix, results.f1_matrix)):
+        acc[i][: n - 1], f1[i][: n - 1] = a_row, f_row
+    results.tasks, results.acc_matrix, results.f1_matrix = [*results.tasks, name], acc, f1
+    return results
