@@ -39,7 +39,7 @@ def counted(kind: str, tasks: int, tiny_bert_dir: str, batch: int = 3, length: i
         model(ids, torch.ones_like(ids), task_ids)
     model.train()
     with FlopCounterMode(display=False) as step:
-        model(ids, torch.ones_like(ids), task_ids, s=1.0).logsumexp(-1).sum().backward()
+        model(ids, torch.ones_like(ids), task_ids, s=1.0).logits.logsumexp(-1).sum().backward()
     return forward.get_total_flops() // 2, step.get_total_flops() // 2, config, model
 
 
