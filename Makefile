@@ -26,7 +26,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	touch $@
 
 demo: install
-	$(BIN)/python scripts/train_ctr.py --config data_configs/hl5_products.yaml --output-dir runs/hl5_ctr --overwrite
+	$(BIN)/ctr-train --config hl5_products --output-dir runs/hl5_ctr --overwrite
 
 test: install
 	$(BIN)/python -m pytest -q

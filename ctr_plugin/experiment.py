@@ -1,6 +1,6 @@
 """One continual-learning run, end to end: data, model, the loop, and everything written to disk.
 
-``scripts/train_ctr.py`` parses its flags into a :class:`RunSettings` and calls :func:`run`; the
+``ctr-train`` (``ctr_plugin/commands/train.py``) parses its flags into a :class:`RunSettings` and calls :func:`run`; the
 table script calls the same function for every cell of its grid.
 
 ``output_dir`` receives

@@ -1,7 +1,7 @@
 """Paper-style Task-CL tables from a folder of runs: per method, mean ± std and a 95 % CI over runs,
 and paired comparisons of CTR with every other method.
 
-A grid folder (written by ``scripts/reproduce_tables.py``) holds ``runs/<method>/<run>/results.json``,
+A grid folder (written by ``ctr-tables``) holds ``runs/<method>/<run>/results.json``,
 one run per task order and seed (``order<k>_seed<s>``): runs of two methods with the same folder
 name saw the same data in the same order, so they are *matched*. :func:`build_tables` reads every
 complete run there, computes each run's metrics from its matrices (``metrics.run_metrics``, so

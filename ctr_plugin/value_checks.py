@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 
 # The loop seeds numpy with seed * 1000 + task index, and numpy takes seeds below 2**32.
 MAX_SEED = (2**32 - 1) // 1000 - 1
-CLI_FLAGS = {"epochs", "batch_size", "lr", "max_length", "seed", "adapter_size"}  # train_ctr.py's flags
+CLI_FLAGS = {"epochs", "batch_size", "lr", "max_length", "seed", "adapter_size"}  # ctr-train's flags
 MANY_EPOCHS = 100  # more epochs per task than this gets a warning (a typo is likelier than a plan)
 
 

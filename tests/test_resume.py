@@ -84,5 +84,5 @@ def test_resume_refuses_a_directory_without_a_recorded_run(tmp_path, capsys):
     from test_cli import call
 
     (tmp_path / "empty").mkdir()
-    code, _, err = call("train_ctr", ["--resume", str(tmp_path / "empty")], capsys)
+    code, _, err = call("train", ["--resume", str(tmp_path / "empty")], capsys)
     assert code == 2 and "command.json" in err

@@ -1,4 +1,4 @@
-"""The continual loop and train_ctr.py end to end on tiny encoders and synthetic tasks."""
+"""The continual loop and ctr-train end to end on tiny encoders and synthetic tasks."""
 
 from __future__ import annotations
 

@@ -1,11 +1,10 @@
 """Tuning on validation data: test splits are never touched, every method gets the same budget,
-studies resume, and the chosen options reach train_ctr.py through --tuned."""
+studies resume, and the chosen options reach ctr-train through --tuned."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,8 +15,6 @@ from ctr_plugin.continual.loop import TrainingConfig
 from ctr_plugin.errors import CTRError
 from ctr_plugin.tuning import best_entry, merge_tuned, read_tuned, search_space, tune_method, tuned_options, write_tuned
 from ctr_plugin.validation import EncoderCache, SealedSplit, SealedSplitError, seal_test_splits, validation_run
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
 FAST = TrainingConfig(epochs=1, lr=1e-2, batch_size=8, progress=False)
 
@@ -142,8 +139,8 @@ def _files_config(tmp_path: Path, tasks, encoder_dir: str) -> Path:
 
 def test_tune_script_writes_options_that_train_ctr_uses_and_never_loads_test_data(tasks, tiny_bert_dir, tmp_path, monkeypatch, capsys):
     import ctr_plugin.data
-    import train_ctr
-    import tune
+    from ctr_plugin.commands import train as train_ctr
+    from ctr_plugin.commands import tune
 
     config = _files_config(tmp_path, tasks, tiny_bert_dir)
     real_load = ctr_plugin.data.load_tasks

@@ -1,7 +1,7 @@
 """Devices, mixed precision and data parallelism for the loop, through Hugging Face Accelerate.
 
-One process (``python scripts/train_ctr.py``) or several (``accelerate launch --multi_gpu
---num_processes N scripts/train_ctr.py``) run the same loop. With N processes every global batch
+One process (``ctr-train``) or several (``accelerate launch --multi_gpu
+--num_processes N -m ctr_plugin.commands.train``) run the same loop. With N processes every global batch
 of ``batch_size`` examples is split between them, each computes its share of the loss, and the
 gradients are averaged before the optimizer step, so the update equals the one-process update
 on the whole batch (up to the order of float sums, and dropout / Gumbel noise, which each process
