@@ -5,9 +5,10 @@
     model.predict(["The zoom is superb."], task="canon_g3")
 """
 
+__version__ = "0.1.0"  # the one place the version is written (pyproject.toml reads it)
+
 from .errors import CheckpointError, CTRError, DataError, TaskError
 from .model import ContinualModel, Prediction
 from .plugins import PluginConfig
 
-__version__ = "0.1.0"
 __all__ = ["CTRError", "CheckpointError", "ContinualModel", "DataError", "PluginConfig", "Prediction", "TaskError"]

@@ -29,6 +29,7 @@ from .errors import CheckpointError, CTRError
 from .metrics import empty_matrix
 from .model import ContinualModel, load_encoder
 from .plugins import PluginConfig
+from .provenance import provenance
 from .report import format_summary, plot_matrix
 from .run_dir import CHECKPOINT_DIR, COMMAND_FILE, RESULTS_FILE, OutputLock, check_output_dir, finished_run
 from .value_checks import PLUGIN_RANGES, TRAINING_RANGES, check_max_length, convert_option_strings
@@ -150,6 +151,7 @@ def run(tasks, settings: RunSettings, output_dir: str | os.PathLike, source: dic
         "task_sizes": {t.name: {"train": len(t.train), "validation": len(t.validation), "test": len(t.test)} for t in tasks},
         "data_notes": {t.name: list(t.notes) for t in tasks if t.notes},
         "truncated_texts": truncated,
+        "provenance": provenance(),
     }
     if settings.from_checkpoint:
         base["continued_from"] = str(settings.from_checkpoint)
@@ -172,7 +174,7 @@ def run(tasks, settings: RunSettings, output_dir: str | os.PathLike, source: dic
                 if command is not None:
                     write_json_atomic(output_dir / COMMAND_FILE, command)
                 replacing = False
-            model.save_pretrained(output_dir / CHECKPOINT_DIR, extra={"method": method.name, "seed": cfg.seed, "progress": results.to_dict()})
+            model.save_pretrained(output_dir / CHECKPOINT_DIR, extra={"method": method.name, "seed": cfg.seed, "progress": results.to_dict(), "provenance": base["provenance"]})
             saved["tasks"], saved["this_run"] = results.completed_tasks, saved["this_run"] + 1  # the checkpoint is what resumes
             results.checkpoint_bytes.append(directory_bytes(output_dir / CHECKPOINT_DIR))
             write_json_atomic(output_dir / RESULTS_FILE, results.to_dict() | base)

@@ -75,6 +75,19 @@ def trained_run(tiny_bert_dir, tmp_path_factory):
 def test_train_then_predict_from_the_command_line(trained_run, capsys):
     results = json.loads((trained_run / "results.json").read_text())
     assert results["tasks"] == ["sentiment", "colour"] and results["data"]["config"] is None
+    import torch
+    import transformers
+
+    import ctr_plugin
+
+    made_by = results["provenance"]
+    assert made_by["ctr_plugin"] == ctr_plugin.__version__ and made_by["torch"] == torch.__version__
+    assert made_by["transformers"] == transformers.__version__ and made_by["peft"] and made_by["accelerate"]
+    checkpoint_config = json.loads((trained_run / "checkpoint" / "ctr_config.json").read_text())
+    assert checkpoint_config["provenance"] == made_by
+    if (ROOT / ".git").exists():  # a checkout (a worktree has a .git file): the commit it runs from
+        head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+        assert made_by["git"]["commit"] == head and isinstance(made_by["git"]["dirty"], bool)
     code, out, _ = call("predict", ["--checkpoint", str(trained_run / "checkpoint"), "--task", "colour", "a red cow", "blue"], capsys)
     lines = [json.loads(line) for line in out.splitlines()]
     assert code == 0 and [x["text"] for x in lines] == ["a red cow", "blue"]

@@ -104,7 +104,9 @@ def test_the_wheel_in_a_fresh_venv_trains_predicts_and_builds_tables(tiny_bert_d
         files.append(write_csv(work / f"{name}.csv", rows))
     tiny = ["--encoder", tiny_bert_dir, "--adapter-size", "16", "--epochs", "1", "--lr", "1e-2", "--max-length", "16"]
     out = run("ctr-train", "--datasets", *files, *tiny, "--no-progress", "--output-dir", "run")
-    assert "final_acc=" in out and (work / "run" / "results.json").is_file()
+    assert "final_acc=" in out
+    made_by = json.loads((work / "run" / "results.json").read_text())["provenance"]
+    assert made_by["git"] is None and made_by["ctr_plugin"] == run("python", "-c", "import importlib.metadata as m; print(m.version('ctr_plugin'))").strip()
     out = run("ctr-predict", "--checkpoint", "run/checkpoint", "--task", "colour", "a red cow")
     assert '"task": "colour"' in out
 
