@@ -1,6 +1,6 @@
 # Two commands do all the set-up on a fresh machine (see README):
 #   make demo   install, then learn the five Hu & Liu product domains with CTR (< 20 min on 2 CPU cores)
-#   make test   install, then run the test suite
+#   make test   install, then lint (ruff, configured in pyproject.toml) and run the test suite
 # Everything goes into ./.venv. On a GPU machine: make demo TORCH=torch TORCH_INDEX= (the CUDA build).
 
 PYTHON ?= python3
@@ -31,6 +31,7 @@ demo: install
 	$(BIN)/ctr-train --config hl5_products --output-dir runs/hl5_ctr --overwrite
 
 test: install
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
 clean:

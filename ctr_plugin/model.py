@@ -93,7 +93,6 @@ def inject_lora(encoder: nn.Module, config: PluginConfig, adapter_name: str = "d
     projection, in place, through peft, as the adapter ``adapter_name`` (another name adds one
     more adapter beside the first); everything else in the encoder stays frozen."""
     from peft import LoraConfig, inject_adapter_in_model
-
     from peft.tuners.lora import LoraLayer
 
     targets = [n for n, m in encoder.named_modules() if n.rsplit(".", 1)[-1] in ("query", "value") and isinstance(m, (nn.Linear, LoraLayer))]
@@ -487,7 +486,7 @@ class ContinualModel(nn.Module):
         return config
 
     @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike, encoder: str | None = None, device: str | torch.device = "cpu") -> "ContinualModel":
+    def from_pretrained(cls, directory: str | os.PathLike, encoder: str | None = None, device: str | torch.device = "cpu") -> ContinualModel:
         """Load a checkpoint. ``encoder`` overrides the encoder path stored in it (e.g. where the
         same encoder lives in another folder); a different encoder is refused."""
         config = cls.read_config(directory)

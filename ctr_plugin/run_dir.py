@@ -134,7 +134,7 @@ class OutputLock:
         self.created_dir = False
         self.held = False
 
-    def acquire(self) -> "OutputLock":
+    def acquire(self) -> OutputLock:
         if not self.output_dir.is_dir():
             self.output_dir.mkdir(parents=True)
             self.created_dir = True
@@ -166,7 +166,7 @@ class OutputLock:
         if self.created_dir and self.output_dir.is_dir() and not any(self.output_dir.iterdir()):
             self.output_dir.rmdir()
 
-    def __enter__(self) -> "OutputLock":
+    def __enter__(self) -> OutputLock:
         return self.acquire()
 
     def __exit__(self, *exc) -> None:

@@ -158,8 +158,8 @@ def report(runs_file: Path) -> str:
                 "| method | variant | seeds | val acc | val macro-F1 | Δ acc vs paper [95 % CI] | Δ acc vs adapter_one [95 % CI] "
                 "| forgetting | task-1 masks open | mean abs(e_1) | s/run |",
                 "|---|---|---|---|---|---|---|---|---|---|---|"]
-        order = lambda kv: (list(spec["cells"]).index(kv[0][0]), list(VARIANTS).index(kv[0][1]))  # noqa: E731
-        for (method, variant), by_seed in sorted(cells.items(), key=order):
+        methods = list(spec["cells"])
+        for (method, variant), by_seed in sorted(cells.items(), key=lambda kv: (methods.index(kv[0][0]), list(VARIANTS).index(kv[0][1]))):
             acc = np.array([r["val_final_acc"] for r in by_seed.values()])
             mf1 = np.array([r["val_final_mf1"] for r in by_seed.values()])
             forget = np.array([r["val_forgetting_rate"] for r in by_seed.values()])

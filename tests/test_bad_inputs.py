@@ -8,8 +8,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import socket
 import shutil
+import socket
 import stat
 import subprocess
 import sys
@@ -19,7 +19,6 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import SPECIAL, TINY_PLUGIN, WORDS, keyword_task
 from ctr_plugin.continual.loop import TrainingConfig, evaluate
 from ctr_plugin.data import TaskSpec, build_task, load_sequence_config
 from ctr_plugin.errors import CheckpointError, CTRError, DataError, TaskError
@@ -27,6 +26,8 @@ from ctr_plugin.experiment import RunSettings, run, split_training_options
 from ctr_plugin.model import CONFIG_FILE, WEIGHTS_FILE, ContinualModel, load_encoder
 from ctr_plugin.plugins import PluginConfig
 from ctr_plugin.run_dir import LOCK_FILE
+
+from conftest import SPECIAL, TINY_PLUGIN, WORDS, keyword_task
 from test_cli import TINY, call, load_command, task_csv, write_csv, write_text
 
 FAST = TrainingConfig(epochs=1, lr=1e-2, batch_size=8, progress=False)
@@ -487,7 +488,7 @@ def data_case(tmp: Path, case: str) -> TaskSpec:
         return TaskSpec(name="a", train=write_csv(tmp / "m.csv", rows(20) + [("one more text", marker)]))
     if case == "json record with a repeated key":
         path = tmp / "r.jsonl"
-        path.write_text("\n".join('{"text": "%s", "label": "%s", "label": "x"}' % r for r in rows(20)))
+        path.write_text("\n".join(f'{{"text": "{text}", "label": "{label}", "label": "x"}}' for text, label in rows(20)))
         return TaskSpec(name="a", train=str(path))
     if case == "class only in the test file":
         return TaskSpec(name="a", train=write_csv(tmp / "tr.csv", rows(20)), test=write_csv(tmp / "te.csv", rows(9, ("pos", "neg", "meh"), "held out")))

@@ -8,13 +8,14 @@ import json
 import pytest
 import torch
 
-from conftest import TINY_PLUGIN, keyword_task
 from ctr_plugin.continual.loop import TrainingConfig, evaluate, run_sequence
 from ctr_plugin.continual.methods import METHODS, get_method
 from ctr_plugin.continual.methods.base import shared_parameters
 from ctr_plugin.errors import CTRError
 from ctr_plugin.experiment import RunSettings, run
 from ctr_plugin.model import ContinualModel, load_encoder
+
+from conftest import TINY_PLUGIN, keyword_task
 
 FAST = TrainingConfig(epochs=1, lr=1e-2, batch_size=8, progress=False)
 

@@ -12,11 +12,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import TINY_PLUGIN, keyword_task
 from ctr_plugin.continual.loop import TrainingConfig
 from ctr_plugin.errors import CTRError
 from ctr_plugin.experiment import RunSettings, run
 from ctr_plugin.model import CONFIG_FILE, ContinualModel
+
+from conftest import TINY_PLUGIN, keyword_task
 from test_cli import write_csv
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import keyword_task
 from ctr_plugin.metrics import summarize
 from ctr_plugin.tables import build_tables, compare_methods, group_of, load_runs, one_reference, summarize_runs
+
+from conftest import keyword_task
 from test_cli import call, write_csv
 
 

@@ -10,11 +10,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import TINY_PLUGIN, keyword_task
 from ctr_plugin.continual.loop import TrainingConfig
 from ctr_plugin.errors import CTRError
 from ctr_plugin.tuning import best_entry, merge_tuned, read_tuned, search_space, tune_method, tuned_options, write_tuned
 from ctr_plugin.validation import EncoderCache, SealedSplit, SealedSplitError, seal_test_splits, validation_run
+
+from conftest import TINY_PLUGIN, keyword_task
 
 FAST = TrainingConfig(epochs=1, lr=1e-2, batch_size=8, progress=False)
 

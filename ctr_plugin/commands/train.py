@@ -150,8 +150,8 @@ def main(argv=None) -> int:
             raise CTRError(f"--{flag.replace('_', '-')} must be at least 2 (a task needs both classes), got {value}.")
 
     from ctr_plugin.continual.loop import TrainingConfig
-    from ctr_plugin.data import load_orders, load_sequence_config, load_tasks, resolve_config, sequence_from_names
     from ctr_plugin.continual.methods import get_method
+    from ctr_plugin.data import load_orders, load_sequence_config, load_tasks, resolve_config, sequence_from_names
     from ctr_plugin.experiment import RunSettings, check_output_dir, run, split_training_options
     from ctr_plugin.plugins import PluginConfig
 

@@ -75,7 +75,7 @@ class ContinualResults:
     continuing_checkpoint: bool = False
 
     @classmethod
-    def from_dict(cls, data: dict) -> "ContinualResults":
+    def from_dict(cls, data: dict) -> ContinualResults:
         keys = ("tasks", "acc_matrix", "f1_matrix", "completed_tasks", "train_seconds", "epochs_kept")
         cost = {k: data[k] for k in ("params_added", "checkpoint_bytes") if k in data}  # absent in older checkpoints
         return cls(**{k: data[k] for k in keys}, **cost)

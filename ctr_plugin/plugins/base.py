@@ -10,7 +10,6 @@ from ..errors import CheckpointError, CTRError
 from ..value_checks import check_plugin_config
 from .context import PluginContext
 
-
 POOLINGS = ("pooler", "cls", "mean")
 TSM_ACTIVATIONS = ("relu", "none")
 
@@ -58,7 +57,7 @@ class PluginConfig:
         return d
 
     @classmethod
-    def from_dict(cls, data: dict) -> "PluginConfig":
+    def from_dict(cls, data: dict) -> PluginConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:

@@ -128,7 +128,7 @@ class ContinualMethod:
         return "\n".join(lines) or "  (this method has no options)"
 
     @classmethod
-    def from_options(cls, options: dict[str, Any] | None = None) -> "ContinualMethod":
+    def from_options(cls, options: dict[str, Any] | None = None) -> ContinualMethod:
         """The method with ``options`` set; string values (from the CLI) are converted to the
         field's type. An unknown option gets an error listing the valid ones."""
         known = {f.name: f for f in fields(cls)}
