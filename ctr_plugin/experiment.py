@@ -30,8 +30,9 @@ from .metrics import empty_matrix
 from .model import ContinualModel, load_encoder
 from .plugins import PluginConfig
 from .provenance import provenance
-from .report import format_summary, plot_matrix
+from .report import format_summary, plot_curves, plot_matrix
 from .run_dir import CHECKPOINT_DIR, COMMAND_FILE, RESULTS_FILE, OutputLock, check_output_dir, finished_run
+from .tracking import check_report_to, finish_trackers, start_trackers, tracker_settings
 from .value_checks import PLUGIN_RANGES, TRAINING_RANGES, check_max_length, convert_option_strings
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,7 @@ class RunSettings:
     resume: bool = False  # continue an interrupted run in the same output directory
     device: str | None = None  # "cpu" or "cuda"; None = a GPU where there is one
     mixed_precision: str | None = None  # "no", "fp16", "bf16" on GPUs; None = accelerate's setting
+    report_to: str = "none"  # experiment tracker: none, tensorboard, wandb, mlflow (see tracking.py)
 
 
 def split_training_options(options: dict) -> tuple[dict, dict]:
@@ -120,7 +122,8 @@ def run(tasks, settings: RunSettings, output_dir: str | os.PathLike, source: dic
     if settings.resume and (done := finished_run(output_dir)) is not None:
         log.info("%s holds a finished run (%d of %d tasks): nothing to resume; nothing was changed.", output_dir, done["completed_tasks"], len(done["tasks"]))
         return done
-    accelerator = make_accelerator(settings.device, settings.mixed_precision)
+    check_report_to(settings.report_to)
+    accelerator = make_accelerator(settings.device, settings.mixed_precision, **tracker_settings(settings.report_to, output_dir))
     main = accelerator.is_main_process
     if not main:  # one log, not one per process
         logging.getLogger("ctr_plugin").setLevel(logging.WARNING)
@@ -166,11 +169,13 @@ def run(tasks, settings: RunSettings, output_dir: str | os.PathLike, source: dic
     try:
         if main and not replacing and command is not None:
             write_json_atomic(output_dir / COMMAND_FILE, command)
+        start_trackers(accelerator, settings.report_to, output_dir, {k: base[k] for k in ("method", "method_options", "encoder", "seed", "training", "plugin")})
 
         def save(model: ContinualModel, results: ContinualResults) -> None:
             nonlocal replacing
             if replacing:  # the first task of the new run is done: now it replaces the old run
                 (output_dir / "accuracy_matrix.png").unlink(missing_ok=True)
+                (output_dir / "training_curves.png").unlink(missing_ok=True)
                 if command is not None:
                     write_json_atomic(output_dir / COMMAND_FILE, command)
                 replacing = False
@@ -195,8 +200,10 @@ def run(tasks, settings: RunSettings, output_dir: str | os.PathLike, source: dic
         if main:
             write_json_atomic(output_dir / RESULTS_FILE, out)
             plot_matrix(results.acc_matrix, results.tasks, output_dir / "accuracy_matrix.png", f"{method.name}: test accuracy (%)")
+            plot_curves(results.curves, results.tasks, output_dir / "training_curves.png", f"{method.name}: per-epoch training and validation")
             log.info("\n%s", format_summary(out))
     finally:
+        finish_trackers(accelerator)
         if lock is not None:
             lock.release()
     accelerator.wait_for_everyone()

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from ..cli import run_main, setup_logging
 from ..data.config import DEFAULT_SEQUENCE
+from ..tracking import REPORT_TO, check_report_to
 
 log = logging.getLogger("ctr-train")
 
@@ -64,6 +65,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     out.add_argument("--overwrite", action="store_true", help="replace a run already in --output-dir")
     out.add_argument("--resume", metavar="DIR", help="continue the interrupted run in DIR with its own recorded options")
     out.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
+    out.add_argument("--report-to", choices=REPORT_TO, help="experiment tracker for the loss per step, the validation curves and "
+                     "the accuracy matrix after each task (default none; tensorboard writes OUTPUT_DIR/tracking/)")
     return p.parse_args(argv)
 
 
@@ -85,7 +88,7 @@ def resolve_resume(args: argparse.Namespace, argv: list[str]) -> argparse.Namesp
     from ctr_plugin.errors import CTRError
     from ctr_plugin.experiment import COMMAND_FILE
 
-    allowed = ("--resume", "--no-progress", "--device", "--mixed-precision")
+    allowed = ("--resume", "--no-progress", "--device", "--mixed-precision", "--report-to")
     extra = [a for a in argv if a.startswith("--") and a.split("=")[0] not in allowed]
     if extra:
         raise CTRError(f"--resume takes its options from the interrupted run; remove {extra} (only {', '.join(allowed[1:])} may be added).")
@@ -101,6 +104,7 @@ def resolve_resume(args: argparse.Namespace, argv: list[str]) -> argparse.Namesp
     resumed.no_progress = resumed.no_progress or args.no_progress
     resumed.device = args.device or resumed.device
     resumed.mixed_precision = args.mixed_precision or resumed.mixed_precision
+    resumed.report_to = args.report_to or resumed.report_to
     return resumed
 
 
@@ -166,6 +170,7 @@ def main(argv=None) -> int:
     from ctr_plugin.continual.parallel import check_device
 
     check_device(args.device, args.mixed_precision)
+    check_report_to(args.report_to or "none")
     if args.datasets and args.config:
         raise CTRError("Give either --config or --datasets, not both.")
     if args.datasets:
@@ -214,6 +219,7 @@ def main(argv=None) -> int:
         resume=bool(args.resume),
         device=args.device,
         mixed_precision=args.mixed_precision,
+        report_to=args.report_to or "none",
     )
     log.info("Loading %d tasks of %s ...", len(sequence.tasks), sequence.name)
     tasks = load_tasks(sequence, seed=settings.training.seed)  # the data splits follow the run's seed

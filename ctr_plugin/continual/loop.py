@@ -4,6 +4,12 @@ Per task: add the task to the model, a fresh optimizer (AdamW, linear warmup and
 clipping), epochs with the validation loss after each and the best epoch's weights kept, then the
 test accuracy and macro-F1 of every task learned so far (one row of the accuracy matrix).
 
+What it measures on the way is kept per task (:class:`TaskCurve`: the training loss and the
+validation loss and accuracy per epoch) and sent to the accelerator's trackers (TensorBoard, W&B,
+MLflow; none unless the run asked for them, see ``ctr_plugin.tracking``), all at one step count,
+the optimizer steps taken since the run began: ``train/loss`` per step, ``<task>/...`` per epoch,
+and ``test_accuracy/<task>`` for every learned task after each task (the accuracy matrix row).
+
 It runs on Hugging Face Accelerate: one process, or several under ``accelerate launch`` (data
 parallel, see ``parallel.py``), with mixed precision on GPUs where asked for.
 """
@@ -57,6 +63,20 @@ class TrainingConfig:
 
 
 @dataclass
+class TaskCurve:
+    """One task's training, epoch by epoch: the mean training loss, the validation loss and
+    accuracy (percent), and the optimizer steps taken."""
+
+    train_loss: list[float] = field(default_factory=list)
+    validation_loss: list[float] = field(default_factory=list)
+    validation_accuracy: list[float] = field(default_factory=list)
+    steps: int = 0
+
+    def to_dict(self) -> dict:
+        return {"train_loss": self.train_loss, "validation_loss": self.validation_loss, "validation_accuracy": self.validation_accuracy, "steps": self.steps}
+
+
+@dataclass
 class ContinualResults:
     """The accuracy and macro-F1 matrices of a run and what produced them."""
 
@@ -73,19 +93,21 @@ class ContinualResults:
     # The completed tasks are a checkpoint's, re-tested at the start of a run that continues it
     # (not an interrupted run of this one): methods that cannot resume may still go on.
     continuing_checkpoint: bool = False
+    curves: list[dict] = field(default_factory=list)  # TaskCurve.to_dict() per trained task
+    train_steps: int = 0  # optimizer steps so far: the trackers' step count
 
     @classmethod
     def from_dict(cls, data: dict) -> ContinualResults:
         keys = ("tasks", "acc_matrix", "f1_matrix", "completed_tasks", "train_seconds", "epochs_kept")
-        cost = {k: data[k] for k in ("params_added", "checkpoint_bytes") if k in data}  # absent in older checkpoints
-        return cls(**{k: data[k] for k in keys}, **cost)
+        later = {k: data[k] for k in ("params_added", "checkpoint_bytes", "curves", "train_steps") if k in data}  # absent in older checkpoints
+        return cls(**{k: data[k] for k in keys}, **later)
 
     def to_dict(self) -> dict:
         out = {"tasks": self.tasks, "acc_matrix": self.acc_matrix, "f1_matrix": self.f1_matrix}
         if self.completed_tasks == len(self.tasks):
             out |= summarize(self.acc_matrix, self.f1_matrix)
         out |= {"completed_tasks": self.completed_tasks, "train_seconds": round(self.train_seconds, 1), "epochs_kept": self.epochs_kept}
-        return out | {"params_added": self.params_added, "checkpoint_bytes": self.checkpoint_bytes}
+        return out | {"params_added": self.params_added, "checkpoint_bytes": self.checkpoint_bytes, "curves": self.curves, "train_steps": self.train_steps}
 
 
 def seed_everything(seed: int) -> None:
@@ -184,9 +206,23 @@ def _optimizer(model: ContinualModel, method: ContinualMethod, cfg: TrainingConf
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
 
 
-def train_task(model: ContinualModel, method: ContinualMethod, data: TaskData, task: int, cfg: TrainingConfig, label: str = "", accelerator: Accelerator | None = None) -> int:
-    """Train ``model`` on one task (already added to it); keep the best epoch; return it (1-based)."""
+def train_task(
+    model: ContinualModel,
+    method: ContinualMethod,
+    data: TaskData,
+    task: int,
+    cfg: TrainingConfig,
+    label: str = "",
+    accelerator: Accelerator | None = None,
+    curve: TaskCurve | None = None,
+    first_step: int = 0,
+) -> int:
+    """Train ``model`` on one task (already added to it); keep the best epoch; return it (1-based).
+
+    ``curve`` (if given) receives the epoch-by-epoch losses and accuracy; the accelerator's
+    trackers get them too, at step ``first_step`` + the steps taken in this task."""
     acc = accelerator or make_accelerator(model.device.type)
+    curve = curve if curve is not None else TaskCurve()
     method.before_task(model, task, data)
     num_batches = math.ceil(len(data.train) / cfg.batch_size)  # global batches: every process steps through all of them
     optimizer, scheduler = _optimizer(model, method, cfg, cfg.epochs * num_batches)
@@ -199,6 +235,7 @@ def train_task(model: ContinualModel, method: ContinualMethod, data: TaskData, t
     for epoch in range(cfg.epochs):
         model.train()
         order = torch.randperm(len(data.train), generator=shuffler).tolist()
+        epoch_loss = 0.0
         bar = tqdm(list(_batches(data.train, cfg.batch_size, order)), desc=f"{label} epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=not (cfg.progress and acc.is_local_main_process))
         for b, idx in enumerate(bar):
             step = Step(task, epoch, b, num_batches, cfg.epochs)
@@ -217,9 +254,18 @@ def train_task(model: ContinualModel, method: ContinualMethod, data: TaskData, t
             optimizer.step()
             scheduler.step()
             method.after_step(model, step)
-            bar.set_postfix(loss=f"{loss.item():.3f}")
+            curve.steps += 1
+            step_loss = loss.item()
+            epoch_loss += step_loss
+            acc.log({"train/loss": step_loss, "train/lr": scheduler.get_last_lr()[0]}, step=first_step + curve.steps)
+            bar.set_postfix(loss=f"{step_loss:.3f}")
         val = evaluate(model, data.validation, task, cfg, desc="validation", accelerator=acc)
         log.info("%s epoch %d: validation loss %.4f, accuracy %.1f", label, epoch + 1, val["loss"], val["acc"])
+        curve.train_loss.append(round(epoch_loss / max(1, num_batches), 5))
+        curve.validation_loss.append(round(val["loss"], 5))
+        curve.validation_accuracy.append(round(val["acc"], 2))
+        acc.log({f"{data.name}/train_loss": curve.train_loss[-1], f"{data.name}/validation_loss": val["loss"], f"{data.name}/validation_accuracy": val["acc"]},
+                step=first_step + curve.steps)
         if val["loss"] < best_loss:
             best_loss, best_epoch = val["loss"], epoch + 1
             best_state = {id(p): p.detach().clone() for p in params} if epoch + 1 < cfg.epochs else None
@@ -277,14 +323,18 @@ def run_sequence(
         task_id = model.add_task(data.name, data.label_names, pair=data.train.pairs is not None)
         label = f"task {t + 1}/{len(tasks)} {data.name}"
         start = time.perf_counter()
-        results.epochs_kept.append(train_task(model, method, data, task_id, cfg, label, acc))
+        curve = TaskCurve()
+        results.epochs_kept.append(train_task(model, method, data, task_id, cfg, label, acc, curve, results.train_steps))
         results.train_seconds += time.perf_counter() - start
         results.params_added.append(parameter_count(model) - params_before)
+        results.curves.append(curve.to_dict())
+        results.train_steps += curve.steps
         for j in range(t + 1 if evaluate_test else 0):
             _test(model, method, tasks[j], cfg, results, t, j, acc)
         results.completed_tasks = t + 1
         if evaluate_test:
             log.info("after %s: test accuracy %s", data.name, results.acc_matrix[t][: t + 1])
+            _log_matrix_row(results, t, acc)
         _task_end(model, results, on_task_end, acc)
     return results
 
@@ -298,6 +348,12 @@ def _task_end(model, results, on_task_end, acc: Accelerator) -> None:
     if on_task_end is not None and acc.is_main_process:
         on_task_end(model, results)
     acc.wait_for_everyone()  # no process starts the next task before the checkpoint is written
+
+
+def _log_matrix_row(results: ContinualResults, row: int, acc: Accelerator) -> None:
+    """Row ``row`` of the accuracy matrix (every task learned so far) to the trackers."""
+    scores = {f"test_accuracy/{name}": results.acc_matrix[row][j] for j, name in enumerate(results.tasks[: row + 1])}
+    acc.log(scores | {"test_accuracy/mean": sum(scores.values()) / len(scores), "tasks_learned": row + 1}, step=results.train_steps)
 
 
 def _test(model: ContinualModel, method: ContinualMethod, data: TaskData, cfg: TrainingConfig, results: ContinualResults, row: int, column: int, acc: Accelerator) -> None:
@@ -332,13 +388,18 @@ def _learn_jointly(model, method, tasks, cfg, results, on_task_end, evaluate_tes
     # validation-only run (sealed test splits, see ``ctr_plugin.validation``) never reads one.
     union = TaskData("+".join(t.name for t in tasks), [], _union(tasks, ids, "train"), _union(tasks, ids, "validation"), Split([], []))
     start = time.perf_counter()
-    epoch = train_task(model, method, union, ids[-1], cfg, f"all {len(tasks)} tasks jointly", acc)
+    curve = TaskCurve()
+    epoch = train_task(model, method, union, ids[-1], cfg, f"all {len(tasks)} tasks jointly", acc, curve, results.train_steps)
     results.epochs_kept = [epoch] * len(tasks)
     results.train_seconds += time.perf_counter() - start
+    results.curves = [curve.to_dict()]  # one training, of the union
+    results.train_steps += curve.steps
     for j in range(len(tasks) if evaluate_test else 0):
         _test(model, method, tasks[j], cfg, results, len(tasks) - 1, j, acc)
         for i in range(j, len(tasks) - 1):
             results.acc_matrix[i][j], results.f1_matrix[i][j] = results.acc_matrix[-1][j], results.f1_matrix[-1][j]
+    if evaluate_test:
+        _log_matrix_row(results, len(tasks) - 1, acc)
     results.completed_tasks = len(tasks)
     _task_end(model, results, on_task_end, acc)
     return results
