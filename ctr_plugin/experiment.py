@@ -15,13 +15,13 @@ Under ``accelerate launch`` every process runs this function; only the main one 
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from . import results as results_file
 from .continual.loop import ContinualResults, TrainingConfig, evaluate, run_sequence, seed_everything
 from .continual.methods import get_method
 from .continual.parallel import make_accelerator
@@ -31,7 +31,8 @@ from .model import ContinualModel, load_encoder
 from .plugins import PluginConfig
 from .provenance import provenance
 from .report import format_summary, plot_curves, plot_matrix
-from .run_dir import CHECKPOINT_DIR, COMMAND_FILE, RESULTS_FILE, OutputLock, check_output_dir, finished_run
+from .results import RESULTS_FILE, write_json_atomic
+from .run_dir import CHECKPOINT_DIR, COMMAND_FILE, OutputLock, check_output_dir
 from .tracking import check_report_to, finish_trackers, start_trackers, tracker_settings
 from .value_checks import PLUGIN_RANGES, TRAINING_RANGES, check_max_length, convert_option_strings
 
@@ -66,13 +67,6 @@ def split_training_options(options: dict) -> tuple[dict, dict]:
         )
     options = convert_option_strings(options, TRAINING_RANGES | PLUGIN_RANGES)  # YAML 1.1 reads 1e-3 as a string
     return {k: v for k, v in options.items() if k in train_keys}, {k: v for k, v in options.items() if k in plugin_keys}
-
-
-def write_json_atomic(path: Path, data: dict) -> None:
-    """Write beside, then rename: a reader never sees half a file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, path)
 
 
 def _resume_state(output_dir: Path, tasks, settings: RunSettings):
@@ -119,7 +113,7 @@ def run(tasks, settings: RunSettings, output_dir: str | os.PathLike, source: dic
     a finished run, nothing changes and its results are returned.
     """
     output_dir = Path(output_dir)
-    if settings.resume and (done := finished_run(output_dir)) is not None:
+    if settings.resume and (done := results_file.finished(output_dir)) is not None:
         log.info("%s holds a finished run (%d of %d tasks): nothing to resume; nothing was changed.", output_dir, done["completed_tasks"], len(done["tasks"]))
         return done
     check_report_to(settings.report_to)
@@ -182,7 +176,7 @@ def run(tasks, settings: RunSettings, output_dir: str | os.PathLike, source: dic
             model.save_pretrained(output_dir / CHECKPOINT_DIR, extra={"method": method.name, "seed": cfg.seed, "progress": results.to_dict(), "provenance": base["provenance"]})
             saved["tasks"], saved["this_run"] = results.completed_tasks, saved["this_run"] + 1  # the checkpoint is what resumes
             results.checkpoint_bytes.append(directory_bytes(output_dir / CHECKPOINT_DIR))
-            write_json_atomic(output_dir / RESULTS_FILE, results.to_dict() | base)
+            results_file.write(output_dir, results_file.assemble(results.to_dict(), base))
 
         start = time.perf_counter()
         try:
@@ -196,9 +190,9 @@ def run(tasks, settings: RunSettings, output_dir: str | os.PathLike, source: dic
                 f"Training stopped: writing {err.filename or output_dir} failed ({err.strerror or err}). "
                 f"{_state_after_failure(output_dir, tasks, saved, replacing)} Free space or fix the permissions, then continue."
             ) from None
-        out = results.to_dict() | base | {"wall_seconds": round(time.perf_counter() - start, 1)}
+        out = results_file.assemble(results.to_dict(), base, wall_seconds=time.perf_counter() - start)
         if main:
-            write_json_atomic(output_dir / RESULTS_FILE, out)
+            results_file.write(output_dir, out)
             plot_matrix(results.acc_matrix, results.tasks, output_dir / "accuracy_matrix.png", f"{method.name}: test accuracy (%)")
             plot_curves(results.curves, results.tasks, output_dir / "training_curves.png", f"{method.name}: per-epoch training and validation")
             log.info("\n%s", format_summary(out))

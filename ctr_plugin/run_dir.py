@@ -6,8 +6,6 @@
 * :class:`OutputLock` is a lock file (``DIR/.lock`` holding the writer's pid and host): a second
   writer is refused with the holder's pid, and a lock whose process is gone is recognised as stale
   and taken over.
-* :func:`finished_run` tells a finished run from an interrupted one (``--resume`` on a finished
-  run changes nothing).
 """
 
 from __future__ import annotations
@@ -20,10 +18,10 @@ import time
 from pathlib import Path
 
 from .errors import CTRError
+from .results import RESULTS_FILE
 
 log = logging.getLogger(__name__)
 
-RESULTS_FILE = "results.json"
 CHECKPOINT_DIR = "checkpoint"
 COMMAND_FILE = "command.json"  # the options a run started with: what --resume reuses
 LOCK_FILE = ".lock"
@@ -108,17 +106,6 @@ def check_output_dir(output_dir: str | os.PathLike, overwrite: bool, resume: boo
                 f"--from-checkpoint {from_checkpoint} lies inside --output-dir {output_dir}: the new run would "
                 f"replace the checkpoint it starts from. Write the continued run to another --output-dir."
             )
-
-
-def finished_run(output_dir: str | os.PathLike) -> dict | None:
-    """The results of the finished run in ``output_dir`` (every task learned and tested), else None."""
-    try:
-        results = json.loads((Path(output_dir) / RESULTS_FILE).read_text())
-    except (OSError, ValueError):
-        return None
-    if isinstance(results, dict) and results.get("tasks") and results.get("completed_tasks") == len(results["tasks"]) and "final_acc" in results:
-        return results
-    return None
 
 
 class OutputLock:

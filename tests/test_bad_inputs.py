@@ -637,10 +637,10 @@ def test_a_seed_in_the_config_is_not_silently_replaced_by_the_flags_default(tiny
 
 
 def test_a_write_that_fails_mid_run_says_which_checkpoint_is_intact(tiny_bert_dir, tmp_path, monkeypatch):
-    import ctr_plugin.experiment as experiment
+    import ctr_plugin.results as results_file
 
     tasks = [keyword_task("sentiment", [["good"], ["bad"]], n_train=16, n_test=8), keyword_task("colour", [["red"], ["blue"]], n_train=16, n_test=8)]
-    original = experiment.write_json_atomic
+    original = results_file.write_json_atomic
     calls = []
 
     def full_disk(path, data):
@@ -649,7 +649,7 @@ def test_a_write_that_fails_mid_run_says_which_checkpoint_is_intact(tiny_bert_di
             raise OSError(28, "No space left on device", str(path))
         original(path, data)
 
-    monkeypatch.setattr(experiment, "write_json_atomic", full_disk)
+    monkeypatch.setattr(results_file, "write_json_atomic", full_disk)
     with pytest.raises(CTRError, match=r"No space left on device.*after task 2 of 2 \('colour'\)"):
         run(tasks, RunSettings(encoder=tiny_bert_dir, training=FAST, plugin=TINY_PLUGIN), tmp_path / "run")
     assert not (tmp_path / "run" / LOCK_FILE).exists()

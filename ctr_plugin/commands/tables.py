@@ -78,9 +78,10 @@ def main(argv=None) -> int:
     from ctr_plugin.continual.methods import get_method
     from ctr_plugin.data import load_orders, load_sequence_config, load_tasks, resolve_config
     from ctr_plugin.errors import CTRError
-    from ctr_plugin.experiment import RESULTS_FILE, RunSettings, check_output_dir, run, split_training_options
+    from ctr_plugin.experiment import RunSettings, check_output_dir, run, split_training_options
     from ctr_plugin.plugins import PluginConfig
-    from ctr_plugin.tables import RUNS_DIR, build_tables, read_results
+    from ctr_plugin.results import read_complete
+    from ctr_plugin.tables import RUNS_DIR, build_tables
 
     output_dir = Path(args.output_dir)
     if not args.rebuild_only:
@@ -118,13 +119,13 @@ def main(argv=None) -> int:
         def run_dir(k: int, s: int, m: str) -> Path:
             return output_dir / RUNS_DIR / m / f"order{k}_seed{s}"
 
-        done = sum(read_results(run_dir(*cell) / RESULTS_FILE) is not None for cell in grid)
+        done = sum(read_complete(run_dir(*cell)) is not None for cell in grid)
         bar = tqdm(total=len(grid), initial=done, desc="grid", unit="run")
         start = time.perf_counter()
         loaded: tuple[int, int, list] | None = None
         for k, s, method in grid:
             target = run_dir(k, s, method)
-            if read_results(target / RESULTS_FILE) is not None:
+            if read_complete(target) is not None:
                 continue
             if loaded is None or loaded[:2] != (k, s):  # the data of one order and seed, loaded once
                 sequence.tasks = [specs[i] for i in orders[k]]

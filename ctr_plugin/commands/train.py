@@ -134,9 +134,9 @@ def main(argv=None) -> int:
     from ctr_plugin.errors import CTRError
 
     if args.resume:
-        from ctr_plugin.run_dir import finished_run
+        from ctr_plugin.results import finished
 
-        if (done := finished_run(args.resume)) is not None:
+        if (done := finished(args.resume)) is not None:
             log.info("%s holds a finished run (%d of %d tasks, final accuracy %.2f): nothing to resume, nothing changed.",
                      args.resume, done["completed_tasks"], len(done["tasks"]), done["final_acc"])
             return 0

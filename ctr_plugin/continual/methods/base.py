@@ -32,6 +32,12 @@ if TYPE_CHECKING:  # the loop imports the methods, not the other way round
     from ..loop import TrainingConfig
 
 
+# The groups of rows of the tables (ctr_plugin/tables.py), in the order shown (a method may declare
+# another group: it follows these), and the group whose methods are compared with every other.
+TABLE_GROUPS = ("non-continual", "continual baselines", "CTR")
+COMPARED_GROUP = "CTR"
+
+
 def option(default: Any, help: str) -> Any:
     """A method option: a dataclass field with a default and a one-line help."""
     return field(default=default, metadata={"help": help})
@@ -63,8 +69,8 @@ class ContinualMethod:
     # Ranges of this method's own options for tuning (``ctr_plugin.tuning``); the learning rate
     # and epochs are searched for every method alike (``search_space.SHARED_SEARCH_SPACE``).
     search_space: ClassVar[dict[str, Distribution]] = {}
-    # How the tables (ctr_plugin/tables.py) show the method: its group of rows, and the ONE
-    # method (a separate model per task) its knowledge transfer is measured against.
+    # How the tables (ctr_plugin/tables.py) show the method: its group of rows (TABLE_GROUPS), and
+    # the ONE method (a separate model per task) its knowledge transfer is measured against.
     table_group: ClassVar[str] = "continual baselines"
     one_reference: ClassVar[str] = "adapter_one"
     # Whether a run may go on from a finished checkpoint (--from-checkpoint) without silently
