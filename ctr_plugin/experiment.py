@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import results as results_file
@@ -34,7 +34,7 @@ from .report import format_summary, plot_curves, plot_matrix
 from .results import RESULTS_FILE, write_json_atomic
 from .run_dir import CHECKPOINT_DIR, COMMAND_FILE, OutputLock, check_output_dir
 from .tracking import check_report_to, finish_trackers, start_trackers, tracker_settings
-from .value_checks import PLUGIN_RANGES, TRAINING_RANGES, check_max_length, convert_option_strings
+from .value_checks import check_max_length
 
 log = logging.getLogger(__name__)
 
@@ -53,20 +53,6 @@ class RunSettings:
     device: str | None = None  # "cpu" or "cuda"; None = a GPU where there is one
     mixed_precision: str | None = None  # "no", "fp16", "bf16" on GPUs; None = accelerate's setting
     report_to: str = "none"  # experiment tracker: none, tensorboard, wandb, mlflow (see tracking.py)
-
-
-def split_training_options(options: dict) -> tuple[dict, dict]:
-    """Split a config's ``training:`` mapping into TrainingConfig and PluginConfig keyword args."""
-    train_keys = {f.name for f in fields(TrainingConfig)}
-    plugin_keys = {f.name for f in fields(PluginConfig)} - {"plugin_type"}
-    unknown = sorted(set(options) - train_keys - plugin_keys)
-    if unknown:
-        raise CTRError(
-            f"Unknown training option(s) {unknown} in the data config. Valid options: "
-            f"{', '.join(sorted(train_keys | plugin_keys))}."
-        )
-    options = convert_option_strings(options, TRAINING_RANGES | PLUGIN_RANGES)  # YAML 1.1 reads 1e-3 as a string
-    return {k: v for k, v in options.items() if k in train_keys}, {k: v for k, v in options.items() if k in plugin_keys}
 
 
 def _resume_state(output_dir: Path, tasks, settings: RunSettings):

@@ -192,23 +192,4 @@ def tuned_options(path: str | Path, method: str) -> tuple[dict, dict]:
     return dict(entry.get("training") or {}), dict(entry.get("method_options") or {})
 
 
-def merge_tuned(tuned: dict, given: dict, what: str, path: str | Path) -> dict:
-    """``tuned`` values with ``given`` (explicit flags) on top; a flag that contradicts a tuned value
-    is an error naming both, since a silent choice between them would mislabel the run."""
-    for key, value in given.items():
-        if key in tuned and not _same(tuned[key], value):
-            raise CTRError(
-                f"{what} {key}={value} contradicts the tuned value {key}={tuned[key]} in {path}. "
-                f"Drop the flag to use the tuned value, or drop --tuned to set it yourself."
-            )
-    return tuned | given
-
-
-def _same(a: Any, b: Any) -> bool:
-    try:
-        return float(a) == float(b)
-    except (TypeError, ValueError):
-        return str(a).lower() == str(b).lower()
-
-
-__all__ = ["best_entry", "describe_search_space", "merge_tuned", "read_tuned", "search_space", "tune_method", "tuned_options", "write_tuned"]
+__all__ = ["best_entry", "describe_search_space", "read_tuned", "search_space", "tune_method", "tuned_options", "write_tuned"]

@@ -22,10 +22,11 @@ import torch
 from ctr_plugin.continual.loop import TrainingConfig, evaluate
 from ctr_plugin.data import TaskSpec, build_task, load_sequence_config
 from ctr_plugin.errors import CheckpointError, CTRError, DataError, TaskError
-from ctr_plugin.experiment import RunSettings, run, split_training_options
+from ctr_plugin.experiment import RunSettings, run
 from ctr_plugin.model import CONFIG_FILE, WEIGHTS_FILE, ContinualModel, load_encoder
 from ctr_plugin.plugins import PluginConfig
 from ctr_plugin.run_dir import LOCK_FILE
+from ctr_plugin.settings import base_options
 
 from conftest import SPECIAL, TINY_PLUGIN, WORDS, keyword_task
 from test_cli import TINY, call, load_command, task_csv, write_csv, write_text
@@ -164,8 +165,8 @@ def test_yaml_numbers_without_a_dot_are_read_as_the_numbers_meant(tmp_path):
     ok = write_csv(tmp_path / "ok.csv", rows(20))
     sequence = load_sequence_config(yaml_config(tmp_path, "c", f"  - {{name: a, train: {ok}}}", "  lr: 1e-3\n  s_max: 4e2\n  epochs: '2'"))
     assert sequence.training["lr"] == "1e-3"  # what YAML 1.1 (PyYAML) gives
-    train, plugin = split_training_options(sequence.training)
-    assert TrainingConfig(**train).lr == 0.001 and TrainingConfig(**train).epochs == 2 and PluginConfig(**plugin).s_max == 400.0
+    train, plugin = base_options(sequence.training)
+    assert train.lr == 0.001 and train.epochs == 2 and plugin.s_max == 400.0
 
 
 @pytest.mark.parametrize("field, value, phrase", [

@@ -12,7 +12,7 @@ import yaml
 
 from ctr_plugin.continual.loop import TrainingConfig
 from ctr_plugin.errors import CTRError
-from ctr_plugin.tuning import best_entry, merge_tuned, read_tuned, search_space, tune_method, tuned_options, write_tuned
+from ctr_plugin.tuning import best_entry, read_tuned, search_space, tune_method, tuned_options, write_tuned
 from ctr_plugin.validation import EncoderCache, SealedSplit, SealedSplitError, seal_test_splits, validation_run
 
 from conftest import TINY_PLUGIN, keyword_task
@@ -105,9 +105,11 @@ def test_the_tuned_file_round_trips_and_a_contradicting_flag_is_refused(tmp_path
     assert tuned_options(path, "ctr") == ({"lr": 0.002, "epochs": 5}, {"mask_lambda": 0.5})
     with pytest.raises(CTRError, match="no tuned options for method 'lwf'.*ctr, replay"):
         tuned_options(path, "lwf")
-    assert merge_tuned({"lr": 0.002}, {"lr": 2e-3, "seed": 1}, "The flag", path) == {"lr": 0.002, "seed": 1}
-    with pytest.raises(CTRError, match="lr=0.01 contradicts the tuned value lr=0.002"):
-        merge_tuned({"lr": 0.002}, {"lr": 0.01}, "The flag", path)
+    from ctr_plugin.settings import build_settings
+
+    assert build_settings("ctr", flags={"lr": 2e-3, "seed": 1}, tuned=str(path)).training.lr == 0.002  # agreeing is fine
+    with pytest.raises(CTRError, match="lr=0.01, which contradicts the tuned value lr=0.002"):
+        build_settings("ctr", flags={"lr": 0.01}, tuned=str(path))
     (tmp_path / "bad.yaml").write_text("methods: [1, 2]\n")
     with pytest.raises(CTRError, match="not a tuned-options file"):
         read_tuned(tmp_path / "bad.yaml")

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from ..cli import run_main, setup_logging
 from ..data.config import DEFAULT_SEQUENCE
+from ..settings import OPTION_NAMES, add_option_flags, build_settings, option_flags_given
 
 log = logging.getLogger("ctr-tables")
 
@@ -46,13 +47,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--max-test-per-task", type=int,
                    help="cap on test examples per task (default: no cap, every test example the split gives, "
                         "whatever the config's max_test; the tables state the sizes)")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--max-length", type=int, help="maximum tokens per text")
     p.add_argument("--method-arg", action="append", default=[], metavar="METHOD:KEY=VALUE",
                    help="an option of one method, e.g. replay:memory_size=100 (repeatable)")
     p.add_argument("--tuned", metavar="FILE", help="each method's learning rate, epochs and options from this file "
-                   "(ctr-tune; a path, or a shipped one by its sequence's name); --epochs and --method-arg may not contradict it")
+                   "(ctr-tune; a path, or a shipped one by its sequence's name); flags and --method-arg may not contradict it")
     p.add_argument("--device", help="cpu, cuda, ... (default: cuda if available)")
+    add_option_flags(p, only=OPTION_NAMES - {"seed"})  # the seeds are the grid's: --seeds
     return p.parse_args(argv)
 
 
@@ -74,12 +74,9 @@ def main(argv=None) -> int:
     setup_logging()
     from tqdm.auto import tqdm
 
-    from ctr_plugin.continual.loop import TrainingConfig
-    from ctr_plugin.continual.methods import get_method
     from ctr_plugin.data import load_orders, load_sequence_config, load_tasks, resolve_config
     from ctr_plugin.errors import CTRError
-    from ctr_plugin.experiment import RunSettings, check_output_dir, run, split_training_options
-    from ctr_plugin.plugins import PluginConfig
+    from ctr_plugin.experiment import check_output_dir, run
     from ctr_plugin.results import read_complete
     from ctr_plugin.tables import RUNS_DIR, build_tables
 
@@ -91,16 +88,14 @@ def main(argv=None) -> int:
     title = f"{sequence.name}: Task-IL, {len(sequence.tasks)} tasks"
     if not args.rebuild_only:
         options = method_options(args.method_arg)
-        tuned_training: dict[str, dict] = {}
-        if args.tuned:
-            from ctr_plugin.tuning import merge_tuned, tuned_options
 
-            for method in args.methods:
-                train_values, method_values = tuned_options(args.tuned, method)
-                tuned_training[method] = merge_tuned(train_values, {"epochs": args.epochs} if args.epochs else {}, "--epochs", args.tuned)
-                options[method] = merge_tuned(method_values, options.get(method, {}), f"--method-arg {method}:", args.tuned)
-        for method in args.methods:  # unknown methods and options fail now, not an hour in
-            get_method(method, options.get(method))
+        def settings_of(method: str, seed: int):
+            return build_settings(method, config_training=sequence.training, config_name=f"the config {config_path}",
+                                  flags=option_flags_given(args) | {"seed": seed}, method_args=options.get(method), tuned=args.tuned,
+                                  progress=False, encoder=args.encoder or sequence.encoder, overwrite=True, device=args.device)
+
+        for method in args.methods:  # unknown methods and options, and conflicts, fail now, not an hour in
+            settings_of(method, 0)
         if sequence.orders_file is None:
             raise CTRError(f"{config_path} has no orders file beside it ({config_path.stem}.orders.yaml): write one with a permutation of the task indices per line.")
         orders = load_orders(sequence.orders_file, len(sequence.tasks))
@@ -112,8 +107,6 @@ def main(argv=None) -> int:
         if args.max_train_per_task is not None:
             caps["max_train"] = args.max_train_per_task
         specs = [dataclasses.replace(spec, **caps) for spec in sequence.tasks]
-        train_opts, plugin_opts = split_training_options(sequence.training)
-        train_opts |= {k: v for k, v in {"epochs": args.epochs, "max_length": args.max_length}.items() if v is not None}
         grid = [(k, s, m) for k in range(args.orders) for s in range(args.seeds) for m in args.methods]
 
         def run_dir(k: int, s: int, m: str) -> Path:
@@ -131,15 +124,7 @@ def main(argv=None) -> int:
                 sequence.tasks = [specs[i] for i in orders[k]]
                 loaded = (k, s, load_tasks(sequence, seed=s))
             bar.set_postfix_str(f"{method} order {k} seed {s}")
-            settings = RunSettings(
-                method=method,
-                method_options=options.get(method, {}),
-                encoder=args.encoder or sequence.encoder,
-                training=TrainingConfig(**(train_opts | tuned_training.get(method, {}) | {"seed": s, "progress": False})),
-                plugin=PluginConfig(**plugin_opts),
-                overwrite=True,
-                device=args.device,
-            )
+            settings = settings_of(method, s)
             source = {"config": str(config_path), "sequence": sequence.name, "order": k, "tuned": args.tuned}
             run(loaded[2], settings, target, source)
             bar.update(1)

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from ..cli import run_main, setup_logging
 from ..data.config import DEFAULT_SEQUENCE
+from ..settings import add_option_flags, build_settings, option_flags_given
 from ..tracking import REPORT_TO, check_report_to
 
 log = logging.getLogger("ctr-train")
@@ -47,15 +48,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     model.add_argument("--tuned", metavar="FILE", help="take the method's learning rate, epochs and options from a "
                        "tuned-options file written by ctr-tune (a path, or a shipped one by its sequence's name: hl5_products)")
     model.add_argument("--encoder", help="hub name or local model directory (default: the bundled all-MiniLM-L6-v2)")
-    model.add_argument("--adapter-size", type=int, help="TSM / adapter width a")
-    model.add_argument("--pooling", choices=["pooler", "cls", "mean"], help="what the task heads read")
     model.add_argument("--from-checkpoint", help="go on learning new tasks from this checkpoint directory")
-    train = p.add_argument_group("training")
-    train.add_argument("--epochs", type=int)
-    train.add_argument("--batch-size", type=int)
-    train.add_argument("--lr", type=float)
-    train.add_argument("--max-length", type=int, help="maximum tokens per text (batches pad to their longest)")
-    train.add_argument("--seed", type=int, help="seed of the data splits and of training (default: the config's, else 0)")
+    train = p.add_argument_group("devices")
     train.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available); under accelerate launch, "
                        "--device cpu runs one CPU process per rank")
     train.add_argument("--mixed-precision", choices=["no", "fp16", "bf16"],
@@ -67,6 +61,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     out.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
     out.add_argument("--report-to", choices=REPORT_TO, help="experiment tracker for the loss per step, the validation curves and "
                      "the accuracy matrix after each task (default none; tensorboard writes OUTPUT_DIR/tracking/)")
+    add_option_flags(p)  # every training and plugin option: --epochs, --lr, --seed, --adapter-size, --pooling, ...
     return p.parse_args(argv)
 
 
@@ -153,11 +148,9 @@ def main(argv=None) -> int:
         if value is not None and value < 2:
             raise CTRError(f"--{flag.replace('_', '-')} must be at least 2 (a task needs both classes), got {value}.")
 
-    from ctr_plugin.continual.loop import TrainingConfig
     from ctr_plugin.continual.methods import get_method
     from ctr_plugin.data import load_orders, load_sequence_config, load_tasks, resolve_config, sequence_from_names
-    from ctr_plugin.experiment import RunSettings, check_output_dir, run, split_training_options
-    from ctr_plugin.plugins import PluginConfig
+    from ctr_plugin.experiment import check_output_dir, run
 
     output_dir = Path(args.output_dir)
     # before any slow work, and before anything is written
@@ -177,9 +170,11 @@ def main(argv=None) -> int:
         sequence = sequence_from_names(args.datasets, {"max_train": 300, "max_validation": 100, "max_test": 200})
         sequence.training = load_sequence_config(DEFAULT_SEQUENCE).training
         config_path = None
+        config_name = f"the embedded default {DEFAULT_SEQUENCE} (whose training options --datasets runs take)"
     else:
         config_path = resolve_config(args.config or DEFAULT_SEQUENCE)
         sequence = load_sequence_config(config_path, data_root=args.data_root)
+        config_name = f"the config {config_path}"
     caps = {"max_train": args.max_train_per_task, "max_test": args.max_test_per_task}
     caps = {k: v for k, v in caps.items() if v is not None}
     sequence.tasks = [dataclasses.replace(spec, **caps) for spec in sequence.tasks]
@@ -191,29 +186,15 @@ def main(argv=None) -> int:
             raise CTRError(f"--order {args.order} is out of range: {sequence.orders_file} has orders 0..{len(orders) - 1}.")
         sequence.tasks = [sequence.tasks[i] for i in orders[args.order]]
 
-    train_opts, plugin_opts = split_training_options(sequence.training)
-    cli_train = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "max_length": args.max_length, "seed": args.seed}
-    cli_train = {k: v for k, v in cli_train.items() if v is not None}
-    method_options = parse_method_args(args.method_arg)
-    if args.tuned:
-        from ctr_plugin.tuning import merge_tuned, tuned_options
-
-        tuned_train, tuned_method = tuned_options(args.tuned, args.method)
-        cli_train = merge_tuned(tuned_train, cli_train, "The flag", args.tuned)
-        method_options = merge_tuned(tuned_method, method_options, "--method-arg", args.tuned)
-    train_opts |= cli_train
-    if args.no_progress:
-        train_opts["progress"] = False
-    if args.adapter_size is not None:
-        plugin_opts["adapter_size"] = args.adapter_size
-    if args.pooling is not None:
-        plugin_opts["pooling"] = args.pooling
-    settings = RunSettings(
-        method=args.method,
-        method_options=method_options,
+    settings = build_settings(
+        args.method,
+        config_training=sequence.training,
+        config_name=config_name,
+        flags=option_flags_given(args),
+        method_args=method_options,
+        tuned=args.tuned,
+        progress=not args.no_progress,
         encoder=args.encoder or sequence.encoder,
-        training=TrainingConfig(**train_opts),
-        plugin=PluginConfig(**plugin_opts),
         from_checkpoint=args.from_checkpoint,
         overwrite=args.overwrite,
         resume=bool(args.resume),

@@ -42,12 +42,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     setup_logging()
-    from ctr_plugin.continual.loop import TrainingConfig
     from ctr_plugin.continual.methods import METHODS
     from ctr_plugin.data import load_sequence_config, load_tasks
     from ctr_plugin.errors import CTRError
-    from ctr_plugin.experiment import split_training_options
-    from ctr_plugin.plugins import PluginConfig
+    from ctr_plugin.settings import base_options
     from ctr_plugin.tuning import best_entry, describe_search_space, tune_method, write_tuned
     from ctr_plugin.validation import EncoderCache
 
@@ -70,9 +68,7 @@ def main(argv=None) -> int:
     beside = Path.cwd() if is_package_data(config) else config.parent
     storage = Path(args.storage) if args.storage else beside / f"{config.stem}.tuning.journal"
     output = Path(args.output) if args.output else beside / f"{config.stem}.tuned.yaml"
-    train_opts, plugin_opts = split_training_options(sequence.training)
-    training = TrainingConfig(**(train_opts | {"seed": args.seed, "progress": False}))
-    plugin = PluginConfig(**plugin_opts)
+    training, plugin = base_options(sequence.training, f"the config {config}", seed=args.seed, progress=False)
     tasks = load_tasks(sequence, seed=args.seed)
     encoders = EncoderCache(args.encoder or sequence.encoder)
     meta = {

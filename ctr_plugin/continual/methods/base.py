@@ -76,14 +76,38 @@ class ContinualMethod:
     # Whether a run may go on from a finished checkpoint (--from-checkpoint) without silently
     # losing such state; None: as ``resumable``.
     continuable: ClassVar[bool | None] = None
+    # Plugin options the method decides, which a config or flag must not contradict (see
+    # ``ctr_plugin.settings``): fixed values, and plugin options that one of the method's own
+    # options sets ({plugin option: method option}).
+    fixed_plugin_options: ClassVar[dict[str, Any]] = {}
+    plugin_options_from: ClassVar[dict[str, str]] = {}
 
     # ---- model ---------------------------------------------------------------------------------
     def build_model(self, encoder, tokenizer, plugin_config: PluginConfig, encoder_name: str | None) -> ContinualModel:
         return ContinualModel(encoder, tokenizer, self.plugin_config(plugin_config), encoder_name)
 
+    def decided_plugin_options(self) -> dict[str, Any]:
+        """The plugin options this method sets: ``fixed_plugin_options`` and those its own
+        options give (``plugin_options_from``)."""
+        return self.fixed_plugin_options | {key: getattr(self, own) for key, own in self.plugin_options_from.items()}
+
     def plugin_config(self, base: PluginConfig, **changes) -> PluginConfig:
-        """``base`` with this method's plugin type (and ``changes``)."""
-        return PluginConfig(**{**base.to_dict(), "plugin_type": self.plugin_type, **changes})
+        """``base`` with this method's plugin type, the plugin options it decides, and ``changes``.
+        A value in ``base`` other than the default that the method would change is refused:
+        two settings for one thing, and a silent choice between them would mislabel the run."""
+        decided = self.decided_plugin_options()
+        defaults = PluginConfig()
+        for key, value in decided.items():
+            given = getattr(base, key)
+            if given != getattr(defaults, key) and given != value:
+                how = f"its option `{self.plugin_options_from[key]}`" if key in self.plugin_options_from else "its design"
+                raise CTRError(
+                    f"Method {self.name!r} sets the plugin option `{key}` to {value!r} (by {how}), but the plugin "
+                    f"configuration asks for {given!r}. Give one value: drop `{key}`"
+                    + (f", or set it through --method-arg {self.plugin_options_from[key]}=..." if key in self.plugin_options_from else ", or choose another method")
+                    + "."
+                )
+        return PluginConfig(**{**base.to_dict(), "plugin_type": self.plugin_type, **decided, **changes})
 
     # ---- hooks (no-ops by default) ---------------------------------------------------------
     def before_sequence(self, model: ContinualModel, tasks: list[TaskData], cfg: TrainingConfig) -> None:
