@@ -16,7 +16,7 @@ one-line ``help``; ``get_method(name, {"key": "value"})`` sets them from strings
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -26,11 +26,9 @@ from ...errors import CTRError
 from ...model import ContinualModel
 from ...plugins import PluginConfig
 from ...value_checks import check_method_options
+from ..config import TrainingConfig
 from ..search_space import Distribution
-
-if TYPE_CHECKING:  # the loop imports the methods, not the other way round
-    from ..loop import TrainingConfig
-
+from ..services import LoopServices
 
 # The groups of rows of the tables (ctr_plugin/tables.py), in the order shown (a method may declare
 # another group: it follows these), and the group whose methods are compared with every other.
@@ -81,6 +79,9 @@ class ContinualMethod:
     # options sets ({plugin option: method option}).
     fixed_plugin_options: ClassVar[dict[str, Any]] = {}
     plugin_options_from: ClassVar[dict[str, str]] = {}
+    # What the loop offers (its batching, with the run's settings): set by the loop before the
+    # first task. The loop imports the methods; the methods never import the loop.
+    services: ClassVar[LoopServices | None] = None
 
     # ---- model ---------------------------------------------------------------------------------
     def build_model(self, encoder, tokenizer, plugin_config: PluginConfig, encoder_name: str | None) -> ContinualModel:
