@@ -31,7 +31,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--trials", type=int, default=8, help="trials per method: the budget, the same for every method (default 8)")
     p.add_argument("--tasks", type=int, default=3, help="K: train on the first K tasks, score after the K-th (default 3)")
     p.add_argument("--max-train-per-task", type=int, default=200, help="cap on training examples per task (default 200)")
-    p.add_argument("--seed", type=int, default=0, help="data split, initialisation and sampler seed (default 0)")
+    p.add_argument("--seed", type=int, help="data split, initialisation and sampler seed (default: the config's `seed:`, else 0)")
     p.add_argument("--encoder", help="hub name or local model directory (default: the config's)")
     p.add_argument("--storage", help="Optuna journal file (default: <config stem>.tuning.journal beside the config)")
     p.add_argument("--output", help="tuned-options file (default: <config stem>.tuned.yaml beside the config)")
@@ -68,8 +68,9 @@ def main(argv=None) -> int:
     beside = Path.cwd() if is_package_data(config) else config.parent
     storage = Path(args.storage) if args.storage else beside / f"{config.stem}.tuning.journal"
     output = Path(args.output) if args.output else beside / f"{config.stem}.tuned.yaml"
-    training, plugin = base_options(sequence.training, f"the config {config}", seed=args.seed, progress=False)
-    tasks = load_tasks(sequence, seed=args.seed)
+    training, plugin = base_options(sequence.training, f"the config {config}", {"seed": args.seed} if args.seed is not None else {}, progress=False)
+    seed = training.seed
+    tasks = load_tasks(sequence, seed=seed)
     encoders = EncoderCache(args.encoder or sequence.encoder)
     meta = {
         "sequence": sequence.name,
@@ -77,7 +78,7 @@ def main(argv=None) -> int:
         "objective": f"mean validation accuracy over the first {args.tasks} tasks, measured after task {args.tasks}",
         "tasks": [t.name for t in tasks],
         "task_sizes": {t.name: {"train": len(t.train), "validation": len(t.validation)} for t in tasks},
-        "budget": f"{args.trials} trials per method (Optuna TPE, seed {args.seed}); one trial = one training run over the tasks",
+        "budget": f"{args.trials} trials per method (Optuna TPE, seed {seed}); one trial = one training run over the tasks",
         "base_training": training.to_dict(),
         "base_plugin": plugin.to_dict(),
     }
@@ -86,7 +87,7 @@ def main(argv=None) -> int:
         print(json.dumps(row), flush=True)
 
     for method in methods:
-        study = tune_method(method, tasks, args.trials, storage, training, plugin, encoders, args.seed, f"{sequence.name}/", report)
+        study = tune_method(method, tasks, args.trials, storage, training, plugin, encoders, seed, f"{sequence.name}/", report)
         entry = best_entry(study, method)
         write_tuned(output, {method: entry}, meta)
         print(f"{method}: best validation accuracy {entry['objective']:.2f} with {entry['training'] | entry['method_options']} "
