@@ -24,6 +24,8 @@ from pathlib import Path
 
 from ..cli import run_main
 
+# each configuration measured: the model of this method
+METHOD_OF = {"ctr": "ctr", "adapter": "adapter_ncl", "frozen_heads": "frozen_heads", "full_finetune": "bert_ncl"}
 TARGETS = {
     "ctr_step_vs_adapter_at_10_tasks": 1.3,
     "ctr_step_50_vs_1_tasks": 1.25,
@@ -38,18 +40,15 @@ def measure(kind: str, tasks: int, args) -> dict:
 
     import torch
 
-    from ctr_plugin.model import ContinualModel, load_encoder
+    from ctr_plugin.continual.methods import get_method
+    from ctr_plugin.model import load_encoder
     from ctr_plugin.plugins import PluginConfig
 
     torch.manual_seed(0)
     device = torch.device(args.device)
     encoder, tokenizer = load_encoder(args.encoder)
-    if kind in ("frozen_heads", "full_finetune"):
-        plugin_type = "none"
-    else:
-        plugin_type = {"ctr": "ctr", "adapter": "adapter"}[kind]
-    config = PluginConfig(plugin_type=plugin_type, adapter_size=args.adapter_size, pooling="mean")
-    model = ContinualModel(encoder, tokenizer, config, args.encoder, train_encoder=kind == "full_finetune")
+    method = get_method(METHOD_OF[kind])  # the method decides its plugin, and whether the encoder trains
+    model = method.build_model(encoder, tokenizer, PluginConfig(adapter_size=args.adapter_size, pooling="mean"), args.encoder)
     for t in range(tasks):
         model.add_task(f"task{t}", ["negative", "positive"])
     model.to(device)
