@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -58,7 +59,7 @@ def _fresh_venv(tmp_path: Path) -> Path:
         if (ROOT / name).is_file():
             (source / name).write_bytes((ROOT / name).read_bytes())
     for folder in ("ctr_plugin", "data_configs"):
-        subprocess.run(["cp", "-r", str(ROOT / folder), str(source / folder)], check=True)
+        shutil.copytree(ROOT / folder, source / folder, ignore=shutil.ignore_patterns("__pycache__"))
     wheels = tmp_path / "wheels"
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "--wheel-dir", str(wheels), str(source)],
                    check=True, capture_output=True, timeout=300)
