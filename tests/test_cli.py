@@ -113,11 +113,13 @@ def bad_inputs(tmp: Path, tiny: str) -> dict[str, tuple[list[str], str]]:
         "empty text": (["--datasets", write_csv(tmp / "blank.csv", good + [("", "pos")])], "empty"),
         "label outside declared set": (["--config", write_text(tmp / "lab.yaml", f"tasks:\n  - {{name: a, train: {write_csv(tmp / 'maybe.csv', good + [('hm', 'maybe')])}, labels: [pos, neg]}}\n")], "outside the declared `labels:`"),
         "negative cap": (["--datasets", str(tmp / "ok.csv"), "--max-train-per-task", "-5"], "must be at least 2"),
+        "order without orders": (["--datasets", write_csv(tmp / "ok.csv", good), "--order", "1"], "needs the task orders"),
     }
 
 
 @pytest.mark.parametrize("case", ["unknown dataset", "missing file", "missing text column", "one class", "empty file", "missing config", "zero epochs",
-                                  "unknown method", "bad encoder", "malformed yaml", "duplicate task names", "non-utf8 file", "empty text", "label outside declared set", "negative cap"])
+                                  "unknown method", "bad encoder", "malformed yaml", "duplicate task names", "non-utf8 file", "empty text", "label outside declared set", "negative cap",
+                                  "order without orders"])
 def test_bad_training_input_gets_a_clear_error_and_keeps_the_checkpoint(case, trained_run, tiny_bert_dir, tmp_path, capsys):
     before = digest(trained_run)
     argv, phrase = bad_inputs(tmp_path, tiny_bert_dir)[case]

@@ -74,7 +74,7 @@ def main(argv=None) -> int:
     setup_logging()
     from tqdm.auto import tqdm
 
-    from ctr_plugin.data import load_orders, load_sequence_config, load_tasks, resolve_config
+    from ctr_plugin.data import load_sequence_config, load_tasks, resolve_config, sequence_orders
     from ctr_plugin.errors import CTRError
     from ctr_plugin.experiment import check_output_dir, run
     from ctr_plugin.results import read_complete
@@ -96,9 +96,7 @@ def main(argv=None) -> int:
 
         for method in args.methods:  # unknown methods and options, and conflicts, fail now, not an hour in
             settings_of(method, 0)
-        if sequence.orders_file is None:
-            raise CTRError(f"{config_path} has no orders file beside it ({config_path.stem}.orders.yaml): write one with a permutation of the task indices per line.")
-        orders = load_orders(sequence.orders_file, len(sequence.tasks))
+        orders = sequence_orders(sequence, "--orders")
         if not 1 <= args.orders <= len(orders):
             raise CTRError(f"--orders {args.orders}: {sequence.orders_file} holds {len(orders)} orders.")
         # Test sets as large as the data allow unless capped here: a small test set makes a

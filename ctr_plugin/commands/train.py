@@ -149,7 +149,7 @@ def main(argv=None) -> int:
             raise CTRError(f"--{flag.replace('_', '-')} must be at least 2 (a task needs both classes), got {value}.")
 
     from ctr_plugin.continual.methods import get_method
-    from ctr_plugin.data import load_orders, load_sequence_config, load_tasks, resolve_config, sequence_from_names
+    from ctr_plugin.data import load_sequence_config, load_tasks, resolve_config, sequence_from_names, sequence_orders
     from ctr_plugin.experiment import check_output_dir, run
 
     output_dir = Path(args.output_dir)
@@ -179,9 +179,7 @@ def main(argv=None) -> int:
     caps = {k: v for k, v in caps.items() if v is not None}
     sequence.tasks = [dataclasses.replace(spec, **caps) for spec in sequence.tasks]
     if args.order is not None:
-        if sequence.orders_file is None:
-            raise CTRError(f"--order needs an orders file beside the config (e.g. {config_path.stem}.orders.yaml); none was found.")
-        orders = load_orders(sequence.orders_file, len(sequence.tasks))
+        orders = sequence_orders(sequence, "--order")
         if not 0 <= args.order < len(orders):
             raise CTRError(f"--order {args.order} is out of range: {sequence.orders_file} has orders 0..{len(orders) - 1}.")
         sequence.tasks = [sequence.tasks[i] for i in orders[args.order]]

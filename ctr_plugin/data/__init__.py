@@ -16,6 +16,7 @@ from ctr_plugin.data.config import (
     load_sequence_config,
     resolve_config,
     sequence_from_names,
+    sequence_orders,
     shipped_configs_dir,
     shipped_sequences,
 )
@@ -37,6 +38,7 @@ __all__ = [
     "load_tasks",
     "resolve_config",
     "sequence_from_names",
+    "sequence_orders",
     "shipped_configs_dir",
     "shipped_sequences",
 ]

@@ -364,3 +364,14 @@ def load_orders(path: str | os.PathLike, num_tasks: int | None = None) -> list[l
                 f"(each of the {n} task indices exactly once)."
             )
     return [list(order) for order in raw]
+
+
+def sequence_orders(sequence: SequenceConfig, flag: str) -> list[list[int]]:
+    """The task orders of ``sequence`` (the orders file beside its config); a DataError naming
+    ``flag`` (the option that asked for them) when it has none."""
+    if sequence.orders_file is None:
+        raise DataError(
+            f"{flag} needs the task orders of the sequence {sequence.name!r}, and it has none: write an orders file beside "
+            f"its config (<config stem>.orders.yaml, one permutation of the task indices per line). A --datasets sequence has none."
+        )
+    return load_orders(sequence.orders_file, len(sequence.tasks))
