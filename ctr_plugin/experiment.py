@@ -1,7 +1,7 @@
 """One continual-learning run, end to end: data, model, the loop, and everything written to disk.
 
-``scripts/train_ctr.py`` parses its flags into a :class:`RunSettings` and calls :func:`run`; the
-table script calls the same function for every cell of its grid. The model is made by
+``ctr-train`` (``ctr_plugin/commands/train.py``) parses its flags into a :class:`RunSettings` and calls
+:func:`run`; ``ctr-tables`` calls the same function for every cell of its grid. The model is made by
 ``api.get_continual_model`` and trained by ``api.ContinualLearner``: the Python API's path.
 
 ``output_dir`` receives
@@ -17,13 +17,13 @@ Under ``accelerate launch`` every process runs this function; only the main one 
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import results as results_file
 from .api import ContinualLearner, get_continual_model
 from .continual.loop import ContinualResults, TrainingConfig, evaluate, seed_everything
 from .continual.methods import get_method
@@ -32,9 +32,12 @@ from .errors import CheckpointError, CTRError
 from .metrics import empty_matrix
 from .model import ContinualModel
 from .plugins import PluginConfig
-from .report import format_summary, plot_matrix
-from .run_dir import CHECKPOINT_DIR, COMMAND_FILE, RESULTS_FILE, OutputLock, check_output_dir, finished_run
-from .value_checks import PLUGIN_RANGES, TRAINING_RANGES, check_max_length, convert_option_strings
+from .provenance import provenance
+from .report import format_summary, plot_curves, plot_matrix
+from .results import RESULTS_FILE, write_json_atomic
+from .run_dir import CHECKPOINT_DIR, COMMAND_FILE, OutputLock, check_output_dir
+from .tracking import check_report_to, finish_trackers, start_trackers, tracker_settings
+from .value_checks import check_max_length
 
 log = logging.getLogger(__name__)
 
@@ -52,27 +55,7 @@ class RunSettings:
     resume: bool = False  # continue an interrupted run in the same output directory
     device: str | None = None  # "cpu" or "cuda"; None = a GPU where there is one
     mixed_precision: str | None = None  # "no", "fp16", "bf16" on GPUs; None = accelerate's setting
-
-
-def split_training_options(options: dict) -> tuple[dict, dict]:
-    """Split a config's ``training:`` mapping into TrainingConfig and PluginConfig keyword args."""
-    train_keys = {f.name for f in fields(TrainingConfig)}
-    plugin_keys = {f.name for f in fields(PluginConfig)} - {"plugin_type"}
-    unknown = sorted(set(options) - train_keys - plugin_keys)
-    if unknown:
-        raise CTRError(
-            f"Unknown training option(s) {unknown} in the data config. Valid options: "
-            f"{', '.join(sorted(train_keys | plugin_keys))}."
-        )
-    options = convert_option_strings(options, TRAINING_RANGES | PLUGIN_RANGES)  # YAML 1.1 reads 1e-3 as a string
-    return {k: v for k, v in options.items() if k in train_keys}, {k: v for k, v in options.items() if k in plugin_keys}
-
-
-def write_json_atomic(path: Path, data: dict) -> None:
-    """Write beside, then rename: a reader never sees half a file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, path)
+    report_to: str = "none"  # experiment tracker: none, tensorboard, wandb, mlflow (see tracking.py)
 
 
 def _resume_state(output_dir: Path, tasks, settings: RunSettings):
@@ -119,10 +102,11 @@ def run(tasks, settings: RunSettings, output_dir: str | os.PathLike, source: dic
     a finished run, nothing changes and its results are returned.
     """
     output_dir = Path(output_dir)
-    if settings.resume and (done := finished_run(output_dir)) is not None:
+    if settings.resume and (done := results_file.finished(output_dir)) is not None:
         log.info("%s holds a finished run (%d of %d tasks): nothing to resume; nothing was changed.", output_dir, done["completed_tasks"], len(done["tasks"]))
         return done
-    accelerator = make_accelerator(settings.device, settings.mixed_precision)
+    check_report_to(settings.report_to)
+    accelerator = make_accelerator(settings.device, settings.mixed_precision, **tracker_settings(settings.report_to, output_dir))
     main = accelerator.is_main_process
     if not main:  # one log, not one per process
         logging.getLogger("ctr_plugin").setLevel(logging.WARNING)
@@ -153,6 +137,7 @@ def run(tasks, settings: RunSettings, output_dir: str | os.PathLike, source: dic
         "task_sizes": {t.name: {"train": len(t.train), "validation": len(t.validation), "test": len(t.test)} for t in tasks},
         "data_notes": {t.name: list(t.notes) for t in tasks if t.notes},
         "truncated_texts": truncated,
+        "provenance": provenance(),
     }
     if settings.from_checkpoint:
         base["continued_from"] = str(settings.from_checkpoint)
@@ -167,18 +152,20 @@ def run(tasks, settings: RunSettings, output_dir: str | os.PathLike, source: dic
     try:
         if main and not replacing and command is not None:
             write_json_atomic(output_dir / COMMAND_FILE, command)
+        start_trackers(accelerator, settings.report_to, output_dir, {k: base[k] for k in ("method", "method_options", "encoder", "seed", "training", "plugin")})
 
         def save(model: ContinualModel, results: ContinualResults) -> None:
             nonlocal replacing
             if replacing:  # the first task of the new run is done: now it replaces the old run
                 (output_dir / "accuracy_matrix.png").unlink(missing_ok=True)
+                (output_dir / "training_curves.png").unlink(missing_ok=True)
                 if command is not None:
                     write_json_atomic(output_dir / COMMAND_FILE, command)
                 replacing = False
-            model.save_pretrained(output_dir / CHECKPOINT_DIR, extra=learner.card_fields() | {"progress": results.to_dict()})
+            model.save_pretrained(output_dir / CHECKPOINT_DIR, extra=learner.card_fields() | {"progress": results.to_dict(), "provenance": base["provenance"]})
             saved["tasks"], saved["this_run"] = results.completed_tasks, saved["this_run"] + 1  # the checkpoint is what resumes
             results.checkpoint_bytes.append(directory_bytes(output_dir / CHECKPOINT_DIR))
-            write_json_atomic(output_dir / RESULTS_FILE, results.to_dict() | base)
+            results_file.write(output_dir, results_file.assemble(results.to_dict(), base))
 
         start = time.perf_counter()
         learner = ContinualLearner(model, method, cfg, accelerator=accelerator)
@@ -193,12 +180,14 @@ def run(tasks, settings: RunSettings, output_dir: str | os.PathLike, source: dic
                 f"Training stopped: writing {err.filename or output_dir} failed ({err.strerror or err}). "
                 f"{_state_after_failure(output_dir, tasks, saved, replacing)} Free space or fix the permissions, then continue."
             ) from None
-        out = results.to_dict() | base | {"wall_seconds": round(time.perf_counter() - start, 1)}
+        out = results_file.assemble(results.to_dict(), base, wall_seconds=time.perf_counter() - start)
         if main:
-            write_json_atomic(output_dir / RESULTS_FILE, out)
+            results_file.write(output_dir, out)
             plot_matrix(results.acc_matrix, results.tasks, output_dir / "accuracy_matrix.png", f"{method.name}: test accuracy (%)")
+            plot_curves(results.curves, results.tasks, output_dir / "training_curves.png", f"{method.name}: per-epoch training and validation")
             log.info("\n%s", format_summary(out))
     finally:
+        finish_trackers(accelerator)
         if lock is not None:
             lock.release()
     accelerator.wait_for_everyone()

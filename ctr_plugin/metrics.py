@@ -81,7 +81,7 @@ def max_forgetting(matrix: Matrix) -> float:
     T = len(matrix)
     if T < 2:
         return 0.0
-    return float(np.mean([max(matrix[l][j] for l in range(j, T - 1)) - matrix[T - 1][j] for j in range(T - 1)]))
+    return float(np.mean([max(matrix[i][j] for i in range(j, T - 1)) - matrix[T - 1][j] for j in range(T - 1)]))
 
 
 def backward_transfer(matrix: Matrix) -> float:

@@ -7,10 +7,10 @@ serves predictions by task name (``from_pretrained`` + ``predict``).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import json
-import contextlib
 import numbers
 import os
 import shutil
@@ -21,16 +21,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
-import torch.nn.functional as F
 from torch import nn
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 from .errors import CheckpointError, CTRError, TaskError
 from .injection import inject_plugins
-from .plugins import Plugin, PluginConfig, PluginContext, build_plugin
+from .plugins import Plugin, PluginConfig, PluginContext, build_plugin, plugin_kind
 from .plugins.ctr import join_format1_tensors
+from .plugins.lora import inject_lora, lora_layers
 
 FORMAT_NAME = "ctr_plugin"
 # 2: a CTR plugin's task capsules and routes are one tensor per kind, not one per task and kind
@@ -97,34 +98,6 @@ def encoder_fingerprint(encoder: nn.Module) -> str:
     weight = encoder.get_input_embeddings().weight.detach()
     rows = weight[: min(2048, weight.shape[0])].float().contiguous().cpu()
     return hashlib.sha256(rows.numpy().tobytes()).hexdigest()[:16]
-
-
-def inject_lora(encoder: nn.Module, config: PluginConfig, adapter_name: str = "default") -> None:
-    """LoRA (Hu et al. 2022) of rank ``config.lora_rank`` on every attention query and value
-    projection, in place, through peft, as the adapter ``adapter_name`` (another name adds one
-    more adapter beside the first); everything else in the encoder stays frozen."""
-    from peft import LoraConfig, inject_adapter_in_model
-
-    from peft.tuners.lora import LoraLayer
-
-    targets = [n for n, m in encoder.named_modules() if n.rsplit(".", 1)[-1] in ("query", "value") and isinstance(m, (nn.Linear, LoraLayer))]
-    if not targets:
-        raise CTRError(
-            f"LoRA goes on the attention `query` and `value` projections, and the encoder {type(encoder).__name__} "
-            f"({encoder.config.model_type}) has no modules of those names (DistilBERT, for one, calls them q_lin / "
-            f"v_lin). Use a BERT-like encoder (BERT, RoBERTa, ELECTRA, MiniLM, ...) or another method."
-        )
-    lora = LoraConfig(r=config.lora_rank, lora_alpha=config.lora_alpha, lora_dropout=0.0, target_modules=["query", "value"])
-    inject_adapter_in_model(lora, encoder, adapter_name=adapter_name)
-
-
-def lora_layers(encoder: nn.Module) -> list[nn.Module]:
-    """The encoder's peft LoRA layers (none unless ``plugin_type`` is "lora" or "lora_per_task")."""
-    try:
-        from peft.tuners.lora import LoraLayer
-    except ImportError:
-        return []
-    return [m for m in encoder.modules() if isinstance(m, LoraLayer)]
 
 
 def _checked_texts(texts: Iterable[str], what: str) -> list[str]:
@@ -222,11 +195,10 @@ class ContinualModel(nn.Module):
         self.encoder_fingerprint = encoder_fingerprint(encoder)
         self.encoder.requires_grad_(train_encoder)
         self.layer_norms: list[nn.Module] = []
-        if plugin_config.plugin_type == "lora":
+        self.placement = plugin_kind(plugin_config.plugin_type).placement  # plugins/registry.py
+        if self.placement == "lora":
             inject_lora(encoder, plugin_config)
-        elif plugin_config.plugin_type == "lora_per_task":
-            pass  # one LoRA adapter per task, added by add_task
-        elif plugin_config.plugin_type != "none":
+        elif self.placement == "sublayer":  # (lora_per_task: one LoRA adapter per task, added by add_task)
             self.layer_norms = inject_plugins(
                 encoder, self.hidden_size, lambda: build_plugin(plugin_config, self.hidden_size, self.context)
             )
@@ -285,7 +257,7 @@ class ContinualModel(nn.Module):
         for plugin in self.plugins:
             plugin.add_task()
             plugin.to(self.device)
-        if self.plugin_config.plugin_type == "lora_per_task":
+        if self.placement == "lora_per_task":
             self._add_task_lora(self.num_tasks)
         self.heads.append(nn.Linear(self.hidden_size, len(label_names)).to(self.device))
         self.task_names.append(name)
@@ -717,7 +689,7 @@ class ContinualModel(nn.Module):
         revision: str | None = None,
         token: str | bool | None = None,
         cache_dir: str | os.PathLike | None = None,
-    ) -> "ContinualModel":
+    ) -> ContinualModel:
         """Load a checkpoint from a local directory or a Hugging Face Hub repo id.
 
         A repo id (``owner/name``) is fetched through ``huggingface_hub.snapshot_download`` at

@@ -1,4 +1,5 @@
-"""Readable output of a run: a text summary for the terminal and a heatmap of the accuracy matrix."""
+"""Readable output of a run: a text summary for the terminal, a heatmap of the accuracy matrix
+and the per-epoch curves beside it."""
 
 from __future__ import annotations
 
@@ -58,6 +59,39 @@ def plot_matrix(matrix: Matrix, tasks: list[str], path: str | Path, title: str =
             if np.isfinite(values[i, j]):
                 ax.text(j, i, f"{values[i, j]:.1f}", ha="center", va="center", color="white" if values[i, j] < 80 else "black", fontsize=8)
     fig.colorbar(image, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_curves(curves: list[dict], tasks: list[str], path: str | Path, title: str = "Per-epoch training and validation") -> None:
+    """Save the per-epoch curves of a run (``results.json``'s ``curves``: one per trained task) as a
+    PNG beside the heatmap: the training and validation loss (left) and the validation accuracy
+    (right), epoch after epoch over the whole sequence, with a line where each task begins."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(11, 4))
+    start = 1
+    names = tasks if len(curves) == len(tasks) else ["+".join(tasks)] * len(curves)  # a joint run trains once
+    for name, curve in zip(names, curves):
+        epochs = list(range(start, start + len(curve["validation_loss"])))
+        loss_ax.plot(epochs, curve["train_loss"], "o-", color="tab:blue", label="training (the method's loss)" if start == 1 else None)
+        loss_ax.plot(epochs, curve["validation_loss"], "s--", color="tab:orange", label="validation" if start == 1 else None)
+        acc_ax.plot(epochs, curve["validation_accuracy"], "s--", color="tab:orange")
+        for ax in (loss_ax, acc_ax):
+            ax.axvline(start - 0.5, color="grey", lw=0.5)
+            ax.annotate(name[:14], (start - 0.4, 1.0), xycoords=("data", "axes fraction"), va="top", fontsize=7, rotation=90)
+        start += len(epochs)
+    loss_ax.set(xlabel="epoch (all tasks)", ylabel="loss", title="loss")
+    acc_ax.set(xlabel="epoch (all tasks)", ylabel="accuracy (%)", title="validation accuracy")
+    loss_ax.legend(fontsize=8)
+    for ax in (loss_ax, acc_ax):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -6,8 +6,6 @@
 * :class:`OutputLock` is a lock file (``DIR/.lock`` holding the writer's pid and host): a second
   writer is refused with the holder's pid, and a lock whose process is gone is recognised as stale
   and taken over.
-* :func:`finished_run` tells a finished run from an interrupted one (``--resume`` on a finished
-  run changes nothing).
 """
 
 from __future__ import annotations
@@ -20,10 +18,10 @@ import time
 from pathlib import Path
 
 from .errors import CTRError
+from .results import RESULTS_FILE
 
 log = logging.getLogger(__name__)
 
-RESULTS_FILE = "results.json"
 CHECKPOINT_DIR = "checkpoint"
 COMMAND_FILE = "command.json"  # the options a run started with: what --resume reuses
 LOCK_FILE = ".lock"
@@ -110,17 +108,6 @@ def check_output_dir(output_dir: str | os.PathLike, overwrite: bool, resume: boo
             )
 
 
-def finished_run(output_dir: str | os.PathLike) -> dict | None:
-    """The results of the finished run in ``output_dir`` (every task learned and tested), else None."""
-    try:
-        results = json.loads((Path(output_dir) / RESULTS_FILE).read_text())
-    except (OSError, ValueError):
-        return None
-    if isinstance(results, dict) and results.get("tasks") and results.get("completed_tasks") == len(results["tasks"]) and "final_acc" in results:
-        return results
-    return None
-
-
 class OutputLock:
     """``DIR/.lock`` while a run writes ``DIR``: refuses a second writer, takes over a stale lock.
 
@@ -134,7 +121,7 @@ class OutputLock:
         self.created_dir = False
         self.held = False
 
-    def acquire(self) -> "OutputLock":
+    def acquire(self) -> OutputLock:
         if not self.output_dir.is_dir():
             self.output_dir.mkdir(parents=True)
             self.created_dir = True
@@ -166,7 +153,7 @@ class OutputLock:
         if self.created_dir and self.output_dir.is_dir() and not any(self.output_dir.iterdir()):
             self.output_dir.rmdir()
 
-    def __enter__(self) -> "OutputLock":
+    def __enter__(self) -> OutputLock:
         return self.acquire()
 
     def __exit__(self, *exc) -> None:

@@ -17,9 +17,8 @@ interval). The verdict reads the interval: "better" when it lies above 0, "worse
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Hashable
 
 import numpy as np
 from scipy import stats as scipy_stats

@@ -1,7 +1,7 @@
 """Paper-style Task-CL tables from a folder of runs: per method, mean ± std and a 95 % CI over runs,
 and paired comparisons of CTR with every other method.
 
-A grid folder (written by ``scripts/reproduce_tables.py``) holds ``runs/<method>/<run>/results.json``,
+A grid folder (written by ``ctr-tables``) holds ``runs/<method>/<run>/results.json``,
 one run per task order and seed (``order<k>_seed<s>``): runs of two methods with the same folder
 name saw the same data in the same order, so they are *matched*. :func:`build_tables` reads every
 complete run there, computes each run's metrics from its matrices (``metrics.run_metrics``, so
@@ -34,7 +34,7 @@ can be rebuilt, checked and extended from committed ``runs/``.
 from __future__ import annotations
 
 import csv
-import json
+import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -42,12 +42,14 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import CTRError
 from .metrics import Matrix, knowledge_transfer, run_metrics
+from .results import RESULTS_FILE, is_finished, read
 from .stats import Estimate, PairedComparison, paired_comparison, t_interval
 
+log = logging.getLogger(__name__)
+
 RUNS_DIR = "runs"
-GROUP_ORDER = ("non-continual", "continual baselines", "CTR")  # other declared groups follow, then "other"
-REFERENCE_GROUP = "CTR"  # its methods are compared with every other method
 
 
 @dataclass(frozen=True)
@@ -81,10 +83,16 @@ COMPARED = ("final_acc", "final_mf1")  # the metrics of the paired-comparison ta
 WITH_CI = ("final_acc", "final_mf1")  # the main table's columns that show their CI
 
 
-def _method_class(method: str):
-    from .continual.methods import METHODS
+def _method_registry():
+    """The methods, their table groups in order, and the group compared with every other: all
+    declared by the methods (``continual/methods/``), none named here."""
+    from .continual import methods
 
-    return METHODS.get(method)
+    return methods.METHODS, methods.TABLE_GROUPS, methods.COMPARED_GROUP
+
+
+def _method_class(method: str):
+    return _method_registry()[0].get(method)
 
 
 def group_of(method: str) -> str:
@@ -100,21 +108,6 @@ def one_reference(method: str) -> str | None:
     return cls.one_reference if cls else None
 
 
-def is_complete(results: dict) -> bool:
-    """A run that finished: every task learned and the final results written."""
-    tasks = results.get("tasks") or []
-    return bool(tasks) and results.get("completed_tasks") == len(tasks) and "final_acc" in results and "wall_seconds" in results
-
-
-def read_results(path: Path) -> dict | None:
-    """The results.json at ``path`` if it is a complete run, else None (missing, partial, damaged)."""
-    try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) and is_complete(data) else None
-
-
 @dataclass
 class Run:
     name: str  # the run's folder, order<k>_seed<s>: the key that matches runs of two methods
@@ -125,9 +118,13 @@ class Run:
 def load_runs(grid_dir: str | Path) -> dict[str, list[Run]]:
     """Complete runs per method, from ``grid_dir/runs/<method>/<run>/results.json`` (sorted by run)."""
     runs: dict[str, list[Run]] = {}
-    for path in sorted(Path(grid_dir, RUNS_DIR).glob("*/*/results.json")):
-        data = read_results(path)
-        if data is not None:
+    for path in sorted(Path(grid_dir, RUNS_DIR).glob(f"*/*/{RESULTS_FILE}")):
+        try:
+            data = read(path)
+        except CTRError as err:  # left out of the tables, and said so
+            log.warning("Left out of the tables: %s", err)
+            continue
+        if is_finished(data):
             runs.setdefault(path.parent.parent.name, []).append(Run(path.parent.name, data, run_metrics(data)))
     return runs
 
@@ -158,10 +155,9 @@ def mean_matrix(matrices: list[Matrix]) -> Matrix:
 
 
 def _method_order(methods) -> list[str]:
-    from .continual.methods import METHODS
-
-    registry = list(METHODS)
-    groups = list(GROUP_ORDER) + sorted({group_of(m) for m in methods} - set(GROUP_ORDER) - {"other"}) + ["other"]
+    registered, declared, _ = _method_registry()
+    registry = list(registered)
+    groups = list(declared) + sorted({group_of(m) for m in methods} - set(declared) - {"other"}) + ["other"]
     return sorted(methods, key=lambda m: (groups.index(group_of(m)), registry.index(m) if m in registry else len(registry), m))
 
 
@@ -191,9 +187,11 @@ def summarize_runs(runs: dict[str, list[Run]]) -> list[MethodRow]:
     return list(rows.values())
 
 
-def compare_methods(runs: dict[str, list[Run]], reference_group: str = REFERENCE_GROUP) -> list[PairedComparison]:
-    """Each method of ``reference_group`` against every other method, per metric in ``COMPARED``,
-    over matched runs (methods without a matched run are left out)."""
+def compare_methods(runs: dict[str, list[Run]], reference_group: str | None = None) -> list[PairedComparison]:
+    """Each method of ``reference_group`` (default: the methods' ``COMPARED_GROUP``) against every
+    other method, per metric in ``COMPARED``, over matched runs (methods without a matched run are
+    left out)."""
+    reference_group = reference_group or _method_registry()[2]
     order = _method_order(runs)
     out = []
     for ref in (m for m in order if group_of(m) == reference_group):

@@ -13,7 +13,7 @@ failed and does not). The remaining trials are drawn by a TPE sampler seeded wit
 ``seed + finished trials``, so a resumed study is reproducible from the point it stopped.
 
 The chosen options go to a YAML file (``<config stem>.tuned.yaml`` beside the sequence config)
-that ``train_ctr.py --tuned`` and ``reproduce_tables.py --tuned`` read::
+that ``ctr-train --tuned`` and ``ctr-tables --tuned`` read::
 
     methods:
       ctr:
@@ -154,8 +154,8 @@ def write_tuned(path: str | Path, entries: dict[str, dict], meta: dict) -> None:
     data |= meta | {"format": TUNED_FORMAT, "updated": datetime.date.today().isoformat()}
     data["methods"] = data.get("methods", {}) | entries
     header = (
-        "# Options chosen by scripts/tune.py on VALIDATION data only (test splits sealed); see\n"
-        "# ctr_plugin/tuning.py. Read by train_ctr.py --tuned and reproduce_tables.py --tuned.\n"
+        "# Options chosen by ctr-tune on VALIDATION data only (test splits sealed); see\n"
+        "# ctr_plugin/tuning.py. Read by ctr-train --tuned and ctr-tables --tuned.\n"
     )
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(header + yaml.safe_dump(data, sort_keys=False, width=120))
@@ -163,15 +163,20 @@ def write_tuned(path: str | Path, entries: dict[str, dict], meta: dict) -> None:
 
 
 def read_tuned(path: str | Path) -> dict:
-    path = Path(path)
+    """The tuned-options file at ``path``, or shipped under that name (``hl5_products``)."""
+    from .data.config import resolve_config
+
+    if not Path(path).expanduser().is_file() and "/" not in str(path):
+        path = resolve_config(path, kind="tuned")
+    path = Path(path).expanduser()
     if not path.is_file():
-        raise CTRError(f"The tuned-options file {path} does not exist. Make it with scripts/tune.py, or drop --tuned.")
+        raise CTRError(f"The tuned-options file {path} does not exist. Make it with ctr-tune, or drop --tuned.")
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
-        raise CTRError(f"{path} is not valid YAML ({err}); make it again with scripts/tune.py.") from None
+        raise CTRError(f"{path} is not valid YAML ({err}); make it again with ctr-tune.") from None
     if not isinstance(data, dict) or data.get("format") != TUNED_FORMAT or not isinstance(data.get("methods"), dict):
-        raise CTRError(f"{path} is not a tuned-options file written by scripts/tune.py (format {TUNED_FORMAT}).")
+        raise CTRError(f"{path} is not a tuned-options file written by ctr-tune (format {TUNED_FORMAT}).")
     return data
 
 
@@ -182,28 +187,9 @@ def tuned_options(path: str | Path, method: str) -> tuple[dict, dict]:
     if entry is None:
         raise CTRError(
             f"{path} holds no tuned options for method {method!r} (it has: {', '.join(data['methods']) or 'none'}). "
-            f"Tune it with scripts/tune.py --methods {method}, or drop --tuned."
+            f"Tune it with ctr-tune --methods {method}, or drop --tuned."
         )
     return dict(entry.get("training") or {}), dict(entry.get("method_options") or {})
 
 
-def merge_tuned(tuned: dict, given: dict, what: str, path: str | Path) -> dict:
-    """``tuned`` values with ``given`` (explicit flags) on top; a flag that contradicts a tuned value
-    is an error naming both, since a silent choice between them would mislabel the run."""
-    for key, value in given.items():
-        if key in tuned and not _same(tuned[key], value):
-            raise CTRError(
-                f"{what} {key}={value} contradicts the tuned value {key}={tuned[key]} in {path}. "
-                f"Drop the flag to use the tuned value, or drop --tuned to set it yourself."
-            )
-    return tuned | given
-
-
-def _same(a: Any, b: Any) -> bool:
-    try:
-        return float(a) == float(b)
-    except (TypeError, ValueError):
-        return str(a).lower() == str(b).lower()
-
-
-__all__ = ["best_entry", "describe_search_space", "merge_tuned", "read_tuned", "search_space", "tune_method", "tuned_options", "write_tuned"]
+__all__ = ["best_entry", "describe_search_space", "read_tuned", "search_space", "tune_method", "tuned_options", "write_tuned"]

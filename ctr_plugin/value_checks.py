@@ -20,7 +20,6 @@ log = logging.getLogger(__name__)
 
 # The loop seeds numpy with seed * 1000 + task index, and numpy takes seeds below 2**32.
 MAX_SEED = (2**32 - 1) // 1000 - 1
-CLI_FLAGS = {"epochs", "batch_size", "lr", "max_length", "seed", "adapter_size"}  # train_ctr.py's flags
 MANY_EPOCHS = 100  # more epochs per task than this gets a warning (a typo is likelier than a plan)
 
 
@@ -143,7 +142,7 @@ def check_fields(config: Any, ranges: dict[str, Range], where: str) -> None:
     fields it does not name are left to their owner."""
     for name, rule in ranges.items():
         if hasattr(config, name):
-            flag = f"--{name.replace('_', '-')} on the command line, " if name in CLI_FLAGS else ""
+            flag = f"--{name.replace('_', '-')} on the command line, " if name != "progress" else ""  # every option has a flag (settings.py)
             hint = f" ({flag}`{name}:` under `training:` in a config)"
             setattr(config, name, checked(name, getattr(config, name), rule, where, hint))
 

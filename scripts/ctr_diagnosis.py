@@ -87,10 +87,8 @@ def main() -> int:
     import dataclasses
 
     from ctr_plugin.continual import hat
-    from ctr_plugin.continual.loop import TrainingConfig
     from ctr_plugin.data import load_sequence_config, load_tasks
-    from ctr_plugin.experiment import split_training_options
-    from ctr_plugin.plugins import PluginConfig
+    from ctr_plugin.settings import base_options
     from ctr_plugin.validation import EncoderCache, validation_run
 
     stage = STAGES[args.stage]
@@ -98,7 +96,6 @@ def main() -> int:
     first = stage.get("skip", 0)
     sequence.tasks = [dataclasses.replace(t, max_train=args.max_train, **({"validation_fraction": args.validation_fraction} if args.validation_fraction else {}))
                       for t in sequence.tasks[first : first + stage["tasks"]]]
-    train_opts, plugin_opts = split_training_options(sequence.training)
     done = {_key(r) for r in _read(runs_file)}
     encoders = EncoderCache(sequence.encoder)
     runs_file.parent.mkdir(parents=True, exist_ok=True)
@@ -116,8 +113,8 @@ def main() -> int:
                 tasks_by_seed[seed] = load_tasks(sequence, seed=seed)
             tasks = tasks_by_seed[seed]
             change = VARIANTS[variant]
-            training = TrainingConfig(**{**train_opts, **change.get("training", {}), "seed": seed, "progress": False})
-            plugin = PluginConfig(**{**plugin_opts, **change.get("plugin", {})})
+            flags = change.get("training", {}) | change.get("plugin", {})  # the variant's knobs over the config's
+            training, plugin = base_options(sequence.training, f"the config {args.config}", flags, seed=seed, progress=False)
             row = validation_run(tasks, method, change.get("method", {}), training, plugin, encoders,
                                  inspect=lambda model: hat.mask_usage(model, model.plugin_config.s_max))
             row = {"stage": args.stage, "variant": variant, "change": change, "max_train": args.max_train,
@@ -158,8 +155,8 @@ def report(runs_file: Path) -> str:
                 "| method | variant | seeds | val acc | val macro-F1 | Δ acc vs paper [95 % CI] | Δ acc vs adapter_one [95 % CI] "
                 "| forgetting | task-1 masks open | mean abs(e_1) | s/run |",
                 "|---|---|---|---|---|---|---|---|---|---|---|"]
-        order = lambda kv: (list(spec["cells"]).index(kv[0][0]), list(VARIANTS).index(kv[0][1]))  # noqa: E731
-        for (method, variant), by_seed in sorted(cells.items(), key=order):
+        methods = list(spec["cells"])
+        for (method, variant), by_seed in sorted(cells.items(), key=lambda kv: (methods.index(kv[0][0]), list(VARIANTS).index(kv[0][1]))):
             acc = np.array([r["val_final_acc"] for r in by_seed.values()])
             mf1 = np.array([r["val_final_mf1"] for r in by_seed.values()])
             forget = np.array([r["val_forgetting_rate"] for r in by_seed.values()])

@@ -1,106 +1,12 @@
 #!/usr/bin/env python
-"""Tune every method with the same budget of trials, on VALIDATION data only (Optuna, TPE).
+"""The `ctr-tune` command (ctr_plugin/commands/tune.py), runnable from a checkout that is not installed."""
 
-    python scripts/tune.py --config data_configs/hl5_products.yaml --trials 8 --tasks 3
-    python scripts/tune.py --methods ctr adapter_one --trials 8        # some methods; others keep their entries
-
-A trial trains a method over the first K tasks of the sequence (test splits sealed) and scores the
-mean validation accuracy over those K tasks after the K-th. Every method searches the learning
-rate and the epochs over the same ranges plus its own options' ranges (``--show-space`` prints
-them). Trials are journaled (``--storage``), so an interrupted call continues where it stopped.
-The chosen options go to ``<config stem>.tuned.yaml`` beside the config, which
-``train_ctr.py --tuned`` and ``reproduce_tables.py --tuned`` read.
-"""
-
-from __future__ import annotations
-
-import argparse
-import dataclasses
-import json
-import os
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout's ctr_plugin, installed or not
 
-from ctr_plugin.cli import run_main, setup_logging
-
-DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "data_configs" / "hl5_products.yaml"
-
-
-def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", default=str(DEFAULT_CONFIG), help=f"YAML task sequence (default: {DEFAULT_CONFIG.name})")
-    p.add_argument("--data-root", help="directory relative file paths in --config resolve against")
-    p.add_argument("--methods", nargs="+", help="methods to tune (default: all)")
-    p.add_argument("--trials", type=int, default=8, help="trials per method: the budget, the same for every method (default 8)")
-    p.add_argument("--tasks", type=int, default=3, help="K: train on the first K tasks, score after the K-th (default 3)")
-    p.add_argument("--max-train-per-task", type=int, default=200, help="cap on training examples per task (default 200)")
-    p.add_argument("--seed", type=int, default=0, help="data split, initialisation and sampler seed (default 0)")
-    p.add_argument("--encoder", help="hub name or local model directory (default: the config's)")
-    p.add_argument("--storage", help="Optuna journal file (default: <config stem>.tuning.journal beside the config)")
-    p.add_argument("--output", help="tuned-options file (default: <config stem>.tuned.yaml beside the config)")
-    p.add_argument("--show-space", action="store_true", help="print every method's search space and exit")
-    return p.parse_args(argv)
-
-
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    setup_logging()
-    from ctr_plugin.continual.loop import TrainingConfig
-    from ctr_plugin.continual.methods import METHODS
-    from ctr_plugin.data import load_sequence_config, load_tasks
-    from ctr_plugin.errors import CTRError
-    from ctr_plugin.experiment import split_training_options
-    from ctr_plugin.plugins import PluginConfig
-    from ctr_plugin.tuning import best_entry, describe_search_space, tune_method, write_tuned
-    from ctr_plugin.validation import EncoderCache
-
-    methods = args.methods or list(METHODS)
-    for method in methods:
-        if method not in METHODS:
-            raise CTRError(f"Unknown method {method!r}. Available methods: {', '.join(METHODS)}.")
-    if args.show_space:
-        for method in methods:
-            print(f"{method}: {json.dumps(describe_search_space(method))}")
-        return 0
-    if args.trials < 1 or args.tasks < 1:
-        raise CTRError(f"--trials and --tasks must be at least 1 (got {args.trials}, {args.tasks}).")
-    config = Path(args.config)
-    sequence = load_sequence_config(config, data_root=args.data_root)
-    if args.tasks > len(sequence.tasks):
-        raise CTRError(f"--tasks {args.tasks}: {config} has only {len(sequence.tasks)} tasks.")
-    sequence.tasks = [dataclasses.replace(t, max_train=args.max_train_per_task) for t in sequence.tasks[: args.tasks]]
-    storage = Path(args.storage) if args.storage else config.with_name(f"{config.stem}.tuning.journal")
-    output = Path(args.output) if args.output else config.with_name(f"{config.stem}.tuned.yaml")
-    train_opts, plugin_opts = split_training_options(sequence.training)
-    training = TrainingConfig(**(train_opts | {"seed": args.seed, "progress": False}))
-    plugin = PluginConfig(**plugin_opts)
-    tasks = load_tasks(sequence, seed=args.seed)
-    encoders = EncoderCache(args.encoder or sequence.encoder)
-    meta = {
-        "sequence": sequence.name,
-        "config": config.name,
-        "objective": f"mean validation accuracy over the first {args.tasks} tasks, measured after task {args.tasks}",
-        "tasks": [t.name for t in tasks],
-        "task_sizes": {t.name: {"train": len(t.train), "validation": len(t.validation)} for t in tasks},
-        "budget": f"{args.trials} trials per method (Optuna TPE, seed {args.seed}); one trial = one training run over the tasks",
-        "base_training": training.to_dict(),
-        "base_plugin": plugin.to_dict(),
-    }
-
-    def report(row: dict) -> None:
-        print(json.dumps(row), flush=True)
-
-    for method in methods:
-        study = tune_method(method, tasks, args.trials, storage, training, plugin, encoders, args.seed, f"{sequence.name}/", report)
-        entry = best_entry(study, method)
-        write_tuned(output, {method: entry}, meta)
-        print(f"{method}: best validation accuracy {entry['objective']:.2f} with {entry['training'] | entry['method_options']} "
-              f"({entry['trials']} trials) -> {output}", flush=True)
-    return 0
-
+from ctr_plugin.commands.tune import cli, main  # noqa: E402, F401  (main: for callers that import this file)
 
 if __name__ == "__main__":
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    run_main(main)
+    cli()

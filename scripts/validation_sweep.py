@@ -33,27 +33,23 @@ def main() -> int:
     p.add_argument("--pooling", nargs="+", default=["pooler"])
     p.add_argument("--adapter-size", type=int, nargs="+", default=[256])
     p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, help="default: the config's `seed:`, else 0")
     p.add_argument("--output", help="append one JSON line per combination to this file")
     args = p.parse_args()
     setup_logging()
 
-    from ctr_plugin.continual.loop import TrainingConfig
     from ctr_plugin.data import load_sequence_config, load_tasks
-    from ctr_plugin.experiment import split_training_options
-    from ctr_plugin.plugins import PluginConfig
+    from ctr_plugin.settings import base_options
     from ctr_plugin.validation import EncoderCache, validation_run
 
     sequence = load_sequence_config(args.config)
     sequence.tasks = sequence.tasks[: args.tasks]
-    tasks = load_tasks(sequence, seed=args.seed)
-    train_opts, plugin_opts = split_training_options(sequence.training)
-    if args.epochs:
-        train_opts["epochs"] = args.epochs
+    seed = base_options(sequence.training, f"the config {args.config}", {"seed": args.seed} if args.seed is not None else {})[0].seed
+    tasks = load_tasks(sequence, seed=seed)
     encoders = EncoderCache(sequence.encoder)
     for lr, pooling, width in itertools.product(args.lr, args.pooling, args.adapter_size):
-        cfg = TrainingConfig(**{**train_opts, "lr": lr, "seed": args.seed, "progress": False})
-        plugin = PluginConfig(**{**plugin_opts, "pooling": pooling, "adapter_size": width})
+        flags = {"lr": lr, "pooling": pooling, "adapter_size": width} | ({"epochs": args.epochs} if args.epochs else {})
+        cfg, plugin = base_options(sequence.training, f"the config {args.config}", flags | {"seed": seed}, progress=False)
         result = validation_run(tasks, args.method, {}, cfg, plugin, encoders)
         row = {
             "method": args.method, "lr": lr, "pooling": pooling, "adapter_size": width, "epochs": cfg.epochs,

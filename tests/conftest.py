@@ -16,7 +16,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from ctr_plugin.data.types import Split, TaskData  # noqa: E402
 from ctr_plugin.plugins import PluginConfig  # noqa: E402
 
-WORDS = "good great fine nice bad awful poor sad red blue green pink cat dog cow hen the a of and is was very not".split()
+WORDS = ["good", "great", "fine", "nice", "bad", "awful", "poor", "sad", "red", "blue", "green", "pink", "cat", "dog", "cow", "hen", "the", "a", "of", "and", "is", "was", "very", "not"]
 SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 # Small plugin sizes so that a test trains in seconds.

@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import TINY_PLUGIN, keyword_task
 from transformers import AutoModel
 from transformers.modeling_outputs import SequenceClassifierOutput
 
@@ -28,6 +27,8 @@ from ctr_plugin import (
     get_continual_model,
 )
 from ctr_plugin.data.bundled import BUNDLED_DATASETS
+
+from conftest import TINY_PLUGIN, keyword_task
 
 FAST = TrainingConfig(epochs=2, lr=1e-2, progress=False)
 SENTIMENT = keyword_task("sentiment", [["good", "great"], ["bad", "awful"]])

@@ -13,10 +13,11 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from conftest import TINY_PLUGIN
 from ctr_plugin.arithmetic import EncoderShape, multiply_adds
 from ctr_plugin.model import ContinualModel, load_encoder
 from ctr_plugin.plugins import PluginConfig
+
+from conftest import TINY_PLUGIN
 
 ROOT = Path(__file__).resolve().parents[1]
 KINDS = {"ctr": "ctr", "hat_adapter": "hat_adapter", "adapter": "adapter", "frozen_heads": "none", "full_finetune": "none"}

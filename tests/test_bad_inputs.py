@@ -8,8 +8,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import socket
 import shutil
+import socket
 import stat
 import subprocess
 import sys
@@ -19,15 +19,17 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import SPECIAL, TINY_PLUGIN, WORDS, keyword_task
 from ctr_plugin.continual.loop import TrainingConfig, evaluate
 from ctr_plugin.data import TaskSpec, build_task, load_sequence_config
 from ctr_plugin.errors import CheckpointError, CTRError, DataError, TaskError
-from ctr_plugin.experiment import RunSettings, run, split_training_options
+from ctr_plugin.experiment import RunSettings, run
 from ctr_plugin.model import CONFIG_FILE, WEIGHTS_FILE, ContinualModel, load_encoder
 from ctr_plugin.plugins import PluginConfig
 from ctr_plugin.run_dir import LOCK_FILE
-from test_cli import TINY, call, load_script, task_csv, write_csv, write_text
+from ctr_plugin.settings import base_options
+
+from conftest import SPECIAL, TINY_PLUGIN, WORDS, keyword_task
+from test_cli import TINY, call, load_command, task_csv, write_csv, write_text
 
 FAST = TrainingConfig(epochs=1, lr=1e-2, batch_size=8, progress=False)
 
@@ -48,7 +50,7 @@ def finished(tiny_bert_dir, tmp_path_factory):
     """A finished two-task CLI run (CSV files), made once for the module."""
     tmp = tmp_path_factory.mktemp("finished")
     files = [task_csv(tmp, "sentiment", [["good", "great"], ["bad", "awful"]]), task_csv(tmp, "colour", [["red"], ["blue"]])]
-    module = load_script("train_ctr")
+    module = load_command("train")
     assert module.main(["--datasets", *files, "--encoder", tiny_bert_dir, "--output-dir", str(tmp / "run"), *TINY]) == 0
     return tmp / "run"
 
@@ -72,7 +74,7 @@ def yaml_config(tmp: Path, name: str, tasks: str, training: str = "") -> str:
 
 
 def training_cases(tmp: Path, finished_run: Path, distilbert: str) -> dict[str, tuple[list[str], str]]:
-    """name -> (train_ctr.py arguments, a phrase the error must contain); each is run with
+    """name -> (ctr-train arguments, a phrase the error must contain); each is run with
     --output-dir on the finished run and --overwrite, which must not change it."""
     ok = write_csv(tmp / "ok.csv", rows(20))
     ok_test = write_csv(tmp / "ok_test.csv", rows(10, prefix="held out"))
@@ -132,7 +134,7 @@ def test_a_bad_training_input_is_refused_before_an_overwritten_run_changes(case,
     if "--encoder" not in argv:
         argv = argv + ["--encoder", tiny_bert_dir]
     flags = ["--no-progress"] if case.startswith("yaml") else TINY  # TINY's flags would override the config's values
-    code, _, err = call("train_ctr", [*flags, *argv, "--output-dir", str(finished), "--overwrite"], capsys)
+    code, _, err = call("train", [*flags, *argv, "--output-dir", str(finished), "--overwrite"], capsys)
     assert code == 2 and "error: " in err and "Traceback" not in err, err
     assert phrase.lower() in err.split("error: ", 1)[1].lower(), err
     assert tree_digest(finished) == before
@@ -154,7 +156,7 @@ def test_filesystem_problems_are_one_paragraph_before_data_is_loaded(case, tiny_
         real_access = os.access
         monkeypatch.setattr(os, "access", lambda path, mode: False if Path(path) == tmp_path / "ro" else real_access(path, mode))
     monkeypatch.setattr(sources, "build_task", lambda *a, **k: pytest.fail("data was loaded before the output directory was checked"))
-    code, _, err = call("train_ctr", ["--datasets", "hl_canon_g3", "--encoder", tiny_bert_dir, "--output-dir", str(target), *TINY], capsys)
+    code, _, err = call("train", ["--datasets", "hl_canon_g3", "--encoder", tiny_bert_dir, "--output-dir", str(target), *TINY], capsys)
     assert code == 2 and phrase in err and blocker.read_text() == "not a directory"
     assert not (tmp_path / "ro" / "run").exists()
 
@@ -163,8 +165,8 @@ def test_yaml_numbers_without_a_dot_are_read_as_the_numbers_meant(tmp_path):
     ok = write_csv(tmp_path / "ok.csv", rows(20))
     sequence = load_sequence_config(yaml_config(tmp_path, "c", f"  - {{name: a, train: {ok}}}", "  lr: 1e-3\n  s_max: 4e2\n  epochs: '2'"))
     assert sequence.training["lr"] == "1e-3"  # what YAML 1.1 (PyYAML) gives
-    train, plugin = split_training_options(sequence.training)
-    assert TrainingConfig(**train).lr == 0.001 and TrainingConfig(**train).epochs == 2 and PluginConfig(**plugin).s_max == 400.0
+    train, plugin = base_options(sequence.training)
+    assert train.lr == 0.001 and train.epochs == 2 and plugin.s_max == 400.0
 
 
 @pytest.mark.parametrize("field, value, phrase", [
@@ -240,7 +242,7 @@ def two_task_files(tmp: Path) -> list[str]:
 def test_overwrite_keeps_the_old_run_when_the_new_one_stops_before_its_first_task_is_saved(error, code, finished, tiny_bert_dir, tmp_path, capsys, monkeypatch):
     before = tree_digest(finished)
     stop_in_task(monkeypatch, 0, error)
-    code_got, _, err = call("train_ctr", [*TINY, "--datasets", *two_task_files(tmp_path), "--encoder", tiny_bert_dir, "--seed", "1", "--output-dir", str(finished), "--overwrite"], capsys)
+    code_got, _, err = call("train", [*TINY, "--datasets", *two_task_files(tmp_path), "--encoder", tiny_bert_dir, "--seed", "1", "--output-dir", str(finished), "--overwrite"], capsys)
     assert code_got == code and "previous run" in err and "kept unchanged" in err, err
     assert tree_digest(finished) == before
 
@@ -248,7 +250,7 @@ def test_overwrite_keeps_the_old_run_when_the_new_one_stops_before_its_first_tas
 def test_an_interrupt_before_any_task_claims_no_checkpoint(tiny_bert_dir, tmp_path, capsys, monkeypatch):
     stop_in_task(monkeypatch, 0, KeyboardInterrupt)
     out = tmp_path / "run"
-    code, _, err = call("train_ctr", [*TINY, "--datasets", *two_task_files(tmp_path), "--encoder", tiny_bert_dir, "--output-dir", str(out)], capsys)
+    code, _, err = call("train", [*TINY, "--datasets", *two_task_files(tmp_path), "--encoder", tiny_bert_dir, "--output-dir", str(out)], capsys)
     assert code == 130 and "no checkpoint was written" in err and "intact" not in err, err
     assert not (out / "checkpoint").exists() and not (out / LOCK_FILE).exists()
     assert sorted(p.name for p in out.iterdir()) == ["command.json"]  # what --resume needs, nothing more
@@ -257,7 +259,7 @@ def test_an_interrupt_before_any_task_claims_no_checkpoint(tiny_bert_dir, tmp_pa
 def test_an_interrupt_after_a_task_names_the_checkpoint_that_exists(tiny_bert_dir, tmp_path, capsys, monkeypatch):
     stop_in_task(monkeypatch, 1, KeyboardInterrupt)
     out = tmp_path / "run"
-    code, _, err = call("train_ctr", [*TINY, "--datasets", *two_task_files(tmp_path), "--encoder", tiny_bert_dir, "--output-dir", str(out)], capsys)
+    code, _, err = call("train", [*TINY, "--datasets", *two_task_files(tmp_path), "--encoder", tiny_bert_dir, "--output-dir", str(out)], capsys)
     assert code == 130 and "after task 1 of 2 ('sentiment')" in err and f"--resume {out}" in err, err
     assert ContinualModel.from_pretrained(out / "checkpoint").task_names == ["sentiment"]
 
@@ -265,7 +267,7 @@ def test_an_interrupt_after_a_task_names_the_checkpoint_that_exists(tiny_bert_di
 def test_resume_on_a_finished_run_says_so_and_changes_nothing(finished, capsys, caplog):
     before = tree_digest(finished)
     with caplog.at_level("INFO"):
-        code, _, err = call("train_ctr", ["--resume", str(finished)], capsys)
+        code, _, err = call("train", ["--resume", str(finished)], capsys)
     assert code == 0 and "finished run" in caplog.text and "nothing to resume" in caplog.text
     assert tree_digest(finished) == before
 
@@ -275,7 +277,7 @@ def test_a_second_writer_is_refused_with_the_holders_pid(finished, tiny_bert_dir
     try:
         (finished / LOCK_FILE).write_text(json.dumps({"pid": holder.pid, "host": socket.gethostname(), "started": "now"}))
         before = tree_digest(finished)
-        code, _, err = call("train_ctr", [*TINY, "--datasets", *two_task_files(tmp_path), "--encoder", tiny_bert_dir, "--output-dir", str(finished), "--overwrite"], capsys)
+        code, _, err = call("train", [*TINY, "--datasets", *two_task_files(tmp_path), "--encoder", tiny_bert_dir, "--output-dir", str(finished), "--overwrite"], capsys)
         assert code == 2 and f"pid {holder.pid}" in err and "another training process" in err, err
         assert tree_digest(finished) == before
         # the API refuses it too, after the checks it can make without the lock
@@ -386,7 +388,7 @@ def pair_run(tiny_bert_dir, tmp_path_factory):
     pair_rows = [(["red", "blue"][i % 2], f"the {w} one is {['good', 'bad'][i % 2]} number {i}", ["pos", "neg"][i % 2]) for i, w in enumerate(WORDS * 2)]
     pairs = write_csv(tmp / "aspects.csv", pair_rows, ("term", "sentence", "label"))
     config = yaml_config(tmp, "pairs", f"  - {{name: aspects, train: {pairs}, text: [term, sentence]}}\n  - {{name: plain, train: {write_csv(tmp / 'plain.csv', rows(30))}}}")
-    module = load_script("train_ctr")
+    module = load_command("train")
     assert module.main(["--config", config, "--encoder", tiny_bert_dir, "--output-dir", str(tmp / "run"), *TINY]) == 0
     return tmp / "run" / "checkpoint"
 
@@ -487,7 +489,7 @@ def data_case(tmp: Path, case: str) -> TaskSpec:
         return TaskSpec(name="a", train=write_csv(tmp / "m.csv", rows(20) + [("one more text", marker)]))
     if case == "json record with a repeated key":
         path = tmp / "r.jsonl"
-        path.write_text("\n".join('{"text": "%s", "label": "%s", "label": "x"}' % r for r in rows(20)))
+        path.write_text("\n".join(f'{{"text": "{text}", "label": "{label}", "label": "x"}}' for text, label in rows(20)))
         return TaskSpec(name="a", train=str(path))
     if case == "class only in the test file":
         return TaskSpec(name="a", train=write_csv(tmp / "tr.csv", rows(20)), test=write_csv(tmp / "te.csv", rows(9, ("pos", "neg", "meh"), "held out")))
@@ -562,7 +564,7 @@ def test_a_continued_run_retests_the_earlier_tasks_it_is_given_and_measures_thei
     source = finished.parent  # the CSV files the finished run was trained on
     files = [str(source / "sentiment.csv"), str(source / "colour.csv"), task_csv(tmp_path, "animal", [["cow"], ["hen"]])]
     before = json.loads((finished / "results.json").read_text())
-    code, _, err = call("train_ctr", [*TINY, "--datasets", *files, "--encoder", tiny_bert_dir, "--from-checkpoint", str(finished / "checkpoint"), "--output-dir", str(tmp_path / "more")], capsys)
+    code, _, err = call("train", [*TINY, "--datasets", *files, "--encoder", tiny_bert_dir, "--from-checkpoint", str(finished / "checkpoint"), "--output-dir", str(tmp_path / "more")], capsys)
     assert code == 0, err
     out = json.loads((tmp_path / "more" / "results.json").read_text())
     assert out["tasks"] == ["sentiment", "colour", "animal"] and out["method"] == "ctr"
@@ -630,16 +632,16 @@ def test_predict_cli_refuses_pairs_beside_stdin_and_blank_stdin_lines_and_lists_
 
 def test_a_seed_in_the_config_is_not_silently_replaced_by_the_flags_default(tiny_bert_dir, tmp_path, capsys):
     config = yaml_config(tmp_path, "seeded", f"  - {{name: a, train: {write_csv(tmp_path / 'ok.csv', rows(20))}}}", "  seed: 5")
-    code, _, err = call("train_ctr", [*TINY, "--config", config, "--encoder", tiny_bert_dir, "--output-dir", str(tmp_path / "run")], capsys)
+    code, _, err = call("train", [*TINY, "--config", config, "--encoder", tiny_bert_dir, "--output-dir", str(tmp_path / "run")], capsys)
     assert code == 0, err
     assert json.loads((tmp_path / "run" / "results.json").read_text())["seed"] == 5
 
 
 def test_a_write_that_fails_mid_run_says_which_checkpoint_is_intact(tiny_bert_dir, tmp_path, monkeypatch):
-    import ctr_plugin.experiment as experiment
+    import ctr_plugin.results as results_file
 
     tasks = [keyword_task("sentiment", [["good"], ["bad"]], n_train=16, n_test=8), keyword_task("colour", [["red"], ["blue"]], n_train=16, n_test=8)]
-    original = experiment.write_json_atomic
+    original = results_file.write_json_atomic
     calls = []
 
     def full_disk(path, data):
@@ -648,7 +650,7 @@ def test_a_write_that_fails_mid_run_says_which_checkpoint_is_intact(tiny_bert_di
             raise OSError(28, "No space left on device", str(path))
         original(path, data)
 
-    monkeypatch.setattr(experiment, "write_json_atomic", full_disk)
+    monkeypatch.setattr(results_file, "write_json_atomic", full_disk)
     with pytest.raises(CTRError, match=r"No space left on device.*after task 2 of 2 \('colour'\)"):
         run(tasks, RunSettings(encoder=tiny_bert_dir, training=FAST, plugin=TINY_PLUGIN), tmp_path / "run")
     assert not (tmp_path / "run" / LOCK_FILE).exists()
@@ -658,6 +660,6 @@ def test_a_write_that_fails_mid_run_says_which_checkpoint_is_intact(tiny_bert_di
 def test_an_interrupted_continued_run_claims_no_checkpoint_of_its_own_before_one_is_written(finished, tiny_bert_dir, tmp_path, capsys, monkeypatch):
     stop_in_task(monkeypatch, 2, KeyboardInterrupt)  # the first new task: ids 0 and 1 are the checkpoint's
     files = [str(finished.parent / "sentiment.csv"), str(finished.parent / "colour.csv"), task_csv(tmp_path, "animal", [["cow"], ["hen"]])]
-    code, _, err = call("train_ctr", [*TINY, "--datasets", *files, "--encoder", tiny_bert_dir, "--from-checkpoint", str(finished / "checkpoint"), "--output-dir", str(tmp_path / "more")], capsys)
+    code, _, err = call("train", [*TINY, "--datasets", *files, "--encoder", tiny_bert_dir, "--from-checkpoint", str(finished / "checkpoint"), "--output-dir", str(tmp_path / "more")], capsys)
     assert code == 130 and "no checkpoint was written" in err and "intact" not in err, err
     assert not (tmp_path / "more" / "checkpoint").exists()

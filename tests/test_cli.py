@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import importlib.util
+import importlib
 import json
 import subprocess
 import sys
@@ -19,17 +19,15 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--adapter-size", "16", "--epochs", "1", "--no-progress", "--lr", "1e-2"]
 
 
-def load_script(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def load_command(name: str):
+    """The module of console command ``ctr-<name>``."""
+    return importlib.import_module(f"ctr_plugin.commands.{name}")
 
 
-def call(script: str, argv: list[str], capsys) -> tuple[int, str, str]:
+def call(command: str, argv: list[str], capsys) -> tuple[int, str, str]:
     from ctr_plugin.cli import run_main
 
-    module = load_script(script)
+    module = load_command(command)
     with pytest.raises(SystemExit) as exit_info:
         run_main(lambda: module.main(argv))
     out, err = capsys.readouterr()
@@ -69,7 +67,7 @@ def trained_run(tiny_bert_dir, tmp_path_factory):
     """A finished two-task run from CSV files, made once for the module."""
     tmp = tmp_path_factory.mktemp("trained")
     files = [task_csv(tmp, "sentiment", [["good", "great"], ["bad", "awful"]]), task_csv(tmp, "colour", [["red"], ["blue"]])]
-    module = load_script("train_ctr")
+    module = load_command("train")
     assert module.main(["--datasets", *files, "--encoder", tiny_bert_dir, "--output-dir", str(tmp / "run"), *TINY]) == 0
     return tmp / "run"
 
@@ -77,6 +75,19 @@ def trained_run(tiny_bert_dir, tmp_path_factory):
 def test_train_then_predict_from_the_command_line(trained_run, capsys):
     results = json.loads((trained_run / "results.json").read_text())
     assert results["tasks"] == ["sentiment", "colour"] and results["data"]["config"] is None
+    import torch
+    import transformers
+
+    import ctr_plugin
+
+    made_by = results["provenance"]
+    assert made_by["ctr_plugin"] == ctr_plugin.__version__ and made_by["torch"] == torch.__version__
+    assert made_by["transformers"] == transformers.__version__ and made_by["peft"] and made_by["accelerate"]
+    checkpoint_config = json.loads((trained_run / "checkpoint" / "ctr_config.json").read_text())
+    assert checkpoint_config["provenance"] == made_by
+    if (ROOT / ".git").exists():  # a checkout (a worktree has a .git file): the commit it runs from
+        head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+        assert made_by["git"]["commit"] == head and isinstance(made_by["git"]["dirty"], bool)
     code, out, _ = call("predict", ["--checkpoint", str(trained_run / "checkpoint"), "--task", "colour", "a red cow", "blue"], capsys)
     lines = [json.loads(line) for line in out.splitlines()]
     assert code == 0 and [x["text"] for x in lines] == ["a red cow", "blue"]
@@ -84,7 +95,7 @@ def test_train_then_predict_from_the_command_line(trained_run, capsys):
 
 
 def bad_inputs(tmp: Path, tiny: str) -> dict[str, tuple[list[str], str]]:
-    """name -> (train_ctr.py arguments, a phrase the error must contain)."""
+    """name -> (ctr-train arguments, a phrase the error must contain)."""
     good = [(f"good text {i}", "pos") for i in range(10)] + [(f"bad text {i}", "neg") for i in range(10)]
     return {
         "unknown dataset": (["--datasets", "no_such_dataset_xyz"], "no_such_dataset_xyz"),
@@ -102,17 +113,19 @@ def bad_inputs(tmp: Path, tiny: str) -> dict[str, tuple[list[str], str]]:
         "empty text": (["--datasets", write_csv(tmp / "blank.csv", good + [("", "pos")])], "empty"),
         "label outside declared set": (["--config", write_text(tmp / "lab.yaml", f"tasks:\n  - {{name: a, train: {write_csv(tmp / 'maybe.csv', good + [('hm', 'maybe')])}, labels: [pos, neg]}}\n")], "outside the declared `labels:`"),
         "negative cap": (["--datasets", str(tmp / "ok.csv"), "--max-train-per-task", "-5"], "must be at least 2"),
+        "order without orders": (["--datasets", write_csv(tmp / "ok.csv", good), "--order", "1"], "needs the task orders"),
     }
 
 
 @pytest.mark.parametrize("case", ["unknown dataset", "missing file", "missing text column", "one class", "empty file", "missing config", "zero epochs",
-                                  "unknown method", "bad encoder", "malformed yaml", "duplicate task names", "non-utf8 file", "empty text", "label outside declared set", "negative cap"])
+                                  "unknown method", "bad encoder", "malformed yaml", "duplicate task names", "non-utf8 file", "empty text", "label outside declared set", "negative cap",
+                                  "order without orders"])
 def test_bad_training_input_gets_a_clear_error_and_keeps_the_checkpoint(case, trained_run, tiny_bert_dir, tmp_path, capsys):
     before = digest(trained_run)
     argv, phrase = bad_inputs(tmp_path, tiny_bert_dir)[case]
     if "--encoder" not in argv:
         argv = argv + ["--encoder", tiny_bert_dir]
-    code, _, err = call("train_ctr", [*TINY, *argv, "--output-dir", str(trained_run), "--overwrite"], capsys)
+    code, _, err = call("train", [*TINY, *argv, "--output-dir", str(trained_run), "--overwrite"], capsys)
     assert code == 2
     assert err.startswith("error: ") and "Traceback" not in err
     assert phrase.lower() in err.lower(), err
@@ -122,7 +135,7 @@ def test_bad_training_input_gets_a_clear_error_and_keeps_the_checkpoint(case, tr
 def test_an_existing_run_is_not_overwritten_without_asking(trained_run, tiny_bert_dir, tmp_path, capsys):
     before = digest(trained_run)
     data = write_csv(tmp_path / "ok.csv", [(f"good {i}", "pos") for i in range(10)] + [(f"bad {i}", "neg") for i in range(10)])
-    code, _, err = call("train_ctr", ["--datasets", data, "--encoder", tiny_bert_dir, "--output-dir", str(trained_run), *TINY], capsys)
+    code, _, err = call("train", ["--datasets", data, "--encoder", tiny_bert_dir, "--output-dir", str(trained_run), *TINY], capsys)
     assert code == 2 and "--overwrite" in err and digest(trained_run) == before
 
 

@@ -24,9 +24,10 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from conftest import _save_tiny_encoder, keyword_task
 from ctr_plugin.continual.parallel import shard
 from ctr_plugin.model import ContinualModel
+
+from conftest import _save_tiny_encoder, keyword_task
 from test_cli import write_csv
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -7,13 +7,14 @@ import dataclasses
 import pytest
 import torch
 
-from conftest import TINY_PLUGIN, keyword_task
 from ctr_plugin.continual import hat
 from ctr_plugin.continual.loop import TrainingConfig, run_sequence
 from ctr_plugin.continual.methods import Step, get_method
 from ctr_plugin.errors import CTRError
-from ctr_plugin.plugins import PluginConfig
 from ctr_plugin.model import load_encoder
+from ctr_plugin.plugins import PluginConfig
+
+from conftest import TINY_PLUGIN, keyword_task
 
 
 def test_temperature_anneals_from_inverse_smax_to_smax():

@@ -6,7 +6,6 @@ import dataclasses
 
 import pytest
 import torch
-from conftest import TINY_PLUGIN, keyword_task
 from datasets import Dataset
 from transformers import Trainer, TrainingArguments
 
@@ -18,6 +17,8 @@ from ctr_plugin import (
 )
 from ctr_plugin.continual import hat
 from ctr_plugin.hf_trainer import TaskCollator
+
+from conftest import TINY_PLUGIN, keyword_task
 
 SENTIMENT = keyword_task("sentiment", [["good", "great"], ["bad", "awful"]])
 COLOUR = keyword_task("colour", [["red", "pink"], ["blue", "green"], ["cat", "dog"]])

@@ -8,13 +8,14 @@ import json
 import pytest
 import torch
 
-from conftest import TINY_PLUGIN, keyword_task
 from ctr_plugin.continual.loop import TrainingConfig, evaluate, run_sequence
 from ctr_plugin.continual.methods import METHODS, get_method
 from ctr_plugin.continual.methods.base import shared_parameters
 from ctr_plugin.errors import CTRError
 from ctr_plugin.experiment import RunSettings, run
 from ctr_plugin.model import ContinualModel, load_encoder
+
+from conftest import TINY_PLUGIN, keyword_task
 
 FAST = TrainingConfig(epochs=1, lr=1e-2, batch_size=8, progress=False)
 
@@ -180,10 +181,10 @@ def test_train_ctr_passes_method_args_and_names_a_malformed_one(tiny_bert_dir, t
     task = two_tasks[0]
     data = write_csv(tmp_path / "sentiment.csv", [(x, task.label_names[y]) for x, y in zip(task.train.texts, task.train.labels)])
     argv = ["--datasets", data, "--encoder", tiny_bert_dir, "--epochs", "1", "--no-progress", "--method", "replay", "--output-dir", str(tmp_path / "run")]
-    code, _, err = call("train_ctr", argv + ["--method-arg", "memory_size=12"], capsys)
+    code, _, err = call("train", argv + ["--method-arg", "memory_size=12"], capsys)
     assert code == 0, err
     assert json.loads((tmp_path / "run" / "results.json").read_text())["method_options"]["memory_size"] == 12
-    code, _, err = call("train_ctr", argv + ["--overwrite", "--method-arg", "memory_size"], capsys)
+    code, _, err = call("train", argv + ["--overwrite", "--method-arg", "memory_size"], capsys)
     assert code == 2 and "KEY=VALUE" in err
 
 

@@ -82,9 +82,10 @@ def test_old_runs_without_cost_records_get_the_accuracy_metrics_computed_from_th
 
 
 def test_a_run_records_the_parameters_and_checkpoint_bytes_each_task_adds(tiny_bert_dir, three_tasks, tmp_path):
-    from conftest import TINY_PLUGIN
     from ctr_plugin.continual.loop import TrainingConfig
     from ctr_plugin.experiment import RunSettings, directory_bytes, run
+
+    from conftest import TINY_PLUGIN
 
     settings = RunSettings(method="adapter_one", encoder=tiny_bert_dir, training=TrainingConfig(epochs=1, progress=False), plugin=TINY_PLUGIN)
     out = run(three_tasks, settings, tmp_path / "run")

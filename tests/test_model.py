@@ -8,9 +8,10 @@ import shutil
 import pytest
 import torch
 
-from conftest import TINY_PLUGIN
 from ctr_plugin.errors import CheckpointError, TaskError
 from ctr_plugin.model import CONFIG_FILE, WEIGHTS_FILE, ContinualModel, load_encoder
+
+from conftest import TINY_PLUGIN
 
 TEXTS = ["good red cat", "the dog was very bad", "blue", "a hen is not a cow and the cow is not pink", "sad"]
 

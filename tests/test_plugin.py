@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import TINY_PLUGIN
 from ctr_plugin.injection import PluggedDropout
 from ctr_plugin.model import ContinualModel, load_encoder
 from ctr_plugin.plugins import CTRPlugin, PluginConfig
+
+from conftest import TINY_PLUGIN
 
 
 def build(path: str, plugin: PluginConfig = TINY_PLUGIN, tasks: int = 2) -> ContinualModel:

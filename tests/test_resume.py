@@ -12,11 +12,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import TINY_PLUGIN, keyword_task
 from ctr_plugin.continual.loop import TrainingConfig
 from ctr_plugin.errors import CTRError
 from ctr_plugin.experiment import RunSettings, run
 from ctr_plugin.model import CONFIG_FILE, ContinualModel
+
+from conftest import TINY_PLUGIN, keyword_task
 from test_cli import write_csv
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -84,5 +85,5 @@ def test_resume_refuses_a_directory_without_a_recorded_run(tmp_path, capsys):
     from test_cli import call
 
     (tmp_path / "empty").mkdir()
-    code, _, err = call("train_ctr", ["--resume", str(tmp_path / "empty")], capsys)
+    code, _, err = call("train", ["--resume", str(tmp_path / "empty")], capsys)
     assert code == 2 and "command.json" in err

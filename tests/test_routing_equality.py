@@ -34,7 +34,7 @@ def token_cnn(cnn, u: torch.Tensor) -> torch.Tensor:
     for conv in cnn.convs:
         k = conv.kernel_size[0]
         padded = torch.cat((u, u.new_zeros(k - 1, u.shape[1])))
-        windows = [padded[l : l + k] for l in range(u.shape[0])]  # (k, channels) each
+        windows = [padded[start : start + k] for start in range(u.shape[0])]  # (k, channels) each
         feats = torch.stack([torch.einsum("fjw,wj->f", conv.weight, w) + conv.bias for w in windows])  # (n, filters)
         codes.append(F.relu(feats).max(dim=0).values)
     return torch.cat(codes)

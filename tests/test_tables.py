@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import keyword_task
 from ctr_plugin.metrics import summarize
 from ctr_plugin.tables import build_tables, compare_methods, group_of, load_runs, one_reference, summarize_runs
+
+from conftest import keyword_task
 from test_cli import call, write_csv
 
 
@@ -142,7 +143,7 @@ def test_reproduce_tables_runs_the_grid_skips_finished_runs_and_rebuilds(tiny_be
     out = tmp_path / "grid"
     argv = ["--config", str(config), "--methods", "frozen_heads", "replay", "--orders", "2", "--seeds", "1",
             "--encoder", tiny_bert_dir, "--output-dir", str(out), "--max-length", "16", "--method-arg", "replay:memory_size=8"]
-    code, stdout, err = call("reproduce_tables", argv, capsys)
+    code, stdout, err = call("tables", argv, capsys)
     assert code == 0, err
     runs = sorted(p.relative_to(out).as_posix() for p in out.glob("runs/*/*/results.json"))
     assert runs == [f"runs/{m}/order{k}_seed0/results.json" for m in ("frozen_heads", "replay") for k in (0, 1)]
@@ -157,13 +158,13 @@ def test_reproduce_tables_runs_the_grid_skips_finished_runs_and_rebuilds(tiny_be
 
     stamps = {p: p.stat().st_mtime_ns for p in out.glob("runs/*/*/results.json")}
     (out / "table.md").unlink()
-    code, _, err = call("reproduce_tables", argv, capsys)  # everything done: nothing re-runs
+    code, _, err = call("tables", argv, capsys)  # everything done: nothing re-runs
     assert code == 0, err
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps and (out / "table.md").is_file()
-    code, stdout, _ = call("reproduce_tables", ["--config", str(config), "--output-dir", str(out), "--rebuild-only"], capsys)
+    code, stdout, _ = call("tables", ["--config", str(config), "--output-dir", str(out), "--rebuild-only"], capsys)
     assert code == 0 and "| replay | 2 |" in stdout
 
 
 def test_reproduce_tables_rejects_unknown_methods_before_training(tmp_path, capsys):
-    code, _, err = call("reproduce_tables", ["--methods", "gem", "--output-dir", str(tmp_path)], capsys)
+    code, _, err = call("tables", ["--methods", "gem", "--output-dir", str(tmp_path)], capsys)
     assert code == 2 and "Unknown method 'gem'" in err

@@ -1,4 +1,4 @@
-"""The continual loop and train_ctr.py end to end on tiny encoders and synthetic tasks."""
+"""The continual loop and ctr-train end to end on tiny encoders and synthetic tasks."""
 
 from __future__ import annotations
 
@@ -7,11 +7,12 @@ import json
 import pytest
 import torch
 
-from conftest import TINY_PLUGIN, keyword_task
 from ctr_plugin.continual.loop import TrainingConfig
 from ctr_plugin.experiment import RunSettings, run
-from ctr_plugin.model import ContinualModel, load_encoder
 from ctr_plugin.metrics import forgetting_rate, summarize
+from ctr_plugin.model import ContinualModel, load_encoder
+
+from conftest import TINY_PLUGIN, keyword_task
 
 FAST = TrainingConfig(epochs=2, lr=1e-2, progress=False)
 

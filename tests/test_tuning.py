@@ -1,23 +1,21 @@
 """Tuning on validation data: test splits are never touched, every method gets the same budget,
-studies resume, and the chosen options reach train_ctr.py through --tuned."""
+studies resume, and the chosen options reach ctr-train through --tuned."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from conftest import TINY_PLUGIN, keyword_task
 from ctr_plugin.continual.loop import TrainingConfig
 from ctr_plugin.errors import CTRError
-from ctr_plugin.tuning import best_entry, merge_tuned, read_tuned, search_space, tune_method, tuned_options, write_tuned
+from ctr_plugin.tuning import best_entry, read_tuned, search_space, tune_method, tuned_options, write_tuned
 from ctr_plugin.validation import EncoderCache, SealedSplit, SealedSplitError, seal_test_splits, validation_run
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+from conftest import TINY_PLUGIN, keyword_task
 
 FAST = TrainingConfig(epochs=1, lr=1e-2, batch_size=8, progress=False)
 
@@ -107,9 +105,11 @@ def test_the_tuned_file_round_trips_and_a_contradicting_flag_is_refused(tmp_path
     assert tuned_options(path, "ctr") == ({"lr": 0.002, "epochs": 5}, {"mask_lambda": 0.5})
     with pytest.raises(CTRError, match="no tuned options for method 'lwf'.*ctr, replay"):
         tuned_options(path, "lwf")
-    assert merge_tuned({"lr": 0.002}, {"lr": 2e-3, "seed": 1}, "The flag", path) == {"lr": 0.002, "seed": 1}
-    with pytest.raises(CTRError, match="lr=0.01 contradicts the tuned value lr=0.002"):
-        merge_tuned({"lr": 0.002}, {"lr": 0.01}, "The flag", path)
+    from ctr_plugin.settings import build_settings
+
+    assert build_settings("ctr", flags={"lr": 2e-3, "seed": 1}, tuned=str(path)).training.lr == 0.002  # agreeing is fine
+    with pytest.raises(CTRError, match="lr=0.01, which contradicts the tuned value lr=0.002"):
+        build_settings("ctr", flags={"lr": 0.01}, tuned=str(path))
     (tmp_path / "bad.yaml").write_text("methods: [1, 2]\n")
     with pytest.raises(CTRError, match="not a tuned-options file"):
         read_tuned(tmp_path / "bad.yaml")
@@ -142,8 +142,8 @@ def _files_config(tmp_path: Path, tasks, encoder_dir: str) -> Path:
 
 def test_tune_script_writes_options_that_train_ctr_uses_and_never_loads_test_data(tasks, tiny_bert_dir, tmp_path, monkeypatch, capsys):
     import ctr_plugin.data
-    import train_ctr
-    import tune
+    from ctr_plugin.commands import train as train_ctr
+    from ctr_plugin.commands import tune
 
     config = _files_config(tmp_path, tasks, tiny_bert_dir)
     real_load = ctr_plugin.data.load_tasks

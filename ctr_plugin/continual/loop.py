@@ -4,6 +4,12 @@ Per task: add the task to the model, a fresh optimizer (AdamW, linear warmup and
 clipping), epochs with the validation loss after each and the best epoch's weights kept, then the
 test accuracy and macro-F1 of every task learned so far (one row of the accuracy matrix).
 
+What it measures on the way is kept per task (:class:`TaskCurve`: the training loss and the
+validation loss and accuracy per epoch) and sent to the accelerator's trackers (TensorBoard, W&B,
+MLflow; none unless the run asked for them, see ``ctr_plugin.tracking``), all at one step count,
+the optimizer steps taken since the run began: ``train/loss`` per step, ``<task>/...`` per epoch,
+and ``test_accuracy/<task>`` for every learned task after each task (the accuracy matrix row).
+
 It runs on Hugging Face Accelerate: one process, or several under ``accelerate launch`` (data
 parallel, see ``parallel.py``), with mixed precision on GPUs where asked for.
 """
@@ -14,8 +20,8 @@ import logging
 import math
 import random
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -27,33 +33,29 @@ from ..data.types import Split, TaskData
 from ..errors import CTRError
 from ..metrics import Matrix, accuracy, empty_matrix, macro_f1, summarize
 from ..model import ContinualModel
-from ..value_checks import check_training_config
+from .batching import batches, encode_batch
+from .config import TrainingConfig
 from .methods import ContinualMethod, Step
-from .parallel import any_process, average_gradients, gather, make_accelerator, shard
+from .parallel import any_process, average_gradients, gather, make_accelerator
+from .services import LoopServices
 
 log = logging.getLogger(__name__)
 
+__all__ = ["ContinualResults", "TaskCurve", "TrainingConfig", "evaluate", "parameter_count", "run_sequence", "seed_everything", "train_task"]
+
 
 @dataclass
-class TrainingConfig:
-    """How each task is trained. Defaults suit the bundled MiniLM on a CPU; see data_configs/."""
+class TaskCurve:
+    """One task's training, epoch by epoch: the mean training loss, the validation loss and
+    accuracy (percent), and the optimizer steps taken."""
 
-    epochs: int = 3  # per task; the epoch with the lowest validation loss is kept
-    batch_size: int = 16
-    eval_batch_size: int = 64
-    lr: float = 1e-3  # plugins and heads (the paper's 5e-5 is for bert-base over 10-30 epochs)
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.1
-    max_grad_norm: float = 1.0
-    max_length: int = 64  # tokens; batches pad to their longest text, not to this
-    seed: int = 0
-    progress: bool = True  # tqdm bars
-
-    def __post_init__(self):
-        check_training_config(self)  # types and ranges; numbers given as strings become numbers
+    train_loss: list[float] = field(default_factory=list)
+    validation_loss: list[float] = field(default_factory=list)
+    validation_accuracy: list[float] = field(default_factory=list)
+    steps: int = 0
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {"train_loss": self.train_loss, "validation_loss": self.validation_loss, "validation_accuracy": self.validation_accuracy, "steps": self.steps}
 
 
 @dataclass
@@ -73,19 +75,21 @@ class ContinualResults:
     # The completed tasks are a checkpoint's, re-tested at the start of a run that continues it
     # (not an interrupted run of this one): methods that cannot resume may still go on.
     continuing_checkpoint: bool = False
+    curves: list[dict] = field(default_factory=list)  # TaskCurve.to_dict() per trained task
+    train_steps: int = 0  # optimizer steps so far: the trackers' step count
 
     @classmethod
-    def from_dict(cls, data: dict) -> "ContinualResults":
+    def from_dict(cls, data: dict) -> ContinualResults:
         keys = ("tasks", "acc_matrix", "f1_matrix", "completed_tasks", "train_seconds", "epochs_kept")
-        cost = {k: data[k] for k in ("params_added", "checkpoint_bytes") if k in data}  # absent in older checkpoints
-        return cls(**{k: data[k] for k in keys}, **cost)
+        later = {k: data[k] for k in ("params_added", "checkpoint_bytes", "curves", "train_steps") if k in data}  # absent in older checkpoints
+        return cls(**{k: data[k] for k in keys}, **later)
 
     def to_dict(self) -> dict:
         out = {"tasks": self.tasks, "acc_matrix": self.acc_matrix, "f1_matrix": self.f1_matrix}
         if self.completed_tasks == len(self.tasks):
             out |= summarize(self.acc_matrix, self.f1_matrix)
         out |= {"completed_tasks": self.completed_tasks, "train_seconds": round(self.train_seconds, 1), "epochs_kept": self.epochs_kept}
-        return out | {"params_added": self.params_added, "checkpoint_bytes": self.checkpoint_bytes}
+        return out | {"params_added": self.params_added, "checkpoint_bytes": self.checkpoint_bytes, "curves": self.curves, "train_steps": self.train_steps}
 
 
 def seed_everything(seed: int) -> None:
@@ -94,62 +98,33 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _batches(split: Split, batch_size: int, order: list[int]) -> Iterator[list[int]]:
-    for start in range(0, len(order), batch_size):
-        yield order[start : start + batch_size]
-
-
-def encode_batch(model: ContinualModel, split: Split, idx: list[int], task: int, max_length: int, extra: Split | None = None, accelerator: Accelerator | None = None):
-    """Tokenize examples ``idx`` of ``split`` (and every example of ``extra``) into one batch.
-
-    The task of an example is ``split.task_ids[i]`` where the split is mixed-task, else ``task``.
-    Where some examples are text pairs and others not, the others get an empty second text.
-    With an ``accelerator`` of several processes, the batch is this process's share of them;
-    returns the tensors and the weight of this share's loss (``parallel.shard``).
-    """
-    examples = [(split.texts[i], split.pairs[i] if split.pairs else None, split.labels[i], split.task_ids[i] if split.task_ids else task) for i in idx]
-    if extra is not None and len(extra):
-        examples += zip(extra.texts, extra.pairs or [None] * len(extra), extra.labels, extra.task_ids)
-    weight = 1.0
-    if accelerator is not None:
-        examples, weight = shard(examples, accelerator)
-    texts, pairs, labels, tasks = (list(column) for column in zip(*examples))
-    if all(p is None for p in pairs):
-        pairs = None
-    elif any(p is None for p in pairs):
-        pairs = ["" if p is None else p for p in pairs]
-    batch = model.tokenize(texts, pairs, max_length)
-    task_ids = torch.tensor(tasks, dtype=torch.long, device=model.device)
-    return batch, task_ids, torch.tensor(labels, dtype=torch.long, device=model.device), weight
-
-
 @torch.no_grad()
-def evaluate(model: ContinualModel, split: Split, task: int, cfg: TrainingConfig, desc: str = "eval", accelerator: Accelerator | None = None) -> dict[str, float]:
-    """Accuracy, macro-F1 (percent) and mean loss of ``model`` on ``split`` as task ``task``.
+def evaluate(model: ContinualModel, split: Split, task_id: int, cfg: TrainingConfig, desc: str = "eval", accelerator: Accelerator | None = None) -> dict[str, float]:
+    """Accuracy, macro-F1 (percent) and mean loss of ``model`` on ``split`` as task ``task_id``.
 
     Batches are sorted by length, so little padding is computed; results do not depend on it.
     With several processes, each takes every N-th batch and the predictions are gathered.
     """
-    acc = accelerator or make_accelerator(model.device.type)
+    accelerator = accelerator or make_accelerator(model.device.type)
     was_training = model.training
     model.eval()
     order = sorted(range(len(split)), key=lambda i: len(split.texts[i]) + (len(split.pairs[i]) if split.pairs else 0))
-    mine = list(_batches(split, cfg.eval_batch_size, order))[acc.process_index :: acc.num_processes]
+    mine = list(batches(split, cfg.eval_batch_size, order))[accelerator.process_index :: accelerator.num_processes]
     scored: list[tuple[int, int, float]] = []  # example, prediction, loss
-    bar = tqdm(mine, desc=desc, leave=False, disable=not (cfg.progress and acc.is_local_main_process))
+    bar = tqdm(mine, desc=desc, leave=False, disable=not (cfg.progress and accelerator.is_local_main_process))
     for idx in bar:
-        batch, task_ids, labels, _ = encode_batch(model, split, idx, task, cfg.max_length)
-        with acc.autocast():
+        batch, task_ids, labels, _ = encode_batch(model, split, idx, task_id, cfg.max_length)
+        with accelerator.autocast():
             logits = model(**batch, task_ids=task_ids).logits.float()
         losses = F.cross_entropy(logits, labels, reduction="none").tolist()
         scored += zip(idx, logits.argmax(-1).tolist(), losses)
     model.train(was_training)
     predictions = [0] * len(split)
     total_loss = 0.0
-    for i, p, loss in gather(scored, acc):
+    for i, p, loss in gather(scored, accelerator):
         predictions[i] = p
         total_loss += loss
-    num_labels = len(model.label_names[task])
+    num_labels = len(model.label_names[task_id])
     return {
         "acc": accuracy(split.labels, predictions),
         "mf1": macro_f1(split.labels, predictions, num_labels),
@@ -190,53 +165,75 @@ def _optimizer(model: ContinualModel, method: ContinualMethod, cfg: TrainingConf
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
 
 
-def train_task(model: ContinualModel, method: ContinualMethod, data: TaskData, task: int, cfg: TrainingConfig, label: str = "", accelerator: Accelerator | None = None) -> int:
+def train_task(
+    model: ContinualModel,
+    method: ContinualMethod,
+    data: TaskData,
+    task_id: int,
+    cfg: TrainingConfig,
+    caption: str = "",
+    accelerator: Accelerator | None = None,
+    curve: TaskCurve | None = None,
+    first_step: int = 0,
+) -> int:
     """Train ``model`` on one task (already added to it); keep the best epoch; return it (1-based).
 
-    Without validation data (an empty ``data.validation``) every epoch is trained and the last kept.
-    """
+    ``curve`` (if given) receives the epoch-by-epoch losses and accuracy; the accelerator's
+    trackers get them too, at step ``first_step`` + the steps taken in this task."""
     with model.method_rules(method.name):
-        return _train_task(model, method, data, task, cfg, label, accelerator)
+        return _train_task(model, method, data, task_id, cfg, caption, accelerator, curve, first_step)
 
 
-def _train_task(model: ContinualModel, method: ContinualMethod, data: TaskData, task: int, cfg: TrainingConfig, label: str, accelerator: Accelerator | None) -> int:
-    acc = accelerator or make_accelerator(model.device.type)
-    method.before_task(model, task, data)
+def _train_task(model: ContinualModel, method: ContinualMethod, data: TaskData, task_id: int, cfg: TrainingConfig, caption: str, accelerator: Accelerator | None, curve: TaskCurve | None, first_step: int) -> int:
+    accelerator = accelerator or make_accelerator(model.device.type)
+    curve = curve if curve is not None else TaskCurve()
+    method.before_task(model, task_id, data)
     num_batches = math.ceil(len(data.train) / cfg.batch_size)  # global batches: every process steps through all of them
     optimizer, scheduler = _optimizer(model, method, cfg, cfg.epochs * num_batches)
-    optimizer = acc.prepare_optimizer(optimizer)  # fp16 loss scaling; the model is not wrapped (see parallel.py)
-    shuffler = torch.Generator().manual_seed(cfg.seed * 1000 + task)  # the same order on every process
-    if acc.num_processes > 1:  # each process its own dropout and Gumbel noise; the methods' own RNGs stay shared
-        torch.manual_seed(torch.initial_seed() + acc.process_index)
+    optimizer = accelerator.prepare_optimizer(optimizer)  # fp16 loss scaling; the model is not wrapped (see parallel.py)
+    shuffler = torch.Generator().manual_seed(cfg.seed * 1000 + task_id)  # the same order on every process
+    if accelerator.num_processes > 1:  # each process its own dropout and Gumbel noise; the methods' own RNGs stay shared
+        torch.manual_seed(torch.initial_seed() + accelerator.process_index)
     params = [p for _, p in model.trainable_parameters()]
     best_loss, best_epoch, best_state = math.inf, 0, None
     for epoch in range(cfg.epochs):
         model.train()
         order = torch.randperm(len(data.train), generator=shuffler).tolist()
-        bar = tqdm(list(_batches(data.train, cfg.batch_size, order)), desc=f"{label} epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=not (cfg.progress and acc.is_local_main_process))
+        epoch_loss = 0.0
+        bar = tqdm(list(batches(data.train, cfg.batch_size, order)), desc=f"{caption} epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=not (cfg.progress and accelerator.is_local_main_process))
         for b, idx in enumerate(bar):
-            step = Step(task, epoch, b, num_batches, cfg.epochs)
-            batch, task_ids, labels, weight = encode_batch(model, data.train, idx, task, cfg.max_length, method.extra_examples(model, step), acc)
+            step = Step(task_id, epoch, b, num_batches, cfg.epochs)
+            batch, task_ids, labels, weight = encode_batch(model, data.train, idx, task_id, cfg.max_length, method.extra_examples(model, step), accelerator)
             step.inputs = batch | {"task_ids": task_ids}
-            with acc.autocast():
+            with accelerator.autocast():
                 logits = model(**batch, task_ids=task_ids, **method.forward_kwargs(model, step)).logits
                 loss = method.loss(model, logits.float(), labels, step)
-            if any_process(not torch.isfinite(loss), acc):
+            if any_process(not torch.isfinite(loss), accelerator):
                 raise FloatingPointError(f"the training loss became {loss.item()} at task {data.name!r}, epoch {epoch + 1}, batch {b + 1}")
             optimizer.zero_grad(set_to_none=True)
-            acc.backward(loss * weight if acc.num_processes > 1 else loss)
-            average_gradients(params, acc)
+            accelerator.backward(loss * weight if accelerator.num_processes > 1 else loss)
+            average_gradients(params, accelerator)
             method.before_step(model, step)
-            acc.clip_grad_norm_(params, cfg.max_grad_norm)
+            accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
             optimizer.step()
             scheduler.step()
             method.after_step(model, step)
-            bar.set_postfix(loss=f"{loss.item():.3f}")
-        if not len(data.validation):
+            curve.steps += 1
+            step_loss = loss.item()
+            epoch_loss += step_loss
+            accelerator.log({"train/loss": step_loss, "train/lr": scheduler.get_last_lr()[0]}, step=first_step + curve.steps)
+            bar.set_postfix(loss=f"{step_loss:.3f}")
+        curve.train_loss.append(round(epoch_loss / max(1, num_batches), 5))
+        if not len(data.validation):  # no validation data (a task given from Python): keep the last epoch
             best_epoch = epoch + 1
+            accelerator.log({f"{data.name}/train_loss": curve.train_loss[-1]}, step=first_step + curve.steps)
             continue
-        val = evaluate(model, data.validation, task, cfg, desc="validation", accelerator=acc)
-        log.info("%s epoch %d: validation loss %.4f, accuracy %.1f", label, epoch + 1, val["loss"], val["acc"])
+        val = evaluate(model, data.validation, task_id, cfg, desc="validation", accelerator=accelerator)
+        log.info("%s epoch %d: validation loss %.4f, accuracy %.1f", caption, epoch + 1, val["loss"], val["acc"])
+        curve.validation_loss.append(round(val["loss"], 5))
+        curve.validation_accuracy.append(round(val["acc"], 2))
+        accelerator.log({f"{data.name}/train_loss": curve.train_loss[-1], f"{data.name}/validation_loss": val["loss"], f"{data.name}/validation_accuracy": val["acc"]},
+                step=first_step + curve.steps)
         if val["loss"] < best_loss:
             best_loss, best_epoch = val["loss"], epoch + 1
             best_state = {id(p): p.detach().clone() for p in params} if epoch + 1 < cfg.epochs else None
@@ -244,8 +241,8 @@ def _train_task(model: ContinualModel, method: ContinualMethod, data: TaskData, 
         with torch.no_grad():
             for p in params:
                 p.copy_(best_state[id(p)])
-    acc.free_memory()  # drop the accelerator's reference to this task's optimizer
-    method.after_task(model, task, data)
+    accelerator.free_memory()  # drop the accelerator's reference to this task's optimizer
+    method.after_task(model, task_id, data)
     return best_epoch
 
 
@@ -283,12 +280,13 @@ def run_sequence(
             f"Method {method.name!r} keeps state across tasks that a checkpoint does not hold, so its "
             f"run cannot be resumed after task {results.completed_tasks}: start it again."
         )
-    acc = accelerator or make_accelerator(model.device.type)
+    accelerator = accelerator or make_accelerator(model.device.type)
+    method.services = LoopServices(cfg)
     method.before_sequence(model, tasks, cfg)
     if method.joint_training:
-        return _learn_jointly(model, method, tasks, cfg, results, on_task_end, evaluate_test, acc)
+        return _learn_jointly(model, method, tasks, cfg, results, on_task_end, evaluate_test, accelerator)
     while results.completed_tasks < len(tasks):
-        learn_next_task(model, method, tasks, cfg, results, on_task_end, evaluate_test, acc)
+        learn_next_task(model, method, tasks, cfg, results, on_task_end, evaluate_test, accelerator)
     return results
 
 
@@ -305,23 +303,29 @@ def learn_next_task(
     """One step of ``run_sequence``: add task ``tasks[results.completed_tasks]`` to the model,
     train it with the method's rules, then test every task learned so far (row t of the
     matrices). ``ContinualLearner.learn_task`` takes this step one task at a time."""
-    acc = accelerator or make_accelerator(model.device.type)
+    accelerator = accelerator or make_accelerator(model.device.type)
+    if method.services is None:  # a learner calling this step directly
+        method.services = LoopServices(cfg)
     t = results.completed_tasks
     data = tasks[t]
     seed_everything(cfg.seed * 1000 + t)
     params_before = parameter_count(model)
     task_id = model.add_task(data.name, data.label_names, pair=data.train.pairs is not None, source=data.source or None)
-    label = f"task {t + 1}/{len(tasks)} {data.name}"
+    caption = f"task {t + 1}/{len(tasks)} {data.name}"  # progress bars and logs
     start = time.perf_counter()
-    results.epochs_kept.append(train_task(model, method, data, task_id, cfg, label, acc))
+    curve = TaskCurve()
+    results.epochs_kept.append(train_task(model, method, data, task_id, cfg, caption, accelerator, curve, results.train_steps))
     results.train_seconds += time.perf_counter() - start
     results.params_added.append(parameter_count(model) - params_before)
+    results.curves.append(curve.to_dict())
+    results.train_steps += curve.steps
     for j in range(t + 1 if evaluate_test else 0):
-        _test(model, method, tasks[j], cfg, results, t, j, acc)
+        _test(model, method, tasks[j], cfg, results, t, j, accelerator)
     results.completed_tasks = t + 1
     if evaluate_test:
         log.info("after %s: test accuracy %s", data.name, results.acc_matrix[t][: t + 1])
-    _task_end(model, results, on_task_end, acc)
+        _log_matrix_row(results, t, accelerator)
+    _task_end(model, results, on_task_end, accelerator)
     return results
 
 
@@ -330,18 +334,27 @@ def parameter_count(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def _task_end(model, results, on_task_end, acc: Accelerator) -> None:
-    if on_task_end is not None and acc.is_main_process:
+def _task_end(model, results, on_task_end, accelerator: Accelerator) -> None:
+    if on_task_end is not None and accelerator.is_main_process:
         on_task_end(model, results)
-    acc.wait_for_everyone()  # no process starts the next task before the checkpoint is written
+    accelerator.wait_for_everyone()  # no process starts the next task before the checkpoint is written
 
 
-def _test(model: ContinualModel, method: ContinualMethod, data: TaskData, cfg: TrainingConfig, results: ContinualResults, row: int, column: int, acc: Accelerator) -> None:
+def _log_matrix_row(results: ContinualResults, row: int, accelerator: Accelerator) -> None:
+    """Row ``row`` of the accuracy matrix (every task learned so far) to the trackers."""
+    row_scores = enumerate(results.acc_matrix[row][: row + 1])
+    scores = {f"test_accuracy/{results.tasks[j]}": value for j, value in row_scores if value is not None}  # None: no test data
+    if not scores:
+        return
+    accelerator.log(scores | {"test_accuracy/mean": sum(scores.values()) / len(scores), "tasks_learned": row + 1}, step=results.train_steps)
+
+
+def _test(model: ContinualModel, method: ContinualMethod, data: TaskData, cfg: TrainingConfig, results: ContinualResults, row: int, column: int, accelerator: Accelerator) -> None:
     if not len(data.test):  # a task given without test data (from Python): its cells stay empty
         return
-    task = model.task_id(data.name)
-    method.before_evaluate(model, task)
-    scores = evaluate(model, data.test, task, cfg, desc=f"test {data.name}", accelerator=acc)
+    task_id = model.task_id(data.name)
+    method.before_evaluate(model, task_id)
+    scores = evaluate(model, data.test, task_id, cfg, desc=f"test {data.name}", accelerator=accelerator)
     results.acc_matrix[row][column] = round(scores["acc"], 2)
     results.f1_matrix[row][column] = round(scores["mf1"], 2)
 
@@ -358,7 +371,7 @@ def _union(tasks: list[TaskData], task_ids: list[int], split: str) -> Split:
     )
 
 
-def _learn_jointly(model, method, tasks, cfg, results, on_task_end, evaluate_test, acc) -> ContinualResults:
+def _learn_jointly(model, method, tasks, cfg, results, on_task_end, evaluate_test, accelerator) -> ContinualResults:
     """Multi-task learning: see ``run_sequence``. The same ``train_task`` trains the union."""
     seed_everything(cfg.seed * 1000)
     ids = []
@@ -370,13 +383,18 @@ def _learn_jointly(model, method, tasks, cfg, results, on_task_end, evaluate_tes
     # validation-only run (sealed test splits, see ``ctr_plugin.validation``) never reads one.
     union = TaskData("+".join(t.name for t in tasks), [], _union(tasks, ids, "train"), _union(tasks, ids, "validation"), Split([], []))
     start = time.perf_counter()
-    epoch = train_task(model, method, union, ids[-1], cfg, f"all {len(tasks)} tasks jointly", acc)
+    curve = TaskCurve()
+    epoch = train_task(model, method, union, ids[-1], cfg, f"all {len(tasks)} tasks jointly", accelerator, curve, results.train_steps)
     results.epochs_kept = [epoch] * len(tasks)
     results.train_seconds += time.perf_counter() - start
+    results.curves = [curve.to_dict()]  # one training, of the union
+    results.train_steps += curve.steps
     for j in range(len(tasks) if evaluate_test else 0):
-        _test(model, method, tasks[j], cfg, results, len(tasks) - 1, j, acc)
+        _test(model, method, tasks[j], cfg, results, len(tasks) - 1, j, accelerator)
         for i in range(j, len(tasks) - 1):
             results.acc_matrix[i][j], results.f1_matrix[i][j] = results.acc_matrix[-1][j], results.f1_matrix[-1][j]
+    if evaluate_test:
+        _log_matrix_row(results, len(tasks) - 1, accelerator)
     results.completed_tasks = len(tasks)
-    _task_end(model, results, on_task_end, acc)
+    _task_end(model, results, on_task_end, accelerator)
     return results

@@ -1,7 +1,7 @@
 """Devices, mixed precision and data parallelism for the loop, through Hugging Face Accelerate.
 
-One process (``python scripts/train_ctr.py``) or several (``accelerate launch --multi_gpu
---num_processes N scripts/train_ctr.py``) run the same loop. With N processes every global batch
+One process (``ctr-train``) or several (``accelerate launch --multi_gpu
+--num_processes N -m ctr_plugin.commands.train``) run the same loop. With N processes every global batch
 of ``batch_size`` examples is split between them, each computes its share of the loss, and the
 gradients are averaged before the optimizer step, so the update equals the one-process update
 on the whole batch (up to the order of float sums, and dropout / Gumbel noise, which each process
@@ -44,11 +44,12 @@ def check_device(device: str | None, mixed_precision: str | None = None) -> None
         raise CTRError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA GPU(s), numbered 0..{torch.cuda.device_count() - 1}.")
 
 
-def make_accelerator(device: str | None = None, mixed_precision: str | None = None) -> Accelerator:
+def make_accelerator(device: str | None = None, mixed_precision: str | None = None, **trackers) -> Accelerator:
     """The run's Accelerator. ``device`` "cpu" forces the CPU (also under ``accelerate launch``,
     which then runs one CPU process per rank); None takes a GPU where there is one.
     ``mixed_precision`` ("no", "fp16", "bf16"; None = what ``accelerate launch`` or
-    ``accelerate config`` set) applies on GPUs only: the CPU always trains in float32."""
+    ``accelerate config`` set) applies on GPUs only: the CPU always trains in float32.
+    ``trackers``: ``log_with`` and ``project_dir`` (``tracking.tracker_settings``)."""
 
     check_device(device, mixed_precision)
     cpu = device == "cpu" or (device is None and not torch.cuda.is_available())
@@ -56,7 +57,7 @@ def make_accelerator(device: str | None = None, mixed_precision: str | None = No
         torch.cuda.set_device(torch.device(device))
     if cpu:
         mixed_precision = "no"
-    return Accelerator(cpu=cpu, mixed_precision=mixed_precision)
+    return Accelerator(cpu=cpu, mixed_precision=mixed_precision, **trackers)
 
 
 def shard(items: Sequence, accelerator: Accelerator) -> tuple[list, float]:

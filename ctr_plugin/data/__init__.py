@@ -3,17 +3,22 @@
 Typical use::
 
     from ctr_plugin.data import load_sequence_config, load_tasks
-    config = load_sequence_config("data_configs/hl5_products.yaml")
+    config = load_sequence_config("hl5_products")  # a shipped config by name, or any path
     tasks = load_tasks(config, seed=0)  # list[TaskData], in config order
 """
 
 from ctr_plugin.data.bundled import BUNDLED_DATASETS
 from ctr_plugin.data.config import (
+    DEFAULT_SEQUENCE,
     SequenceConfig,
     TaskSpec,
     load_orders,
     load_sequence_config,
+    resolve_config,
     sequence_from_names,
+    sequence_orders,
+    shipped_configs_dir,
+    shipped_sequences,
 )
 from ctr_plugin.data.packages import bundled_model_dir
 from ctr_plugin.data.sources import build_task, load_tasks
@@ -21,6 +26,7 @@ from ctr_plugin.data.types import Split, TaskData
 
 __all__ = [
     "BUNDLED_DATASETS",
+    "DEFAULT_SEQUENCE",
     "SequenceConfig",
     "Split",
     "TaskData",
@@ -30,5 +36,9 @@ __all__ = [
     "load_orders",
     "load_sequence_config",
     "load_tasks",
+    "resolve_config",
     "sequence_from_names",
+    "sequence_orders",
+    "shipped_configs_dir",
+    "shipped_sequences",
 ]

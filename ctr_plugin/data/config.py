@@ -1,6 +1,6 @@
 """Task sequences: the YAML config format, ``--datasets`` name lists, and task-order files.
 
-A sequence config (see ``data_configs/*.yaml``)::
+A sequence config (see ``data_configs/*.yaml``; shipped ones are addressable by name)::
 
     name: hl5_products
     description: ...
@@ -204,16 +204,59 @@ def _with_resolved_paths(spec: TaskSpec, root: Path) -> TaskSpec:
     return dataclasses.replace(spec, **paths)
 
 
+DEFAULT_SEQUENCE = "hl5_products"  # the embedded default: five product-review domains, bundled data
+
+
+def shipped_configs_dir() -> Path:
+    """The folder of the sequence configs that ship with the package.
+
+    Installed from a wheel they are package data (``ctr_plugin/data_configs/``); in a checkout
+    (or an editable install) they are the checkout's ``data_configs/``.
+    """
+    installed = Path(__file__).resolve().parents[1] / "data_configs"
+    return installed if installed.is_dir() else Path(__file__).resolve().parents[2] / "data_configs"
+
+
+def is_package_data(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is one of the configs inside an installed package (not a checkout's),
+    where nothing should be written beside it."""
+    return Path(path).resolve().parent == Path(__file__).resolve().parents[1] / "data_configs"
+
+
+def shipped_sequences() -> list[str]:
+    """Names of the shipped sequence configs (not their ``.orders`` or ``.tuned`` companions)."""
+    return sorted(p.stem for p in shipped_configs_dir().glob("*.yaml") if "." not in p.stem)
+
+
+def resolve_config(name_or_path: str | os.PathLike, kind: str = "sequence") -> Path:
+    """The file a ``--config`` (or ``--tuned``) value names: an existing path as given, else a
+    shipped config by name (``hl5_products``, ``hl5_products.yaml``; with ``kind="tuned"``,
+    ``hl5_products`` names ``hl5_products.tuned.yaml``). DataError if it is neither."""
+    path = Path(name_or_path).expanduser()
+    if path.is_file():
+        return path
+    name = str(name_or_path)
+    suffix = ".tuned.yaml" if kind == "tuned" else ".yaml"
+    if "/" not in name and os.sep not in name:
+        shipped = shipped_configs_dir() / (name if name.endswith((".yaml", ".yml")) else name + suffix)
+        if shipped.is_file():
+            return shipped
+    what = "tuned-options file" if kind == "tuned" else "sequence config"
+    raise DataError(
+        f"The {what} '{name_or_path}' does not exist. Check the path, or name a shipped sequence: "
+        f"{', '.join(shipped_sequences())} (in {shipped_configs_dir()})."
+    )
+
+
 def load_sequence_config(path: str | os.PathLike, data_root: str | os.PathLike | None = None) -> SequenceConfig:
-    """Read a YAML sequence config; relative file paths become absolute (see resolve_data_root).
+    """Read a YAML sequence config, given by path or by the name of a shipped one
+    (see :func:`resolve_config`); relative file paths become absolute (see resolve_data_root).
 
     Raises DataError for a missing or malformed file, unknown keys, and invalid task options.
     """
     import yaml
 
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"The sequence config '{path}' does not exist. Check the path, or pick one of the files in data_configs/.")
+    path = resolve_config(path)
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
@@ -321,3 +364,14 @@ def load_orders(path: str | os.PathLike, num_tasks: int | None = None) -> list[l
                 f"(each of the {n} task indices exactly once)."
             )
     return [list(order) for order in raw]
+
+
+def sequence_orders(sequence: SequenceConfig, flag: str) -> list[list[int]]:
+    """The task orders of ``sequence`` (the orders file beside its config); a DataError naming
+    ``flag`` (the option that asked for them) when it has none."""
+    if sequence.orders_file is None:
+        raise DataError(
+            f"{flag} needs the task orders of the sequence {sequence.name!r}, and it has none: write an orders file beside "
+            f"its config (<config stem>.orders.yaml, one permutation of the task indices per line). A --datasets sequence has none."
+        )
+    return load_orders(sequence.orders_file, len(sequence.tasks))

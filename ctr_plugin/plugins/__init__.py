@@ -1,24 +1,19 @@
-"""CL-plugins: modules injected into every layer of a frozen encoder."""
+"""CL-plugins: modules injected into every layer of a frozen encoder, one registered kind each
+(``registry.py``): ``ctr``, ``hat_adapter`` (below), ``adapter``, ``adapter_per_task``
+(``adapter.py``), ``lora``, ``lora_per_task`` (``lora.py``) and ``none``."""
 
+from functools import partial
+
+from . import lora  # noqa: F401  (registers the LoRA kinds)
 from .adapter import AdapterPlugin, PerTaskAdapterPlugin
 from .base import Plugin, PluginConfig
 from .context import PluginContext
 from .ctr import CTRPlugin
+from .registry import PLUGIN_KINDS, PluginKind, build_plugin, plugin_kind, register_plugin_kind
 
-PLUGIN_TYPES = ("ctr", "hat_adapter", "adapter", "adapter_per_task", "lora", "lora_per_task", "none")  # "none": no plugin; "lora*": peft, not a Plugin
+register_plugin_kind("ctr", "sublayer", "CTR: knowledge sharing (task capsules, transfer routing) + the HAT-masked task-specific module",
+                     partial(CTRPlugin, knowledge_sharing=True))
+register_plugin_kind("hat_adapter", "sublayer", "CTR's HAT-masked task-specific module alone (Adapter-BERT + HAT)", partial(CTRPlugin, knowledge_sharing=False))
 
-
-def build_plugin(config: PluginConfig, hidden_size: int, context: PluginContext) -> Plugin:
-    """The plugin named by ``config.plugin_type`` for an encoder of width ``hidden_size``."""
-    if config.plugin_type == "ctr":
-        return CTRPlugin(config, hidden_size, context, knowledge_sharing=True)
-    if config.plugin_type == "hat_adapter":
-        return CTRPlugin(config, hidden_size, context, knowledge_sharing=False)
-    if config.plugin_type == "adapter":
-        return AdapterPlugin(config, hidden_size, context)
-    if config.plugin_type == "adapter_per_task":
-        return PerTaskAdapterPlugin(config, hidden_size, context)
-    raise ValueError(f"unknown plugin_type {config.plugin_type!r}; expected one of {PLUGIN_TYPES}")
-
-
-__all__ = ["AdapterPlugin", "PerTaskAdapterPlugin", "CTRPlugin", "PLUGIN_TYPES", "Plugin", "PluginConfig", "PluginContext", "build_plugin"]
+__all__ = ["PLUGIN_KINDS", "AdapterPlugin", "CTRPlugin", "PerTaskAdapterPlugin", "Plugin", "PluginConfig", "PluginContext", "PluginKind",
+           "build_plugin", "plugin_kind", "register_plugin_kind"]

@@ -16,6 +16,7 @@ from torch import nn
 
 from .base import Plugin, PluginConfig
 from .context import PluginContext
+from .registry import register_plugin_kind
 
 
 def _near_identity(up: nn.Linear) -> None:
@@ -71,3 +72,7 @@ class PerTaskAdapterPlugin(Plugin):
             rows = task_ids == t
             out[rows] = self.adapters[t](x[rows])
         return out
+
+
+register_plugin_kind("adapter", "sublayer", "a Houlsby adapter shared by all tasks", AdapterPlugin)
+register_plugin_kind("adapter_per_task", "sublayer", "one Houlsby adapter per task, chosen by the task id", PerTaskAdapterPlugin)

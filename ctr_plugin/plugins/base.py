@@ -13,7 +13,6 @@ from ..errors import CheckpointError, CTRError
 from ..value_checks import check_plugin_config
 from .context import PluginContext
 
-
 POOLINGS = ("pooler", "cls", "mean")
 TSM_ACTIVATIONS = ("relu", "none")
 
@@ -22,9 +21,9 @@ TSM_ACTIVATIONS = ("relu", "none")
 class PluginConfig:
     """Which plugin sits in each sublayer, and its sizes. Saved as JSON beside the weights."""
 
-    # "ctr" (KSM + TSM), "hat_adapter" (TSM alone), "adapter" (Houlsby), "adapter_per_task" (one
-    # Houlsby adapter per task, chosen by the task id), "lora" (peft LoRA on query/value),
-    # "lora_per_task" (one such LoRA per task, chosen by the task id), "none"
+    # a registered plugin kind (plugins/registry.py): "ctr" (KSM + TSM), "hat_adapter" (TSM alone),
+    # "adapter" (Houlsby), "adapter_per_task" (one Houlsby adapter per task, chosen by the task
+    # id), "lora" (peft LoRA on query/value), "lora_per_task" (one such LoRA per task), "none"
     plugin_type: str = "ctr"
     adapter_size: int = 2000  # a: width of the TSM / adapter bottleneck (paper: 2000 at d = 768)
     capsule_size: int = 3  # c: size of a task capsule and of each transfer capsule
@@ -49,6 +48,9 @@ class PluginConfig:
     lora_alpha: float = 16.0  # LoRA scaling: the update is (alpha / r) B A
 
     def __post_init__(self):
+        from .registry import plugin_kind
+
+        plugin_kind(self.plugin_type)  # a registered kind (plugins/registry.py)
         check_plugin_config(self)  # types and ranges of the numeric and boolean fields (ctr_plugin/value_checks.py)
         if self.pooling not in POOLINGS:
             raise CTRError(f"Unknown pooling {self.pooling!r}; choose one of {', '.join(POOLINGS)}.")
@@ -65,7 +67,7 @@ class PluginConfig:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2))
 
     @classmethod
-    def load_json(cls, path: str | os.PathLike) -> "PluginConfig":
+    def load_json(cls, path: str | os.PathLike) -> PluginConfig:
         """The config saved by ``save_json`` (or the ``plugin`` entry of a checkpoint's config)."""
         try:
             data = json.loads(Path(path).read_text())
@@ -78,7 +80,7 @@ class PluginConfig:
         return cls.from_dict(data)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "PluginConfig":
+    def from_dict(cls, data: dict) -> PluginConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:

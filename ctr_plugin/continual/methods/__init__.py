@@ -6,7 +6,7 @@ from typing import Any
 
 from .adapter_ncl import AdapterNCL
 from .adapter_one import AdapterONE
-from .base import ContinualMethod, Step
+from .base import COMPARED_GROUP, TABLE_GROUPS, ContinualMethod, Step
 from .bert_mtl import BertMTL
 from .bert_ncl import BertNCL
 from .bert_one import BertONE
@@ -34,4 +34,4 @@ def get_method(name: str, options: dict[str, Any] | None = None) -> ContinualMet
     return METHODS[name].from_options(options)
 
 
-__all__ = ["METHODS", "ContinualMethod", "Step", "get_method"]
+__all__ = ["COMPARED_GROUP", "METHODS", "TABLE_GROUPS", "ContinualMethod", "Step", "get_method"]

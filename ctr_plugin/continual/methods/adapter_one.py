@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ...model import ContinualModel
-from ...plugins import PluginConfig
 from .base import ContinualMethod
 
 
@@ -20,7 +18,4 @@ class AdapterONE(ContinualMethod):
     name = "adapter_one"
     table_group = "non-continual"
     plugin_type = "adapter_per_task"
-
-    def build_model(self, encoder, tokenizer, plugin_config: PluginConfig, encoder_name: str | None) -> ContinualModel:
-        config = self.plugin_config(plugin_config, train_layernorm=False)
-        return ContinualModel(encoder, tokenizer, config, encoder_name)
+    fixed_plugin_options = {"train_layernorm": False}  # trained LayerNorms would be shared by all tasks

@@ -16,7 +16,7 @@ one-line ``help``; ``get_method(name, {"key": "value"})`` sets them from strings
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -26,10 +26,14 @@ from ...errors import CTRError
 from ...model import ContinualModel
 from ...plugins import PluginConfig
 from ...value_checks import check_method_options
+from ..config import TrainingConfig
 from ..search_space import Distribution
+from ..services import LoopServices
 
-if TYPE_CHECKING:  # the loop imports the methods, not the other way round
-    from ..loop import TrainingConfig
+# The groups of rows of the tables (ctr_plugin/tables.py), in the order shown (a method may declare
+# another group: it follows these), and the group whose methods are compared with every other.
+TABLE_GROUPS = ("non-continual", "continual baselines", "CTR")
+COMPARED_GROUP = "CTR"
 
 
 def option(default: Any, help: str) -> Any:
@@ -63,21 +67,48 @@ class ContinualMethod:
     # Ranges of this method's own options for tuning (``ctr_plugin.tuning``); the learning rate
     # and epochs are searched for every method alike (``search_space.SHARED_SEARCH_SPACE``).
     search_space: ClassVar[dict[str, Distribution]] = {}
-    # How the tables (ctr_plugin/tables.py) show the method: its group of rows, and the ONE
-    # method (a separate model per task) its knowledge transfer is measured against.
+    # How the tables (ctr_plugin/tables.py) show the method: its group of rows (TABLE_GROUPS), and
+    # the ONE method (a separate model per task) its knowledge transfer is measured against.
     table_group: ClassVar[str] = "continual baselines"
     one_reference: ClassVar[str] = "adapter_one"
     # Whether a run may go on from a finished checkpoint (--from-checkpoint) without silently
     # losing such state; None: as ``resumable``.
     continuable: ClassVar[bool | None] = None
+    # Plugin options the method decides, which a config or flag must not contradict (see
+    # ``ctr_plugin.settings``): fixed values, and plugin options that one of the method's own
+    # options sets ({plugin option: method option}).
+    fixed_plugin_options: ClassVar[dict[str, Any]] = {}
+    plugin_options_from: ClassVar[dict[str, str]] = {}
+    # What the loop offers (its batching, with the run's settings): set by the loop before the
+    # first task. The loop imports the methods; the methods never import the loop.
+    services: ClassVar[LoopServices | None] = None
 
     # ---- model ---------------------------------------------------------------------------------
     def build_model(self, encoder, tokenizer, plugin_config: PluginConfig, encoder_name: str | None) -> ContinualModel:
         return ContinualModel(encoder, tokenizer, self.plugin_config(plugin_config), encoder_name)
 
+    def decided_plugin_options(self) -> dict[str, Any]:
+        """The plugin options this method sets: ``fixed_plugin_options`` and those its own
+        options give (``plugin_options_from``)."""
+        return self.fixed_plugin_options | {key: getattr(self, own) for key, own in self.plugin_options_from.items()}
+
     def plugin_config(self, base: PluginConfig, **changes) -> PluginConfig:
-        """``base`` with this method's plugin type (and ``changes``)."""
-        return PluginConfig(**{**base.to_dict(), "plugin_type": self.plugin_type, **changes})
+        """``base`` with this method's plugin type, the plugin options it decides, and ``changes``.
+        A value in ``base`` other than the default that the method would change is refused:
+        two settings for one thing, and a silent choice between them would mislabel the run."""
+        decided = self.decided_plugin_options()
+        defaults = PluginConfig()
+        for key, value in decided.items():
+            given = getattr(base, key)
+            if given != getattr(defaults, key) and given != value:
+                how = f"its option `{self.plugin_options_from[key]}`" if key in self.plugin_options_from else "its design"
+                raise CTRError(
+                    f"Method {self.name!r} sets the plugin option `{key}` to {value!r} (by {how}), but the plugin "
+                    f"configuration asks for {given!r}. Give one value: drop `{key}`"
+                    + (f", or set it through --method-arg {self.plugin_options_from[key]}=..." if key in self.plugin_options_from else ", or choose another method")
+                    + "."
+                )
+        return PluginConfig(**{**base.to_dict(), "plugin_type": self.plugin_type, **decided, **changes})
 
     # ---- hooks (no-ops by default) ---------------------------------------------------------
     def before_sequence(self, model: ContinualModel, tasks: list[TaskData], cfg: TrainingConfig) -> None:
@@ -128,7 +159,7 @@ class ContinualMethod:
         return "\n".join(lines) or "  (this method has no options)"
 
     @classmethod
-    def from_options(cls, options: dict[str, Any] | None = None) -> "ContinualMethod":
+    def from_options(cls, options: dict[str, Any] | None = None) -> ContinualMethod:
         """The method with ``options`` set; string values (from the CLI) are converted to the
         field's type. An unknown option gets an error listing the valid ones."""
         known = {f.name: f for f in fields(cls)}

@@ -99,6 +99,4 @@ class CTRLinearUp(CTR):
     """
 
     name = "ctr_linear_up"
-
-    def plugin_config(self, base, **changes):
-        return super().plugin_config(base, **{"tsm_activation": "none", **changes})
+    fixed_plugin_options = {"tsm_activation": "none"}

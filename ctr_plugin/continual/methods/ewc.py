@@ -29,22 +29,16 @@ class EWC(L2):
     strength: float = option(5000.0, "lambda: weight of the Fisher-weighted penalty")
     fisher_samples: int = option(256, "training examples of a task used to estimate its Fisher information")
 
-    def before_sequence(self, model, tasks, cfg) -> None:
-        self.batch_size, self.max_length = cfg.batch_size, cfg.max_length
-
     def task_importance(self, model: ContinualModel, task: int, data: TaskData) -> dict[str, torch.Tensor]:
-        from ..loop import encode_batch  # here: the loop imports the methods
-
         params = shared_parameters(model)
         fisher = {n: torch.zeros_like(p) for n, p in params.items()}
         was_training = model.training
         model.eval()
         idx = sorted(random.Random(task).sample(range(len(data.train)), min(len(data.train), self.fisher_samples)))
-        batches = [idx[i : i + self.batch_size] for i in range(0, len(idx), self.batch_size)]
-        for batch_idx in batches:
-            batch, task_ids, labels, _ = encode_batch(model, data.train, batch_idx, task, self.max_length)
+        batches = list(self.services.training_batches(model, data.train, idx, task))  # batched as the loop does
+        for inputs, task_ids, labels in batches:
             model.zero_grad(set_to_none=True)
-            model(**batch, task_ids=task_ids, labels=labels).loss.backward()
+            model(**inputs, task_ids=task_ids, labels=labels).loss.backward()
             for n, p in params.items():
                 if p.grad is not None:
                     fisher[n] += p.grad.detach() ** 2 / len(batches)

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ...model import ContinualModel
-from ...plugins import PluginConfig
 from ..search_space import Choice
 from .base import ContinualMethod, option
 
@@ -21,10 +19,7 @@ class LoraNCL(ContinualMethod):
     search_space = {"rank": Choice((4, 8, 16))}
     one_reference = "lora_one"
     plugin_type = "lora"
+    plugin_options_from = {"lora_rank": "rank", "lora_alpha": "alpha"}
 
     rank: int = option(8, "r: rank of the LoRA update of each query / value projection")
     alpha: float = option(16.0, "LoRA scaling: the update is (alpha / r) B A")
-
-    def build_model(self, encoder, tokenizer, plugin_config: PluginConfig, encoder_name: str | None) -> ContinualModel:
-        config = self.plugin_config(plugin_config, lora_rank=self.rank, lora_alpha=self.alpha)
-        return ContinualModel(encoder, tokenizer, config, encoder_name)

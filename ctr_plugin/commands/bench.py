@@ -1,0 +1,327 @@
+"""ctr-bench: what CTR costs, and how close that is to its arithmetic: training step time, evaluation
+throughput, parameters, checkpoint size and peak memory, side by side with an adapter of the same
+width, a frozen encoder with heads only, and full fine-tuning; CTR again after 1, 5, 10, 20 and 50
+learned tasks; and CTR against the adapter at bert-base's geometry (a randomly initialised
+BertModel with bert-base's config, built in code: no download), sequence 128, batch 8.
+
+    ctr-bench                                   # bundled MiniLM, length 64, batch 16
+    ctr-bench --compile                         # also: the plugins under torch.compile
+    ctr-bench --quick --output /tmp/bench.json  # a smoke run on tiny sizes, in seconds
+
+Every configuration runs in its own child process (so its peak memory is its own), one after the
+other in this one invocation, and the ratios printed at the end compare configurations measured
+in the same run. Beside each measured ratio stands the ratio the multiply-adds predict
+(``ctr_plugin/arithmetic.py``): the limit the measurement would reach if nothing but arithmetic
+cost time. Tasks are added with random heads: timing needs no training. Writes the tables to
+stdout and everything to --output (JSON).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from ..cli import run_main
+
+# The targets of issue 10 (bundled MiniLM, length 64, batch 16, a quiet 2-core CPU).
+TARGETS = {
+    "ctr_step_vs_adapter_at_10_tasks": 1.2,
+    "ctr_step_50_vs_1_tasks": 1.4,
+    "ctr_eval_vs_adapter_at_10_tasks": 1.1,
+    "ctr_peak_memory_vs_adapter_at_50_tasks": 1.5,
+    "checkpoint_growth_per_task_pct": 2.0,
+}
+
+# each kind of row is the model of this method (the method decides its plugin and whether the encoder trains)
+METHOD_OF = {"ctr": "ctr", "adapter": "adapter_ncl", "frozen_heads": "frozen_heads", "full_finetune": "bert_ncl"}
+
+# Randomly initialised encoders built in code: bert-base's geometry (Devlin et al. 2019), and a tiny
+# one for --quick.
+GEOMETRIES = {
+    "bert-base": {"vocab_size": 30522, "hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12, "intermediate_size": 3072, "max_position_embeddings": 512},
+    "tiny": {"vocab_size": 200, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64, "max_position_embeddings": 64},
+}
+
+
+@dataclass
+class Configuration:
+    """One measured row: a kind of model, its learned tasks, its encoder and its sizes."""
+
+    kind: str  # a key of METHOD_OF
+    tasks: int
+    encoder: str | None  # hub name or directory (None: the bundled MiniLM), or "random:<geometry>"
+    seq_len: int
+    batch_size: int
+    adapter_size: int
+    steps: int
+    warmup: int
+    device: str = "cpu"
+    compile: bool = False  # each plugin under torch.compile
+    series: str = "main"  # "main", or "second" for the rows at a second geometry (bert-base's)
+    routing_filters: int = 100
+    task_capsule_hidden: int = 8
+
+    @property
+    def label(self) -> str:
+        where = "" if self.series == "main" else f"{(self.encoder or 'MiniLM').removeprefix('random:')} {self.seq_len}x{self.batch_size}, "
+        return f"{self.kind}{' compiled' if self.compile else ''} ({where}{self.tasks} task{'s' if self.tasks != 1 else ''})"
+
+
+def build_encoder(name: str | None):
+    """(encoder, tokenizer): a named or bundled pretrained one, or a random one of a known geometry
+    with a small word-piece tokenizer (the tokenizer only travels into the checkpoint)."""
+    from ctr_plugin.model import load_encoder
+
+    if name is None or not name.startswith("random:"):
+        return load_encoder(name)
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    geometry = name.removeprefix("random:")
+    if geometry not in GEOMETRIES:
+        raise SystemExit(f"unknown geometry {geometry!r}; known: {', '.join(GEOMETRIES)}")
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *(f"w{i}" for i in range(20))]
+    tokenizer = BertTokenizerFast(vocab={w: i for i, w in enumerate(vocab)})
+    return BertModel(BertConfig(**GEOMETRIES[geometry])), tokenizer
+
+
+def measure(cfg: Configuration) -> dict:
+    """Build one configuration, time it, count its multiply-adds."""
+    import resource
+
+    import torch
+
+    from ctr_plugin.arithmetic import EncoderShape, multiply_adds
+    from ctr_plugin.continual.methods import get_method
+    from ctr_plugin.plugins import PluginConfig
+
+    torch.manual_seed(0)
+    device = torch.device(cfg.device)
+    encoder, tokenizer = build_encoder(cfg.encoder)
+    method = get_method(METHOD_OF[cfg.kind])
+    base = PluginConfig(adapter_size=cfg.adapter_size, pooling="mean", routing_filters=cfg.routing_filters, task_capsule_hidden=cfg.task_capsule_hidden)
+    model = method.build_model(encoder, tokenizer, base, cfg.encoder)
+    config = model.plugin_config
+    for t in range(cfg.tasks):
+        model.add_task(f"task{t}", ["negative", "positive"])
+    model.to(device)
+    if cfg.compile:
+        for plugin in model.plugins:
+            plugin.compile()
+    params = [p for _, p in model.trainable_parameters()]
+    optimizer = torch.optim.AdamW(params, lr=1e-5, foreach=True)  # as the training loop's
+    vocab = model.encoder.config.vocab_size
+    ids = torch.randint(min(1000, vocab // 2), vocab, (cfg.batch_size, cfg.seq_len), device=device)
+    mask = torch.ones_like(ids)
+    task_ids = torch.full((cfg.batch_size,), cfg.tasks - 1, dtype=torch.long, device=device)  # the newest task routes over all
+    labels = torch.randint(0, 2, (cfg.batch_size,), device=device)
+
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    def train_step():
+        loss = model(ids, mask, task_ids, labels=labels, s=1.0).loss
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    model.train()
+    step_times = []
+    for _ in range(cfg.warmup + cfg.steps):
+        sync()
+        start = time.perf_counter()
+        train_step()
+        sync()
+        step_times.append(time.perf_counter() - start)
+    first_step = step_times[0]  # with torch.compile: includes compiling
+    step_times = sorted(step_times[cfg.warmup :])
+    model.eval()
+    with torch.no_grad():
+        for _ in range(max(1, cfg.warmup)):
+            model(ids, mask, task_ids)
+        sync()
+        start = time.perf_counter()
+        for _ in range(cfg.steps):
+            model(ids, mask, task_ids)
+        sync()
+        eval_seconds = time.perf_counter() - start
+    with tempfile.TemporaryDirectory() as tmp:
+        model.save_pretrained(tmp)
+        checkpoint = sum(f.stat().st_size for f in Path(tmp).iterdir() if f.suffix == ".safetensors")
+    peak = torch.cuda.max_memory_allocated() if device.type == "cuda" else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    counts = multiply_adds(cfg.kind, cfg.tasks, EncoderShape.of(model.encoder), config, cfg.batch_size, cfg.seq_len)
+    return {
+        **asdict(cfg),
+        "label": cfg.label,
+        "train_step_s": step_times[len(step_times) // 2],  # median
+        "first_step_s": first_step,
+        "eval_examples_per_s": cfg.steps * cfg.batch_size / eval_seconds,
+        "trainable_params": sum(p.numel() for p in params),
+        "checkpoint_bytes": checkpoint,
+        "peak_memory_bytes": peak,
+        "peak_memory_kind": "cuda max allocated" if device.type == "cuda" else "process peak RSS",
+        "train_multiply_adds": counts.training_step,
+        "inference_multiply_adds_per_example": counts.inference / cfg.batch_size,
+        "multiply_adds": {"forward": counts.forward, "backward": counts.backward},
+    }
+
+
+def plan(args) -> list[Configuration]:
+    """The configurations of one run, in the order they are measured."""
+    if args.quick:  # tiny sizes: every code path, in seconds
+        main = {"encoder": "random:tiny", "seq_len": 12, "batch_size": 4, "adapter_size": 16, "steps": 1, "warmup": 1, "device": args.device, "routing_filters": 8, "task_capsule_hidden": 4}
+        second = main | {"seq_len": 16, "batch_size": 2, "series": "second"}
+        counts, compare_at, second_counts = [1, 3], 3, [1, 3]
+    else:
+        main = {"encoder": args.encoder, "seq_len": args.seq_len, "batch_size": args.batch_size, "adapter_size": args.adapter_size, "steps": args.steps, "warmup": args.warmup, "device": args.device}
+        second = {"encoder": "random:bert-base", "seq_len": 128, "batch_size": 8, "adapter_size": 2000, "steps": args.bert_base_steps, "warmup": 1, "device": args.device, "series": "second"}
+        counts, compare_at, second_counts = args.task_counts, 10, args.bert_base_task_counts
+    rows = [Configuration("adapter", compare_at, **main), Configuration("adapter", max(counts), **main),
+            Configuration("frozen_heads", compare_at, **main), Configuration("full_finetune", compare_at, **main)]
+    rows += [Configuration("ctr", n, **main) for n in counts]
+    if args.compile:
+        rows += [Configuration("adapter", compare_at, **main, compile=True), Configuration("ctr", compare_at, **main, compile=True)]
+    if args.quick or args.bert_base_steps > 0:
+        rows += [Configuration("adapter", max(second_counts), **second)] + [Configuration("ctr", n, **second) for n in second_counts]
+    unique = []
+    for row in rows:
+        if row not in unique:
+            unique.append(row)
+    return unique
+
+
+def ratio(name: str, numerator: dict | None, denominator: dict | None, field: str, arithmetic: str | None, target: float | None, invert: bool = False) -> dict:
+    """One ratio of two measured rows (``invert``: of their reciprocals, e.g. time per example from
+    examples per second), with the ratio of their multiply-adds beside it."""
+    if numerator is None or denominator is None:
+        return {"name": name, "measured": None, "arithmetic": None, "target": target}
+    a, b = (denominator, numerator) if invert else (numerator, denominator)
+    predicted = numerator[arithmetic] / denominator[arithmetic] if arithmetic else None
+    return {"name": name, "of": [numerator["label"], denominator["label"]], "measured": a[field] / b[field], "arithmetic": predicted, "target": target}
+
+
+def ratios(rows: list[dict], quick: bool) -> list[dict]:
+    """The ratios the issue's targets are about (no targets for --quick's tiny sizes), then those at
+    the second geometry, then compiled against eager."""
+    targets = {} if quick else TARGETS
+    def find(kind: str, tasks: int | None = None, compiled: bool = False, second: bool = False) -> dict | None:
+        series = "second" if second else "main"
+        matching = [r for r in rows if r["kind"] == kind and r["compile"] == compiled and r["series"] == series and (tasks is None or r["tasks"] == tasks)]
+        return matching[0] if matching else None
+
+    ctr_counts = sorted(r["tasks"] for r in rows if r["kind"] == "ctr" and not r["compile"] and find("ctr", r["tasks"]) is r)
+    first, last = ctr_counts[0], ctr_counts[-1]
+    at = 3 if quick else 10
+    out = [
+        ratio(f"ctr_step_vs_adapter_at_{at}_tasks", find("ctr", at), find("adapter", at), "train_step_s", "train_multiply_adds", targets.get(f"ctr_step_vs_adapter_at_{at}_tasks")),
+        ratio(f"ctr_step_{last}_vs_{first}_tasks", find("ctr", last), find("ctr", first), "train_step_s", "train_multiply_adds", targets.get(f"ctr_step_{last}_vs_{first}_tasks")),
+        ratio(f"ctr_eval_vs_adapter_at_{at}_tasks", find("ctr", at), find("adapter", at), "eval_examples_per_s", "inference_multiply_adds_per_example", targets.get(f"ctr_eval_vs_adapter_at_{at}_tasks"), invert=True),
+        ratio(f"ctr_peak_memory_vs_adapter_at_{last}_tasks", find("ctr", last), find("adapter", last), "peak_memory_bytes", None, targets.get(f"ctr_peak_memory_vs_adapter_at_{last}_tasks")),
+    ]
+    ctr_first, ctr_last = find("ctr", first), find("ctr", last)
+    growth = (ctr_last["checkpoint_bytes"] - ctr_first["checkpoint_bytes"]) / (last - first) if last > first else 0.0
+    out.append({"name": "checkpoint_growth_per_task_pct", "measured": 100 * growth / ctr_first["checkpoint_bytes"], "arithmetic": None, "target": targets.get("checkpoint_growth_per_task_pct")})
+    second_ctr = sorted(r["tasks"] for r in rows if r["kind"] == "ctr" and find("ctr", r["tasks"], second=True) is r)
+    if second_ctr:
+        big = second_ctr[-1]
+        out.append(ratio(f"second geometry: ctr_step_vs_adapter_at_{big}_tasks", find("ctr", big, second=True), find("adapter", big, second=True), "train_step_s", "train_multiply_adds", None))
+        out.append(ratio(f"second geometry: ctr_eval_vs_adapter_at_{big}_tasks", find("ctr", big, second=True), find("adapter", big, second=True), "eval_examples_per_s", "inference_multiply_adds_per_example", None, invert=True))
+        if len(second_ctr) > 1:
+            out.append(ratio(f"second geometry: ctr_step_{big}_vs_{second_ctr[0]}_tasks", find("ctr", big, second=True), find("ctr", second_ctr[0], second=True), "train_step_s", "train_multiply_adds", None))
+    for kind in ("ctr", "adapter"):
+        if find(kind, at, compiled=True):
+            out.append(ratio(f"compiled / eager {kind} step at {at} tasks", find(kind, at, compiled=True), find(kind, at), "train_step_s", "train_multiply_adds", None))
+            out.append(ratio(f"compiled / eager {kind} eval at {at} tasks", find(kind, at, compiled=True), find(kind, at), "eval_examples_per_s", "inference_multiply_adds_per_example", None, invert=True))
+    return out
+
+
+def _fmt(value: float | None, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def report(rows: list[dict], table: list[dict], in_process: bool) -> None:
+    print(f"\n{'configuration':<36}{'train step s':>13}{'eval ex/s':>11}{'trainable':>12}{'ckpt MB':>9}{'peak MB':>9}{'train GMAC':>12}{'infer MMAC/ex':>15}")
+    for r in rows:
+        print(f"{r['label']:<36}{r['train_step_s']:>13.3f}{r['eval_examples_per_s']:>11.1f}{r['trainable_params']:>12,}{r['checkpoint_bytes'] / 1e6:>9.2f}"
+              f"{r['peak_memory_bytes'] / 1e6:>9.0f}{r['train_multiply_adds'] / 1e9:>12.2f}{r['inference_multiply_adds_per_example'] / 1e6:>15.1f}")
+    if in_process:
+        print("(--quick measures every configuration in this one process: its peak memory is the process's, not each configuration's)")
+    print(f"\n{'ratio':<52}{'measured':>9}{'arithmetic':>11}{'target':>8}  verdict")
+    for item in table:
+        measured, target = item["measured"], item["target"]
+        verdict = "" if target is None or measured is None else ("met" if measured <= target else "MISSED")
+        print(f"{item['name']:<52}{_fmt(measured):>9}{_fmt(item['arithmetic']):>11}{_fmt(target, 1) if target else '-':>8}  {verdict}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--encoder", help="hub name or local directory (default: the bundled MiniLM)")
+    p.add_argument("--seq-len", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--adapter-size", type=int, default=256, help="CTR's TSM width = the adapter's width")
+    p.add_argument("--task-counts", type=int, nargs="+", default=[1, 5, 10, 20, 50])
+    p.add_argument("--steps", type=int, default=10, help="timed steps per configuration (median reported)")
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--bert-base-steps", type=int, default=3, help="timed steps of the bert-base-geometry rows (0: leave them out)")
+    p.add_argument("--bert-base-task-counts", type=int, nargs="+", default=[1, 10], help="CTR's learned tasks in the bert-base-geometry rows (the adapter at the largest)")
+    p.add_argument("--compile", action="store_true", help="also time CTR and the adapter with every plugin under torch.compile")
+    p.add_argument("--quick", action="store_true", help="a smoke run: tiny random encoders, 1 timed step, all in this process")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--output", default="bench_results.json")
+    p.add_argument("--child", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    from ctr_plugin import UnprotectedTrainingWarning
+
+    # The timed steps are bare optimizer steps (HAT's rules are not the cost being measured).
+    warnings.simplefilter("ignore", UnprotectedTrainingWarning)
+    if args.child:
+        print(json.dumps(measure(Configuration(**json.loads(args.child)))))
+        return 0
+    if not args.quick and 10 not in args.task_counts:
+        raise SystemExit("--task-counts must include 10: the adapter is compared with CTR at 10 learned tasks")
+
+    from tqdm import tqdm
+
+    rows = []
+    configurations = plan(args)
+    for cfg in tqdm(configurations, desc="configurations"):
+        if args.quick:
+            rows.append(measure(cfg))
+            continue
+        out = subprocess.run([sys.executable, "-m", "ctr_plugin.commands.bench", "--child", json.dumps(asdict(cfg))], capture_output=True, text=True, check=False,
+                             env=os.environ | {"HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1")})
+        if out.returncode != 0:
+            print(f"{cfg.label} failed:\n{out.stderr[-3000:]}", file=sys.stderr)
+            return 1
+        rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+
+    table = ratios(rows, args.quick)
+    report(rows, table, in_process=args.quick)
+    import torch
+
+    Path(args.output).write_text(json.dumps({
+        "settings": {k: v for k, v in vars(args).items() if k != "child"},
+        "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count(), "torch": torch.__version__,
+                    "threads": torch.get_num_threads(), "date": time.strftime("%Y-%m-%d")},
+        "rows": rows, "ratios": table, "targets": TARGETS,
+    }, indent=2))
+    print(f"\nwritten to {args.output}")
+    return 0
+
+
+def cli() -> None:
+    """The ``ctr-bench`` console command."""
+    run_main(main)
+
+
+if __name__ == "__main__":  # each configuration runs as python -m ctr_plugin.commands.bench --child ...
+    cli()

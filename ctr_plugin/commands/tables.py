@@ -1,0 +1,144 @@
+"""ctr-tables: run every method over several task orders and seeds, then write paper-style Task-CL tables.
+
+    ctr-tables --output-dir tables/hl5 --orders 3 --seeds 1      # all methods, the embedded default
+    ctr-tables --config hl5_products \
+        --methods ctr adapter_one adapter_ncl frozen_heads --orders 3 --seeds 2 \
+        --max-train-per-task 200 --epochs 2 --max-length 48 --output-dir tables/hl5_small
+    ctr-tables --output-dir tables/hl5 --rebuild-only           # no training
+
+Each (method, order k, seed s) runs through ``ctr_plugin.experiment.run`` into
+OUTPUT_DIR/runs/<method>/order<k>_seed<s>/; a run whose results.json is complete is skipped, so an
+interrupted grid continues where it stopped and a grid can be extended. Order k is permutation k
+of the orders file beside the config (<config stem>.orders.yaml). Test sets are not capped unless
+--max-test-per-task says so (the config's max_test is lifted). Then OUTPUT_DIR gets table.md,
+table.tex, table.csv, comparisons.csv, heatmaps/<method>.png, final_scores.png and comparisons.png
+(see ctr_plugin/tables.py): per method mean ± std and 95 % CI over runs, and CTR paired with every
+other method over matched runs, with the verdict "better", "worse" or "within noise".
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import time
+from pathlib import Path
+
+from ..cli import run_main, setup_logging
+from ..data.config import DEFAULT_SEQUENCE
+from ..settings import OPTION_NAMES, add_option_flags, build_settings, option_flags_given
+
+log = logging.getLogger("ctr-tables")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    from ctr_plugin.continual.methods import METHODS
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", default=DEFAULT_SEQUENCE, help=f"YAML task sequence: a path, or the name of a shipped one (default: {DEFAULT_SEQUENCE})")
+    p.add_argument("--data-root", help="directory relative file paths in --config resolve against")
+    p.add_argument("--methods", nargs="+", default=list(METHODS), help="methods to run (default: all)")
+    p.add_argument("--orders", type=int, default=3, help="run the first K task orders of the orders file (default 3)")
+    p.add_argument("--seeds", type=int, default=1, help="run seeds 0..S-1 (default 1)")
+    p.add_argument("--output-dir", required=True, help="where runs/ and the tables go")
+    p.add_argument("--rebuild-only", action="store_true", help="only rebuild the tables from the runs already there")
+    p.add_argument("--encoder", help="hub name or local model directory (default: the config's)")
+    p.add_argument("--max-train-per-task", type=int, help="cap on training examples per task")
+    p.add_argument("--max-test-per-task", type=int,
+                   help="cap on test examples per task (default: no cap, every test example the split gives, "
+                        "whatever the config's max_test; the tables state the sizes)")
+    p.add_argument("--method-arg", action="append", default=[], metavar="METHOD:KEY=VALUE",
+                   help="an option of one method, e.g. replay:memory_size=100 (repeatable)")
+    p.add_argument("--tuned", metavar="FILE", help="each method's learning rate, epochs and options from this file "
+                   "(ctr-tune; a path, or a shipped one by its sequence's name); flags and --method-arg may not contradict it")
+    p.add_argument("--device", help="cpu, cuda, ... (default: cuda if available)")
+    add_option_flags(p, only=OPTION_NAMES - {"seed"})  # the seeds are the grid's: --seeds
+    return p.parse_args(argv)
+
+
+def method_options(items: list[str]) -> dict[str, dict[str, str]]:
+    from ctr_plugin.errors import CTRError
+
+    options: dict[str, dict[str, str]] = {}
+    for item in items:
+        method, _, pair = item.partition(":")
+        key, sep, value = pair.partition("=")
+        if not sep or not method or not key:
+            raise CTRError(f"--method-arg takes METHOD:KEY=VALUE (e.g. replay:memory_size=100), got {item!r}.")
+        options.setdefault(method.strip(), {})[key.strip()] = value.strip()
+    return options
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    setup_logging()
+    from tqdm.auto import tqdm
+
+    from ctr_plugin.data import load_sequence_config, load_tasks, resolve_config, sequence_orders
+    from ctr_plugin.errors import CTRError
+    from ctr_plugin.experiment import check_output_dir, run
+    from ctr_plugin.results import read_complete
+    from ctr_plugin.tables import RUNS_DIR, build_tables
+
+    output_dir = Path(args.output_dir)
+    if not args.rebuild_only:
+        check_output_dir(output_dir, overwrite=True)  # a file in its place, or no permission: before any data loads
+    config_path = resolve_config(args.config)
+    sequence = load_sequence_config(config_path, data_root=args.data_root)
+    title = f"{sequence.name}: Task-IL, {len(sequence.tasks)} tasks"
+    if not args.rebuild_only:
+        options = method_options(args.method_arg)
+
+        def settings_of(method: str, seed: int):
+            return build_settings(method, config_training=sequence.training, config_name=f"the config {config_path}",
+                                  flags=option_flags_given(args) | {"seed": seed}, method_args=options.get(method), tuned=args.tuned,
+                                  progress=False, encoder=args.encoder or sequence.encoder, overwrite=True, device=args.device)
+
+        for method in args.methods:  # unknown methods and options, and conflicts, fail now, not an hour in
+            settings_of(method, 0)
+        orders = sequence_orders(sequence, "--orders")
+        if not 1 <= args.orders <= len(orders):
+            raise CTRError(f"--orders {args.orders}: {sequence.orders_file} holds {len(orders)} orders.")
+        # Test sets as large as the data allow unless capped here: a small test set makes a
+        # one-sentence difference a point of accuracy.
+        caps = {"max_test": args.max_test_per_task}  # None: no cap
+        if args.max_train_per_task is not None:
+            caps["max_train"] = args.max_train_per_task
+        specs = [dataclasses.replace(spec, **caps) for spec in sequence.tasks]
+        grid = [(k, s, m) for k in range(args.orders) for s in range(args.seeds) for m in args.methods]
+
+        def run_dir(k: int, s: int, m: str) -> Path:
+            return output_dir / RUNS_DIR / m / f"order{k}_seed{s}"
+
+        done = sum(read_complete(run_dir(*cell)) is not None for cell in grid)
+        bar = tqdm(total=len(grid), initial=done, desc="grid", unit="run")
+        start = time.perf_counter()
+        loaded: tuple[int, int, list] | None = None
+        for k, s, method in grid:
+            target = run_dir(k, s, method)
+            if read_complete(target) is not None:
+                continue
+            if loaded is None or loaded[:2] != (k, s):  # the data of one order and seed, loaded once
+                sequence.tasks = [specs[i] for i in orders[k]]
+                loaded = (k, s, load_tasks(sequence, seed=s))
+            bar.set_postfix_str(f"{method} order {k} seed {s}")
+            settings = settings_of(method, s)
+            source = {"config": str(config_path), "sequence": sequence.name, "order": k, "tuned": args.tuned}
+            run(loaded[2], settings, target, source)
+            bar.update(1)
+        bar.close()
+        log.info("Grid done: %d runs, %d trained now in %.0f s.", len(grid), len(grid) - done, time.perf_counter() - start)
+    rows = build_tables(output_dir, title)
+    if not rows:
+        raise CTRError(f"No complete run under {output_dir / RUNS_DIR}: nothing to tabulate.")
+    print((output_dir / "table.md").read_text())
+    return 0
+
+
+def cli() -> None:
+    """The ``ctr-tables`` console command."""
+    run_main(main)
+
+
+if __name__ == "__main__":
+    cli()

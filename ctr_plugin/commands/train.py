@@ -1,0 +1,225 @@
+"""ctr-train: train a frozen BERT with CTR plugins (or a baseline) over a sequence of classification tasks.
+
+    ctr-train --output-dir runs/hl5                                  # the embedded default (hl5_products)
+    ctr-train --config offline_mix --output-dir runs/mix             # a shipped sequence, by name
+    ctr-train --config my_sequence.yaml --output-dir runs/mine       # or any YAML file
+    ctr-train --datasets hl_canon_g3 my_reviews.csv --output-dir runs/mine
+    ctr-train --config 20news10 --encoder bert-base-uncased \
+        --adapter-size 2000 --epochs 10 --max-length 128 --output-dir runs/20news   # GPU
+    ctr-train --from-checkpoint runs/hl5/checkpoint --datasets hl_canon_g3 ...
+    accelerate launch --multi_gpu --num_processes 4 --mixed_precision bf16 -m ctr_plugin.commands.train \
+        --config 20news10 --encoder bert-base-uncased --output-dir runs/20news  # 4 GPUs
+
+Writes OUTPUT_DIR/checkpoint/ (after every task), OUTPUT_DIR/results.json and
+OUTPUT_DIR/accuracy_matrix.png; see the README for what each holds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import sys
+from pathlib import Path
+
+from ..cli import run_main, setup_logging
+from ..data.config import DEFAULT_SEQUENCE
+from ..settings import add_option_flags, build_settings, option_flags_given
+from ..tracking import REPORT_TO, check_report_to
+
+log = logging.getLogger("ctr-train")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    data = p.add_argument_group("data")
+    data.add_argument("--config", help=f"YAML task sequence: a path, or the name of a shipped one (default: {DEFAULT_SEQUENCE} unless --datasets)")
+    data.add_argument("--datasets", nargs="+", help="bundled names, local csv/json files or hub names, in order "
+                      "(training options then default to those of the embedded default config)")
+    data.add_argument("--data-root", help="directory relative file paths in --config resolve against")
+    data.add_argument("--order", type=int, help="learn the tasks in permutation ORDER of the config's orders file")
+    data.add_argument("--max-train-per-task", type=int, help="cap on training examples per task")
+    data.add_argument("--max-test-per-task", type=int, help="cap on test examples per task")
+    model = p.add_argument_group("model")
+    model.add_argument("--method", help="continual-learning method (default: ctr, or the checkpoint's with --from-checkpoint)")
+    model.add_argument("--method-arg", action="append", default=[], metavar="KEY=VALUE",
+                       help="an option of the method, e.g. --method-arg memory_size=500 (repeatable)")
+    model.add_argument("--tuned", metavar="FILE", help="take the method's learning rate, epochs and options from a "
+                       "tuned-options file written by ctr-tune (a path, or a shipped one by its sequence's name: hl5_products)")
+    model.add_argument("--encoder", help="hub name or local model directory (default: the bundled all-MiniLM-L6-v2)")
+    model.add_argument("--from-checkpoint", help="go on learning new tasks from this checkpoint directory")
+    train = p.add_argument_group("devices")
+    train.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available); under accelerate launch, "
+                       "--device cpu runs one CPU process per rank")
+    train.add_argument("--mixed-precision", choices=["no", "fp16", "bf16"],
+                       help="on GPUs (default: what accelerate launch / accelerate config set, else no); the CPU trains in float32")
+    out = p.add_argument_group("output")
+    out.add_argument("--output-dir", help="where the checkpoint, results.json and plots go (required)")
+    out.add_argument("--overwrite", action="store_true", help="replace a run already in --output-dir")
+    out.add_argument("--resume", metavar="DIR", help="continue the interrupted run in DIR with its own recorded options")
+    out.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
+    out.add_argument("--report-to", choices=REPORT_TO, help="experiment tracker for the loss per step, the validation curves and "
+                     "the accuracy matrix after each task (default none; tensorboard writes OUTPUT_DIR/tracking/)")
+    add_option_flags(p)  # every training and plugin option: --epochs, --lr, --seed, --adapter-size, --pooling, ...
+    return p.parse_args(argv)
+
+
+def parse_method_args(items: list[str]) -> dict[str, str]:
+    """--method-arg KEY=VALUE pairs; the method converts and checks them."""
+    from ctr_plugin.errors import CTRError
+
+    options = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise CTRError(f"--method-arg takes KEY=VALUE (e.g. memory_size=500), got {item!r}.")
+        options[key.strip()] = value.strip()
+    return options
+
+
+def resolve_resume(args: argparse.Namespace, argv: list[str]) -> argparse.Namespace:
+    """For --resume DIR: the options recorded when the run in DIR started, plus --resume."""
+    from ctr_plugin.errors import CTRError
+    from ctr_plugin.experiment import COMMAND_FILE
+
+    allowed = ("--resume", "--no-progress", "--device", "--mixed-precision", "--report-to")
+    extra = [a for a in argv if a.startswith("--") and a.split("=")[0] not in allowed]
+    if extra:
+        raise CTRError(f"--resume takes its options from the interrupted run; remove {extra} (only {', '.join(allowed[1:])} may be added).")
+    recorded = Path(args.resume) / COMMAND_FILE
+    if not recorded.is_file():
+        raise CTRError(f"Cannot resume {args.resume}: it has no {COMMAND_FILE}, so it is not a run started by ctr-train. Check the directory.")
+    try:
+        old = json.loads(recorded.read_text())["argv"]
+    except (ValueError, KeyError, TypeError):
+        raise CTRError(f"{recorded} is damaged; start the run again with its original options and --resume {args.resume} removed.") from None
+    resumed = parse_args(old)
+    resumed.resume, resumed.output_dir = args.resume, args.resume
+    resumed.no_progress = resumed.no_progress or args.no_progress
+    resumed.device = args.device or resumed.device
+    resumed.mixed_precision = args.mixed_precision or resumed.mixed_precision
+    resumed.report_to = args.report_to or resumed.report_to
+    return resumed
+
+
+def check_continuation(args: argparse.Namespace) -> str:
+    """The method of a run continuing ``--from-checkpoint``: the checkpoint's. A --method,
+    --pooling or --adapter-size that contradicts the checkpoint is refused (the checkpoint's
+    plugins and heads were built with its own)."""
+    from ctr_plugin.errors import CTRError
+    from ctr_plugin.model import ContinualModel
+
+    config = ContinualModel.read_config(args.from_checkpoint)
+    stored = {"--method": config.get("method"), "--pooling": config["plugin"].get("pooling"), "--adapter-size": config["plugin"].get("adapter_size")}
+    given = {"--method": args.method, "--pooling": args.pooling, "--adapter-size": args.adapter_size}
+    conflicts = [f"{flag} {given[flag]} (the checkpoint has {stored[flag]})" for flag in given if given[flag] is not None and stored[flag] is not None and given[flag] != stored[flag]]
+    if conflicts:
+        raise CTRError(
+            f"--from-checkpoint {args.from_checkpoint} continues a model built with other settings: {'; '.join(conflicts)}. "
+            f"A continued run keeps the checkpoint's method and plugin sizes: drop those flags, or train from scratch."
+        )
+    return args.method or config.get("method") or "ctr"
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parse_args(argv)
+    setup_logging()
+    from ctr_plugin.errors import CTRError
+
+    if args.resume:
+        from ctr_plugin.results import finished
+
+        if (done := finished(args.resume)) is not None:
+            log.info("%s holds a finished run (%d of %d tasks, final accuracy %.2f): nothing to resume, nothing changed.",
+                     args.resume, done["completed_tasks"], len(done["tasks"]), done["final_acc"])
+            return 0
+        args = resolve_resume(args, argv)
+    elif not args.output_dir:
+        raise CTRError("Name where the run goes with --output-dir DIR (or continue an interrupted run with --resume DIR).")
+
+    for flag in ("epochs", "batch_size", "max_length", "adapter_size"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            raise CTRError(f"--{flag.replace('_', '-')} must be at least 1, got {value}.")
+    for flag in ("max_train_per_task", "max_test_per_task"):
+        value = getattr(args, flag)
+        if value is not None and value < 2:
+            raise CTRError(f"--{flag.replace('_', '-')} must be at least 2 (a task needs both classes), got {value}.")
+
+    from ctr_plugin.continual.methods import get_method
+    from ctr_plugin.data import load_sequence_config, load_tasks, resolve_config, sequence_from_names, sequence_orders
+    from ctr_plugin.experiment import check_output_dir, run
+
+    output_dir = Path(args.output_dir)
+    # before any slow work, and before anything is written
+    check_output_dir(output_dir, args.overwrite, bool(args.resume), None if args.resume else args.from_checkpoint)
+    if args.from_checkpoint:
+        args.method = check_continuation(args)
+    args.method = args.method or "ctr"
+    method_options = parse_method_args(args.method_arg)
+    get_method(args.method, method_options)  # an unknown method or option fails now
+    from ctr_plugin.continual.parallel import check_device
+
+    check_device(args.device, args.mixed_precision)
+    check_report_to(args.report_to or "none")
+    if args.datasets and args.config:
+        raise CTRError("Give either --config or --datasets, not both.")
+    if args.datasets:
+        sequence = sequence_from_names(args.datasets, {"max_train": 300, "max_validation": 100, "max_test": 200})
+        sequence.training = load_sequence_config(DEFAULT_SEQUENCE).training
+        config_path = None
+        config_name = f"the embedded default {DEFAULT_SEQUENCE} (whose training options --datasets runs take)"
+    else:
+        config_path = resolve_config(args.config or DEFAULT_SEQUENCE)
+        sequence = load_sequence_config(config_path, data_root=args.data_root)
+        config_name = f"the config {config_path}"
+    caps = {"max_train": args.max_train_per_task, "max_test": args.max_test_per_task}
+    caps = {k: v for k, v in caps.items() if v is not None}
+    sequence.tasks = [dataclasses.replace(spec, **caps) for spec in sequence.tasks]
+    if args.order is not None:
+        orders = sequence_orders(sequence, "--order")
+        if not 0 <= args.order < len(orders):
+            raise CTRError(f"--order {args.order} is out of range: {sequence.orders_file} has orders 0..{len(orders) - 1}.")
+        sequence.tasks = [sequence.tasks[i] for i in orders[args.order]]
+
+    settings = build_settings(
+        args.method,
+        config_training=sequence.training,
+        config_name=config_name,
+        flags=option_flags_given(args),
+        method_args=method_options,
+        tuned=args.tuned,
+        progress=not args.no_progress,
+        encoder=args.encoder or sequence.encoder,
+        from_checkpoint=args.from_checkpoint,
+        overwrite=args.overwrite,
+        resume=bool(args.resume),
+        device=args.device,
+        mixed_precision=args.mixed_precision,
+        report_to=args.report_to or "none",
+    )
+    log.info("Loading %d tasks of %s ...", len(sequence.tasks), sequence.name)
+    tasks = load_tasks(sequence, seed=settings.training.seed)  # the data splits follow the run's seed
+    for t in tasks:
+        log.info("  %-16s %d labels, train/validation/test = %d/%d/%d  (%s)", t.name, t.num_labels, len(t.train), len(t.validation), len(t.test), t.source)
+        for note in t.notes:
+            log.info("  %-16s   %s", "", note)
+    source = {"config": str(config_path) if config_path else None, "sequence": sequence.name, "order": args.order, "tuned": args.tuned}
+    command = {"argv": [a for a in argv if a != "--overwrite"]}
+    results = run(tasks, settings, output_dir, source, command=None if args.resume else command)
+    from accelerate import PartialState
+
+    if PartialState().is_main_process:
+        print(f"final_acc={results['final_acc']:.2f} final_mf1={results['final_mf1']:.2f} forgetting_rate={results['forgetting_rate']:.2f} -> {args.output_dir}")
+    return 0
+
+
+def cli() -> None:
+    """The ``ctr-train`` console command."""
+    run_main(main)
+
+
+if __name__ == "__main__":  # python -m ctr_plugin.commands.train (accelerate launch -m ...)
+    cli()

@@ -1,0 +1,104 @@
+"""ctr-tune: tune every method with the same budget of trials, on VALIDATION data only (Optuna, TPE).
+
+    ctr-tune --config hl5_products --trials 8 --tasks 3
+    ctr-tune --methods ctr adapter_one --trials 8        # some methods; others keep their entries
+
+A trial trains a method over the first K tasks of the sequence (test splits sealed) and scores the
+mean validation accuracy over those K tasks after the K-th. Every method searches the learning
+rate and the epochs over the same ranges plus its own options' ranges (``--show-space`` prints
+them). Trials are journaled (``--storage``), so an interrupted call continues where it stopped.
+The chosen options go to ``<config stem>.tuned.yaml`` beside the config (in the current
+directory for a config shipped inside an installed package), which ``ctr-train --tuned`` and
+``ctr-tables --tuned`` read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+
+from ..cli import run_main, setup_logging
+from ..data.config import DEFAULT_SEQUENCE, is_package_data, resolve_config
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", default=DEFAULT_SEQUENCE, help=f"YAML task sequence: a path, or the name of a shipped one (default: {DEFAULT_SEQUENCE})")
+    p.add_argument("--data-root", help="directory relative file paths in --config resolve against")
+    p.add_argument("--methods", nargs="+", help="methods to tune (default: all)")
+    p.add_argument("--trials", type=int, default=8, help="trials per method: the budget, the same for every method (default 8)")
+    p.add_argument("--tasks", type=int, default=3, help="K: train on the first K tasks, score after the K-th (default 3)")
+    p.add_argument("--max-train-per-task", type=int, default=200, help="cap on training examples per task (default 200)")
+    p.add_argument("--seed", type=int, help="data split, initialisation and sampler seed (default: the config's `seed:`, else 0)")
+    p.add_argument("--encoder", help="hub name or local model directory (default: the config's)")
+    p.add_argument("--storage", help="Optuna journal file (default: <config stem>.tuning.journal beside the config)")
+    p.add_argument("--output", help="tuned-options file (default: <config stem>.tuned.yaml beside the config)")
+    p.add_argument("--show-space", action="store_true", help="print every method's search space and exit")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    setup_logging()
+    from ctr_plugin.continual.methods import METHODS
+    from ctr_plugin.data import load_sequence_config, load_tasks
+    from ctr_plugin.errors import CTRError
+    from ctr_plugin.settings import base_options
+    from ctr_plugin.tuning import best_entry, describe_search_space, tune_method, write_tuned
+    from ctr_plugin.validation import EncoderCache
+
+    methods = args.methods or list(METHODS)
+    for method in methods:
+        if method not in METHODS:
+            raise CTRError(f"Unknown method {method!r}. Available methods: {', '.join(METHODS)}.")
+    if args.show_space:
+        for method in methods:
+            print(f"{method}: {json.dumps(describe_search_space(method))}")
+        return 0
+    if args.trials < 1 or args.tasks < 1:
+        raise CTRError(f"--trials and --tasks must be at least 1 (got {args.trials}, {args.tasks}).")
+    config = resolve_config(args.config)
+    sequence = load_sequence_config(config, data_root=args.data_root)
+    if args.tasks > len(sequence.tasks):
+        raise CTRError(f"--tasks {args.tasks}: {config} has only {len(sequence.tasks)} tasks.")
+    sequence.tasks = [dataclasses.replace(t, max_train=args.max_train_per_task) for t in sequence.tasks[: args.tasks]]
+    # beside the config, unless it is package data of an installed ctr_plugin: then here
+    beside = Path.cwd() if is_package_data(config) else config.parent
+    storage = Path(args.storage) if args.storage else beside / f"{config.stem}.tuning.journal"
+    output = Path(args.output) if args.output else beside / f"{config.stem}.tuned.yaml"
+    training, plugin = base_options(sequence.training, f"the config {config}", {"seed": args.seed} if args.seed is not None else {}, progress=False)
+    seed = training.seed
+    tasks = load_tasks(sequence, seed=seed)
+    encoders = EncoderCache(args.encoder or sequence.encoder)
+    meta = {
+        "sequence": sequence.name,
+        "config": config.name,
+        "objective": f"mean validation accuracy over the first {args.tasks} tasks, measured after task {args.tasks}",
+        "tasks": [t.name for t in tasks],
+        "task_sizes": {t.name: {"train": len(t.train), "validation": len(t.validation)} for t in tasks},
+        "budget": f"{args.trials} trials per method (Optuna TPE, seed {seed}); one trial = one training run over the tasks",
+        "base_training": training.to_dict(),
+        "base_plugin": plugin.to_dict(),
+    }
+
+    def report(row: dict) -> None:
+        print(json.dumps(row), flush=True)
+
+    for method in methods:
+        study = tune_method(method, tasks, args.trials, storage, training, plugin, encoders, seed, f"{sequence.name}/", report)
+        entry = best_entry(study, method)
+        write_tuned(output, {method: entry}, meta)
+        print(f"{method}: best validation accuracy {entry['objective']:.2f} with {entry['training'] | entry['method_options']} "
+              f"({entry['trials']} trials) -> {output}", flush=True)
+    return 0
+
+
+def cli() -> None:
+    """The ``ctr-tune`` console command."""
+    run_main(main)
+
+
+if __name__ == "__main__":
+    cli()

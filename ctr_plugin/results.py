@@ -1,0 +1,135 @@
+"""The one place that knows ``results.json``: what a run writes there, how it is read back, and
+what makes it valid.
+
+A run (``experiment.run``) writes it after every task and at the end (:func:`assemble`,
+:func:`write`); ``--resume`` asks whether a directory holds a finished run (:func:`finished`);
+the tables read every run of a grid (:func:`read_complete`); the report prints one
+(``report.format_summary``). The keys, in three parts:
+
+* the progress of the loop (``continual.loop.ContinualResults.to_dict``): ``tasks``,
+  ``acc_matrix``, ``f1_matrix`` (row i = after task i, column j = task j, percent, ``null`` where
+  not yet learned), ``completed_tasks``, ``train_seconds``, ``epochs_kept``, ``params_added``,
+  ``checkpoint_bytes``, ``curves``, ``train_steps``, and once every task is learned the headline
+  metrics of ``metrics.summarize`` (``final_acc``, ``final_mf1``, ``forward_acc``, ...);
+* what the run was (:data:`RUN_KEYS`): method and options, encoder, seed, training and plugin
+  options, processes, mixed precision, data source, task sizes, data notes, truncated texts,
+  provenance, and for a continued run ``continued_from`` and ``earlier_tasks``;
+* at the end, ``wall_seconds``: a run is *finished* when every task is learned and tested and it
+  is there.
+
+Runs written before a key existed lack it: only :data:`REQUIRED` is checked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from .errors import CTRError
+from .metrics import summarize
+
+RESULTS_FILE = "results.json"
+REQUIRED = ("tasks", "acc_matrix", "f1_matrix", "completed_tasks")
+RUN_KEYS = ("method", "method_options", "encoder", "seed", "training", "plugin", "processes", "mixed_precision", "data", "task_sizes",
+            "data_notes", "truncated_texts", "provenance", "continued_from", "earlier_tasks")
+
+
+def assemble(progress: dict, run: dict, wall_seconds: float | None = None) -> dict:
+    """The content of results.json: the loop's ``progress``, what the ``run`` was (keys of
+    :data:`RUN_KEYS` only) and, once it has finished, its ``wall_seconds``."""
+    unknown = sorted(set(run) - set(RUN_KEYS))
+    if unknown:  # a new key belongs in RUN_KEYS and in the module doc
+        raise ValueError(f"results.json has no key(s) {unknown}; declare them in ctr_plugin/results.py")
+    data = progress | run
+    if wall_seconds is not None:
+        data["wall_seconds"] = round(wall_seconds, 1)
+    problems = validate(data)
+    if problems:
+        raise ValueError(f"results.json would be invalid: {'; '.join(problems)}")
+    return data
+
+
+def write_json_atomic(path: Path, data: dict) -> None:
+    """Write beside, then rename: a reader never sees half a file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    os.replace(tmp, path)
+
+
+def write(output_dir: str | os.PathLike, data: dict) -> None:
+    """Write ``output_dir/results.json`` atomically."""
+    write_json_atomic(Path(output_dir) / RESULTS_FILE, data)
+
+
+def validate(data: object) -> list[str]:
+    """What is wrong with a results.json's content (empty: nothing): the required keys, their
+    types, square matrices of the tasks' size with values only on and below the diagonal of the
+    completed rows, and headline numbers that agree with the matrices."""
+    if not isinstance(data, dict):
+        return [f"it holds {type(data).__name__}, not a mapping"]
+    missing = [k for k in REQUIRED if k not in data]
+    if missing:
+        return [f"missing key(s) {missing}"]
+    tasks, done = data["tasks"], data["completed_tasks"]
+    if not isinstance(tasks, list) or not tasks or not all(isinstance(t, str) for t in tasks):
+        return ["`tasks` must be a non-empty list of task names"]
+    if not isinstance(done, int) or not 0 <= done <= len(tasks):
+        return [f"`completed_tasks` must be a whole number from 0 to {len(tasks)}, got {done!r}"]
+    problems = []
+    T = len(tasks)
+    for key in ("acc_matrix", "f1_matrix"):
+        matrix = data[key]
+        if not isinstance(matrix, list) or len(matrix) != T or not all(isinstance(row, list) and len(row) == T for row in matrix):
+            problems.append(f"`{key}` must be {T} rows of {T} values (one per task)")
+            continue
+        for i, row in enumerate(matrix):
+            for j, value in enumerate(row):
+                expected = i < done and j <= i
+                if expected and not (isinstance(value, int | float) and 0 <= value <= 100):
+                    problems.append(f"`{key}`[{i}][{j}] must be a percentage (task {j} is tested after task {i}), got {value!r}")
+                elif not expected and value is not None:
+                    problems.append(f"`{key}`[{i}][{j}] must be null (task {j} is not tested after task {i} yet), got {value!r}")
+    if not problems and done == T and "final_acc" in data:
+        headline = summarize(data["acc_matrix"], data["f1_matrix"])
+        wrong = [k for k in ("final_acc", "final_mf1") if k in data and abs(data[k] - headline[k]) > 1e-6]
+        if wrong:
+            problems.append(f"{', '.join(wrong)} disagree with the matrices")
+    return problems
+
+
+def read(path: str | os.PathLike) -> dict:
+    """The results.json at ``path`` (a file, or a run's directory), validated; CTRError naming the
+    file and the problem if it is missing, not JSON, or invalid."""
+    path = Path(path)
+    path = path / RESULTS_FILE if path.is_dir() else path
+    try:
+        data = json.loads(path.read_text())
+    except OSError as err:
+        raise CTRError(f"Cannot read {path} ({err.strerror or err}): is this a run's output directory?") from None
+    except ValueError as err:
+        raise CTRError(f"{path} is not valid JSON ({err}): the run that wrote it was cut off, or the file was edited. Run it again.") from None
+    problems = validate(data)
+    if problems:
+        raise CTRError(f"{path} is not a valid results file: {'; '.join(problems)}. Run it again.")
+    return data
+
+
+def is_finished(data: dict) -> bool:
+    """Every task learned and tested, and the run's end recorded."""
+    return data["completed_tasks"] == len(data["tasks"]) and "final_acc" in data and "wall_seconds" in data
+
+
+def read_complete(path: str | os.PathLike) -> dict | None:
+    """The results at ``path`` if they belong to a finished run, else None (missing, cut off,
+    invalid or unfinished: a grid runs it again)."""
+    try:
+        data = read(path)
+    except CTRError:
+        return None
+    return data if is_finished(data) else None
+
+
+def finished(output_dir: str | os.PathLike) -> dict | None:
+    """The results of the finished run in ``output_dir``, else None (``--resume`` on a finished run changes nothing)."""
+    return read_complete(Path(output_dir) / RESULTS_FILE)

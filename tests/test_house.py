@@ -1,0 +1,84 @@
+"""The house: plugin kinds are registered in plugins/ and checked by the config; the methods
+never import the loop (it offers them its batching instead)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+import torch
+
+from ctr_plugin.continual.methods import METHODS
+from ctr_plugin.errors import CTRError
+from ctr_plugin.plugins import PLUGIN_KINDS, Plugin, PluginConfig, plugin_kind, register_plugin_kind
+
+from conftest import TINY_PLUGIN, keyword_task
+
+PACKAGE = Path(__file__).resolve().parents[1] / "ctr_plugin"
+
+
+def test_every_method_uses_a_registered_plugin_kind():
+    assert {m.plugin_type for m in METHODS.values()} <= set(PLUGIN_KINDS)
+    for name in PLUGIN_KINDS:
+        assert PluginConfig(plugin_type=name).plugin_type == name
+
+
+def test_an_unknown_plugin_kind_is_refused_by_the_config_with_the_kinds_listed():
+    with pytest.raises(CTRError, match=r"Unknown plugin_type .capsnet.*adapter_per_task \(one Houlsby.*ctr \(CTR: "):
+        PluginConfig(plugin_type="capsnet")
+    with pytest.raises(CTRError, match="Unknown plugin_type"):
+        PluginConfig.from_dict(TINY_PLUGIN.to_dict() | {"plugin_type": "capsnet"})  # a checkpoint naming a kind this version lacks
+
+
+class Scale(Plugin):
+    """A plugin that halves what passes through it: enough to see it in place."""
+
+    def __init__(self, config, hidden_size, context):
+        super().__init__(context)
+        self.weight = torch.nn.Parameter(torch.full((hidden_size,), 0.5))
+
+    def forward(self, x):
+        return x * self.weight
+
+
+def test_a_new_plugin_kind_is_one_registration(tiny_bert_dir, monkeypatch):
+    from ctr_plugin.model import ContinualModel, load_encoder
+
+    monkeypatch.setattr("ctr_plugin.plugins.registry.PLUGIN_KINDS", dict(PLUGIN_KINDS))  # registered for this test only
+    register_plugin_kind("scale", "sublayer", "halves every sublayer's output", Scale)
+    assert plugin_kind("scale").placement == "sublayer"
+    encoder, tokenizer = load_encoder(tiny_bert_dir)
+    model = ContinualModel(encoder, tokenizer, PluginConfig(plugin_type="scale", pooling="mean"), tiny_bert_dir)
+    model.add_task("colour", ["red", "blue"])
+    assert len(model.plugins) == 2 * encoder.config.num_hidden_layers and all(isinstance(p, Scale) for p in model.plugins)
+    task = keyword_task("colour", [["red"], ["blue"]], n_train=4)
+    batch = model.tokenize(task.train.texts, None, 16)
+    assert model(**batch, task_ids=torch.zeros(4, dtype=torch.long)) is not None
+    with pytest.raises(ValueError, match="registered twice"):
+        register_plugin_kind("scale", "sublayer", "again", Scale)
+
+
+def _imports(path: Path) -> set[str]:
+    """Every module a file imports, as written (relative imports keep their dots), TYPE_CHECKING blocks included."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            names.add("." * node.level + (node.module or ""))
+        elif isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+    return names
+
+
+def test_the_methods_never_import_the_loop():
+    for path in sorted((PACKAGE / "continual" / "methods").glob("*.py")):
+        imported = _imports(path)
+        assert not {m for m in imported if m in ("..loop", "ctr_plugin.continual.loop") or m.endswith(".loop")}, path.name
+    assert ".methods" in _imports(PACKAGE / "continual" / "loop.py")
+    for shared in ("config.py", "batching.py", "services.py"):  # what both use lives beside them
+        assert not {m for m in _imports(PACKAGE / "continual" / shared) if "loop" in m or "methods" in m}, shared
+
+
+def test_lora_lives_with_the_plugins():
+    assert "def inject_lora" in (PACKAGE / "plugins" / "lora.py").read_text()
+    assert "def inject_lora" not in (PACKAGE / "model.py").read_text()

@@ -1,0 +1,94 @@
+"""One settings path (ctr_plugin/settings.py): the config, the tuned file, the flags and the method
+options meet in one stated order; every option has a flag; two sources that disagree on a
+setting that is not meant to be overridden are an error naming both."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from ctr_plugin.commands import train
+from ctr_plugin.continual.loop import TrainingConfig
+from ctr_plugin.continual.methods import get_method
+from ctr_plugin.errors import CTRError
+from ctr_plugin.plugins import PluginConfig
+from ctr_plugin.settings import NOT_OPTIONS, build_settings, option_flags_given
+from ctr_plugin.tuning import write_tuned
+
+CONFIG = {"lr": "1e-2", "epochs": 2, "adapter_size": 32, "seed": 5}
+
+
+def test_the_order_is_defaults_then_config_then_tuned_then_flags(tmp_path):
+    tuned = tmp_path / "seq.tuned.yaml"
+    write_tuned(tuned, {"replay": {"training": {"lr": 0.003, "epochs": 4}, "method_options": {"memory_size": 50}}}, {})
+    settings = build_settings("replay", config_training=CONFIG, flags={"epochs": 4, "max_length": 20}, method_args={"replay_batch_size": "3"}, tuned=str(tuned))
+    assert settings.training.lr == 0.003 and settings.training.epochs == 4  # tuned over the config; the flag agrees
+    assert settings.training.max_length == 20 and settings.training.seed == 5 and settings.plugin.adapter_size == 32
+    assert settings.training.batch_size == TrainingConfig().batch_size  # untouched: the default
+    assert settings.method_options == {"memory_size": 50, "replay_batch_size": "3"}
+    assert get_method("replay", settings.method_options).replay_batch_size == 3
+
+
+def test_a_flag_overrides_the_config_but_not_a_tuned_value(tmp_path):
+    assert build_settings("ctr", config_training=CONFIG, flags={"seed": 1}).training.seed == 1  # meant: flags override the config
+    tuned = tmp_path / "seq.tuned.yaml"
+    write_tuned(tuned, {"ctr": {"training": {"lr": 0.003}, "method_options": {"mask_lambda": 0.5}}}, {})
+    with pytest.raises(CTRError, match=r"command line sets lr=0.1.*contradicts the tuned value lr=0.003 \(the tuned options in"):
+        build_settings("ctr", config_training=CONFIG, flags={"lr": 0.1}, tuned=str(tuned))
+    with pytest.raises(CTRError, match=r"--method-arg sets mask_lambda=1.*contradicts the tuned value mask_lambda=0.5"):
+        build_settings("ctr", method_args={"mask_lambda": "1"}, tuned=str(tuned))
+
+
+@pytest.mark.parametrize("method, source, setting, phrase", [
+    ("adapter_one", "config", {"train_layernorm": True}, "runs with the plugin option train_layernorm=False"),
+    ("adapter_one", "flags", {"train_layernorm": True}, "The command line sets train_layernorm=True"),
+    ("ctr_linear_up", "flags", {"tsm_activation": "relu"}, "tsm_activation=none"),
+])
+def test_a_plugin_option_the_method_fixes_cannot_be_set_otherwise(method, source, setting, phrase):
+    where = {"config_training": setting} if source == "config" else {"flags": setting}
+    with pytest.raises(CTRError, match=phrase) as err:
+        build_settings(method, config_name="the config my.yaml", **where)
+    assert method in str(err.value) and ("my.yaml" in str(err.value) if source == "config" else True)
+
+
+def test_a_plugin_option_the_method_fixes_is_recorded_with_its_value():
+    assert build_settings("adapter_one").plugin.train_layernorm is False
+    assert build_settings("ctr_linear_up").plugin.tsm_activation == "none"
+    assert build_settings("adapter_one", config_training={"train_layernorm": False}).plugin.train_layernorm is False  # agreeing is fine
+
+
+def test_lora_rank_comes_from_one_place():
+    with pytest.raises(CTRError, match=r"takes `lora_rank` from its option `rank`: --method-arg sets rank=16.*lora_rank=4"):
+        build_settings("lora_ncl", config_training={"lora_rank": 4}, config_name="the config my.yaml", method_args={"rank": "16"})
+    from_config = build_settings("lora_ncl", config_training={"lora_rank": 4})
+    assert from_config.method_options["rank"] == 4 and from_config.plugin.lora_rank == 4
+    from_method = build_settings("lora_one", method_args={"rank": "4", "alpha": "8"})
+    assert from_method.plugin.lora_rank == 4 and from_method.plugin.lora_alpha == 8.0
+    assert build_settings("lora_ncl").plugin.lora_rank == get_method("lora_ncl").rank
+
+
+def test_the_python_api_refuses_a_non_default_value_the_method_would_change():
+    """Without sources to compare, the API can only see values other than the default."""
+    with pytest.raises(CTRError, match="lora_ncl.*`lora_rank` to 8.*asks for 4"):
+        get_method("lora_ncl").plugin_config(PluginConfig(lora_rank=4))
+    assert get_method("lora_ncl", {"rank": "4"}).plugin_config(PluginConfig(lora_rank=4)).lora_rank == 4
+    assert get_method("adapter_one").plugin_config(PluginConfig()).train_layernorm is False
+    assert get_method("ctr_linear_up").plugin_config(PluginConfig(tsm_activation="none")).plugin_type == "ctr"
+
+
+def test_every_training_and_plugin_option_has_a_flag():
+    argv = ["--warmup-ratio", "0.2", "--no-train-layernorm", "--freeze-old-capsules", "--routing-kernel-sizes", "2", "3", "--mask-init-mean", "1.5"]
+    args = train.parse_args(argv)
+    assert option_flags_given(args) == {"warmup_ratio": 0.2, "train_layernorm": False, "freeze_old_capsules": True, "routing_kernel_sizes": (2, 3), "mask_init_mean": 1.5}
+    for f in dataclasses.fields(TrainingConfig) + dataclasses.fields(PluginConfig):
+        if f.name not in NOT_OPTIONS:
+            assert hasattr(args, f.name), f"no --{f.name.replace('_', '-')}"
+    settings = build_settings("ctr", flags=option_flags_given(args))
+    assert settings.plugin.routing_kernel_sizes == (2, 3) and settings.plugin.freeze_old_capsules and not settings.plugin.train_layernorm
+    assert settings.training.warmup_ratio == 0.2 and settings.plugin.mask_init_mean == 1.5
+
+
+def test_an_unknown_option_in_the_config_names_the_config():
+    with pytest.raises(CTRError, match=r"Unknown training option\(s\) \['learning_rate'\] in the config x.yaml"):
+        build_settings("ctr", config_training={"learning_rate": 0.1}, config_name="the config x.yaml")

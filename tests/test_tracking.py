@@ -1,0 +1,62 @@
+"""Tracking and curves: --report-to tensorboard writes event files (read back here, offline) with
+the loss per step, the validation curves per epoch and the accuracy matrix after each task; the
+same per-epoch curves are saved in results.json and drawn beside the heatmap."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import pytest
+
+from test_cli import TINY, call, task_csv
+
+
+def _event_scalars(directory) -> dict[str, list[tuple[int, float]]]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    scalars: dict[str, list[tuple[int, float]]] = {}
+    for events in directory.rglob("events.out.tfevents.*"):
+        accumulator = EventAccumulator(str(events.parent))
+        accumulator.Reload()
+        for tag in accumulator.Tags()["scalars"]:
+            scalars.setdefault(tag, []).extend((e.step, e.value) for e in accumulator.Scalars(tag))
+    return scalars
+
+
+def test_tensorboard_gets_the_loss_the_curves_and_the_matrix_and_results_json_keeps_the_curves(tiny_bert_dir, tmp_path, capsys):
+    pytest.importorskip("tensorboard")
+    files = [task_csv(tmp_path, "sentiment", [["good", "great"], ["bad", "awful"]]), task_csv(tmp_path, "colour", [["red"], ["blue"]])]
+    out = tmp_path / "run"
+    argv = [*TINY, "--epochs", "2", "--batch-size", "8", "--datasets", *files, "--encoder", tiny_bert_dir, "--output-dir", str(out), "--report-to", "tensorboard"]
+    code, _, err = call("train", argv, capsys)
+    assert code == 0, err
+    results = json.loads((out / "results.json").read_text())
+    curves = results["curves"]
+    assert len(curves) == 2 and all(len(c[k]) == 2 for c in curves for k in ("train_loss", "validation_loss", "validation_accuracy"))
+    steps_per_task = [c["steps"] for c in curves]
+    assert steps_per_task == [2 * -(-results["task_sizes"][t]["train"] // 8) for t in results["tasks"]]  # epochs x batches
+    assert results["train_steps"] == sum(steps_per_task)
+    assert (out / "training_curves.png").stat().st_size > 1000 and (out / "accuracy_matrix.png").is_file()
+
+    scalars = _event_scalars(out / "tracking")
+    assert [step for step, _ in sorted(scalars["train/loss"])] == list(range(1, results["train_steps"] + 1))
+    for task, curve, first in zip(results["tasks"], curves, (0, steps_per_task[0])):
+        logged = sorted(scalars[f"{task}/validation_accuracy"])
+        assert [v for _, v in logged] == pytest.approx(curve["validation_accuracy"], abs=0.01)
+        assert [s for s, _ in logged] == [first + steps_per_task[results["tasks"].index(task)] // 2 * (e + 1) for e in range(2)]
+        assert [v for _, v in sorted(scalars[f"{task}/validation_loss"])] == pytest.approx(curve["validation_loss"], abs=1e-4)
+    # the accuracy matrix, row by row: after task 1 the first task; after task 2 both
+    matrix = results["acc_matrix"]
+    assert [s for s, _ in sorted(scalars["test_accuracy/sentiment"])] == [steps_per_task[0], results["train_steps"]]
+    assert [v for _, v in sorted(scalars["test_accuracy/sentiment"])] == pytest.approx([matrix[0][0], matrix[1][0]], abs=0.01)
+    assert sorted(scalars["test_accuracy/colour"])[0] == (results["train_steps"], pytest.approx(matrix[1][1], abs=0.01))
+
+
+def test_a_tracker_that_is_not_installed_is_refused_before_anything_is_written(tiny_bert_dir, tmp_path, capsys):
+    if importlib.util.find_spec("wandb") is not None:
+        pytest.skip("wandb is installed here")
+    out = tmp_path / "run"
+    code, _, err = call("train", [*TINY, "--datasets", task_csv(tmp_path, "colour", [["red"], ["blue"]]), "--encoder", tiny_bert_dir,
+                                  "--output-dir", str(out), "--report-to", "wandb"], capsys)
+    assert code == 2 and "pip install wandb" in err and not out.exists()
