@@ -19,6 +19,9 @@ from ctr_plugin.plugins import PluginConfig
 
 from conftest import TINY_PLUGIN
 
+# the counted training steps are bare backward passes, outside HAT's rules on purpose
+pytestmark = pytest.mark.filterwarnings("ignore::ctr_plugin.UnprotectedTrainingWarning")
+
 ROOT = Path(__file__).resolve().parents[1]
 KINDS = {"ctr": "ctr", "hat_adapter": "hat_adapter", "adapter": "adapter", "frozen_heads": "none", "full_finetune": "none"}
 
