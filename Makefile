@@ -1,5 +1,5 @@
 # Two commands do all the set-up on a fresh machine (see README):
-#   make demo   install, then learn the five Hu & Liu product domains with CTR (< 20 min on 2 CPU cores)
+#   make demo   install, then learn the five Hu & Liu product domains with CTR (about 4 min on 2 CPU cores)
 #   make test   install, then lint (ruff, configured in pyproject.toml) and run the test suite
 # Everything goes into ./.venv. On a GPU machine: make demo TORCH=torch TORCH_INDEX= (the CUDA build).
 
@@ -16,7 +16,7 @@ BIN = $(VENV)/bin
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM = false
 
-.PHONY: install demo test tables bench clean
+.PHONY: install demo test clean
 
 install: $(VENV)/.installed
 
