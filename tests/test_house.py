@@ -54,7 +54,21 @@ def test_a_new_plugin_kind_is_one_registration(tiny_bert_dir, monkeypatch):
     assert len(model.plugins) == 2 * encoder.config.num_hidden_layers and all(isinstance(p, Scale) for p in model.plugins)
     task = keyword_task("colour", [["red"], ["blue"]], n_train=4)
     batch = model.tokenize(task.train.texts, None, 16)
-    assert model(**batch, task_ids=torch.zeros(4, dtype=torch.long)) is not None
+    # with its weight at 1 the plugin is the identity: the model then equals one without plugins
+    plain_encoder, _ = load_encoder(tiny_bert_dir)
+    plain = ContinualModel(plain_encoder, tokenizer, PluginConfig(plugin_type="none", pooling="mean"), tiny_bert_dir)
+    plain.add_task("colour", ["red", "blue"])
+    plain.heads[0].load_state_dict(model.heads[0].state_dict())
+    model.eval(), plain.eval()
+    task_ids = torch.zeros(4, dtype=torch.long)
+    with torch.no_grad():
+        halved = model(**batch, task_ids=task_ids).logits
+        for plugin in model.plugins:
+            plugin.weight.fill_(1.0)
+        identity = model(**batch, task_ids=task_ids).logits
+        reference = plain(**batch, task_ids=task_ids).logits
+    assert torch.allclose(identity, reference, atol=1e-5)
+    assert not torch.allclose(halved, reference, atol=1e-2)  # halving every sublayer's output moves the logits
     with pytest.raises(ValueError, match="registered twice"):
         register_plugin_kind("scale", "sublayer", "again", Scale)
 
