@@ -310,6 +310,11 @@ class ContinualLearner:
         """
         if self.method.joint_training:
             raise CTRError(f"Method {self.method.name!r} learns all tasks at once: call learn_sequence([...]) with every task.")
+        if len(self.tasks) > self.results.completed_tasks:
+            raise CTRError(
+                f"Task {self.tasks[-1].name!r} stopped part way, and the model keeps it half-learned: this learner cannot go "
+                f"on. Load the checkpoint saved before that task (or start again) and learn it with a new ContinualLearner."
+            )
         if isinstance(train, TaskData):
             if any(x is not None for x in (validation, test, labels)):
                 raise CTRError("learn_task() got a TaskData as train: its splits and labels are inside it; pass nothing else.")
@@ -317,12 +322,19 @@ class ContinualLearner:
         else:
             data = as_task_data(name, train, validation, test, labels, text_column, label_column, pair_column, source)
         self._check_can_continue()
+        self.model.check_new_task(data.name, data.label_names)  # before anything changes: a refused task leaves all as it was
         if not self._started:
             self.method.before_sequence(self.model, [data], self.training)
             self._started = True
+        before = (list(self.tasks), self.results.tasks, self.results.acc_matrix, self.results.f1_matrix, self.model.num_tasks)
         self.tasks.append(data)
         self.results = _grown(self.results, data.name)
-        learn_next_task(self.model, self.method, self.tasks, self.training, self.results, accelerator=self.accelerator)
+        try:
+            learn_next_task(self.model, self.method, self.tasks, self.training, self.results, accelerator=self.accelerator)
+        except BaseException:
+            if self.model.num_tasks == before[-1]:  # refused before the model took the task: as if never asked
+                self.tasks, self.results.tasks, self.results.acc_matrix, self.results.f1_matrix = before[:-1]
+            raise
         row = self.results.acc_matrix[self.results.completed_tasks - 1]
         return {t.name: row[j] for j, t in enumerate(self.tasks)}
 

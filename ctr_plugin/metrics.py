@@ -46,11 +46,16 @@ def empty_matrix(num_tasks: int) -> Matrix:
     return [[None] * num_tasks for _ in range(num_tasks)]
 
 
+def untested_tasks(matrix: Matrix) -> list[int]:
+    """The tasks j with a missing score on or below the diagonal (A[i][j] is None for some i >= j):
+    those learned without test data. The summary metrics need none missing."""
+    return [j for j in range(len(matrix)) if any(matrix[i][j] is None for i in range(j, len(matrix)))]
+
+
 def final_average(matrix: Matrix) -> float:
     """Final accuracy (of A) or final macro-F1 (of F): the mean of the last row, every task
     scored by the final model. The headline number of CTR's tables (Ke et al. 2021)."""
-    last = [v for v in matrix[-1] if v is not None]
-    return float(np.mean(last))
+    return float(np.mean(matrix[-1]))
 
 
 def learning_accuracy(matrix: Matrix) -> float:
@@ -105,7 +110,12 @@ def knowledge_transfer(final_acc: float, one_final_acc: float) -> float:
 
 
 def summarize(acc: Matrix, f1: Matrix) -> dict[str, float]:
-    """The headline numbers of one run, from its complete matrices (keys: see the module doc)."""
+    """The headline numbers of one run, from its complete matrices (keys: see the module doc).
+    ValueError if a score is missing (:func:`untested_tasks`): a mean over the scores there are
+    would not be the metric over all tasks."""
+    for name, matrix in (("accuracy", acc), ("macro-F1", f1)):
+        if missing := untested_tasks(matrix):
+            raise ValueError(f"The {name} matrix has no scores for task(s) {missing} (learned without test data): the summary metrics need every task tested.")
     return {
         "final_acc": final_average(acc),
         "final_mf1": final_average(f1),

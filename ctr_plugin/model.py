@@ -237,10 +237,8 @@ class ContinualModel(nn.Module):
     def num_tasks(self) -> int:
         return len(self.task_names)
 
-    def add_task(self, name: str, label_names: list[str], pair: bool | None = False, source: str | None = None) -> int:
-        """Grow every plugin and add a head for a new task; return its task id. ``pair``: the
-        task's examples are text pairs (``predict`` then needs the second texts). ``source``: one
-        line saying where the task's data came from and under which terms (the model card shows it)."""
+    def check_new_task(self, name: str, label_names: list[str]) -> None:
+        """TaskError if :meth:`add_task` would refuse a task ``name`` with ``label_names``; changes nothing."""
         if not isinstance(name, str) or not name.strip():
             raise TaskError(f"A task needs a name (a non-empty string), got {name!r}.")
         label_names = list(label_names)
@@ -254,6 +252,13 @@ class ContinualModel(nn.Module):
                 f"The model already has a task named {name!r} (task id {self.task_names.index(name)}). "
                 f"Give the new task a different name."
             )
+
+    def add_task(self, name: str, label_names: list[str], pair: bool | None = False, source: str | None = None) -> int:
+        """Grow every plugin and add a head for a new task; return its task id. ``pair``: the
+        task's examples are text pairs (``predict`` then needs the second texts). ``source``: one
+        line saying where the task's data came from and under which terms (the model card shows it)."""
+        label_names = list(label_names)
+        self.check_new_task(name, label_names)
         for plugin in self.plugins:
             plugin.add_task()
             plugin.to(self.device)

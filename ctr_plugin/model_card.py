@@ -159,6 +159,8 @@ def model_card(config: dict, version: str | None = None) -> str:
         metrics = {k: progress[k] for k in ("final_acc", "final_mf1", "forward_acc", "forgetting_rate", "bwt", "max_forgetting") if progress.get(k) is not None}
         if metrics:
             out += ["| metric | value |", "|---|---|", *(f"| {k} | {v:.2f} |" for k, v in metrics.items()), ""]
+        elif progress.get("metrics_unavailable"):
+            out += [f"Summary metrics not available: {progress['metrics_unavailable']}", ""]
         out += ["Definitions: final accuracy = mean of the last row; forward accuracy = mean of the diagonal; forgetting rate = mean over earlier tasks of (accuracy when learned − final accuracy).", ""]
     else:
         out += ["## Results", "", "Not recorded with this checkpoint.", ""]

@@ -9,15 +9,18 @@ the tables read every run of a grid (:func:`read_complete`); the report prints o
 * the progress of the loop (``continual.loop.ContinualResults.to_dict``): ``tasks``,
   ``acc_matrix``, ``f1_matrix`` (row i = after task i, column j = task j, percent, ``null`` where
   not yet learned), ``completed_tasks``, ``train_seconds``, ``epochs_kept``, ``params_added``,
-  ``checkpoint_bytes``, ``curves``, ``train_steps``, and once every task is learned the headline
-  metrics of ``metrics.summarize`` (``final_acc``, ``final_mf1``, ``forward_acc``, ...);
+  ``checkpoint_bytes``, ``curves`` (per task trained: its name, the losses and validation accuracy per
+  epoch, the steps), ``train_steps``, and once every task is learned the headline
+  metrics of ``metrics.summarize`` (``final_acc``, ``final_mf1``, ``forward_acc``, ...), or
+  ``metrics_unavailable`` saying why not (a task learned without test data: a checkpoint's
+  ``progress`` may say so, a results.json may not, every task of a run being tested);
 * what the run was (:data:`RUN_KEYS`): method and options, encoder, seed, training and plugin
   options, processes, mixed precision, data source, task sizes, data notes, truncated texts,
   provenance, and for a continued run ``continued_from`` and ``earlier_tasks``;
 * at the end, ``wall_seconds``: a run is *finished* when every task is learned and tested and it
   is there.
 
-Runs written before a key existed lack it: only :data:`REQUIRED` is checked.
+Runs written before a key existed lack it: only the keys of :data:`REQUIRED` must be there.
 """
 
 from __future__ import annotations

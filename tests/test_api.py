@@ -244,3 +244,57 @@ def test_from_pretrained_loads_a_repo_id_from_the_hub_cache_offline(learned, tmp
     assert ContinualModel.from_pretrained("someone/ctr-demo", encoder=tiny_bert_dir, revision=revision).task_names == model.task_names
     with pytest.raises(CheckpointError, match="HF_HUB_OFFLINE=1 is set"):
         ContinualModel.from_pretrained("someone/not-there", encoder=tiny_bert_dir)
+
+
+# ---- learning task by task: tasks without test data, refused tasks, reused methods --------------------
+
+
+def test_a_task_learned_without_test_data_saves_and_its_checkpoint_says_the_metrics_are_not_available(tiny_bert_dir, tmp_path, monkeypatch):
+    import json
+
+    from huggingface_hub import HfApi
+
+    model = get_continual_model(tiny_bert_dir, TINY_PLUGIN)
+    learner = ContinualLearner(model, training=TrainingConfig(epochs=1, lr=1e-2, progress=False))
+    learner.learn_task("sentiment", as_pairs(SENTIMENT.train, SENTIMENT.label_names))  # no validation, no test data
+    row = learner.learn_task("colour", as_pairs(COLOUR.train, COLOUR.label_names), test=as_pairs(COLOUR.test, COLOUR.label_names))
+    assert row["sentiment"] is None and row["colour"] is not None
+    learner.save_pretrained(tmp_path / "ckpt")  # the summary of a sequence with an untested task raised TypeError
+    progress = json.loads((tmp_path / "ckpt" / "ctr_config.json").read_text())["progress"]
+    assert not {"final_acc", "final_mf1", "forward_acc", "forgetting_rate"} & set(progress)  # no mean over colour alone
+    assert "'sentiment'" in progress["metrics_unavailable"] and "without test data" in progress["metrics_unavailable"]
+    card = (tmp_path / "ckpt" / "README.md").read_text()
+    assert "Summary metrics not available" in card and "| metric | value |" not in card
+    assert ContinualModel.from_pretrained(tmp_path / "ckpt").task_names == ["sentiment", "colour"]
+    monkeypatch.setattr(HfApi, "create_repo", lambda self, repo_id, **kwargs: None)
+    monkeypatch.setattr(HfApi, "upload_folder", lambda self, **kwargs: "commit-info")
+    assert learner.push_to_hub("someone/ctr-demo") == "commit-info"
+
+
+def test_a_refused_task_changes_nothing_and_the_learner_goes_on(tiny_bert_dir):
+    from ctr_plugin import TaskError
+
+    model = get_continual_model(tiny_bert_dir, TINY_PLUGIN)
+    learner = ContinualLearner(model, training=TrainingConfig(epochs=1, lr=1e-2, progress=False))
+    sentiment = as_pairs(SENTIMENT.train, SENTIMENT.label_names)
+    learner.learn_task("sentiment", sentiment, test=as_pairs(SENTIMENT.test, SENTIMENT.label_names))
+    with pytest.raises(TaskError, match="already has a task named 'sentiment'"):
+        learner.learn_task("sentiment", sentiment)
+    with pytest.raises(TaskError, match="two distinct label names"):
+        learner.learn_task("twice", [("good", "a"), ("bad", "b")], labels=["a", "b", "a"])
+    assert [t.name for t in learner.tasks] == ["sentiment"] and learner.results.tasks == ["sentiment"] and model.task_names == ["sentiment"]
+    row = learner.learn_task("colour", as_pairs(COLOUR.train, COLOUR.label_names), test=as_pairs(COLOUR.test, COLOUR.label_names))
+    assert list(row) == ["sentiment", "colour"] and None not in row.values()
+    assert learner.results.tasks == ["sentiment", "colour"] and learner.results.completed_tasks == 2 and len(learner.results.acc_matrix) == 2
+    assert model.task_names == ["sentiment", "colour"] and len(learner.results.curves) == 2
+
+
+def test_a_method_reused_with_other_training_options_gets_the_new_ones(tiny_bert_dir):
+    from ctr_plugin.continual.methods import get_method
+    from ctr_plugin.continual.services import LoopServices
+
+    method = get_method("ctr")
+    method.services = LoopServices(TrainingConfig(batch_size=2, max_length=8))  # left by an earlier run
+    learner = ContinualLearner(get_continual_model(tiny_bert_dir, TINY_PLUGIN), method=method, epochs=1, batch_size=16, progress=False)
+    learner.learn_task("sentiment", as_pairs(SENTIMENT.train, SENTIMENT.label_names))
+    assert method.services.training is learner.training and method.services.training.batch_size == 16

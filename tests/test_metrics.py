@@ -95,3 +95,13 @@ def test_a_run_records_the_parameters_and_checkpoint_bytes_each_task_adds(tiny_b
     assert len(sizes) == 3 and sizes[0] < sizes[1] < sizes[2] and sizes[2] == directory_bytes(tmp_path / "run" / "checkpoint")
     cost = cost_per_task(out)
     assert cost["params_added_per_task"] == sum(added) / 3 and cost["checkpoint_bytes_per_task"] == (sizes[2] - sizes[0]) / 2
+
+
+def test_the_summary_refuses_a_matrix_with_an_untested_task_rather_than_averaging_what_is_there():
+    from ctr_plugin.metrics import untested_tasks
+
+    partial = [row[:] for row in A]
+    partial[2][1] = None  # task 1 not tested by the final model
+    assert untested_tasks(A) == [] and untested_tasks(partial) == [1]
+    with pytest.raises(ValueError, match=r"no scores for task\(s\) \[1\]"):
+        summarize(partial, A)

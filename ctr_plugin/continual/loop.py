@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 
 from ..data.types import Split, TaskData
 from ..errors import CTRError
-from ..metrics import Matrix, accuracy, empty_matrix, macro_f1, summarize
+from ..metrics import Matrix, accuracy, empty_matrix, macro_f1, summarize, untested_tasks
 from ..model import ContinualModel
 from .batching import batches, encode_batch
 from .config import TrainingConfig
@@ -87,7 +87,14 @@ class ContinualResults:
     def to_dict(self) -> dict:
         out = {"tasks": self.tasks, "acc_matrix": self.acc_matrix, "f1_matrix": self.f1_matrix}
         if self.completed_tasks == len(self.tasks):
-            out |= summarize(self.acc_matrix, self.f1_matrix)
+            untested = [self.tasks[j] for j in untested_tasks(self.acc_matrix)]
+            if untested:  # no summary rather than one over some of the tasks only
+                out["metrics_unavailable"] = (
+                    f"no summary metrics (final_acc, forward_acc, forgetting_rate, ...): task(s) {', '.join(map(repr, untested))} "
+                    f"were learned without test data, and these metrics need every task's test score after every task."
+                )
+            else:
+                out |= summarize(self.acc_matrix, self.f1_matrix)
         out |= {"completed_tasks": self.completed_tasks, "train_seconds": round(self.train_seconds, 1), "epochs_kept": self.epochs_kept}
         return out | {"params_added": self.params_added, "checkpoint_bytes": self.checkpoint_bytes, "curves": self.curves, "train_steps": self.train_steps}
 
@@ -304,8 +311,7 @@ def learn_next_task(
     train it with the method's rules, then test every task learned so far (row t of the
     matrices). ``ContinualLearner.learn_task`` takes this step one task at a time."""
     accelerator = accelerator or make_accelerator(model.device.type)
-    if method.services is None:  # a learner calling this step directly
-        method.services = LoopServices(cfg)
+    method.services = LoopServices(cfg)  # this call's settings, also for a method used before with others
     t = results.completed_tasks
     data = tasks[t]
     seed_everything(cfg.seed * 1000 + t)
