@@ -65,9 +65,11 @@ def plot_matrix(matrix: Matrix, tasks: list[str], path: str | Path, title: str =
 
 
 def plot_curves(curves: list[dict], tasks: list[str], path: str | Path, title: str = "Per-epoch training and validation") -> None:
-    """Save the per-epoch curves of a run (``results.json``'s ``curves``: one per trained task) as a
-    PNG beside the heatmap: the training and validation loss (left) and the validation accuracy
-    (right), epoch after epoch over the whole sequence, with a line where each task begins."""
+    """Save the per-epoch curves of a run (``results.json``'s ``curves``: one per trained task, each
+    naming its task) as a PNG beside the heatmap: the training and validation loss (left) and the
+    validation accuracy (right), epoch after epoch over the whole sequence, with a line where each
+    task begins. A task trained without validation data has its training loss only. Curves from
+    runs that did not name their task yet are named by ``tasks`` (one each, or one joint training)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -76,12 +78,16 @@ def plot_curves(curves: list[dict], tasks: list[str], path: str | Path, title: s
 
     fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(11, 4))
     start = 1
-    names = tasks if len(curves) == len(tasks) else ["+".join(tasks)] * len(curves)  # a joint run trains once
-    for name, curve in zip(names, curves):
-        epochs = list(range(start, start + len(curve["validation_loss"])))
+    unnamed = tasks if len(curves) == len(tasks) else ["+".join(tasks)] * len(curves)  # older results.json: no "task"
+    validated = False
+    for curve, fallback in zip(curves, unnamed):
+        name = curve.get("task") or fallback
+        epochs = list(range(start, start + len(curve["train_loss"])))
         loss_ax.plot(epochs, curve["train_loss"], "o-", color="tab:blue", label="training (the method's loss)" if start == 1 else None)
-        loss_ax.plot(epochs, curve["validation_loss"], "s--", color="tab:orange", label="validation" if start == 1 else None)
-        acc_ax.plot(epochs, curve["validation_accuracy"], "s--", color="tab:orange")
+        if curve.get("validation_loss"):  # none for a task given without validation data
+            loss_ax.plot(epochs, curve["validation_loss"], "s--", color="tab:orange", label=None if validated else "validation")
+            acc_ax.plot(epochs, curve["validation_accuracy"], "s--", color="tab:orange")
+            validated = True
         for ax in (loss_ax, acc_ax):
             ax.axvline(start - 0.5, color="grey", lw=0.5)
             ax.annotate(name[:14], (start - 0.4, 1.0), xycoords=("data", "axes fraction"), va="top", fontsize=7, rotation=90)

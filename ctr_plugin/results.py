@@ -68,7 +68,7 @@ def write(output_dir: str | os.PathLike, data: dict) -> None:
 def validate(data: object) -> list[str]:
     """What is wrong with a results.json's content (empty: nothing): the required keys, their
     types, square matrices of the tasks' size with values only on and below the diagonal of the
-    completed rows, and headline numbers that agree with the matrices."""
+    completed rows, curves of the run's tasks, and headline numbers that agree with the matrices."""
     if not isinstance(data, dict):
         return [f"it holds {type(data).__name__}, not a mapping"]
     missing = [k for k in REQUIRED if k not in data]
@@ -93,11 +93,33 @@ def validate(data: object) -> list[str]:
                     problems.append(f"`{key}`[{i}][{j}] must be a percentage (task {j} is tested after task {i}), got {value!r}")
                 elif not expected and value is not None:
                     problems.append(f"`{key}`[{i}][{j}] must be null (task {j} is not tested after task {i} yet), got {value!r}")
+    problems += _curve_problems(data.get("curves", []), tasks, done)
     if not problems and done == T and "final_acc" in data:
         headline = summarize(data["acc_matrix"], data["f1_matrix"])
         wrong = [k for k in ("final_acc", "final_mf1") if k in data and abs(data[k] - headline[k]) > 1e-6]
         if wrong:
             problems.append(f"{', '.join(wrong)} disagree with the matrices")
+    return problems
+
+
+def _curve_problems(curves: object, tasks: list[str], done: int) -> list[str]:
+    """What is wrong with ``curves``: at most one per completed task, each with its per-epoch
+    training loss, validation lists as long (or empty: no validation data), and the name of a task
+    of the run, or "a+b" for a joint training (runs written before curves were named lack it)."""
+    if not isinstance(curves, list) or len(curves) > done or not all(isinstance(c, dict) for c in curves):
+        return [f"`curves` must be a list of at most {done} mappings (one per task trained)"]
+    problems = []
+    for k, curve in enumerate(curves):
+        losses = curve.get("train_loss")
+        if not isinstance(losses, list):
+            problems.append(f"`curves`[{k}] has no `train_loss` list")
+            continue
+        for key in ("validation_loss", "validation_accuracy"):
+            if not isinstance(curve.get(key, []), list) or len(curve.get(key, [])) not in (0, len(losses)):
+                problems.append(f"`curves`[{k}].`{key}` must hold one value per epoch ({len(losses)}) or none")
+        task = curve.get("task")
+        if task is not None and task not in tasks and not (isinstance(task, str) and all(part in tasks for part in task.split("+"))):
+            problems.append(f"`curves`[{k}] names task {task!r}, which is not a task of the run")
     return problems
 
 

@@ -60,3 +60,47 @@ def test_a_tracker_that_is_not_installed_is_refused_before_anything_is_written(t
     code, _, err = call("train", [*TINY, "--datasets", task_csv(tmp_path, "colour", [["red"], ["blue"]]), "--encoder", tiny_bert_dir,
                                   "--output-dir", str(out), "--report-to", "wandb"], capsys)
     assert code == 2 and "pip install wandb" in err and not out.exists()
+
+
+def drawn_curves(curves: list[dict], tasks: list[str], path, monkeypatch) -> tuple[list[str], list[int], list[int]]:
+    """What ``report.plot_curves`` draws: the task names written over the curves, and the number
+    of points of each line of the loss and the accuracy plots."""
+    import matplotlib.pyplot as plt
+
+    from ctr_plugin.report import plot_curves
+
+    figures, close = [], plt.close
+    monkeypatch.setattr(plt, "close", lambda fig: (figures.append(fig), close(fig)))
+    plot_curves(curves, tasks, path)
+    assert path.stat().st_size > 1000
+    loss_ax, acc_ax = figures[0].axes[:2]
+
+    def points(ax) -> list[int]:  # the curves have markers; the lines where tasks begin have none
+        return [len(line.get_xdata()) for line in ax.lines if line.get_marker() != "None"]
+
+    return [t.get_text() for t in loss_ax.texts], points(loss_ax), points(acc_ax)
+
+
+def test_curves_of_a_task_without_validation_data_draw_the_training_loss_alone(tmp_path, monkeypatch):
+    curves = [
+        {"task": "given", "train_loss": [0.7, 0.5, 0.4], "validation_loss": [], "validation_accuracy": [], "steps": 6},  # from Python, no validation
+        {"task": "validated", "train_loss": [0.6, 0.3], "validation_loss": [0.65, 0.4], "validation_accuracy": [55.0, 80.0], "steps": 4},
+    ]
+    names, loss_lines, acc_lines = drawn_curves(curves, ["given", "validated"], tmp_path / "curves.png", monkeypatch)
+    assert names == ["given", "validated"] and loss_lines == [3, 2, 2] and acc_lines == [2]
+
+
+def test_curves_name_their_task_and_older_results_without_names_still_draw(tmp_path, monkeypatch):
+    from ctr_plugin import results as results_file
+
+    curve = {"train_loss": [0.6, 0.3], "validation_loss": [0.65, 0.4], "validation_accuracy": [55.0, 80.0], "steps": 4}
+    # a continued run: a and b re-tested from the checkpoint, only c trained here
+    assert drawn_curves([curve | {"task": "c"}], ["a", "b", "c"], tmp_path / "named.png", monkeypatch)[0] == ["c"]
+    assert drawn_curves([curve, curve], ["a", "b"], tmp_path / "old.png", monkeypatch)[0] == ["a", "b"]  # written before curves named their task
+    assert drawn_curves([curve], ["a", "b"], tmp_path / "joint.png", monkeypatch)[0] == ["a+b"]
+    matrix = [[80.0, None], [70.0, 90.0]]
+    data = {"tasks": ["a", "b"], "acc_matrix": matrix, "f1_matrix": matrix, "completed_tasks": 2}
+    assert results_file.validate(data | {"curves": [curve, curve | {"task": "b"}]}) == []
+    assert results_file.validate(data | {"curves": [curve | {"task": "a+b"}]}) == []
+    assert "names task 'z'" in results_file.validate(data | {"curves": [curve | {"task": "z"}]})[0]
+    assert "one value per epoch" in results_file.validate(data | {"curves": [curve | {"validation_loss": [0.1]}]})[0]

@@ -94,3 +94,16 @@ def test_a_loaded_checkpoint_goes_on_learning_new_tasks(tiny_bert_dir, three_tas
     second = ContinualModel.from_pretrained(tmp_path / "second" / "checkpoint")
     assert second.task_names == ["sentiment", "colour", "animal"]
     assert second.predict(["a hen"], task="animal")[0].label in ("class_0", "class_1")
+
+
+def test_a_continued_run_names_the_curve_of_each_task_it_trains(tiny_bert_dir, three_tasks, tmp_path, monkeypatch):
+    from test_tracking import drawn_curves
+
+    from ctr_plugin import results as results_file
+
+    run(three_tasks[:1], RunSettings(encoder=tiny_bert_dir, training=FAST, plugin=TINY_PLUGIN), tmp_path / "first")
+    settings = RunSettings(training=FAST, from_checkpoint=str(tmp_path / "first" / "checkpoint"))
+    out = run(three_tasks[:2], settings, tmp_path / "second")  # the first task re-tested, the second trained
+    assert out["tasks"] == ["sentiment", "colour"] and [c["task"] for c in out["curves"]] == ["colour"]
+    assert results_file.read(tmp_path / "second") == out
+    assert drawn_curves(out["curves"], out["tasks"], tmp_path / "curves.png", monkeypatch)[0] == ["colour"]

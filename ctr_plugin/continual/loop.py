@@ -47,15 +47,18 @@ __all__ = ["ContinualResults", "TaskCurve", "TrainingConfig", "evaluate", "param
 @dataclass
 class TaskCurve:
     """One task's training, epoch by epoch: the mean training loss, the validation loss and
-    accuracy (percent), and the optimizer steps taken."""
+    accuracy (percent; empty for a task without validation data), and the optimizer steps taken.
+    ``task``: the task trained ("a+b+c" for a joint training of tasks a, b and c)."""
 
+    task: str = ""
     train_loss: list[float] = field(default_factory=list)
     validation_loss: list[float] = field(default_factory=list)
     validation_accuracy: list[float] = field(default_factory=list)
     steps: int = 0
 
     def to_dict(self) -> dict:
-        return {"train_loss": self.train_loss, "validation_loss": self.validation_loss, "validation_accuracy": self.validation_accuracy, "steps": self.steps}
+        return {"task": self.task, "train_loss": self.train_loss, "validation_loss": self.validation_loss, "validation_accuracy": self.validation_accuracy,
+                "steps": self.steps}
 
 
 @dataclass
@@ -75,7 +78,7 @@ class ContinualResults:
     # The completed tasks are a checkpoint's, re-tested at the start of a run that continues it
     # (not an interrupted run of this one): methods that cannot resume may still go on.
     continuing_checkpoint: bool = False
-    curves: list[dict] = field(default_factory=list)  # TaskCurve.to_dict() per trained task
+    curves: list[dict] = field(default_factory=list)  # TaskCurve.to_dict() per trained task (none for re-tested ones)
     train_steps: int = 0  # optimizer steps so far: the trackers' step count
 
     @classmethod
@@ -193,7 +196,7 @@ def train_task(
 
 def _train_task(model: ContinualModel, method: ContinualMethod, data: TaskData, task_id: int, cfg: TrainingConfig, caption: str, accelerator: Accelerator | None, curve: TaskCurve | None, first_step: int) -> int:
     accelerator = accelerator or make_accelerator(model.device.type)
-    curve = curve if curve is not None else TaskCurve()
+    curve = curve if curve is not None else TaskCurve(data.name)
     method.before_task(model, task_id, data)
     num_batches = math.ceil(len(data.train) / cfg.batch_size)  # global batches: every process steps through all of them
     optimizer, scheduler = _optimizer(model, method, cfg, cfg.epochs * num_batches)
@@ -319,7 +322,7 @@ def learn_next_task(
     task_id = model.add_task(data.name, data.label_names, pair=data.train.pairs is not None, source=data.source or None)
     caption = f"task {t + 1}/{len(tasks)} {data.name}"  # progress bars and logs
     start = time.perf_counter()
-    curve = TaskCurve()
+    curve = TaskCurve(data.name)
     results.epochs_kept.append(train_task(model, method, data, task_id, cfg, caption, accelerator, curve, results.train_steps))
     results.train_seconds += time.perf_counter() - start
     results.params_added.append(parameter_count(model) - params_before)
@@ -389,7 +392,7 @@ def _learn_jointly(model, method, tasks, cfg, results, on_task_end, evaluate_tes
     # validation-only run (sealed test splits, see ``ctr_plugin.validation``) never reads one.
     union = TaskData("+".join(t.name for t in tasks), [], _union(tasks, ids, "train"), _union(tasks, ids, "validation"), Split([], []))
     start = time.perf_counter()
-    curve = TaskCurve()
+    curve = TaskCurve(union.name)
     epoch = train_task(model, method, union, ids[-1], cfg, f"all {len(tasks)} tasks jointly", accelerator, curve, results.train_steps)
     results.epochs_kept = [epoch] * len(tasks)
     results.train_seconds += time.perf_counter() - start
