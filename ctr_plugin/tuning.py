@@ -192,4 +192,36 @@ def tuned_options(path: str | Path, method: str) -> tuple[dict, dict]:
     return dict(entry.get("training") or {}), dict(entry.get("method_options") or {})
 
 
-__all__ = ["best_entry", "describe_search_space", "read_tuned", "search_space", "tune_method", "tuned_options", "write_tuned"]
+def summarize_tuned(data: dict) -> str:
+    """A markdown table of a tuned-options file (``read_tuned``): per method, best first, the
+    validation objective of the chosen trial, its options, and which chosen values lie at an edge
+    of their search range (a sign the range may be too narrow for that method)."""
+    rows = []
+    for method, entry in sorted(data["methods"].items(), key=lambda item: -item[1]["objective"]):
+        chosen = dict(entry.get("training") or {}) | dict(entry.get("method_options") or {})
+        space = search_space(method) if method in _known_methods() else {}
+        edges = [f"{key} {side}" for key, value in chosen.items() if key in space and (side := space[key].edge(value))]
+        options = ", ".join(f"{key} {_short(value)}" for key, value in chosen.items())
+        mf1 = entry.get("objective_mf1")
+        trials = f"{entry['trials']}" + (f" ({entry['failed_trials']} failed)" if entry.get("failed_trials") else "")
+        rows.append(f"| {method} | {entry['objective']:.2f} | {'-' if mf1 is None else f'{mf1:.2f}'} | {options} | {trials} | {', '.join(edges) or '-'} |")
+    head = [
+        f"Objective: {data.get('objective', 'validation accuracy')} (one seed; the best of each method's trials).",
+        "",
+        "| method | val. acc | val. macro-F1 | chosen options | trials | at a range edge |",
+        "|---|---|---|---|---|---|",
+    ]
+    return "\n".join(head + rows)
+
+
+def _known_methods() -> set[str]:
+    from .continual.methods import METHODS
+
+    return set(METHODS)
+
+
+def _short(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+__all__ = ["best_entry", "describe_search_space", "read_tuned", "summarize_tuned", "search_space", "tune_method", "tuned_options", "write_tuned"]

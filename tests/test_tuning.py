@@ -115,6 +115,26 @@ def test_the_tuned_file_round_trips_and_a_contradicting_flag_is_refused(tmp_path
         read_tuned(tmp_path / "bad.yaml")
 
 
+def test_the_summary_ranks_methods_and_flags_values_at_a_range_edge(tmp_path):
+    from ctr_plugin.continual.search_space import Choice, LogUniform, Uniform
+    from ctr_plugin.tuning import summarize_tuned
+
+    assert LogUniform(1e-4, 1e-2).edge(1.1e-4) == "low" and LogUniform(1e-4, 1e-2).edge(1e-3) is None  # log space: 1e-3 is the middle
+    assert LogUniform(1e-4, 1e-2).edge(9e-3) == "high"
+    assert Uniform(0.0, 1.5).edge(0.1) == "low" and Uniform(0.0, 1.5).edge(0.75) is None
+    assert Choice((3, 5)).edge(5) == "high" and Choice(("a", "b")).edge("a") is None
+    path = tmp_path / "seq.tuned.yaml"
+    write_tuned(path, {
+        "ctr": {"training": {"lr": 2.9e-3, "epochs": 3}, "method_options": {"mask_lambda": 0.7}, "objective": 85.5, "objective_mf1": 80.25, "trials": 8, "failed_trials": 0},
+        "replay": {"training": {"lr": 1e-3, "epochs": 5}, "method_options": {"memory_size": 200}, "objective": 88.0, "objective_mf1": None, "trials": 8, "failed_trials": 1},
+    }, {"objective": "mean validation accuracy"})
+    lines = summarize_tuned(read_tuned(path)).splitlines()
+    rows = [line for line in lines if line.startswith("| ctr ") or line.startswith("| replay ")]
+    assert [row.split(" | ")[0] for row in rows] == ["| replay", "| ctr"]  # best first
+    assert rows[0].endswith("| 8 (1 failed) | epochs high |") and "| 88.00 | - |" in rows[0]
+    assert rows[1].endswith("| 8 | lr high, epochs low |") and "mask_lambda 0.7" in rows[1]
+
+
 def _files_config(tmp_path: Path, tasks, encoder_dir: str) -> Path:
     """A sequence config over local CSV files made from the synthetic tasks."""
     import csv

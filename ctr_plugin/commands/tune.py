@@ -6,7 +6,7 @@
 A trial trains a method over the first K tasks of the sequence (test splits sealed) and scores the
 mean validation accuracy over those K tasks after the K-th. Every method searches the learning
 rate and the epochs over the same ranges plus its own options' ranges (``--show-space`` prints
-them). Trials are journaled (``--storage``), so an interrupted call continues where it stopped.
+them; ``--summary`` prints the tuned file as a table). Trials are journaled (``--storage``), so an interrupted call continues where it stopped.
 The chosen options go to ``<config stem>.tuned.yaml`` beside the config (in the current
 directory for a config shipped inside an installed package), which ``ctr-train --tuned`` and
 ``ctr-tables --tuned`` read.
@@ -36,6 +36,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--storage", help="Optuna journal file (default: <config stem>.tuning.journal beside the config)")
     p.add_argument("--output", help="tuned-options file (default: <config stem>.tuned.yaml beside the config)")
     p.add_argument("--show-space", action="store_true", help="print every method's search space and exit")
+    p.add_argument("--summary", action="store_true", help="print the tuned-options file (--output) as a markdown table, best first, and exit")
     return p.parse_args(argv)
 
 
@@ -46,7 +47,7 @@ def main(argv=None) -> int:
     from ctr_plugin.data import load_sequence_config, load_tasks
     from ctr_plugin.errors import CTRError
     from ctr_plugin.settings import base_options
-    from ctr_plugin.tuning import best_entry, describe_search_space, tune_method, write_tuned
+    from ctr_plugin.tuning import best_entry, describe_search_space, read_tuned, summarize_tuned, tune_method, write_tuned
     from ctr_plugin.validation import EncoderCache
 
     methods = args.methods or list(METHODS)
@@ -68,6 +69,9 @@ def main(argv=None) -> int:
     beside = Path.cwd() if is_package_data(config) else config.parent
     storage = Path(args.storage) if args.storage else beside / f"{config.stem}.tuning.journal"
     output = Path(args.output) if args.output else beside / f"{config.stem}.tuned.yaml"
+    if args.summary:
+        print(summarize_tuned(read_tuned(output)))
+        return 0
     training, plugin = base_options(sequence.training, f"the config {config}", {"seed": args.seed} if args.seed is not None else {}, progress=False)
     seed = training.seed
     tasks = load_tasks(sequence, seed=seed)

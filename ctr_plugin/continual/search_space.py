@@ -8,6 +8,7 @@ says how Optuna samples one value; Optuna is imported only where a value is samp
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +26,10 @@ class LogUniform:
     def describe(self) -> str:
         return f"log-uniform [{self.low:g}, {self.high:g}]"
 
+    def edge(self, value: float) -> str | None:
+        """"low" or "high" when ``value`` lies in the outer tenth of the range (in log space)."""
+        return _edge(math.log(value), math.log(self.low), math.log(self.high))
+
 
 @dataclass(frozen=True)
 class Uniform:
@@ -39,6 +44,10 @@ class Uniform:
     def describe(self) -> str:
         return f"uniform [{self.low:g}, {self.high:g}]"
 
+    def edge(self, value: float) -> str | None:
+        """"low" or "high" when ``value`` lies in the outer tenth of the range."""
+        return _edge(value, self.low, self.high)
+
 
 @dataclass(frozen=True)
 class Choice:
@@ -51,6 +60,17 @@ class Choice:
 
     def describe(self) -> str:
         return "one of {" + ", ".join(str(v) for v in self.values) + "}"
+
+    def edge(self, value: Any) -> str | None:
+        """"low" or "high" when ``value`` is the smallest or largest of several numbers."""
+        if len(self.values) < 2 or not all(isinstance(v, (int, float)) for v in self.values):
+            return None
+        return "low" if value == min(self.values) else "high" if value == max(self.values) else None
+
+
+def _edge(value: float, low: float, high: float) -> str | None:
+    margin = (high - low) / 10
+    return "low" if value <= low + margin else "high" if value >= high - margin else None
 
 
 Distribution = LogUniform | Uniform | Choice
