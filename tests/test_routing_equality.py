@@ -177,3 +177,26 @@ def test_fast_routing_gives_the_reference_gradients_in_training(num_tasks, task_
         assert_close(fast[name], reference[name], f"gradient of {name}")
     assert all(reference[name].abs().sum() > 0 for name in ("task_capsules.w1", "transfer_routing.routes", "transfer_routing.previous_code.convs.0.weight", "input"))
 
+
+
+@pytest.mark.parametrize("padded", [False, True])
+def test_inference_takes_the_max_alone_and_gives_the_training_path_values(padded):
+    """Without a gradient the routing keeps no argmax positions (``amax``), and with no padding in
+    the batch it skips the mask: both give what the autograd function and a per-group convolution
+    give."""
+    torch.manual_seed(0)
+    N, G, C, L, filters, K = 3, 4, 3, 9, 5, 2
+    lengths = torch.tensor([9, 5, 2]) if padded else torch.full((N,), L)
+    valid = torch.arange(L)[None, None, :] < lengths[:, None, None]  # (N, 1, L)
+    x = torch.randn(N, G, C, L, dtype=torch.float64) * valid[:, :, None, :]  # zero at padding
+    weight, bias = torch.randn(G, filters, C, K, dtype=torch.float64), torch.randn(filters, dtype=torch.float64)
+    expected = torch.stack([
+        F.conv1d(F.pad(x[:, g], (0, K - 1)), weight[g], bias).masked_fill(~valid[:, 0, None, :], float("-inf")).amax(-1).clamp_min(0)
+        for g in range(G)
+    ], dim=1)
+    with torch.no_grad():
+        inferred = ctr_module.conv_max_over_time(x, weight, bias, valid)
+    trained = ctr_module.conv_max_over_time(x.clone().requires_grad_(), weight, bias, valid)
+    assert trained.grad_fn is not None and inferred.grad_fn is None
+    assert_close(inferred, expected, "inference")
+    assert_close(trained.detach(), expected, "training path")

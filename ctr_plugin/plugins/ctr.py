@@ -130,17 +130,10 @@ class ConvMaxOverTime(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-        N, G, C, L = x.shape
-        filters, K = weight.shape[1], weight.shape[3]
+        K = weight.shape[3]
         padded = F.pad(x, (0, K - 1))  # (N, G, C, L + K - 1)
-        valid = valid.expand(N, G, L)
-        step = max(1, FEATURE_MAP_CHUNK // max(1, N * filters * L))  # groups per chunk
         best, where = [], []
-        for g in range(0, G, step):
-            n = min(step, G - g)
-            feats = F.conv1d(padded[:, g : g + n].reshape(N, n * C, L + K - 1), weight[g : g + n].reshape(n * filters, C, K), bias.repeat(n), groups=n)
-            # A window that starts on padding never wins (with ReLU after the max, as with it before).
-            feats = feats.view(N, n, filters, L).masked_fill_(~valid[:, g : g + n, None, :], float("-inf"))
+        for feats in _feature_maps(padded, weight, bias, valid):
             value, index = feats.max(dim=3)
             best.append(value)
             where.append(index)
@@ -172,6 +165,33 @@ class ConvMaxOverTime(torch.autograd.Function):
         return grad_x, grad_weight, grad_bias, None
 
 
+def _feature_maps(padded: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, valid: torch.Tensor):
+    """The routing feature map relu-less, (N, n, F, L) per chunk of n groups, with the windows that
+    start on padding at -inf (so they never win the max over time). ``padded``: x right-padded by
+    K - 1 zeros. The mask pass is skipped when every start is a real token (one check per call)."""
+    N, G, C, padded_length = padded.shape
+    filters, K = weight.shape[1], weight.shape[3]
+    L = padded_length - K + 1
+    masked = not bool(valid.all())
+    valid = valid.expand(N, G, L)
+    step = max(1, FEATURE_MAP_CHUNK // max(1, N * filters * L))  # groups per chunk
+    for g in range(0, G, step):
+        n = min(step, G - g)
+        feats = F.conv1d(padded[:, g : g + n].reshape(N, n * C, padded_length), weight[g : g + n].reshape(n * filters, C, K), bias.repeat(n), groups=n)
+        feats = feats.view(N, n, filters, L)
+        # A window that starts on padding never wins (with ReLU after the max, as with it before).
+        yield feats.masked_fill_(~valid[:, g : g + n, None, :], float("-inf")) if masked else feats
+
+
+def conv_max_over_time(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """``ConvMaxOverTime`` where a gradient is needed; without one (inference), the same values
+    from the max alone (no argmax positions kept)."""
+    if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad or bias.requires_grad):
+        return ConvMaxOverTime.apply(x, weight, bias, valid)
+    padded = F.pad(x, (0, weight.shape[3] - 1))
+    return torch.cat([feats.amax(dim=3) for feats in _feature_maps(padded, weight, bias, valid)], dim=1).clamp_min(0)
+
+
 class TokenCNN(nn.Module):
     """Kim-style sentence encoder over the tokens: Conv1d per kernel size, ReLU, max over time.
 
@@ -196,7 +216,7 @@ class TokenCNN(nn.Module):
         codes = []
         for conv in self.convs:
             composed = torch.einsum("fjw,gjc->gfcw", conv.weight, routes)  # (G, filters, c, kernel)
-            codes.append(ConvMaxOverTime.apply(p, composed, conv.bias, valid))
+            codes.append(conv_max_over_time(p, composed, conv.bias, valid))
         return torch.cat(codes, dim=2)
 
 
