@@ -70,7 +70,8 @@ def main(argv=None) -> int:
     storage = Path(args.storage) if args.storage else beside / f"{config.stem}.tuning.journal"
     output = Path(args.output) if args.output else beside / f"{config.stem}.tuned.yaml"
     if args.summary:
-        print(summarize_tuned(read_tuned(output)))
+        # the file this command writes; else (an installed package, nothing tuned here yet) the shipped one
+        print(summarize_tuned(read_tuned(output if output.is_file() or args.output else config.stem)))
         return 0
     training, plugin = base_options(sequence.training, f"the config {config}", {"seed": args.seed} if args.seed is not None else {}, progress=False)
     seed = training.seed
