@@ -200,3 +200,51 @@ def test_inference_takes_the_max_alone_and_gives_the_training_path_values(padded
     assert trained.grad_fn is not None and inferred.grad_fn is None
     assert_close(inferred, expected, "inference")
     assert_close(trained.detach(), expected, "training path")
+
+
+@pytest.mark.parametrize("chunk", [None, 1])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_masked_routing_with_an_example_of_no_real_token(dtype, chunk, monkeypatch):
+    """The padding mask (an extra input per window, the dtype's lowest value at padding starts)
+    gives autograd's values and gradients of a -inf masked convolution + max, also for an example
+    whose every start is padding: code 0 and no gradient, in float64 as in float32, with the
+    feature map computed whole or one group and example at a time."""
+    if chunk is not None:
+        monkeypatch.setattr(ctr_module, "FEATURE_MAP_CHUNK", chunk)
+    torch.manual_seed(1)
+    N, G, C, L, filters, K = 4, 3, 3, 9, 5, 3
+    lengths = torch.tensor([9, 0, 4, 1])
+    valid = torch.arange(L)[None, None, :] < lengths[:, None, None]  # (N, 1, L)
+    x = (torch.randn(N, G, C, L, dtype=dtype) * valid[:, :, None, :]).requires_grad_()
+    weight = torch.randn(G, filters, C, K, dtype=dtype, requires_grad=True)
+    bias = (torch.randn(filters, dtype=dtype) + 1.0).requires_grad_()  # mostly positive: padding windows would win if not masked
+    upstream = torch.randn(N, G, filters, dtype=dtype)
+
+    def grads(code):
+        (code * upstream).sum().backward()
+        out = [code.detach(), x.grad.clone(), weight.grad.clone(), bias.grad.clone()]
+        x.grad = weight.grad = bias.grad = None
+        return out
+
+    fast = grads(ctr_module.conv_max_over_time(x, weight, bias, valid))
+    expected = grads(torch.stack([
+        F.conv1d(F.pad(x[:, g], (0, K - 1)), weight[g], bias).masked_fill(~valid[:, 0, None, :], float("-inf")).amax(-1).clamp_min(0)
+        for g in range(G)
+    ], dim=1))
+    for what, a, b in zip(("code", "x", "weight", "bias"), fast, expected):
+        assert_close(a, b, f"{what}")
+    assert (fast[0][1] == 0).all() and (fast[1][1] == 0).all()  # the example of no real token
+    assert (fast[0][0] > 0).any() and fast[1][2].abs().sum() > 0
+    with torch.no_grad():
+        assert_close(ctr_module.conv_max_over_time(x, weight, bias, valid), expected[0], "inference")
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
+def test_max_and_first_index_is_torch_max(dtype):
+    """The vectorised max with indices gives torch's values and the first index of each maximum."""
+    feats = torch.randint(-3, 4, (2, 5, 7, 11)).to(dtype)  # small integers: many ties
+    feats[0, 0, 0] = float("-inf")
+    value, index = ctr_module._max_and_first_index(feats.clone())
+    torch.testing.assert_close(value, feats.amax(-1))
+    first = torch.stack([(row == row.max()).nonzero()[0, 0] for row in feats.reshape(-1, 11)]).view(2, 5, 7)
+    assert torch.equal(index, first)
