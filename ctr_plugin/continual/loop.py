@@ -231,7 +231,8 @@ def _train_task(model: ContinualModel, method: ContinualMethod, data: TaskData, 
             curve.steps += 1
             step_loss = loss.item()
             epoch_loss += step_loss
-            accelerator.log({"train/loss": step_loss, "train/lr": scheduler.get_last_lr()[0]}, step=first_step + curve.steps)
+            if accelerator.trackers:  # none configured (--report-to none): nothing to build or send each step
+                accelerator.log({"train/loss": step_loss, "train/lr": scheduler.get_last_lr()[0]}, step=first_step + curve.steps)
             bar.set_postfix(loss=f"{step_loss:.3f}")
         curve.train_loss.append(round(epoch_loss / max(1, num_batches), 5))
         if not len(data.validation):  # no validation data (a task given from Python): keep the last epoch
