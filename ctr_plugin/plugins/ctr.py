@@ -40,7 +40,7 @@ from torch import nn
 from .base import Plugin, PluginConfig
 from .context import PluginContext
 
-FEATURE_MAP_CHUNK = 1 << 17  # elements of routing feature map computed at once (512 KB in float32: in a core's L2 cache)
+FEATURE_MAP_CHUNK = 1 << 18  # elements of routing feature map computed at once (1 MB in float32: about a core's L2 cache)
 
 
 def _uniform(*shape: int, fan_in: int) -> torch.Tensor:
@@ -144,20 +144,25 @@ class ConvMaxOverTime(torch.autograd.Function):
         padded, weight, where, positive = ctx.saved_tensors
         N, G, C, padded_length = padded.shape
         filters, K = weight.shape[1], weight.shape[3]
-        grad = (grad * positive).to(padded.dtype)  # ReLU: nothing flows where the best window is <= 0
-        # The winning window of (n, g, f) is x[n, g, :, where : where + K]: its K positions per channel.
-        positions = (where[..., None] + torch.arange(K, device=where.device))[:, :, None].expand(N, G, C, filters, K)
+        L = padded_length - K + 1
+        grad = (grad * positive).to(padded.dtype)[:, :, None, None, :]  # ReLU: nothing flows where the best window is <= 0; (N, G, 1, 1, F)
+        # The winning window of (n, g, f) is x[n, g, :, where : where + K]: input (c, k) of window l
+        # is windows[n, g, c, k, l], so every gather and scatter below runs along the last axis.
+        index = where[:, :, None, None, :].expand(N, G, C, K, filters)
         grad_x = grad_weight = grad_bias = None
         if ctx.needs_input_grad[1]:
-            windows = padded[:, :, :, None, :].expand(N, G, C, filters, padded_length).gather(4, positions)  # (N, G, C, F, K)
-            grad_weight = torch.einsum("ngf,ngcfk->gfck", grad, windows).to(ctx.input_dtypes[1])
+            windows = padded.unfold(3, K, 1).transpose(3, 4)  # (N, G, C, K, L), a view
+            winners = windows.gather(4, index)  # (N, G, C, K, F)
+            grad_weight = (grad * winners).sum(0).permute(0, 3, 1, 2).to(ctx.input_dtypes[1])  # (G, F, C, K)
         if ctx.needs_input_grad[2]:
-            grad_bias = grad.sum(dim=(0, 1)).to(ctx.input_dtypes[2])
+            grad_bias = grad.sum(dim=(0, 1)).view(filters).to(ctx.input_dtypes[2])
         if ctx.needs_input_grad[0]:
-            spread = grad[:, :, None, :, None] * weight.to(padded.dtype).transpose(1, 2)[None]  # (N, G, C, F, K)
-            grad_padded = padded.new_zeros(N, G, C, padded_length)
-            grad_padded.scatter_add_(3, positions.reshape(N, G, C, filters * K), spread.reshape(N, G, C, filters * K))
-            grad_x = grad_padded[..., : padded_length - K + 1].to(ctx.input_dtypes[0])
+            spread = grad * weight.to(padded.dtype).permute(0, 2, 3, 1)  # (N, G, C, K, F): what window where gets at (c, k)
+            grad_windows = padded.new_zeros(N, G, C, K, L).scatter_add_(4, index, spread)
+            grad_x = grad_windows[:, :, :, 0].clone()  # window l's input (c, k) is x[..., c, l + k]: sum the shifted grads
+            for k in range(1, K):
+                grad_x[..., k:] += grad_windows[:, :, :, k, : L - k]
+            grad_x = grad_x.to(ctx.input_dtypes[0])
         return grad_x, grad_weight, grad_bias, None, None
 
 
