@@ -64,7 +64,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--before", default="HEAD")
     parser.add_argument("--reps", type=int, default=9)
-    parser.add_argument("--chunks", default="131072")
+    parser.add_argument("--chunks", default=str(after.FEATURE_MAP_CHUNK), help="FEATURE_MAP_CHUNK values to try (default: the working tree's)")
     parser.add_argument("--shapes", default="1,10,50,cur")
     args = parser.parse_args()
     torch.set_num_threads(1)
