@@ -55,12 +55,14 @@ def test_multiply_adds_are_those_torch_counts(kind, tasks, tiny_bert_dir):
     if kind != "ctr":
         assert counts.training_step == step
     else:
-        # The argmax backward's input gradient spreads each winning window's gradient with an
-        # elementwise product, and the current-task CNN's weight gradient (one example per group)
-        # is one too: multiply-adds the counter, which sees matrix products only, does not count.
+        # The argmax backward works on the winning windows with elementwise products: it spreads
+        # each window's gradient to its inputs, and forms both CNNs' weight gradients as products
+        # with the gathered windows, summed over the examples: multiply-adds the counter, which
+        # sees matrix products only, does not count.
         windows = config.routing_filters * config.capsule_size * sum(config.routing_kernel_sizes)
-        spread, current_weights = 3 * (tasks + 1) * windows, 3 * windows  # per plugin, batch 3
-        assert counts.training_step - step == len(model.plugins) * (spread + current_weights)
+        spread = 3 * (tasks + 1) * windows  # per plugin, batch 3: every learned task's CNN_prev and CNN_cur
+        previous_weights, current_weights = 3 * tasks * windows, 3 * windows
+        assert counts.training_step - step == len(model.plugins) * (spread + previous_weights + current_weights)
 
 
 def test_bench_quick_runs_every_configuration_and_prints_the_arithmetic_beside_the_ratios(tmp_path):

@@ -239,6 +239,37 @@ def test_masked_routing_with_an_example_of_no_real_token(dtype, chunk, monkeypat
         assert_close(ctr_module.conv_max_over_time(x, weight, bias, valid), expected[0], "inference")
 
 
+@pytest.mark.parametrize("masked", [False, True])
+@pytest.mark.parametrize("length", [1, 2, 3, 4])
+def test_texts_shorter_than_the_kernel_give_autograds_values_and_gradients(length, masked):
+    """A batch whose longest text has fewer positions than the kernel (a one-word text through
+    the routing's K = 5 filters): every window runs into the right padding, and the backward
+    gives autograd's gradients of the plain convolution + max, padded or not."""
+    torch.manual_seed(2)
+    N, G, C, filters, K = 3, 2, 3, 4, 5
+    lengths = torch.tensor([length, max(1, length - 1), length]) if masked else torch.full((N,), length)
+    valid = torch.arange(length)[None, None, :] < lengths[:, None, None]  # (N, 1, L)
+    x = (torch.randn(N, G, C, length, dtype=torch.float64) * valid[:, :, None, :]).requires_grad_()
+    weight = torch.randn(G, filters, C, K, dtype=torch.float64, requires_grad=True)
+    bias = (torch.randn(filters, dtype=torch.float64) + 1.0).requires_grad_()
+    upstream = torch.randn(N, G, filters, dtype=torch.float64)
+
+    def grads(code):
+        (code * upstream).sum().backward()
+        out = [code.detach(), x.grad.clone(), weight.grad.clone(), bias.grad.clone()]
+        x.grad = weight.grad = bias.grad = None
+        return out
+
+    fast = grads(ctr_module.conv_max_over_time(x, weight, bias, valid))
+    expected = grads(torch.stack([
+        F.conv1d(F.pad(x[:, g], (0, K - 1)), weight[g], bias).masked_fill(~valid[:, 0, None, :], float("-inf")).amax(-1).clamp_min(0)
+        for g in range(G)
+    ], dim=1))
+    for what, a, b in zip(("code", "x", "weight", "bias"), fast, expected):
+        assert_close(a, b, f"{what}")
+    assert fast[1].abs().sum() > 0 and fast[2].abs().sum() > 0  # gradients do flow
+
+
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
 def test_max_and_first_index_is_torch_max(dtype):
     """The vectorised max with indices gives torch's values and the first index of each maximum."""

@@ -160,7 +160,7 @@ class ConvMaxOverTime(torch.autograd.Function):
             spread = grad * weight.to(padded.dtype).permute(0, 2, 3, 1)  # (N, G, C, K, F): what window where gets at (c, k)
             grad_windows = padded.new_zeros(N, G, C, K, L).scatter_add_(4, index, spread)
             grad_x = grad_windows[:, :, :, 0].clone()  # window l's input (c, k) is x[..., c, l + k]: sum the shifted grads
-            for k in range(1, K):
+            for k in range(1, min(K, L)):  # offsets k >= L reach only the right padding
                 grad_x[..., k:] += grad_windows[:, :, :, k, : L - k]
             grad_x = grad_x.to(ctx.input_dtypes[0])
         return grad_x, grad_weight, grad_bias, None, None
