@@ -202,6 +202,15 @@ def test_inference_takes_the_max_alone_and_gives_the_training_path_values(padded
     assert_close(trained.detach(), expected, "training path")
 
 
+def _code_and_grads(code, upstream, *leaves):
+    """The code and the gradients of (code * upstream).sum() for ``leaves``, which are reset."""
+    (code * upstream).sum().backward()
+    out = [code.detach()] + [leaf.grad.clone() for leaf in leaves]
+    for leaf in leaves:
+        leaf.grad = None
+    return out
+
+
 @pytest.mark.parametrize("chunk", [None, 1])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_masked_routing_with_an_example_of_no_real_token(dtype, chunk, monkeypatch):
@@ -220,17 +229,11 @@ def test_masked_routing_with_an_example_of_no_real_token(dtype, chunk, monkeypat
     bias = (torch.randn(filters, dtype=dtype) + 1.0).requires_grad_()  # mostly positive: padding windows would win if not masked
     upstream = torch.randn(N, G, filters, dtype=dtype)
 
-    def grads(code):
-        (code * upstream).sum().backward()
-        out = [code.detach(), x.grad.clone(), weight.grad.clone(), bias.grad.clone()]
-        x.grad = weight.grad = bias.grad = None
-        return out
-
-    fast = grads(ctr_module.conv_max_over_time(x, weight, bias, valid))
-    expected = grads(torch.stack([
+    fast = _code_and_grads(ctr_module.conv_max_over_time(x, weight, bias, valid), upstream, x, weight, bias)
+    expected = _code_and_grads(torch.stack([
         F.conv1d(F.pad(x[:, g], (0, K - 1)), weight[g], bias).masked_fill(~valid[:, 0, None, :], float("-inf")).amax(-1).clamp_min(0)
         for g in range(G)
-    ], dim=1))
+    ], dim=1), upstream, x, weight, bias)
     for what, a, b in zip(("code", "x", "weight", "bias"), fast, expected):
         assert_close(a, b, f"{what}")
     assert (fast[0][1] == 0).all() and (fast[1][1] == 0).all()  # the example of no real token
@@ -254,17 +257,11 @@ def test_texts_shorter_than_the_kernel_give_autograds_values_and_gradients(lengt
     bias = (torch.randn(filters, dtype=torch.float64) + 1.0).requires_grad_()
     upstream = torch.randn(N, G, filters, dtype=torch.float64)
 
-    def grads(code):
-        (code * upstream).sum().backward()
-        out = [code.detach(), x.grad.clone(), weight.grad.clone(), bias.grad.clone()]
-        x.grad = weight.grad = bias.grad = None
-        return out
-
-    fast = grads(ctr_module.conv_max_over_time(x, weight, bias, valid))
-    expected = grads(torch.stack([
+    fast = _code_and_grads(ctr_module.conv_max_over_time(x, weight, bias, valid), upstream, x, weight, bias)
+    expected = _code_and_grads(torch.stack([
         F.conv1d(F.pad(x[:, g], (0, K - 1)), weight[g], bias).masked_fill(~valid[:, 0, None, :], float("-inf")).amax(-1).clamp_min(0)
         for g in range(G)
-    ], dim=1))
+    ], dim=1), upstream, x, weight, bias)
     for what, a, b in zip(("code", "x", "weight", "bias"), fast, expected):
         assert_close(a, b, f"{what}")
     assert fast[1].abs().sum() > 0 and fast[2].abs().sum() > 0  # gradients do flow

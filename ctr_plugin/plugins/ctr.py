@@ -240,8 +240,9 @@ class TokenCNN(nn.Module):
 
     It reads pre-route vectors U = R p (p: c task-capsule channels, R: N*c x c route matrices) and
     computes CNN(U) as a convolution over p with the composed weights W R: the route matrices are
-    folded into the convolution (c input channels instead of N*c), one grouped convolution over
-    every group's own R. Gradients reach W and R through the composition.
+    folded into the convolution (c input channels instead of N*c), every group with its own R, run
+    as batched matrix products (``conv_max_over_time``). Gradients reach W and R through the
+    composition.
 
     Padding-invariant: padded positions of p are zero and act exactly like the convolution's own
     zero padding, and only windows that start on a real token enter the max, so a text gives the
