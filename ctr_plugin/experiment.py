@@ -17,6 +17,7 @@ Under ``accelerate launch`` every process runs this function; only the main one 
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -84,6 +85,38 @@ def _resume_state(output_dir: Path, tasks, settings: RunSettings):
     return model, results
 
 
+RESUME_MUST_MATCH = ("method", "method_options", "encoder", "seed", "training")
+
+
+def _check_resumed_options(output_dir: Path, run: dict) -> None:
+    """Refuse to resume with options other than those the interrupted run trained its tasks with.
+
+    A resumed run re-derives its options from the command it recorded, so a config or tuned-options
+    file edited since would otherwise change the method half-way through a sequence, silently.
+    Only the progress bars may differ.
+    """
+    path = output_dir / RESULTS_FILE
+    if not path.is_file():
+        return
+    recorded = results_file.read(path)
+    now = json.loads(json.dumps({k: run[k] for k in RESUME_MUST_MATCH}))  # tuples as lists, as recorded
+    changed = []
+    for key in RESUME_MUST_MATCH:
+        old, new = recorded.get(key), now[key]
+        if key == "training":
+            old, new = ({k: v for k, v in (d or {}).items() if k != "progress"} for d in (old, new))
+        if isinstance(old, dict) and isinstance(new, dict):
+            changed += [f"{key}.{k}: {old.get(k)!r} then, {new.get(k)!r} now" for k in sorted(old.keys() | new.keys()) if old.get(k) != new.get(k)]
+        elif old != new:
+            changed.append(f"{key}: {old!r} then, {new!r} now")
+    if changed:
+        raise CTRError(
+            f"Cannot resume {output_dir}: its completed tasks were trained with other options than this command now "
+            f"gives ({'; '.join(changed)}), e.g. because a config or tuned-options file changed since. Restore that "
+            f"file to continue the run as it started, or start a new --output-dir. Nothing in {output_dir} was changed."
+        )
+
+
 class RunInterrupted(KeyboardInterrupt):
     """Ctrl-C during a run; the message says what the output directory holds now."""
 
@@ -139,6 +172,8 @@ def run(tasks, settings: RunSettings, output_dir: str | os.PathLike, source: dic
         "truncated_texts": truncated,
         "provenance": provenance(),
     }
+    if settings.resume:
+        _check_resumed_options(output_dir, base)
     if settings.from_checkpoint:
         base["continued_from"] = str(settings.from_checkpoint)
         base["earlier_tasks"] = _earlier_tasks(settings.from_checkpoint, tasks)

@@ -87,3 +87,23 @@ def test_resume_refuses_a_directory_without_a_recorded_run(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     code, _, err = call("train", ["--resume", str(tmp_path / "empty")], capsys)
     assert code == 2 and "command.json" in err
+
+
+def test_resume_refuses_options_other_than_those_the_completed_tasks_were_trained_with(tiny_bert_dir, three_tasks, tmp_path, monkeypatch):
+    from ctr_plugin.continual.methods.ctr import CTR
+
+    original = CTR.loss
+    monkeypatch.setattr(CTR, "loss", lambda self, model, logits, labels, step: original(self, model, logits, labels, step) * (float("nan") if step.task == 1 else 1.0))
+    settings = RunSettings(encoder=tiny_bert_dir, training=TrainingConfig(epochs=1, lr=1e-3, progress=False), plugin=TINY_PLUGIN)
+    with pytest.raises(CTRError):  # stops in the second task: the first is in the checkpoint
+        run(three_tasks, settings, tmp_path / "run")
+    monkeypatch.setattr(CTR, "loss", original)
+    kept = {p: p.read_bytes() for p in sorted((tmp_path / "run").rglob("*")) if p.is_file()}
+
+    edited = RunSettings(encoder=tiny_bert_dir, training=TrainingConfig(epochs=1, lr=3e-3, progress=False), plugin=TINY_PLUGIN, resume=True)
+    with pytest.raises(CTRError, match=r"training\.lr: 0\.001 then, 0\.003 now.*Nothing in .* was changed"):
+        run(three_tasks, edited, tmp_path / "run")
+    assert {p: p.read_bytes() for p in sorted((tmp_path / "run").rglob("*")) if p.is_file()} == kept
+
+    same = RunSettings(encoder=tiny_bert_dir, training=TrainingConfig(epochs=1, lr=1e-3, progress=True), plugin=TINY_PLUGIN, resume=True)
+    assert run(three_tasks, same, tmp_path / "run")["completed_tasks"] == 3  # the progress bars may differ
