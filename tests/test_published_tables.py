@@ -78,18 +78,20 @@ def test_reproducibility_md_quotes_the_committed_tables():
             if name in methods and len(cells) >= 4:  # | method | runs | acc ± std [lo, hi] | mF1 ± std [lo, hi] | ...
                 row = methods[name]
                 assert int(cells[1]) == int(row["runs"]), (grid.name, name)
-                for cell, metric in ((cells[2], "final_acc"), (cells[3], "final_mf1")):
-                    mean, std, lo, hi = re.fullmatch(rf"({NUMBER}) ± ({NUMBER}) \[({NUMBER}), ({NUMBER})\]", cell).groups()
+                for cell, metric in ((cells[2], "final_acc"), (cells[3], "final_mf1")):  # one run: its score alone
+                    mean, std, lo, hi = re.fullmatch(rf"({NUMBER})(?: ± ({NUMBER}) \[({NUMBER}), ({NUMBER})\])?", cell).groups()
+                    assert (std is None) == (row[f"{metric}_ci_low"] == ""), (grid.name, name, metric, "a CI exactly where the table has one")
                     for shown, key in ((mean, "mean"), (std, "std"), (lo, "ci_low"), (hi, "ci_high")):
-                        assert same(shown, row[f"{metric}_{key}"], 2), (grid.name, name, metric, key, shown)
+                        assert shown is None or same(shown, row[f"{metric}_{key}"], 2), (grid.name, name, metric, key, shown)
                 checked += 1
             elif " − " in cells[0] and re.fullmatch(r"\d+", cells[1]):  # | ref − method | n | Δ [lo, hi] | w / l | verdict |
                 reference, method = cells[0].split(" − ")
                 c = comparison(grid, reference, method)
-                mean, lo, hi = re.fullmatch(rf"({NUMBER}) \[({NUMBER}), ({NUMBER})\]", cells[2]).groups()
+                mean, lo, hi = re.fullmatch(rf"({NUMBER})(?: \[({NUMBER}), ({NUMBER})\])?", cells[2]).groups()
                 assert int(cells[1]) == int(c["matched_runs"]), (grid.name, cells[0])
+                assert (lo is None) == (c["ci_low"] == ""), (grid.name, cells[0], "a CI exactly where the table has one")
                 for shown, key in ((mean, "mean_difference"), (lo, "ci_low"), (hi, "ci_high")):
-                    assert same(shown, c[key], 2), (grid.name, cells[0], key, shown)
+                    assert shown is None or same(shown, c[key], 2), (grid.name, cells[0], key, shown)
                 assert cells[3] == f"{c['wins']} / {c['losses']}" and cells[4] == c["verdict"], (grid.name, cells[0])
                 checked += 1
     assert checked >= 10  # the doc's tables were found and read, not skipped
