@@ -39,24 +39,28 @@ VARIANTS: dict[str, dict[str, dict]] = {
     "layernorm_frozen": {"plugin": {"train_layernorm": False}},
     "no_up_relu+mask_lr_x50": {"plugin": {"tsm_activation": "none"}, "method": {"mask_lr_scale": 50.0}},
     "freeze_old_capsules": {"plugin": {"freeze_old_capsules": True}},
+    # The reference code builds the plugins inside transformers' BertModel, whose _init_weights
+    # draws every nn.Embedding (HAT's e_t included) from N(0, initializer_range = 0.02).
+    "mask_init_0.02": {"plugin": {"mask_init_std": 0.02}},
 }
 # Most telling first: cells run variant by variant, every seed of a variant before the next.
-HAT_VARIANTS = ["paper", "no_up_relu", "mask_lr_x50", "no_up_relu+mask_lr_x50", "masks_open", "lambda_0", "anneal_task",
+HAT_VARIANTS = ["paper", "mask_init_0.02", "no_up_relu", "mask_lr_x50", "no_up_relu+mask_lr_x50", "masks_open", "lambda_0", "anneal_task",
                 "layernorm_frozen", "mask_lr_x10"]
 STAGES = {
-    "task1": {"tasks": 1, "cells": {"adapter_one": ["paper"], "adapter_hat": HAT_VARIANTS, "ctr": HAT_VARIANTS[:6]}},
+    "task1": {"tasks": 1, "cells": {"adapter_one": ["paper"], "adapter_hat": HAT_VARIANTS, "ctr": HAT_VARIANTS[:7]}},
     # The second task alone: can each method learn it from scratch (vs. after the first task)?
     "task2_alone": {"tasks": 1, "skip": 1, "cells": {
         "adapter_one": ["paper"],
-        "adapter_hat": ["paper", "no_up_relu", "masks_open", "anneal_task", "lambda_0", "no_up_relu+mask_lr_x50"],
-        "ctr": ["paper", "no_up_relu", "masks_open"],
+        "adapter_hat": ["paper", "mask_init_0.02", "no_up_relu", "masks_open", "anneal_task", "lambda_0",
+                        "no_up_relu+mask_lr_x50"],
+        "ctr": ["paper", "mask_init_0.02", "no_up_relu", "masks_open"],
     }},
     "task3": {
         "tasks": 3,
         "cells": {
             "adapter_one": ["paper"],
-            "adapter_hat": ["paper", "mask_lr_x50", "anneal_task"],
-            "ctr": ["paper", "mask_lr_x50", "freeze_old_capsules", "layernorm_frozen", "anneal_task", "no_up_relu"],
+            "adapter_hat": ["paper", "mask_init_0.02", "mask_lr_x50", "anneal_task"],
+            "ctr": ["paper", "mask_init_0.02", "mask_lr_x50", "freeze_old_capsules", "layernorm_frozen", "anneal_task", "no_up_relu"],
         },
     },
 }

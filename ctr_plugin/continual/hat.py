@@ -91,23 +91,30 @@ def accumulate_masks(model: nn.Module, task: int, s_max: float) -> None:
 def mask_usage(model: nn.Module, s_max: float) -> dict[str, list[float]]:
     """How much of the task-specific module each task claims, over every mask of every plugin:
     ``open`` (per task: share of units with m_t > 0.5 at s_max), ``used`` (share with
-    m_pre > 0.5 after the tasks so far) and ``embedding_abs_mean`` (per task: mean |e_t|)."""
+    m_pre > 0.5 after the tasks so far), ``used_after`` (per task t: share open for at least one
+    task up to t, the capacity claimed after t at s_max) and ``embedding_abs_mean`` (per task:
+    mean |e_t|)."""
     plugins = masked_plugins(model)
     if not plugins:
         return {}
     num_tasks = len(plugins[0].masks.embeddings[0])
-    open_units, magnitude = [0.0] * num_tasks, [0.0] * num_tasks
+    open_units, magnitude, used_after = [0.0] * num_tasks, [0.0] * num_tasks, [0.0] * num_tasks
     used, total = 0.0, 0
     for plugin in plugins:
         for i, per_task in enumerate(plugin.masks.embeddings):
+            claimed = torch.zeros_like(per_task[0], dtype=torch.bool)
             for t, e in enumerate(per_task):
-                open_units[t] += float((torch.sigmoid(s_max * e) > 0.5).sum())
+                opened = torch.sigmoid(s_max * e) > 0.5
+                claimed |= opened
+                open_units[t] += float(opened.sum())
+                used_after[t] += float(claimed.sum())
                 magnitude[t] += float(e.abs().sum())
             used += float((plugin.masks.cumulative(i) > 0.5).sum())
             total += plugin.masks.sizes[i]
     return {
         "open": [round(n / total, 4) for n in open_units],
         "used": round(used / total, 4),
+        "used_after": [round(n / total, 4) for n in used_after],
         "embedding_abs_mean": [round(m / total, 4) for m in magnitude],
     }
 
