@@ -9,22 +9,21 @@
     model = ContinualModel.from_pretrained("my_checkpoint")
     model.predict(["The zoom is superb."], task="laptops")
 
-``ContinualTrainer`` (``ctr_plugin.hf_trainer``) trains a task with ``transformers.Trainer``.
+``ContinualTrainer`` (``ctr_plugin.continual.trainer``) trains a task with ``transformers.Trainer``.
 """
 
-__version__ = "0.1.0"  # the one place the version is written (pyproject.toml reads it)
-
-from .api import ContinualLearner, as_task_data, get_continual_model
-from .continual.loop import ContinualResults, TrainingConfig
-from .continual.methods import METHODS, ContinualMethod, get_method
-from .errors import CheckpointError, CTRError, DataError, TaskError
-from .model import ContinualModel, Prediction, UnprotectedTrainingWarning
-from .plugins import PluginConfig
+from ctr_plugin._version import __version__ as __version__
+from ctr_plugin.continual.learner import ContinualLearner, as_task_data, get_continual_model
+from ctr_plugin.continual.loop import ContinualResults, TrainingConfig
+from ctr_plugin.continual.methods import METHODS, ContinualMethod, get_method
+from ctr_plugin.errors import CheckpointError, CTRError, DataError, TaskError
+from ctr_plugin.modeling.model import ContinualModel, Prediction, UnprotectedTrainingWarning
+from ctr_plugin.plugins import PluginConfig
 
 
 def __getattr__(name: str):
     if name == "ContinualTrainer":  # imports transformers' Trainer (and with it accelerate, datasets ...) only when used
-        from .hf_trainer import ContinualTrainer
+        from ctr_plugin.continual.trainer import ContinualTrainer
 
         return ContinualTrainer
     raise AttributeError(f"module 'ctr_plugin' has no attribute {name!r}")

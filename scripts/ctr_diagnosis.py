@@ -4,7 +4,7 @@
 Each variant changes one knob of the paper's setting (or combines knobs named in its label) for
 ``adapter_hat`` (CTR's HAT-masked module alone) and ``ctr``; ``adapter_one`` is the reference.
 Stage ``task1`` trains the first task of the sequence alone (plasticity); stage ``task3`` the
-first three (plasticity and forgetting). Test splits are sealed (``ctr_plugin.validation``).
+first three (plasticity and forgetting). Test splits are sealed (``ctr_plugin.experiments.validation_runs``).
 
     python scripts/ctr_diagnosis.py --stage task1 --seeds 0 1 2       # runs, appended to docs/ctr_diagnosis/runs.jsonl
     python scripts/ctr_diagnosis.py --report                          # docs/ctr_diagnosis/table.md from the runs
@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ctr_plugin.cli import run_main, setup_logging
+from ctr_plugin.commands.runner import run_main, setup_logging
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "docs" / "ctr_diagnosis"
@@ -92,8 +92,8 @@ def main() -> int:
 
     from ctr_plugin.continual import hat
     from ctr_plugin.data import load_sequence_config, load_tasks
-    from ctr_plugin.settings import base_options
-    from ctr_plugin.validation import EncoderCache, validation_run
+    from ctr_plugin.experiments.settings import base_options
+    from ctr_plugin.experiments.validation_runs import EncoderCache, validation_run
 
     stage = STAGES[args.stage]
     sequence = load_sequence_config(args.config)
@@ -142,7 +142,7 @@ def _key(row: dict) -> tuple:
 def report(runs_file: Path) -> str:
     """Markdown: per stage, method and variant, mean ± std over seeds, and paired differences
     (over the seeds both have, 95 % t-interval) to the same method's "paper" row and to
-    adapter_one, with the verdict of ``ctr_plugin.stats``."""
+    adapter_one, with the verdict of ``ctr_plugin.reporting.stats``."""
     import numpy as np
 
     rows = _read(runs_file)
@@ -178,7 +178,7 @@ def report(runs_file: Path) -> str:
 
 def _paired(by_seed: dict[int, dict], reference: dict[int, dict] | None) -> str:
     """This cell minus ``reference`` over the seeds both have: mean [95 % CI] and the verdict."""
-    from ctr_plugin.stats import paired_comparison
+    from ctr_plugin.reporting.stats import paired_comparison
 
     if not reference:
         return ""

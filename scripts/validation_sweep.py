@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ctr_plugin.cli import run_main, setup_logging
+from ctr_plugin.commands.runner import run_main, setup_logging
 
 
 def main() -> int:
@@ -39,8 +39,8 @@ def main() -> int:
     setup_logging()
 
     from ctr_plugin.data import load_sequence_config, load_tasks
-    from ctr_plugin.settings import base_options
-    from ctr_plugin.validation import EncoderCache, validation_run
+    from ctr_plugin.experiments.settings import base_options
+    from ctr_plugin.experiments.validation_runs import EncoderCache, validation_run
 
     sequence = load_sequence_config(args.config)
     sequence.tasks = sequence.tasks[: args.tasks]

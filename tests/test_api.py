@@ -157,7 +157,7 @@ def test_every_checkpoint_carries_a_model_card_the_hub_can_read(learned, tmp_pat
 
 
 def test_the_card_names_the_bundled_encoder_and_its_licence():
-    from ctr_plugin.model_card import model_card
+    from ctr_plugin.checkpoint.model_card import model_card
 
     config = {
         "encoder": {"name_or_path": "bundled:all-MiniLM-L6-v2"},
@@ -180,7 +180,7 @@ def test_from_pretrained_takes_an_encoder_already_loaded_without_loading_another
     def refuse(*_args, **_kwargs):
         raise AssertionError("the encoder was loaded a second time")
 
-    monkeypatch.setattr("ctr_plugin.model.load_encoder", refuse)
+    monkeypatch.setattr("ctr_plugin.modeling.model.load_encoder", refuse)
     loaded = ContinualModel.from_pretrained(tmp_path / "ckpt", encoder=serving)
     assert loaded.encoder is serving
     assert loaded.predict(["good red cat"], task="colour")[0].logits == pytest.approx(model.predict(["good red cat"], task="colour")[0].logits, abs=1e-5)

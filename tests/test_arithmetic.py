@@ -13,8 +13,9 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from ctr_plugin.arithmetic import EncoderShape, multiply_adds
-from ctr_plugin.model import ContinualModel, load_encoder
+from ctr_plugin.bench.arithmetic import EncoderShape, multiply_adds
+from ctr_plugin.modeling.encoder import load_encoder
+from ctr_plugin.modeling.model import ContinualModel
 from ctr_plugin.plugins import PluginConfig
 
 from conftest import TINY_PLUGIN

@@ -22,11 +22,12 @@ import torch
 from ctr_plugin.continual.loop import TrainingConfig, evaluate
 from ctr_plugin.data import TaskSpec, build_task, load_sequence_config
 from ctr_plugin.errors import CheckpointError, CTRError, DataError, TaskError
-from ctr_plugin.experiment import RunSettings, run
-from ctr_plugin.model import CONFIG_FILE, WEIGHTS_FILE, ContinualModel, load_encoder
+from ctr_plugin.experiments.output_dir import LOCK_FILE
+from ctr_plugin.experiments.run import RunSettings, run
+from ctr_plugin.experiments.settings import base_options
+from ctr_plugin.modeling.encoder import load_encoder
+from ctr_plugin.modeling.model import CONFIG_FILE, WEIGHTS_FILE, ContinualModel
 from ctr_plugin.plugins import PluginConfig
-from ctr_plugin.run_dir import LOCK_FILE
-from ctr_plugin.settings import base_options
 
 from conftest import SPECIAL, TINY_PLUGIN, WORDS, keyword_task
 from test_cli import TINY, call, load_command, task_csv, write_csv, write_text
@@ -638,7 +639,7 @@ def test_a_seed_in_the_config_is_not_silently_replaced_by_the_flags_default(tiny
 
 
 def test_a_write_that_fails_mid_run_says_which_checkpoint_is_intact(tiny_bert_dir, tmp_path, monkeypatch):
-    import ctr_plugin.results as results_file
+    import ctr_plugin.reporting.results as results_file
 
     tasks = [keyword_task("sentiment", [["good"], ["bad"]], n_train=16, n_test=8), keyword_task("colour", [["red"], ["blue"]], n_train=16, n_test=8)]
     original = results_file.write_json_atomic

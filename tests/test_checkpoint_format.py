@@ -14,7 +14,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from ctr_plugin.model import CONFIG_FILE, FORMAT_VERSION, WEIGHTS_FILE, ContinualModel
+from ctr_plugin.modeling.model import CONFIG_FILE, FORMAT_VERSION, WEIGHTS_FILE, ContinualModel
 
 FIXTURE = Path(__file__).parent / "fixtures" / "checkpoint_v1"
 EXPECTED = json.loads((FIXTURE / "expected_logits.json").read_text())

@@ -25,7 +25,7 @@ def load_command(name: str):
 
 
 def call(command: str, argv: list[str], capsys) -> tuple[int, str, str]:
-    from ctr_plugin.cli import run_main
+    from ctr_plugin.commands.runner import run_main
 
     module = load_command(command)
     with pytest.raises(SystemExit) as exit_info:

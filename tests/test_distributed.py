@@ -25,7 +25,7 @@ import pytest
 import torch
 
 from ctr_plugin.continual.parallel import shard
-from ctr_plugin.model import ContinualModel
+from ctr_plugin.modeling.model import ContinualModel
 
 from conftest import _save_tiny_encoder, keyword_task
 from test_cli import write_csv

@@ -11,7 +11,7 @@ from ctr_plugin.continual import hat
 from ctr_plugin.continual.loop import TrainingConfig, run_sequence
 from ctr_plugin.continual.methods import Step, get_method
 from ctr_plugin.errors import CTRError
-from ctr_plugin.model import load_encoder
+from ctr_plugin.modeling.encoder import load_encoder
 from ctr_plugin.plugins import PluginConfig
 
 from conftest import TINY_PLUGIN, keyword_task

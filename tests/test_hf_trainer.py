@@ -16,7 +16,7 @@ from ctr_plugin import (
     get_continual_model,
 )
 from ctr_plugin.continual import hat
-from ctr_plugin.hf_trainer import TaskCollator
+from ctr_plugin.continual.trainer import TaskCollator
 
 from conftest import TINY_PLUGIN, keyword_task
 

@@ -43,7 +43,8 @@ class Scale(Plugin):
 
 
 def test_a_new_plugin_kind_is_one_registration(tiny_bert_dir, monkeypatch):
-    from ctr_plugin.model import ContinualModel, load_encoder
+    from ctr_plugin.modeling.encoder import load_encoder
+    from ctr_plugin.modeling.model import ContinualModel
 
     monkeypatch.setattr("ctr_plugin.plugins.registry.PLUGIN_KINDS", dict(PLUGIN_KINDS))  # registered for this test only
     register_plugin_kind("scale", "sublayer", "halves every sublayer's output", Scale)

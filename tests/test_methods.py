@@ -12,8 +12,9 @@ from ctr_plugin.continual.loop import TrainingConfig, evaluate, run_sequence
 from ctr_plugin.continual.methods import METHODS, get_method
 from ctr_plugin.continual.methods.base import shared_parameters
 from ctr_plugin.errors import CTRError
-from ctr_plugin.experiment import RunSettings, run
-from ctr_plugin.model import ContinualModel, load_encoder
+from ctr_plugin.experiments.run import RunSettings, run
+from ctr_plugin.modeling.encoder import load_encoder
+from ctr_plugin.modeling.model import ContinualModel
 
 from conftest import TINY_PLUGIN, keyword_task
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ctr_plugin.metrics import (
+from ctr_plugin.reporting.metrics import (
     average_incremental_accuracy,
     backward_transfer,
     cost_per_task,
@@ -83,7 +83,7 @@ def test_old_runs_without_cost_records_get_the_accuracy_metrics_computed_from_th
 
 def test_a_run_records_the_parameters_and_checkpoint_bytes_each_task_adds(tiny_bert_dir, three_tasks, tmp_path):
     from ctr_plugin.continual.loop import TrainingConfig
-    from ctr_plugin.experiment import RunSettings, directory_bytes, run
+    from ctr_plugin.experiments.run import RunSettings, directory_bytes, run
 
     from conftest import TINY_PLUGIN
 
@@ -98,7 +98,7 @@ def test_a_run_records_the_parameters_and_checkpoint_bytes_each_task_adds(tiny_b
 
 
 def test_the_summary_refuses_a_matrix_with_an_untested_task_rather_than_averaging_what_is_there():
-    from ctr_plugin.metrics import untested_tasks
+    from ctr_plugin.reporting.metrics import untested_tasks
 
     partial = [row[:] for row in A]
     partial[2][1] = None  # task 1 not tested by the final model

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from ctr_plugin.errors import CheckpointError, TaskError
-from ctr_plugin.model import CONFIG_FILE, WEIGHTS_FILE, ContinualModel, load_encoder
+from ctr_plugin.modeling.encoder import load_encoder
+from ctr_plugin.modeling.model import CONFIG_FILE, WEIGHTS_FILE, ContinualModel
 
 from conftest import TINY_PLUGIN
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from ctr_plugin.tables import compare_methods, load_runs, summarize_runs, write_comparisons_csv, write_csv
+from ctr_plugin.reporting.tables import compare_methods, load_runs, summarize_runs, write_comparisons_csv, write_csv
 
 ROOT = Path(__file__).resolve().parent.parent
 GRIDS = sorted(p.parent for p in (ROOT / "reproducibility").glob("*/table.csv"))

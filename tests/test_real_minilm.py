@@ -47,7 +47,7 @@ def test_real_run_writes_results_and_a_loadable_checkpoint(real_run):
 
 
 def test_real_predictions_do_not_depend_on_batching(real_run):
-    from ctr_plugin.model import ContinualModel
+    from ctr_plugin.modeling.model import ContinualModel
 
     model = ContinualModel.from_pretrained(real_run / "checkpoint")
     texts = ["The pictures are sharp.", "Battery life is awful and the menus are confusing to navigate.", "ok", "I love the zoom lens; it is the best camera I have owned."]

@@ -1,4 +1,4 @@
-"""The results.json schema (ctr_plugin/results.py): what a run writes validates, a damaged or
+"""The results.json schema (ctr_plugin/reporting/results.py): what a run writes validates, a damaged or
 inconsistent file is named with its problem, and only finished runs count as finished; the tables
 take a method's group and ONE reference from its class, never from its name."""
 
@@ -9,10 +9,10 @@ from dataclasses import dataclass
 
 import pytest
 
-from ctr_plugin import results as results_file
+import ctr_plugin.reporting.results as results_file
 from ctr_plugin.continual.loop import ContinualResults
 from ctr_plugin.errors import CTRError
-from ctr_plugin.metrics import empty_matrix
+from ctr_plugin.reporting.metrics import empty_matrix
 
 
 def _progress(completed: int = 2) -> dict:
@@ -68,7 +68,7 @@ def test_a_cut_off_file_is_not_json_and_says_so(tmp_path):
 def test_a_new_method_gets_its_declared_group_and_reference_in_the_tables(monkeypatch):
     from ctr_plugin.continual import methods
     from ctr_plugin.continual.methods.adapter_ncl import AdapterNCL
-    from ctr_plugin.tables import _method_order, group_of, one_reference
+    from ctr_plugin.reporting.tables import _method_order, group_of, one_reference
 
     @dataclass
     class Newcomer(AdapterNCL):

@@ -14,8 +14,8 @@ import torch
 
 from ctr_plugin.continual.loop import TrainingConfig
 from ctr_plugin.errors import CTRError
-from ctr_plugin.experiment import RunSettings, run
-from ctr_plugin.model import CONFIG_FILE, ContinualModel
+from ctr_plugin.experiments.run import RunSettings, run
+from ctr_plugin.modeling.model import CONFIG_FILE, ContinualModel
 
 from conftest import TINY_PLUGIN, keyword_task
 from test_cli import write_csv

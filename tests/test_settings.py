@@ -1,4 +1,4 @@
-"""One settings path (ctr_plugin/settings.py): the config, the tuned file, the flags and the method
+"""One settings path (ctr_plugin/experiments/settings.py): the config, the tuned file, the flags and the method
 options meet in one stated order; every option has a flag; two sources that disagree on a
 setting that is not meant to be overridden are an error naming both."""
 
@@ -12,9 +12,9 @@ from ctr_plugin.commands import train
 from ctr_plugin.continual.loop import TrainingConfig
 from ctr_plugin.continual.methods import get_method
 from ctr_plugin.errors import CTRError
+from ctr_plugin.experiments.settings import NOT_OPTIONS, build_settings, option_flags_given
+from ctr_plugin.experiments.tuning import write_tuned
 from ctr_plugin.plugins import PluginConfig
-from ctr_plugin.settings import NOT_OPTIONS, build_settings, option_flags_given
-from ctr_plugin.tuning import write_tuned
 
 CONFIG = {"lr": "1e-2", "epochs": 2, "adapter_size": 32, "seed": 5}
 

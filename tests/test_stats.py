@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ctr_plugin.stats import BETTER, TOO_FEW, WITHIN_NOISE, WORSE, paired_comparison, t_interval
+from ctr_plugin.reporting.stats import BETTER, TOO_FEW, WITHIN_NOISE, WORSE, paired_comparison, t_interval
 
 
 def test_t_interval_matches_the_textbook_paired_sleep_data():

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from ctr_plugin.metrics import summarize
-from ctr_plugin.tables import build_tables, compare_methods, group_of, load_runs, one_reference, summarize_runs
+from ctr_plugin.reporting.metrics import summarize
+from ctr_plugin.reporting.tables import build_tables, compare_methods, group_of, load_runs, one_reference, summarize_runs
 
 from conftest import keyword_task
 from test_cli import call, write_csv

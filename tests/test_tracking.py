@@ -67,7 +67,7 @@ def drawn_curves(curves: list[dict], tasks: list[str], path, monkeypatch) -> tup
     of points of each line of the loss and the accuracy plots."""
     import matplotlib.pyplot as plt
 
-    from ctr_plugin.report import plot_curves
+    from ctr_plugin.reporting.run_report import plot_curves
 
     figures, close = [], plt.close
     monkeypatch.setattr(plt, "close", lambda fig: (figures.append(fig), close(fig)))
@@ -91,7 +91,7 @@ def test_curves_of_a_task_without_validation_data_draw_the_training_loss_alone(t
 
 
 def test_curves_name_their_task_and_older_results_without_names_still_draw(tmp_path, monkeypatch):
-    from ctr_plugin import results as results_file
+    import ctr_plugin.reporting.results as results_file
 
     curve = {"train_loss": [0.6, 0.3], "validation_loss": [0.65, 0.4], "validation_accuracy": [55.0, 80.0], "steps": 4}
     # a continued run: a and b re-tested from the checkpoint, only c trained here

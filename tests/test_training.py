@@ -8,9 +8,10 @@ import pytest
 import torch
 
 from ctr_plugin.continual.loop import TrainingConfig
-from ctr_plugin.experiment import RunSettings, run
-from ctr_plugin.metrics import forgetting_rate, summarize
-from ctr_plugin.model import ContinualModel, load_encoder
+from ctr_plugin.experiments.run import RunSettings, run
+from ctr_plugin.modeling.encoder import load_encoder
+from ctr_plugin.modeling.model import ContinualModel
+from ctr_plugin.reporting.metrics import forgetting_rate, summarize
 
 from conftest import TINY_PLUGIN, keyword_task
 
@@ -99,7 +100,7 @@ def test_a_loaded_checkpoint_goes_on_learning_new_tasks(tiny_bert_dir, three_tas
 def test_a_continued_run_names_the_curve_of_each_task_it_trains(tiny_bert_dir, three_tasks, tmp_path, monkeypatch):
     from test_tracking import drawn_curves
 
-    from ctr_plugin import results as results_file
+    import ctr_plugin.reporting.results as results_file
 
     run(three_tasks[:1], RunSettings(encoder=tiny_bert_dir, training=FAST, plugin=TINY_PLUGIN), tmp_path / "first")
     settings = RunSettings(training=FAST, from_checkpoint=str(tmp_path / "first" / "checkpoint"))

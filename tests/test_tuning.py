@@ -12,8 +12,8 @@ import yaml
 
 from ctr_plugin.continual.loop import TrainingConfig
 from ctr_plugin.errors import CTRError
-from ctr_plugin.tuning import best_entry, read_tuned, search_space, tune_method, tuned_options, write_tuned
-from ctr_plugin.validation import EncoderCache, SealedSplit, SealedSplitError, seal_test_splits, validation_run
+from ctr_plugin.experiments.tuning import best_entry, read_tuned, search_space, tune_method, tuned_options, write_tuned
+from ctr_plugin.experiments.validation_runs import EncoderCache, SealedSplit, SealedSplitError, seal_test_splits, validation_run
 
 from conftest import TINY_PLUGIN, keyword_task
 
@@ -105,7 +105,7 @@ def test_the_tuned_file_round_trips_and_a_contradicting_flag_is_refused(tmp_path
     assert tuned_options(path, "ctr") == ({"lr": 0.002, "epochs": 5}, {"mask_lambda": 0.5})
     with pytest.raises(CTRError, match="no tuned options for method 'lwf'.*ctr, replay"):
         tuned_options(path, "lwf")
-    from ctr_plugin.settings import build_settings
+    from ctr_plugin.experiments.settings import build_settings
 
     assert build_settings("ctr", flags={"lr": 2e-3, "seed": 1}, tuned=str(path)).training.lr == 0.002  # agreeing is fine
     with pytest.raises(CTRError, match="lr=0.01, which contradicts the tuned value lr=0.002"):
@@ -116,8 +116,8 @@ def test_the_tuned_file_round_trips_and_a_contradicting_flag_is_refused(tmp_path
 
 
 def test_the_summary_ranks_methods_and_flags_values_at_a_range_edge(tmp_path):
-    from ctr_plugin.continual.search_space import Choice, LogUniform, Uniform
-    from ctr_plugin.tuning import summarize_tuned
+    from ctr_plugin.experiments.search_space import Choice, LogUniform, Uniform
+    from ctr_plugin.experiments.tuning import summarize_tuned
 
     assert LogUniform(1e-4, 1e-2).edge(1.1e-4) == "low" and LogUniform(1e-4, 1e-2).edge(1e-3) is None  # log space: 1e-3 is the middle
     assert LogUniform(1e-4, 1e-2).edge(9e-3) == "high"

@@ -17,7 +17,7 @@ import argparse
 import json
 import sys
 
-from ..cli import run_main, setup_logging
+from ctr_plugin.commands.runner import run_main, setup_logging
 
 
 def main(argv=None) -> int:
@@ -34,7 +34,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     setup_logging()
     from ctr_plugin.errors import CTRError
-    from ctr_plugin.model import ContinualModel
+    from ctr_plugin.modeling.model import ContinualModel
 
     model = ContinualModel.from_pretrained(args.checkpoint, encoder=args.encoder)
     if args.list_tasks:

@@ -6,13 +6,13 @@
         --max-train-per-task 200 --epochs 2 --max-length 48 --output-dir tables/hl5_small
     ctr-tables --output-dir tables/hl5 --rebuild-only           # no training
 
-Each (method, order k, seed s) runs through ``ctr_plugin.experiment.run`` into
+Each (method, order k, seed s) runs through ``ctr_plugin.experiments.run.run`` into
 OUTPUT_DIR/runs/<method>/order<k>_seed<s>/; a run whose results.json is complete is skipped, so an
 interrupted grid continues where it stopped and a grid can be extended. Order k is permutation k
 of the orders file beside the config (<config stem>.orders.yaml). Test sets are not capped unless
 --max-test-per-task says so (the config's max_test is lifted). Then OUTPUT_DIR gets table.md,
 table.tex, table.csv, comparisons.csv, heatmaps/<method>.png, final_scores.png and comparisons.png
-(see ctr_plugin/tables.py): per method mean ± std and 95 % CI over runs, and CTR paired with every
+(see ctr_plugin/reporting/tables.py): per method mean ± std and 95 % CI over runs, and CTR paired with every
 other method over matched runs, with the verdict "better", "worse" or "within noise".
 """
 
@@ -24,9 +24,9 @@ import logging
 import time
 from pathlib import Path
 
-from ..cli import run_main, setup_logging
-from ..data.config import DEFAULT_SEQUENCE
-from ..settings import OPTION_NAMES, add_option_flags, build_settings, option_flags_given
+from ctr_plugin.commands.runner import run_main, setup_logging
+from ctr_plugin.data.config import DEFAULT_SEQUENCE
+from ctr_plugin.experiments.settings import OPTION_NAMES, add_option_flags, build_settings, option_flags_given
 
 log = logging.getLogger("ctr-tables")
 
@@ -76,9 +76,9 @@ def main(argv=None) -> int:
 
     from ctr_plugin.data import load_sequence_config, load_tasks, resolve_config, sequence_orders
     from ctr_plugin.errors import CTRError
-    from ctr_plugin.experiment import check_output_dir, run
-    from ctr_plugin.results import read_complete
-    from ctr_plugin.tables import RUNS_DIR, build_tables
+    from ctr_plugin.experiments.run import check_output_dir, run
+    from ctr_plugin.reporting.results import read_complete
+    from ctr_plugin.reporting.tables import RUNS_DIR, build_tables
 
     output_dir = Path(args.output_dir)
     if not args.rebuild_only:

@@ -23,10 +23,10 @@ import logging
 import sys
 from pathlib import Path
 
-from ..cli import run_main, setup_logging
-from ..data.config import DEFAULT_SEQUENCE
-from ..settings import add_option_flags, build_settings, option_flags_given
-from ..tracking import REPORT_TO, check_report_to
+from ctr_plugin.commands.runner import run_main, setup_logging
+from ctr_plugin.data.config import DEFAULT_SEQUENCE
+from ctr_plugin.experiments.settings import add_option_flags, build_settings, option_flags_given
+from ctr_plugin.experiments.tracking import REPORT_TO, check_report_to
 
 log = logging.getLogger("ctr-train")
 
@@ -81,7 +81,7 @@ def parse_method_args(items: list[str]) -> dict[str, str]:
 def resolve_resume(args: argparse.Namespace, argv: list[str]) -> argparse.Namespace:
     """For --resume DIR: the options recorded when the run in DIR started, plus --resume."""
     from ctr_plugin.errors import CTRError
-    from ctr_plugin.experiment import COMMAND_FILE
+    from ctr_plugin.experiments.run import COMMAND_FILE
 
     allowed = ("--resume", "--no-progress", "--device", "--mixed-precision", "--report-to")
     extra = [a for a in argv if a.startswith("--") and a.split("=")[0] not in allowed]
@@ -108,7 +108,7 @@ def check_continuation(args: argparse.Namespace) -> str:
     --pooling or --adapter-size that contradicts the checkpoint is refused (the checkpoint's
     plugins and heads were built with its own)."""
     from ctr_plugin.errors import CTRError
-    from ctr_plugin.model import ContinualModel
+    from ctr_plugin.modeling.model import ContinualModel
 
     config = ContinualModel.read_config(args.from_checkpoint)
     stored = {"--method": config.get("method"), "--pooling": config["plugin"].get("pooling"), "--adapter-size": config["plugin"].get("adapter_size")}
@@ -129,7 +129,7 @@ def main(argv=None) -> int:
     from ctr_plugin.errors import CTRError
 
     if args.resume:
-        from ctr_plugin.results import finished
+        from ctr_plugin.reporting.results import finished
 
         if (done := finished(args.resume)) is not None:
             log.info("%s holds a finished run (%d of %d tasks, final accuracy %.2f): nothing to resume, nothing changed.",
@@ -150,7 +150,7 @@ def main(argv=None) -> int:
 
     from ctr_plugin.continual.methods import get_method
     from ctr_plugin.data import load_sequence_config, load_tasks, resolve_config, sequence_from_names, sequence_orders
-    from ctr_plugin.experiment import check_output_dir, run
+    from ctr_plugin.experiments.run import check_output_dir, run
 
     output_dir = Path(args.output_dir)
     # before any slow work, and before anything is written

@@ -19,8 +19,8 @@ import dataclasses
 import json
 from pathlib import Path
 
-from ..cli import run_main, setup_logging
-from ..data.config import DEFAULT_SEQUENCE, is_package_data, resolve_config
+from ctr_plugin.commands.runner import run_main, setup_logging
+from ctr_plugin.data.config import DEFAULT_SEQUENCE, is_package_data, resolve_config
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -46,9 +46,9 @@ def main(argv=None) -> int:
     from ctr_plugin.continual.methods import METHODS
     from ctr_plugin.data import load_sequence_config, load_tasks
     from ctr_plugin.errors import CTRError
-    from ctr_plugin.settings import base_options
-    from ctr_plugin.tuning import best_entry, describe_search_space, read_tuned, summarize_tuned, tune_method, write_tuned
-    from ctr_plugin.validation import EncoderCache
+    from ctr_plugin.experiments.settings import base_options
+    from ctr_plugin.experiments.tuning import best_entry, describe_search_space, read_tuned, summarize_tuned, tune_method, write_tuned
+    from ctr_plugin.experiments.validation_runs import EncoderCache
 
     methods = args.methods or list(METHODS)
     for method in methods:

@@ -8,9 +8,9 @@ from collections.abc import Iterator
 import torch
 from accelerate import Accelerator
 
-from ..data.types import Split
-from ..model import ContinualModel
-from .parallel import shard
+from ctr_plugin.continual.parallel import shard
+from ctr_plugin.data.types import Split
+from ctr_plugin.modeling.model import ContinualModel
 
 
 def batches(split: Split, batch_size: int, order: list[int]) -> Iterator[list[int]]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from ..value_checks import check_training_config
+from ctr_plugin.options import check_training_config
 
 
 @dataclass

@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..plugins import CTRPlugin
+from ctr_plugin.plugins import CTRPlugin
 
 EMBEDDING_CLAMP = 6.0
 COSH_CLAMP = 50.0

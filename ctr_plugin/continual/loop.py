@@ -6,7 +6,7 @@ test accuracy and macro-F1 of every task learned so far (one row of the accuracy
 
 What it measures on the way is kept per task (:class:`TaskCurve`: the training loss and the
 validation loss and accuracy per epoch) and sent to the accelerator's trackers (TensorBoard, W&B,
-MLflow; none unless the run asked for them, see ``ctr_plugin.tracking``), all at one step count,
+MLflow; none unless the run asked for them, see ``ctr_plugin.experiments.tracking``), all at one step count,
 the optimizer steps taken since the run began: ``train/loss`` per step, ``<task>/...`` per epoch,
 and ``test_accuracy/<task>`` for every learned task after each task (the accuracy matrix row).
 
@@ -29,15 +29,15 @@ import torch.nn.functional as F
 from accelerate import Accelerator
 from tqdm.auto import tqdm
 
-from ..data.types import Split, TaskData
-from ..errors import CTRError
-from ..metrics import Matrix, accuracy, empty_matrix, macro_f1, summarize, untested_tasks
-from ..model import ContinualModel
-from .batching import batches, encode_batch
-from .config import TrainingConfig
-from .methods import ContinualMethod, Step
-from .parallel import any_process, average_gradients, gather, make_accelerator
-from .services import LoopServices
+from ctr_plugin.continual.batching import batches, encode_batch
+from ctr_plugin.continual.config import TrainingConfig
+from ctr_plugin.continual.methods import ContinualMethod, Step
+from ctr_plugin.continual.parallel import any_process, average_gradients, gather, make_accelerator
+from ctr_plugin.continual.services import LoopServices
+from ctr_plugin.data.types import Split, TaskData
+from ctr_plugin.errors import CTRError
+from ctr_plugin.modeling.model import ContinualModel
+from ctr_plugin.reporting.metrics import Matrix, accuracy, empty_matrix, macro_f1, summarize, untested_tasks
 
 log = logging.getLogger(__name__)
 
@@ -390,7 +390,7 @@ def _learn_jointly(model, method, tasks, cfg, results, on_task_end, evaluate_tes
         ids.append(model.add_task(t.name, t.label_names, pair=t.train.pairs is not None, source=t.source or None))
         results.params_added.append(parameter_count(model) - params_before)
     # Each task is tested on its own split (``_test``): the union has no test split, so a
-    # validation-only run (sealed test splits, see ``ctr_plugin.validation``) never reads one.
+    # validation-only run (sealed test splits, see ``ctr_plugin.experiments.validation_runs``) never reads one.
     union = TaskData("+".join(t.name for t in tasks), [], _union(tasks, ids, "train"), _union(tasks, ids, "validation"), Split([], []))
     start = time.perf_counter()
     curve = TaskCurve(union.name)

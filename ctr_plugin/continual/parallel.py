@@ -29,7 +29,7 @@ _MIXED_PRECISION = ("no", "fp16", "bf16")
 def check_device(device: str | None, mixed_precision: str | None = None) -> None:
     """Refuse a device this machine does not have (or a name that is no device) and an unknown
     mixed-precision mode, in one paragraph."""
-    from ..errors import CTRError
+    from ctr_plugin.errors import CTRError
 
     if mixed_precision is not None and mixed_precision not in _MIXED_PRECISION:
         raise CTRError(f"--mixed-precision must be one of {', '.join(_MIXED_PRECISION)}, not {mixed_precision!r}.")

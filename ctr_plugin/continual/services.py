@@ -12,10 +12,10 @@ from dataclasses import dataclass
 
 import torch
 
-from ..data.types import Split
-from ..model import ContinualModel
-from .batching import batches, encode_batch
-from .config import TrainingConfig
+from ctr_plugin.continual.batching import batches, encode_batch
+from ctr_plugin.continual.config import TrainingConfig
+from ctr_plugin.data.types import Split
+from ctr_plugin.modeling.model import ContinualModel
 
 
 @dataclass

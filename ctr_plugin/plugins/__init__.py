@@ -4,12 +4,12 @@
 
 from functools import partial
 
-from . import lora  # noqa: F401  (registers the LoRA kinds)
-from .adapter import AdapterPlugin, PerTaskAdapterPlugin
-from .base import Plugin, PluginConfig
-from .context import PluginContext
-from .ctr import CTRPlugin
-from .registry import PLUGIN_KINDS, PluginKind, build_plugin, plugin_kind, register_plugin_kind
+from ctr_plugin.plugins import lora  # noqa: F401  (registers the LoRA kinds)
+from ctr_plugin.plugins.adapter import AdapterPlugin, PerTaskAdapterPlugin
+from ctr_plugin.plugins.base import Plugin, PluginConfig
+from ctr_plugin.plugins.context import PluginContext
+from ctr_plugin.plugins.ctr import CTRPlugin
+from ctr_plugin.plugins.registry import PLUGIN_KINDS, PluginKind, build_plugin, plugin_kind, register_plugin_kind
 
 register_plugin_kind("ctr", "sublayer", "CTR: knowledge sharing (task capsules, transfer routing) + the HAT-masked task-specific module",
                      partial(CTRPlugin, knowledge_sharing=True))

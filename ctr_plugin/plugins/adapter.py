@@ -14,9 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import Plugin, PluginConfig
-from .context import PluginContext
-from .registry import register_plugin_kind
+from ctr_plugin.plugins.base import Plugin, PluginConfig
+from ctr_plugin.plugins.context import PluginContext
+from ctr_plugin.plugins.registry import register_plugin_kind
 
 
 def _near_identity(up: nn.Linear) -> None:

@@ -9,9 +9,9 @@ from pathlib import Path
 
 from torch import nn
 
-from ..errors import CheckpointError, CTRError
-from ..value_checks import check_plugin_config
-from .context import PluginContext
+from ctr_plugin.errors import CheckpointError, CTRError
+from ctr_plugin.options import check_plugin_config
+from ctr_plugin.plugins.context import PluginContext
 
 POOLINGS = ("pooler", "cls", "mean")
 TSM_ACTIVATIONS = ("relu", "none")
@@ -48,10 +48,10 @@ class PluginConfig:
     lora_alpha: float = 16.0  # LoRA scaling: the update is (alpha / r) B A
 
     def __post_init__(self):
-        from .registry import plugin_kind
+        from ctr_plugin.plugins.registry import plugin_kind
 
         plugin_kind(self.plugin_type)  # a registered kind (plugins/registry.py)
-        check_plugin_config(self)  # types and ranges of the numeric and boolean fields (ctr_plugin/value_checks.py)
+        check_plugin_config(self)  # types and ranges of the numeric and boolean fields (ctr_plugin/options.py)
         if self.pooling not in POOLINGS:
             raise CTRError(f"Unknown pooling {self.pooling!r}; choose one of {', '.join(POOLINGS)}.")
         if self.tsm_activation not in TSM_ACTIVATIONS:

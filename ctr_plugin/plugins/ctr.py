@@ -37,8 +37,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import Plugin, PluginConfig
-from .context import PluginContext
+from ctr_plugin.plugins.base import Plugin, PluginConfig
+from ctr_plugin.plugins.context import PluginContext
 
 FEATURE_MAP_CHUNK = 1 << 18  # elements of routing feature map computed at once (1 MB in float32: about a core's L2 cache)
 

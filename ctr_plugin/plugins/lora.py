@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from torch import nn
 
-from ..errors import CTRError
-from .base import PluginConfig
-from .registry import register_plugin_kind
+from ctr_plugin.errors import CTRError
+from ctr_plugin.plugins.base import PluginConfig
+from ctr_plugin.plugins.registry import register_plugin_kind
 
 
 def inject_lora(encoder: nn.Module, config: PluginConfig, adapter_name: str = "default") -> None:

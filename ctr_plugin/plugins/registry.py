@@ -4,7 +4,7 @@
 Placements:
 
 * ``"sublayer"``: a :class:`~ctr_plugin.plugins.Plugin` module in every output sublayer
-  (``ctr_plugin/injection.py``), built by the kind's ``build(config, hidden_size, context)``;
+  (``ctr_plugin/modeling/injection.py``), built by the kind's ``build(config, hidden_size, context)``;
 * ``"lora"``: peft LoRA on the attention query and value projections, one set for all tasks;
 * ``"lora_per_task"``: one such LoRA adapter per task, chosen per example (``plugins/lora.py``);
 * ``"none"``: nothing is injected (heads only, or full fine-tuning).
@@ -19,11 +19,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..errors import CTRError
+from ctr_plugin.errors import CTRError
 
 if TYPE_CHECKING:
-    from .base import Plugin, PluginConfig
-    from .context import PluginContext
+    from ctr_plugin.plugins.base import Plugin, PluginConfig
+    from ctr_plugin.plugins.context import PluginContext
 
 PLACEMENTS = ("sublayer", "lora", "lora_per_task", "none")
 

@@ -4,20 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from .adapter_ncl import AdapterNCL
-from .adapter_one import AdapterONE
-from .base import COMPARED_GROUP, TABLE_GROUPS, ContinualMethod, Step
-from .bert_mtl import BertMTL
-from .bert_ncl import BertNCL
-from .bert_one import BertONE
-from .ctr import CTR, AdapterHAT, CTRLinearUp
-from .ewc import EWC
-from .frozen_heads import FrozenHeads
-from .l2 import L2
-from .lora_ncl import LoraNCL
-from .lora_one import LoraONE
-from .lwf import LwF
-from .replay import Replay
+from ctr_plugin.continual.methods.adapter_ncl import AdapterNCL
+from ctr_plugin.continual.methods.adapter_one import AdapterONE
+from ctr_plugin.continual.methods.base import COMPARED_GROUP, TABLE_GROUPS, ContinualMethod, Step
+from ctr_plugin.continual.methods.bert_mtl import BertMTL
+from ctr_plugin.continual.methods.bert_ncl import BertNCL
+from ctr_plugin.continual.methods.bert_one import BertONE
+from ctr_plugin.continual.methods.ctr import CTR, AdapterHAT, CTRLinearUp
+from ctr_plugin.continual.methods.ewc import EWC
+from ctr_plugin.continual.methods.frozen_heads import FrozenHeads
+from ctr_plugin.continual.methods.l2 import L2
+from ctr_plugin.continual.methods.lora_ncl import LoraNCL
+from ctr_plugin.continual.methods.lora_one import LoraONE
+from ctr_plugin.continual.methods.lwf import LwF
+from ctr_plugin.continual.methods.replay import Replay
 
 METHODS: dict[str, type[ContinualMethod]] = {
     m.name: m
@@ -27,7 +27,7 @@ METHODS: dict[str, type[ContinualMethod]] = {
 
 def get_method(name: str, options: dict[str, Any] | None = None) -> ContinualMethod:
     """The method registered as ``name``, with ``options`` (strings are converted; see base.py)."""
-    from ...errors import CTRError
+    from ctr_plugin.errors import CTRError
 
     if name not in METHODS:
         raise CTRError(f"Unknown method {name!r}. Available methods: {', '.join(sorted(METHODS))}.")

@@ -21,16 +21,16 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 
-from ...data.types import Split, TaskData
-from ...errors import CTRError
-from ...model import ContinualModel
-from ...plugins import PluginConfig
-from ...value_checks import check_method_options
-from ..config import TrainingConfig
-from ..search_space import Distribution
-from ..services import LoopServices
+from ctr_plugin.continual.config import TrainingConfig
+from ctr_plugin.continual.services import LoopServices
+from ctr_plugin.data.types import Split, TaskData
+from ctr_plugin.errors import CTRError
+from ctr_plugin.experiments.search_space import Distribution
+from ctr_plugin.modeling.model import ContinualModel
+from ctr_plugin.options import check_method_options
+from ctr_plugin.plugins import PluginConfig
 
-# The groups of rows of the tables (ctr_plugin/tables.py), in the order shown (a method may declare
+# The groups of rows of the tables (ctr_plugin/reporting/tables.py), in the order shown (a method may declare
 # another group: it follows these), and the group whose methods are compared with every other.
 TABLE_GROUPS = ("non-continual", "continual baselines", "CTR")
 COMPARED_GROUP = "CTR"
@@ -64,10 +64,10 @@ class ContinualMethod:
     # False where the method keeps state across tasks that a checkpoint does not hold (Fisher
     # information, a replay memory, per-task weights): such a run cannot be resumed mid-sequence.
     resumable: ClassVar[bool] = True
-    # Ranges of this method's own options for tuning (``ctr_plugin.tuning``); the learning rate
+    # Ranges of this method's own options for tuning (``ctr_plugin.experiments.tuning``); the learning rate
     # and epochs are searched for every method alike (``search_space.SHARED_SEARCH_SPACE``).
     search_space: ClassVar[dict[str, Distribution]] = {}
-    # How the tables (ctr_plugin/tables.py) show the method: its group of rows (TABLE_GROUPS), and
+    # How the tables (ctr_plugin/reporting/tables.py) show the method: its group of rows (TABLE_GROUPS), and
     # the ONE method (a separate model per task) its knowledge transfer is measured against.
     table_group: ClassVar[str] = "continual baselines"
     one_reference: ClassVar[str] = "adapter_one"
@@ -75,7 +75,7 @@ class ContinualMethod:
     # losing such state; None: as ``resumable``.
     continuable: ClassVar[bool | None] = None
     # Plugin options the method decides, which a config or flag must not contradict (see
-    # ``ctr_plugin.settings``): fixed values, and plugin options that one of the method's own
+    # ``ctr_plugin.experiments.settings``): fixed values, and plugin options that one of the method's own
     # options sets ({plugin option: method option}).
     fixed_plugin_options: ClassVar[dict[str, Any]] = {}
     plugin_options_from: ClassVar[dict[str, str]] = {}
@@ -169,7 +169,7 @@ class ContinualMethod:
                 raise CTRError(f"Method {cls.name!r} has no option {key!r}. Its options:\n{cls.option_help()}")
             values[key] = _convert(value, known[key].type, key, cls.name)
         method = cls(**values)
-        check_method_options(method)  # ranges: ctr_plugin/value_checks.py
+        check_method_options(method)  # ranges: ctr_plugin/options.py
         return method
 
 

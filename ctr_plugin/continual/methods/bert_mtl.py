@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .bert_ncl import BertNCL
+from ctr_plugin.continual.methods.bert_ncl import BertNCL
 
 
 @dataclass

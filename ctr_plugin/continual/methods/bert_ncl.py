@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ...model import ContinualModel
-from ...plugins import PluginConfig
-from ..search_space import LogUniform
-from .base import ContinualMethod, option
+from ctr_plugin.continual.methods.base import ContinualMethod, option
+from ctr_plugin.experiments.search_space import LogUniform
+from ctr_plugin.modeling.model import ContinualModel
+from ctr_plugin.plugins import PluginConfig
 
 
 @dataclass

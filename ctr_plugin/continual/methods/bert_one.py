@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .bert_ncl import BertNCL
-from .per_task_weights import SeparateWeightsPerTask
+from ctr_plugin.continual.methods.bert_ncl import BertNCL
+from ctr_plugin.continual.methods.per_task_weights import SeparateWeightsPerTask
 
 
 @dataclass

@@ -14,12 +14,12 @@ from dataclasses import dataclass
 
 import torch
 
-from ...data.types import TaskData
-from ...errors import CTRError
-from ...model import ContinualModel
-from .. import hat
-from ..search_space import Uniform
-from .base import ContinualMethod, Step, option
+from ctr_plugin.continual import hat
+from ctr_plugin.continual.methods.base import ContinualMethod, Step, option
+from ctr_plugin.data.types import TaskData
+from ctr_plugin.errors import CTRError
+from ctr_plugin.experiments.search_space import Uniform
+from ctr_plugin.modeling.model import ContinualModel
 
 ANNEAL_SPANS = ("epoch", "task")
 

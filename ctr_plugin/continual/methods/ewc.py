@@ -14,11 +14,11 @@ from dataclasses import dataclass
 
 import torch
 
-from ...data.types import TaskData
-from ...model import ContinualModel
-from ..search_space import LogUniform
-from .base import option, shared_parameters
-from .l2 import L2
+from ctr_plugin.continual.methods.base import option, shared_parameters
+from ctr_plugin.continual.methods.l2 import L2
+from ctr_plugin.data.types import TaskData
+from ctr_plugin.experiments.search_space import LogUniform
+from ctr_plugin.modeling.model import ContinualModel
 
 
 @dataclass

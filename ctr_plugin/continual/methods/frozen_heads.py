@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .base import ContinualMethod
+from ctr_plugin.continual.methods.base import ContinualMethod
 
 
 @dataclass

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 
 import torch
 
-from ...data.types import TaskData
-from ...model import ContinualModel
-from ..search_space import LogUniform
-from .base import ContinualMethod, Step, option, shared_parameters
+from ctr_plugin.continual.methods.base import ContinualMethod, Step, option, shared_parameters
+from ctr_plugin.data.types import TaskData
+from ctr_plugin.experiments.search_space import LogUniform
+from ctr_plugin.modeling.model import ContinualModel
 
 
 @dataclass

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..search_space import Choice
-from .base import ContinualMethod, option
+from ctr_plugin.continual.methods.base import ContinualMethod, option
+from ctr_plugin.experiments.search_space import Choice
 
 
 @dataclass

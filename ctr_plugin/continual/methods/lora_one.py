@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .lora_ncl import LoraNCL
+from ctr_plugin.continual.methods.lora_ncl import LoraNCL
 
 
 @dataclass

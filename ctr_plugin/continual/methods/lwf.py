@@ -16,10 +16,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ...data.types import TaskData
-from ...model import ContinualModel
-from ..search_space import Choice, LogUniform
-from .base import ContinualMethod, Step, option
+from ctr_plugin.continual.methods.base import ContinualMethod, Step, option
+from ctr_plugin.data.types import TaskData
+from ctr_plugin.experiments.search_space import Choice, LogUniform
+from ctr_plugin.modeling.model import ContinualModel
 
 
 @dataclass

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import torch
 
-from ...model import ContinualModel
-from .base import shared_parameters
+from ctr_plugin.continual.methods.base import shared_parameters
+from ctr_plugin.modeling.model import ContinualModel
 
 
 class SeparateWeightsPerTask:

@@ -11,10 +11,10 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from ...data.types import Split, TaskData
-from ...model import ContinualModel
-from ..search_space import Choice
-from .base import ContinualMethod, Step, option
+from ctr_plugin.continual.methods.base import ContinualMethod, Step, option
+from ctr_plugin.data.types import Split, TaskData
+from ctr_plugin.experiments.search_space import Choice
+from ctr_plugin.modeling.model import ContinualModel
 
 Example = tuple[str, str | None, int]  # text, second text (or None), label
 

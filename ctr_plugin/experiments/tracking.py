@@ -18,7 +18,7 @@ import importlib.util
 import time
 from pathlib import Path
 
-from .errors import CTRError
+from ctr_plugin.errors import CTRError
 
 PROJECT = "ctr_plugin"
 TRACKING_DIR = "tracking"

@@ -17,7 +17,7 @@ older runs get the newer metrics too) and writes, beside ``runs/``:
   2. Paired comparison of each method of the reference group (CTR and its variants) with every
      other method over their matched runs: the mean difference in final accuracy and macro-F1
      with its 95 % CI, wins / losses / ties, and the verdict "better", "worse" or "within noise"
-     (``ctr_plugin.stats``).
+     (``ctr_plugin.reporting.stats``).
   3. Cost per task: training seconds, parameters added, checkpoint bytes added.
 
   Below them, the examples per task (train / test) the runs used, and the metrics' definitions;
@@ -27,7 +27,7 @@ older runs get the newer metrics too) and writes, beside ``runs/``:
 * ``final_scores.png``: final accuracy and macro-F1 per method with 95 % CI error bars;
   ``comparisons.png``: the paired differences in final accuracy with their CIs.
 
-Intervals are Student's t over runs (see ``ctr_plugin/stats.py``). Nothing is re-run: a table
+Intervals are Student's t over runs (see ``ctr_plugin/reporting/stats.py``). Nothing is re-run: a table
 can be rebuilt, checked and extended from committed ``runs/``.
 """
 
@@ -42,10 +42,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import CTRError
-from .metrics import Matrix, knowledge_transfer, run_metrics
-from .results import RESULTS_FILE, is_finished, read
-from .stats import Estimate, PairedComparison, paired_comparison, t_interval
+from ctr_plugin.errors import CTRError
+from ctr_plugin.reporting.metrics import Matrix, knowledge_transfer, run_metrics
+from ctr_plugin.reporting.results import RESULTS_FILE, is_finished, read
+from ctr_plugin.reporting.stats import Estimate, PairedComparison, paired_comparison, t_interval
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ WITH_CI = ("final_acc", "final_mf1")  # the main table's columns that show their
 def _method_registry():
     """The methods, their table groups in order, and the group compared with every other: all
     declared by the methods (``continual/methods/``), none named here."""
-    from .continual import methods
+    from ctr_plugin.continual import methods
 
     return methods.METHODS, methods.TABLE_GROUPS, methods.COMPARED_GROUP
 
@@ -447,7 +447,7 @@ def plot_comparisons(comparisons: list[PairedComparison], path: Path, metric: st
 
 def build_tables(grid_dir: str | Path, title: str = "") -> list[MethodRow]:
     """Read the complete runs under ``grid_dir/runs`` and write the tables and plots beside them."""
-    from .report import plot_matrix
+    from ctr_plugin.reporting.run_report import plot_matrix
 
     grid_dir = Path(grid_dir)
     runs = load_runs(grid_dir)

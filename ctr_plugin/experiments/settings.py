@@ -30,12 +30,12 @@ import re
 import typing
 from typing import Any
 
-from .continual.loop import TrainingConfig
-from .continual.methods import METHODS, get_method
-from .errors import CTRError
-from .experiment import RunSettings
-from .plugins import PluginConfig
-from .value_checks import PLUGIN_RANGES, TRAINING_RANGES, convert_option_strings
+from ctr_plugin.continual.loop import TrainingConfig
+from ctr_plugin.continual.methods import METHODS, get_method
+from ctr_plugin.errors import CTRError
+from ctr_plugin.experiments.run import RunSettings
+from ctr_plugin.options import PLUGIN_RANGES, TRAINING_RANGES, convert_option_strings
+from ctr_plugin.plugins import PluginConfig
 
 # Options that are no settings of a run's numbers: which plugin the method uses, and progress
 # bars (--no-progress).
@@ -86,7 +86,7 @@ def add_option_flags(parser: argparse.ArgumentParser, only: set[str] | None = No
 
 
 def _choices(name: str) -> tuple[str, ...] | None:
-    from .plugins.base import POOLINGS, TSM_ACTIVATIONS
+    from ctr_plugin.plugins.base import POOLINGS, TSM_ACTIVATIONS
 
     return {"pooling": POOLINGS, "tsm_activation": TSM_ACTIVATIONS}.get(name)
 
@@ -139,7 +139,7 @@ def _resolve(method_class, config_training: dict | None, config_name: str, flags
     options.add(convert_option_strings(config_training or {}, TRAINING_RANGES | PLUGIN_RANGES), f"{config_name} (`training:`)")  # YAML 1.1 reads 1e-3 as a string
     tuned_source = f"the tuned options in {tuned}"
     if tuned and method_class is not None:
-        from .tuning import tuned_options
+        from ctr_plugin.experiments.tuning import tuned_options
 
         tuned_training, tuned_method = tuned_options(tuned, method_class.name)
         options.add(tuned_training, tuned_source)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .metrics import Matrix
+from ctr_plugin.reporting.metrics import Matrix
 
 
 def format_matrix(matrix: Matrix, tasks: list[str], title: str) -> str:

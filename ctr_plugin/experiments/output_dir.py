@@ -17,8 +17,8 @@ import socket
 import time
 from pathlib import Path
 
-from .errors import CTRError
-from .results import RESULTS_FILE
+from ctr_plugin.errors import CTRError
+from ctr_plugin.reporting.results import RESULTS_FILE
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ import numbers
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import CTRError
+from ctr_plugin.errors import CTRError
 
 log = logging.getLogger(__name__)
 

@@ -22,19 +22,20 @@ from typing import Any
 from accelerate import Accelerator
 from torch import nn
 
-from .continual.loop import (
+from ctr_plugin.continual.loop import (
     ContinualResults,
     TrainingConfig,
     evaluate,
     learn_next_task,
     run_sequence,
 )
-from .continual.methods import METHODS, ContinualMethod, get_method
-from .data.types import Split, TaskData
-from .errors import CTRError, DataError
-from .metrics import empty_matrix
-from .model import BUNDLED_ENCODER, ContinualModel, load_encoder, resolve_encoder
-from .plugins import PluginConfig
+from ctr_plugin.continual.methods import METHODS, ContinualMethod, get_method
+from ctr_plugin.data.types import Split, TaskData
+from ctr_plugin.errors import CTRError, DataError
+from ctr_plugin.modeling.encoder import BUNDLED_ENCODER, load_encoder, resolve_encoder
+from ctr_plugin.modeling.model import ContinualModel
+from ctr_plugin.plugins import PluginConfig
+from ctr_plugin.reporting.metrics import empty_matrix
 
 # The method each plugin type is trained by when none is named (the paper's, or the plain one).
 DEFAULT_METHOD = {
@@ -107,9 +108,9 @@ def get_continual_model(
                 name = BUNDLED_ENCODER
         encoder_name = name or "unrecorded (pass encoder= to from_pretrained)"
     else:
-        from .experiment import resolved_encoder
+        from ctr_plugin.modeling.encoder import recorded_encoder_name
 
-        encoder_name = resolved_encoder(str(encoder_or_name)) if encoder_or_name is not None else None
+        encoder_name = recorded_encoder_name(str(encoder_or_name)) if encoder_or_name is not None else None
         encoder, own_tokenizer = load_encoder(encoder_name)
         tokenizer = tokenizer or own_tokenizer
     model = method.build_model(encoder, tokenizer, base, encoder_name)

@@ -8,7 +8,7 @@ import sys
 import textwrap
 from collections.abc import Callable
 
-from .errors import CTRError
+from ctr_plugin.errors import CTRError
 
 
 def setup_logging(verbose: bool = False) -> None:

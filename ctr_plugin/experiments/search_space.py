@@ -1,4 +1,4 @@
-"""Search-space declarations for hyper-parameter tuning (``ctr_plugin.tuning``, ``ctr-tune``).
+"""Search-space declarations for hyper-parameter tuning (``ctr_plugin.experiments.tuning``, ``ctr-tune``).
 
 Every method declares the ranges of its own options in ``ContinualMethod.search_space``; the
 options every method shares (the learning rate and the number of epochs) are declared once, in

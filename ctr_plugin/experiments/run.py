@@ -24,21 +24,22 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import results as results_file
-from .api import ContinualLearner, get_continual_model
-from .continual.loop import ContinualResults, TrainingConfig, evaluate, seed_everything
-from .continual.methods import get_method
-from .continual.parallel import make_accelerator
-from .errors import CheckpointError, CTRError
-from .metrics import empty_matrix
-from .model import ContinualModel
-from .plugins import PluginConfig
-from .provenance import provenance
-from .report import format_summary, plot_curves, plot_matrix
-from .results import RESULTS_FILE, write_json_atomic
-from .run_dir import CHECKPOINT_DIR, COMMAND_FILE, OutputLock, check_output_dir
-from .tracking import check_report_to, finish_trackers, start_trackers, tracker_settings
-from .value_checks import check_max_length
+import ctr_plugin.reporting.results as results_file
+from ctr_plugin.continual.learner import ContinualLearner, get_continual_model
+from ctr_plugin.continual.loop import ContinualResults, TrainingConfig, evaluate, seed_everything
+from ctr_plugin.continual.methods import get_method
+from ctr_plugin.continual.parallel import make_accelerator
+from ctr_plugin.errors import CheckpointError, CTRError
+from ctr_plugin.experiments.output_dir import CHECKPOINT_DIR, COMMAND_FILE, OutputLock, check_output_dir
+from ctr_plugin.experiments.provenance import provenance
+from ctr_plugin.experiments.tracking import check_report_to, finish_trackers, start_trackers, tracker_settings
+from ctr_plugin.modeling.encoder import recorded_encoder_name
+from ctr_plugin.modeling.model import ContinualModel
+from ctr_plugin.options import check_max_length
+from ctr_plugin.plugins import PluginConfig
+from ctr_plugin.reporting.metrics import empty_matrix
+from ctr_plugin.reporting.results import RESULTS_FILE, write_json_atomic
+from ctr_plugin.reporting.run_report import format_summary, plot_curves, plot_matrix
 
 log = logging.getLogger(__name__)
 
@@ -262,19 +263,11 @@ def count_truncated(model: ContinualModel, tasks, max_length: int, log_counts: b
     return counts
 
 
-def resolved_encoder(encoder: str | None) -> str | None:
-    """A local encoder directory as an absolute path (a checkpoint must find it from anywhere);
-    hub names and None (the bundled MiniLM) unchanged."""
-    if encoder and Path(encoder).expanduser().is_dir():
-        return str(Path(encoder).expanduser().resolve())
-    return encoder
-
-
 def _initial_model(tasks, settings: RunSettings, method) -> ContinualModel:
     """A fresh model, or the checkpoint a continued run starts from. A continued run keeps the
     checkpoint's method; the checkpoint's tasks it names come first (they are re-tested, not
     trained), with the labels the checkpoint knows them by, and at least one new task follows."""
-    encoder_name = resolved_encoder(settings.encoder)
+    encoder_name = recorded_encoder_name(settings.encoder)
     if not settings.from_checkpoint:
         return get_continual_model(encoder_name, method.plugin_config(settings.plugin), method=method)
     config = ContinualModel.read_config(settings.from_checkpoint)

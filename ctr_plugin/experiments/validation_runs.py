@@ -15,14 +15,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .api import ContinualLearner
-from .continual.loop import TrainingConfig, evaluate, seed_everything
-from .continual.methods import get_method
-from .data.types import TaskData
-from .errors import CTRError
-from .metrics import empty_matrix, summarize
-from .model import ContinualModel, load_encoder
-from .plugins import PluginConfig
+from ctr_plugin.continual.learner import ContinualLearner
+from ctr_plugin.continual.loop import TrainingConfig, evaluate, seed_everything
+from ctr_plugin.continual.methods import get_method
+from ctr_plugin.data.types import TaskData
+from ctr_plugin.errors import CTRError
+from ctr_plugin.modeling.encoder import load_encoder
+from ctr_plugin.modeling.model import ContinualModel
+from ctr_plugin.plugins import PluginConfig
+from ctr_plugin.reporting.metrics import empty_matrix, summarize
 
 
 class SealedSplitError(CTRError):

@@ -29,8 +29,8 @@ import json
 import os
 from pathlib import Path
 
-from .errors import CTRError
-from .metrics import summarize
+from ctr_plugin.errors import CTRError
+from ctr_plugin.reporting.metrics import summarize
 
 RESULTS_FILE = "results.json"
 REQUIRED = ("tasks", "acc_matrix", "f1_matrix", "completed_tasks")
@@ -43,7 +43,7 @@ def assemble(progress: dict, run: dict, wall_seconds: float | None = None) -> di
     :data:`RUN_KEYS` only) and, once it has finished, its ``wall_seconds``."""
     unknown = sorted(set(run) - set(RUN_KEYS))
     if unknown:  # a new key belongs in RUN_KEYS and in the module doc
-        raise ValueError(f"results.json has no key(s) {unknown}; declare them in ctr_plugin/results.py")
+        raise ValueError(f"results.json has no key(s) {unknown}; declare them in ctr_plugin/reporting/results.py")
     data = progress | run
     if wall_seconds is not None:
         data["wall_seconds"] = round(wall_seconds, 1)

@@ -83,7 +83,7 @@ def _matrix_table(tasks: list[str], matrix: list[list[float | None]]) -> str:
 def model_card(config: dict, version: str | None = None) -> str:
     """The card for a checkpoint whose ``ctr_config.json`` content is ``config``."""
     if version is None:
-        from . import __version__ as version
+        from ctr_plugin._version import __version__ as version
     encoder = config["encoder"]["name_or_path"]
     hub_id, encoder_licence = encoder_identity(encoder)
     tasks = config["tasks"]

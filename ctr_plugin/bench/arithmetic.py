@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .plugins import PluginConfig
+from ctr_plugin.plugins import PluginConfig
 
 KINDS = ("ctr", "hat_adapter", "adapter", "frozen_heads", "full_finetune")
 

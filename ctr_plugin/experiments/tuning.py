@@ -2,7 +2,7 @@
 
 Every method gets the same number of trials over the shared ranges (``SHARED_SEARCH_SPACE``:
 learning rate and epochs) plus the ranges of its own options (``ContinualMethod.search_space``).
-A trial is one :func:`ctr_plugin.validation.validation_run` over the first K tasks of a sequence;
+A trial is one :func:`ctr_plugin.experiments.validation_runs.validation_run` over the first K tasks of a sequence;
 its objective is the mean validation accuracy over those K tasks after the K-th is learned, so
 forgetting counts. Test splits are sealed throughout.
 
@@ -33,13 +33,13 @@ from typing import Any
 
 import yaml
 
-from .continual.loop import TrainingConfig
-from .continual.methods import get_method
-from .continual.search_space import SHARED_SEARCH_SPACE, Distribution
-from .data.types import TaskData
-from .errors import CTRError
-from .plugins import PluginConfig
-from .validation import EncoderCache, validation_run
+from ctr_plugin.continual.loop import TrainingConfig
+from ctr_plugin.continual.methods import get_method
+from ctr_plugin.data.types import TaskData
+from ctr_plugin.errors import CTRError
+from ctr_plugin.experiments.search_space import SHARED_SEARCH_SPACE, Distribution
+from ctr_plugin.experiments.validation_runs import EncoderCache, validation_run
+from ctr_plugin.plugins import PluginConfig
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +155,7 @@ def write_tuned(path: str | Path, entries: dict[str, dict], meta: dict) -> None:
     data["methods"] = data.get("methods", {}) | entries
     header = (
         "# Options chosen by ctr-tune on VALIDATION data only (test splits sealed); see\n"
-        "# ctr_plugin/tuning.py. Read by ctr-train --tuned and ctr-tables --tuned.\n"
+        "# ctr_plugin/experiments/tuning.py. Read by ctr-train --tuned and ctr-tables --tuned.\n"
     )
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(header + yaml.safe_dump(data, sort_keys=False, width=120))
@@ -164,7 +164,7 @@ def write_tuned(path: str | Path, entries: dict[str, dict], meta: dict) -> None:
 
 def read_tuned(path: str | Path) -> dict:
     """The tuned-options file at ``path``, or shipped under that name (``hl5_products``)."""
-    from .data.config import resolve_config
+    from ctr_plugin.data.config import resolve_config
 
     if not Path(path).expanduser().is_file() and "/" not in str(path):
         path = resolve_config(path, kind="tuned")
@@ -215,7 +215,7 @@ def summarize_tuned(data: dict) -> str:
 
 
 def _known_methods() -> set[str]:
-    from .continual.methods import METHODS
+    from ctr_plugin.continual.methods import METHODS
 
     return set(METHODS)
 

@@ -36,13 +36,13 @@ from transformers import (
     TrainingArguments,
 )
 
-from .api import DEFAULT_METHOD, resolve_method
-from .continual.loop import TrainingConfig, parameter_groups
-from .continual.methods import ContinualMethod, Step
-from .continual.methods.ewc import EWC
-from .continual.methods.replay import Replay
-from .errors import CTRError
-from .model import CONFIG_FILE, ContinualModel
+from ctr_plugin.continual.learner import DEFAULT_METHOD, resolve_method
+from ctr_plugin.continual.loop import TrainingConfig, parameter_groups
+from ctr_plugin.continual.methods import ContinualMethod, Step
+from ctr_plugin.continual.methods.ewc import EWC
+from ctr_plugin.continual.methods.replay import Replay
+from ctr_plugin.errors import CTRError
+from ctr_plugin.modeling.model import CONFIG_FILE, ContinualModel
 
 
 @dataclass

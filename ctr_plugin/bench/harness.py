@@ -11,7 +11,7 @@ BertModel with bert-base's config, built in code: no download), sequence 128, ba
 Every configuration runs in its own child process (so its peak memory is its own), one after the
 other in this one invocation, and the ratios printed at the end compare configurations measured
 in the same run. Beside each measured ratio stands the ratio the multiply-adds predict
-(``ctr_plugin/arithmetic.py``): the limit the measurement would reach if nothing but arithmetic
+(``ctr_plugin/bench/arithmetic.py``): the limit the measurement would reach if nothing but arithmetic
 cost time. Tasks are added with random heads: timing needs no training. Writes the tables to
 stdout and everything to --output (JSON).
 """
@@ -30,7 +30,7 @@ import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ..cli import run_main
+from ctr_plugin.commands.runner import run_main
 
 # The targets of issue 10 (bundled MiniLM, length 64, batch 16, a quiet 2-core CPU).
 TARGETS = {
@@ -79,7 +79,7 @@ class Configuration:
 def build_encoder(name: str | None):
     """(encoder, tokenizer): a named or bundled pretrained one, or a random one of a known geometry
     with a small word-piece tokenizer (the tokenizer only travels into the checkpoint)."""
-    from ctr_plugin.model import load_encoder
+    from ctr_plugin.modeling.encoder import load_encoder
 
     if name is None or not name.startswith("random:"):
         return load_encoder(name)
@@ -99,7 +99,7 @@ def measure(cfg: Configuration) -> dict:
 
     import torch
 
-    from ctr_plugin.arithmetic import EncoderShape, multiply_adds
+    from ctr_plugin.bench.arithmetic import EncoderShape, multiply_adds
     from ctr_plugin.continual.methods import get_method
     from ctr_plugin.plugins import PluginConfig
 
@@ -297,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.quick:
             rows.append(measure(cfg))
             continue
-        out = subprocess.run([sys.executable, "-m", "ctr_plugin.commands.bench", "--child", json.dumps(asdict(cfg))], capture_output=True, text=True, check=False,
+        out = subprocess.run([sys.executable, "-m", "ctr_plugin.bench.harness", "--child", json.dumps(asdict(cfg))], capture_output=True, text=True, check=False,
                              env=os.environ | {"HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1")})
         if out.returncode != 0:
             print(f"{cfg.label} failed:\n{out.stderr[-3000:]}", file=sys.stderr)
@@ -323,5 +323,5 @@ def cli() -> None:
     run_main(main)
 
 
-if __name__ == "__main__":  # each configuration runs as python -m ctr_plugin.commands.bench --child ...
+if __name__ == "__main__":  # each configuration runs as python -m ctr_plugin.bench.harness --child ...
     cli()

@@ -15,8 +15,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from .errors import CTRError
-from .plugins import Plugin
+from ctr_plugin.errors import CTRError
+from ctr_plugin.plugins import Plugin
 
 
 class PluggedDropout(nn.Module):

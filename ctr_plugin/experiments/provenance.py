@@ -13,7 +13,7 @@ import platform
 import subprocess
 from pathlib import Path
 
-from . import __version__
+from ctr_plugin._version import __version__
 
 # The libraries whose version can change a run's numbers (kernels, initialisation, schedules).
 LIBRARIES = ("torch", "transformers", "peft", "accelerate")
@@ -30,7 +30,7 @@ def _installed(name: str) -> str | None:
 def git_commit() -> dict | None:
     """``{"commit": sha, "dirty": bool}`` of the checkout this package runs from, or None when it
     runs from an installed copy (or git is missing). ``dirty``: tracked files differ from the commit."""
-    package = Path(__file__).resolve().parent
+    package = Path(__file__).resolve().parents[1]  # ctr_plugin/
 
     def git(*args: str) -> str:
         return subprocess.run(["git", "-C", str(package), *args], capture_output=True, text=True, timeout=10, check=True).stdout.strip()
