@@ -24,15 +24,21 @@ import time
 
 import torch
 
-from ctr_plugin.plugins import ctr as after
+from ctr_plugin.plugins import routing_ops as after
 
 
 def load_revision(rev: str):
-    source = subprocess.run(["git", "show", f"{rev}:ctr_plugin/plugins/ctr.py"], check=True, capture_output=True, text=True).stdout
+    """The routing kernel's module at ``rev``: ``plugins/routing_ops.py``, or ``plugins/ctr.py`` where it lived before."""
+    for path in ("ctr_plugin/plugins/routing_ops.py", "ctr_plugin/plugins/ctr.py"):
+        shown = subprocess.run(["git", "show", f"{rev}:{path}"], capture_output=True, text=True)
+        if shown.returncode == 0:
+            break
+    shown.check_returncode()
+    source = shown.stdout
     spec = importlib.util.spec_from_loader("ctr_plugin.plugins._ctr_before", loader=None)
     module = importlib.util.module_from_spec(spec)
     module.__package__ = "ctr_plugin.plugins"
-    exec(compile(source, f"{rev}:ctr.py", "exec"), module.__dict__)
+    exec(compile(source, f"{rev}:{path}", "exec"), module.__dict__)
     return module
 
 

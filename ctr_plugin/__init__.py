@@ -13,11 +13,13 @@
 """
 
 from ctr_plugin._version import __version__ as __version__
-from ctr_plugin.continual.learner import ContinualLearner, as_task_data, get_continual_model
+from ctr_plugin.continual.learner import ContinualLearner, get_continual_model
 from ctr_plugin.continual.loop import ContinualResults, TrainingConfig
 from ctr_plugin.continual.methods import METHODS, ContinualMethod, get_method
+from ctr_plugin.data.python import as_task_data
 from ctr_plugin.errors import CheckpointError, CTRError, DataError, TaskError
-from ctr_plugin.modeling.model import ContinualModel, Prediction, UnprotectedTrainingWarning
+from ctr_plugin.modeling.model import ContinualModel, UnprotectedTrainingWarning
+from ctr_plugin.modeling.prediction import Prediction
 from ctr_plugin.plugins import PluginConfig
 
 

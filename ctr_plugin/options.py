@@ -1,16 +1,23 @@
-"""Type and range checks of option values, with one message format for all of them.
+"""Options with their type, range and help, and the one checker of their values.
 
-Every option a user can set (command line, a YAML ``training:`` block, the Python API) is checked
-here before anything runs, and a bad value gets one paragraph naming the option, the value and
-the range it must lie in. Numbers written as strings are read as the numbers they spell: YAML 1.1
-(PyYAML) reads ``1e-3`` as the string "1e-3", because it wants a dot in the mantissa (``1.0e-3``).
+Every option a user can set (a training or plugin option, a method's ``--method-arg``) is a
+dataclass field declared with :func:`option`: its default, a one-line help and, where it has one,
+its :class:`Range`; the field's annotation gives its type. :func:`check_fields` checks (and
+converts) every field of such a dataclass from that declaration, and a bad value gets one
+paragraph naming the option, the value and the range it must lie in.
+
+Values written as strings (the command line, ``--method-arg``, YAML) are read by one function,
+:func:`parse`. Numbers are read as the numbers they spell: YAML 1.1 (PyYAML) reads ``1e-3`` as the
+string "1e-3", because it wants a dot in the mantissa (``1.0e-3``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import numbers
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,55 +55,42 @@ def _number(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else f"{x:g}"
 
 
-TRAINING_RANGES = {
-    "epochs": Range("int", 1, 10_000),
-    "batch_size": Range("int", 1, 1_000_000),
-    "eval_batch_size": Range("int", 1, 1_000_000),
-    "lr": Range("float", 0, 10, low_open=True),
-    "weight_decay": Range("float", 0, 10),
-    "warmup_ratio": Range("float", 0, 1),
-    "max_grad_norm": Range("float", 0, None, low_open=True),
-    "max_length": Range("int", 1, 1_000_000),
-    "seed": Range("int", 0, MAX_SEED),
-    "progress": Range("bool"),
-}
-
-PLUGIN_RANGES = {
-    "adapter_size": Range("int", 1, 1_000_000),
-    "capsule_size": Range("int", 1, 100_000),
-    "num_transfer_capsules": Range("int", 1, 100_000),
-    "task_capsule_hidden": Range("int", 1, 100_000),
-    "routing_filters": Range("int", 1, 100_000),
-    "s_max": Range("float", 0, None, low_open=True),
-    "train_layernorm": Range("bool"),
-    "freeze_old_capsules": Range("bool"),
-    "mask_init_mean": Range("float", -6, 6),  # HAT clamps the embeddings to [-6, 6]
-    "mask_init_std": Range("float", 0, 10),
-    "lora_rank": Range("int", 1, 100_000),
-    "lora_alpha": Range("float", 0, None, low_open=True),
-}
+def option(default: Any, help: str, range: Range | None = None, *, choices: tuple[str, ...] | None = None, flag: bool = True) -> Any:
+    """A dataclass field that is an option: its default, a one-line help, and its range (None:
+    any value of the field's type). ``choices``: the values a text option takes; ``flag`` False:
+    no command-line flag of its own."""
+    return dataclasses.field(default=default, metadata={"help": help, "range": range, "choices": choices, "flag": flag})
 
 
-# Method options (--method-arg key=value) by name; any other numeric option must at least be finite.
-METHOD_RANGES = {
-    "encoder_lr": Range("float", 0, 10, low_open=True),
-    "strength": Range("float", 0, None),
-    "fisher_samples": Range("int", 1, None),
-    "rank": Range("int", 1, 100_000),
-    "alpha": Range("float", 0, None, low_open=True),
-    "temperature": Range("float", 0, None, low_open=True),
-    "memory_size": Range("int", 0, None),
-    "replay_batch_size": Range("int", 1, None),
-    "seed": Range("int", 0, 2**32 - 1),
-    "mask_lambda": Range("float", 0, None),
-    "mask_lr_scale": Range("float", 0, None, low_open=True),
-}
+def kind_of(f: dataclasses.Field) -> str:
+    """The kind of a field's values: "int", "float", "bool", "ints" (a tuple of whole numbers) or
+    "str" (anything else), from its annotation."""
+    annotation = str(getattr(f.type, "__name__", f.type)).replace(" ", "")
+    if annotation.startswith("tuple[int"):
+        return "ints"
+    return annotation if annotation in ("int", "float", "bool") else "str"
 
 
-def _as_number(value: Any, kind: str) -> Any:
-    """``value`` as an int or float where it spells one (strings, numpy scalars, 3.0 for an int);
-    unchanged where it does not (the range check then names it)."""
-    if isinstance(value, bool):
+def rule_of(f: dataclasses.Field) -> Range | None:
+    """The range a field's values must lie in: its declared one, else any value of its type."""
+    declared = f.metadata.get("range")
+    if declared is not None:
+        return declared
+    kind = kind_of(f)
+    return Range(kind) if kind in ("int", "float", "bool") else None
+
+
+def parse(value: Any, kind: str) -> Any:
+    """``value`` as a value of ``kind`` ("int", "float", "bool", "ints") where it spells one
+    (strings, numpy scalars, 3.0 for an int, a list for "ints"); unchanged where it does not (the
+    range check then names it)."""
+    if kind == "ints":
+        return tuple(parse(v, "int") for v in value) if isinstance(value, list | tuple) else value
+    if kind == "bool":
+        if isinstance(value, str) and value.strip().lower() in ("true", "false", "yes", "no", "1", "0"):
+            return value.strip().lower() in ("true", "yes", "1")
+        return value
+    if kind not in ("int", "float") or isinstance(value, bool):
         return value
     if isinstance(value, str):
         text = value.strip()
@@ -113,16 +107,10 @@ def _as_number(value: Any, kind: str) -> Any:
     return value
 
 
-def _as_bool(value: Any) -> Any:
-    if isinstance(value, str) and value.strip().lower() in ("true", "false", "yes", "no", "1", "0"):
-        return value.strip().lower() in ("true", "yes", "1")
-    return value
-
-
 def checked(option: str, value: Any, rule: Range, where: str = "Option", hint: str = "") -> Any:
     """``value`` converted to ``rule.kind`` if it lies in the range; else a CTRError naming the
     option (``where`` says whose, ``hint`` where it is set), the value and the range."""
-    converted = _as_bool(value) if rule.kind == "bool" else _as_number(value, rule.kind)
+    converted = parse(value, rule.kind)
     ok = {
         "bool": lambda v: isinstance(v, bool),
         "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
@@ -137,57 +125,39 @@ def checked(option: str, value: Any, rule: Range, where: str = "Option", hint: s
     return converted
 
 
-def check_fields(config: Any, ranges: dict[str, Range], where: str) -> None:
-    """Check (and convert in place) every field of dataclass ``config`` that ``ranges`` names;
-    fields it does not name are left to their owner."""
-    for name, rule in ranges.items():
-        if hasattr(config, name):
-            flag = f"--{name.replace('_', '-')} on the command line, " if name != "progress" else ""  # every option has a flag (settings.py)
-            hint = f" ({flag}`{name}:` under `training:` in a config)"
-            setattr(config, name, checked(name, getattr(config, name), rule, where, hint))
+def checked_field(f: dataclasses.Field, value: Any, where: str, hint: str = "") -> Any:
+    """``value`` of field ``f``, converted and checked against the field's declaration."""
+    rule = rule_of(f)
+    if kind_of(f) == "ints":
+        if isinstance(value, str | bytes) or not hasattr(value, "__iter__") or not list(value):
+            what = f"a non-empty list, each entry {rule.describe()}" if rule else "a non-empty list"
+            raise CTRError(f"{where} `{f.name}`{hint} is {value!r}; it must be {what}, e.g. {list(f.default)}.")
+        return tuple(checked(f.name, v, rule, f"An entry of {where.lower()}", hint) for v in value) if rule else tuple(value)
+    return checked(f.name, value, rule, where, hint) if rule is not None else value
+
+
+def check_fields(config: Any, where: str, hint: Callable[[str], str] = lambda name: "") -> None:
+    """Check (and convert in place) every field of dataclass ``config`` by its declaration
+    (:func:`option`); ``hint(name)`` says where a user sets it."""
+    for f in dataclasses.fields(config):
+        setattr(config, f.name, checked_field(f, getattr(config, f.name), where, hint(f.name)))
+
+
+def _config_hint(name: str) -> str:
+    return f" (--{name.replace('_', '-')} on the command line, `{name}:` under `training:` in a config)"
 
 
 def check_training_config(config: Any) -> None:
-    """The checks of :class:`~ctr_plugin.continual.loop.TrainingConfig` (called on construction)."""
-    check_fields(config, TRAINING_RANGES, "Training option")
+    """The checks of :class:`~ctr_plugin.continual.config.TrainingConfig` (called on construction)."""
+    check_fields(config, "Training option", lambda name: _config_hint(name) if name != "progress" else " (`progress:` under `training:` in a config)")
     if config.epochs > MANY_EPOCHS:
         log.warning("epochs = %d per task is unusually many (a run takes epochs x tasks passes over the data); "
                     "check that this is what you meant.", config.epochs)
 
 
 def check_plugin_config(config: Any) -> None:
-    """The checks of :class:`~ctr_plugin.plugins.PluginConfig` (called on construction)."""
-    check_fields(config, PLUGIN_RANGES, "Plugin option")
-    sizes = getattr(config, "routing_kernel_sizes", None)
-    if sizes is not None:
-        if isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__iter__"):
-            raise CTRError(f"Plugin option `routing_kernel_sizes` is {sizes!r}; it must be a list of whole numbers >= 1, e.g. [3, 4, 5].")
-        config.routing_kernel_sizes = tuple(checked("routing_kernel_sizes", k, Range("int", 1, 10_000), "An entry of plugin option") for k in sizes)
-        if not config.routing_kernel_sizes:
-            raise CTRError("Plugin option `routing_kernel_sizes` is empty; give at least one kernel size, e.g. [3, 4, 5].")
-
-
-def check_method_options(method: Any) -> None:
-    """The checks of a continual-learning method's options (after ``from_options`` set them)."""
-    from dataclasses import fields
-
-    for f in fields(method):
-        value = getattr(method, f.name)
-        rule = METHOD_RANGES.get(f.name)
-        if rule is None and isinstance(value, float) and not isinstance(value, bool):
-            rule = Range("float")
-        if rule is not None:
-            setattr(method, f.name, checked(f.name, value, rule, f"Option of method {method.name!r}", f" (--method-arg {f.name}=...)"))
-
-
-def convert_option_strings(options: dict[str, Any], ranges: dict[str, Range]) -> dict[str, Any]:
-    """``options`` with numbers that YAML left as strings (``1e-3``) read as numbers."""
-    out = dict(options)
-    for key, value in options.items():
-        rule = ranges.get(key)
-        if rule is not None and isinstance(value, str):
-            out[key] = _as_bool(value) if rule.kind == "bool" else _as_number(value, rule.kind)
-    return out
+    """The checks of :class:`~ctr_plugin.plugins.base.PluginConfig` (called on construction)."""
+    check_fields(config, "Plugin option", _config_hint)
 
 
 def check_max_length(max_length: int, tokenizer, encoder_config, pair: bool = False, option: str = "`max_length`") -> None:

@@ -16,10 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ctr_plugin.commands.runner import run_main, setup_logging
 
@@ -157,8 +154,8 @@ def report(runs_file: Path) -> str:
         which = f"task {spec['skip'] + 1} alone" if spec.get("skip") else f"the first {spec['tasks']} task(s)"
         out += [f"### Stage {stage}: {which}, validation accuracy after the last, mean ± std over seeds", "",
                 "| method | variant | seeds | val acc | val macro-F1 | Δ acc vs paper [95 % CI] | Δ acc vs adapter_one [95 % CI] "
-                "| forgetting | task-1 masks open | mean abs(e_1) | s/run |",
-                "|---|---|---|---|---|---|---|---|---|---|---|"]
+                "| forgetting | task-1 masks open | used after the last task | mean abs(e_1) | s/run |",
+                "|---|---|---|---|---|---|---|---|---|---|---|---|"]
         methods = list(spec["cells"])
         for (method, variant), by_seed in sorted(cells.items(), key=lambda kv: (methods.index(kv[0][0]), list(VARIANTS).index(kv[0][1]))):
             acc = np.array([r["val_final_acc"] for r in by_seed.values()])
@@ -169,9 +166,10 @@ def report(runs_file: Path) -> str:
             one = _paired(by_seed, cells.get(("adapter_one", "paper"))) if method != "adapter_one" else ""
             usage = [r["inspect"] for r in by_seed.values() if r.get("inspect")]
             opened = f"{np.mean([u['open'][0] for u in usage]):.2f}" if usage else ""
+            used = f"{np.mean([u['used'] for u in usage]):.2f}" if usage else ""
             magnitude = f"{np.mean([u['embedding_abs_mean'][0] for u in usage]):.2f}" if usage else ""
             out.append(f"| {method} | {variant} | {','.join(str(s) for s in sorted(by_seed))} | {_ms(acc)} | {_ms(mf1)} "
-                       f"| {paper} | {one} | {_ms(forget)} | {opened} | {magnitude} | {secs:.0f} |")
+                       f"| {paper} | {one} | {_ms(forget)} | {opened} | {used} | {magnitude} | {secs:.0f} |")
         out.append("")
     return "\n".join(out)
 

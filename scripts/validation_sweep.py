@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Choose training hyper-parameters on VALIDATION data only (never test): a small grid by hand.
 
-For an equal-budget search over every method, use scripts/tune.py instead.
+For an equal-budget search over every method, use ``ctr-tune`` instead.
 
 Trains the method over the first tasks of a config for each combination of the given values and
 prints the mean validation accuracy and macro-F1 over the tasks learned (measured after the last
@@ -16,10 +16,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ctr_plugin.commands.runner import run_main, setup_logging
 

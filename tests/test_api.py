@@ -180,7 +180,7 @@ def test_from_pretrained_takes_an_encoder_already_loaded_without_loading_another
     def refuse(*_args, **_kwargs):
         raise AssertionError("the encoder was loaded a second time")
 
-    monkeypatch.setattr("ctr_plugin.modeling.model.load_encoder", refuse)
+    monkeypatch.setattr("ctr_plugin.checkpoint.format.load_encoder", refuse)
     loaded = ContinualModel.from_pretrained(tmp_path / "ckpt", encoder=serving)
     assert loaded.encoder is serving
     assert loaded.predict(["good red cat"], task="colour")[0].logits == pytest.approx(model.predict(["good red cat"], task="colour")[0].logits, abs=1e-5)

@@ -1,4 +1,4 @@
-"""The multiply-adds bench.py prints beside its time ratios: checked against torch's own FLOP
+"""The multiply-adds ctr-bench prints beside its time ratios: checked against torch's own FLOP
 counter, and the bench's smoke mode."""
 
 from __future__ import annotations
@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -23,18 +22,14 @@ from conftest import TINY_PLUGIN
 # the counted training steps are bare backward passes, outside HAT's rules on purpose
 pytestmark = pytest.mark.filterwarnings("ignore::ctr_plugin.UnprotectedTrainingWarning")
 
-ROOT = Path(__file__).resolve().parents[1]
-KINDS = {"ctr": "ctr", "hat_adapter": "hat_adapter", "adapter": "adapter", "frozen_heads": "none", "full_finetune": "none"}
-
-
-def counted(kind: str, tasks: int, tiny_bert_dir: str, batch: int = 3, length: int = 7):
+def counted(plugin_type: str, train_encoder: bool, tasks: int, tiny_bert_dir: str, batch: int = 3, length: int = 7):
     """(multiply-adds torch's FLOP counter sees in an inference forward, in a training step; the
     model's plugin config; the model)"""
     torch.manual_seed(0)
     encoder, tokenizer = load_encoder(tiny_bert_dir)
     encoder.set_attn_implementation("eager")  # attention as matrix products, which the counter sees
-    config = PluginConfig(**{**TINY_PLUGIN.to_dict(), "plugin_type": KINDS[kind]})
-    model = ContinualModel(encoder, tokenizer, config, tiny_bert_dir, head_dropout=0.0, train_encoder=kind == "full_finetune")
+    config = PluginConfig(**{**TINY_PLUGIN.to_dict(), "plugin_type": plugin_type})
+    model = ContinualModel(encoder, tokenizer, config, tiny_bert_dir, head_dropout=0.0, train_encoder=train_encoder)
     for t in range(tasks):
         model.add_task(f"task{t}", ["a", "b"])
     ids = torch.randint(5, encoder.config.vocab_size, (batch, length))
@@ -44,16 +39,17 @@ def counted(kind: str, tasks: int, tiny_bert_dir: str, batch: int = 3, length: i
         model(ids, torch.ones_like(ids), task_ids)
     model.train()
     with FlopCounterMode(display=False) as step:
-        model(ids, torch.ones_like(ids), task_ids, s=1.0).logits.logsumexp(-1).sum().backward()
+        model(ids, torch.ones_like(ids), task_ids).logits.logsumexp(-1).sum().backward()
     return forward.get_total_flops() // 2, step.get_total_flops() // 2, config, model
 
 
-@pytest.mark.parametrize("kind, tasks", [("ctr", 1), ("ctr", 3), ("hat_adapter", 2), ("adapter", 2), ("frozen_heads", 2), ("full_finetune", 2)])
-def test_multiply_adds_are_those_torch_counts(kind, tasks, tiny_bert_dir):
-    forward, step, config, model = counted(kind, tasks, tiny_bert_dir)
-    counts = multiply_adds(kind, tasks, EncoderShape.of(model.encoder), config, batch=3, length=7)
+@pytest.mark.parametrize("plugin_type, train_encoder, tasks",
+                         [("ctr", False, 1), ("ctr", False, 3), ("hat_adapter", False, 2), ("adapter", False, 2), ("none", False, 2), ("none", True, 2)])
+def test_multiply_adds_are_those_torch_counts(plugin_type, train_encoder, tasks, tiny_bert_dir):
+    forward, step, config, model = counted(plugin_type, train_encoder, tasks, tiny_bert_dir)
+    counts = multiply_adds(config, tasks, EncoderShape.of(model.encoder), batch=3, length=7, train_encoder=train_encoder)
     assert counts.inference == forward
-    if kind != "ctr":
+    if plugin_type != "ctr":
         assert counts.training_step == step
     else:
         # The argmax backward works on the winning windows with elementwise products: it spreads
@@ -68,8 +64,8 @@ def test_multiply_adds_are_those_torch_counts(kind, tasks, tiny_bert_dir):
 
 def test_bench_quick_runs_every_configuration_and_prints_the_arithmetic_beside_the_ratios(tmp_path):
     output = tmp_path / "bench.json"
-    env = os.environ | {"HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
-    run = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench.py"), "--quick", "--output", str(output)], capture_output=True, text=True, env=env, timeout=600, check=False)
+    env = os.environ | {"HF_HUB_OFFLINE": "1"}
+    run = subprocess.run([sys.executable, "-m", "ctr_plugin.bench.harness", "--quick", "--output", str(output)], capture_output=True, text=True, env=env, timeout=600, check=False)
     assert run.returncode == 0, run.stderr[-3000:]
     result = json.loads(output.read_text())
     kinds = {(r["kind"], r["series"]) for r in result["rows"]}
@@ -79,3 +75,13 @@ def test_bench_quick_runs_every_configuration_and_prints_the_arithmetic_beside_t
     for name in ("ctr_step_vs_adapter_at_3_tasks", "ctr_step_3_vs_1_tasks", "ctr_eval_vs_adapter_at_3_tasks", "second geometry: ctr_step_vs_adapter_at_3_tasks"):
         assert by_name[name]["measured"] > 0 and by_name[name]["arithmetic"] > 1.0  # CTR does more arithmetic than the adapter, and more with more tasks
         assert name in run.stdout
+
+
+def test_every_kind_of_bench_row_is_a_registered_method_whose_plugins_are_counted():
+    from ctr_plugin.bench.arithmetic import COUNTED_PLUGINS
+    from ctr_plugin.bench.harness import METHOD_OF
+    from ctr_plugin.continual.methods import METHODS
+
+    assert all(METHODS[method].plugin_type in COUNTED_PLUGINS for method in METHOD_OF.values())
+    with pytest.raises(ValueError, match="not counted"):
+        multiply_adds(PluginConfig(plugin_type="lora"), 1, EncoderShape(8, 1, 16), batch=1, length=1)

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 import torch
 
+from ctr_plugin.checkpoint.format import CONFIG_FILE, WEIGHTS_FILE
 from ctr_plugin.continual.loop import TrainingConfig, evaluate
 from ctr_plugin.data import TaskSpec, build_task, load_sequence_config
 from ctr_plugin.errors import CheckpointError, CTRError, DataError, TaskError
@@ -26,7 +27,7 @@ from ctr_plugin.experiments.output_dir import LOCK_FILE
 from ctr_plugin.experiments.run import RunSettings, run
 from ctr_plugin.experiments.settings import base_options
 from ctr_plugin.modeling.encoder import load_encoder
-from ctr_plugin.modeling.model import CONFIG_FILE, WEIGHTS_FILE, ContinualModel
+from ctr_plugin.modeling.model import ContinualModel
 from ctr_plugin.plugins import PluginConfig
 
 from conftest import SPECIAL, TINY_PLUGIN, WORDS, keyword_task
@@ -89,7 +90,7 @@ def training_cases(tmp: Path, finished_run: Path, distilbert: str) -> dict[str, 
         "seed too large for numpy": (["--datasets", ok, "--seed", "99999999999"], "<= 4294966"),
         "max length below the special tokens": (["--datasets", ok, "--max-length", "2"], "special tokens"),
         "max length above the position limit": (["--datasets", ok, "--max-length", "1000"], "position limit"),
-        "zero batch size": (["--datasets", ok, "--batch-size", "0"], "--batch-size must be at least 1"),
+        "zero batch size": (["--datasets", ok, "--batch-size", "0"], "`batch_size` (--batch-size on the command line"),
         "yaml lr as a negative string": (["--config", yaml_config(tmp, "neg_lr", f"  - {{name: a, train: {ok}}}", "  lr: -1e-3")], "`lr`"),
         "yaml lr not a number": (["--config", yaml_config(tmp, "word_lr", f"  - {{name: a, train: {ok}}}", "  lr: fast")], "'fast'"),
         "yaml zero epochs": (["--config", yaml_config(tmp, "ep", f"  - {{name: a, train: {ok}}}", "  epochs: 0")], "`epochs`"),
@@ -103,11 +104,13 @@ def training_cases(tmp: Path, finished_run: Path, distilbert: str) -> dict[str, 
         "class only in test": (["--config", yaml_config(tmp, "only_test", f"  - {{name: a, train: {ok}, test: {write_csv(tmp / 'test3.csv', rows(9, ('pos', 'neg', 'meh'), 'held out'))}}}")], "never in the training data"),
         "train file given as test": (["--config", yaml_config(tmp, "same", f"  - {{name: a, train: {ok}, test: {ok}}}")], "also occur in"),
         "task naming several sources": (["--config", yaml_config(tmp, "multi", f"  - {{name: a, dataset: hl_canon_g3, train: {ok}, test: {ok_test}}}")], "more than one source"),
-        "continued run with another method": (["--datasets", ok, "--from-checkpoint", str(elsewhere), "--method", "adapter_ncl"], "--method adapter_ncl (the checkpoint has ctr)"),
+        "continued run with another method": (["--datasets", ok, "--from-checkpoint", str(elsewhere), "--method", "adapter_ncl"], "trained with method 'ctr', but this run asks for 'adapter_ncl'"),
         "continued run with another pooling": (["--datasets", ok, "--from-checkpoint", str(elsewhere), "--pooling", "cls"], "--pooling cls"),
         "continued run with another adapter size": (["--datasets", ok, "--from-checkpoint", str(elsewhere), "--adapter-size", "8"], "--adapter-size 8"),
         "continued run replacing its own source": (["--datasets", ok, "--from-checkpoint", ckpt], "inside --output-dir"),
-        "lora rank zero": (["--datasets", ok, "--method", "lora_ncl", "--method-arg", "rank=0"], "`rank` (--method-arg rank=...) is 0"),
+        "lora rank zero": (["--datasets", ok, "--method", "lora_ncl", "--lora-rank", "0"], "`lora_rank` (--lora-rank on the command line"),
+        "continued run with another lora rank": (["--datasets", ok, "--from-checkpoint", str(elsewhere), "--lora-rank", "4"], "--lora-rank 4 (the checkpoint has 8)"),
+        "lora rank as a method option": (["--datasets", ok, "--method", "lora_ncl", "--method-arg", "rank=4"], "has no option 'rank'"),
         "negative ewc strength": (["--datasets", ok, "--method", "ewc", "--method-arg", "strength=-1"], "`strength`"),
         "unknown device": (["--datasets", ok, "--device", "gpu0"], "not a device"),
         "cuda on a machine without one": (["--datasets", ok, "--device", "cuda:7"], "cuda:7"),
@@ -122,7 +125,8 @@ TRAINING_CASES = [
     "yaml zero epochs", "yaml fractional batch size", "yaml zero adapter size", "yaml negative s_max", "yaml warmup above one",
     "header names a column twice", "NA as a label", "nan as a label", "class only in test", "train file given as test",
     "task naming several sources", "continued run with another method", "continued run with another pooling",
-    "continued run with another adapter size", "continued run replacing its own source", "lora rank zero", "negative ewc strength",
+    "continued run with another adapter size", "continued run replacing its own source", "continued run with another lora rank", "lora rank zero",
+    "lora rank as a method option", "negative ewc strength",
     "unknown device", "cuda on a machine without one",
     "lora on an encoder without query/value", "ctr on an encoder without output sublayers",
 ]
@@ -194,7 +198,7 @@ def test_plugin_config_values_are_type_and_range_checked(field, value):
 
 
 @pytest.mark.parametrize("method, options", [
-    ("lora_ncl", {"rank": "0"}), ("lora_one", {"alpha": "-2"}), ("ewc", {"strength": "nan"}), ("ewc", {"fisher_samples": "0"}),
+    ("ctr", {"mask_lr_scale": "0"}), ("replay", {"seed": "-1"}), ("ewc", {"strength": "nan"}), ("ewc", {"fisher_samples": "0"}),
     ("replay", {"memory_size": "-5"}), ("replay", {"replay_batch_size": "0"}), ("lwf", {"temperature": "0"}), ("l2", {"strength": "inf"}),
     ("bert_ncl", {"encoder_lr": "-1e-5"}),
 ])

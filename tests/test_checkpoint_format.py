@@ -1,4 +1,5 @@
-"""Checkpoint formats: today's (2) and the one before it (1), which held one tensor per task.
+"""Checkpoint formats: today's (2) and the one before it (1), which held one tensor per task; and
+checkpoints of one-model-per-task methods written before those kept every task's weights.
 
 tests/fixtures/checkpoint_v1 holds two format-1 checkpoints made by ctr_plugin as of commit d68fa21
 (tests/fixtures/make_checkpoint_v1.py), on a tiny encoder saved beside them, and the logits that
@@ -14,7 +15,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from ctr_plugin.modeling.model import CONFIG_FILE, FORMAT_VERSION, WEIGHTS_FILE, ContinualModel
+from ctr_plugin.checkpoint.format import CONFIG_FILE, FORMAT_VERSION, WEIGHTS_FILE
+from ctr_plugin.errors import TaskError
+from ctr_plugin.modeling.encoder import load_encoder
+from ctr_plugin.modeling.model import ContinualModel
+from ctr_plugin.plugins import PluginConfig
 
 FIXTURE = Path(__file__).parent / "fixtures" / "checkpoint_v1"
 EXPECTED = json.loads((FIXTURE / "expected_logits.json").read_text())
@@ -47,3 +52,25 @@ def test_a_format_1_checkpoint_of_frozen_capsules_keeps_earlier_tasks_out_of_tra
     plugin = model.plugins[0]
     assert plugin.transfer_routing.routes_frozen.shape[0] == 2 and plugin.transfer_routing.routes.shape[0] == 1
     assert plugin.task_capsules.w1_frozen.shape[1] == 2 * plugin.task_capsules.capsule_hidden
+
+
+@pytest.mark.parametrize("method, plugin_type, serves_every_task", [("lora_one", "lora", False), ("bert_one", "none", False), ("lora_one", "lora_per_task", True)])
+def test_an_old_one_model_per_task_checkpoint_serves_the_only_task_whose_weights_it_holds(method, plugin_type, serves_every_task, tmp_path):
+    """Before the one-model-per-task methods kept every task's weights (their own LoRA adapter, or
+    their own copy of the encoder), their checkpoints held the last task's only: loaded, such a
+    checkpoint refuses the earlier tasks rather than answer them with the last task's weights."""
+    encoder, tokenizer = load_encoder(str(FIXTURE / "encoder"))
+    model = ContinualModel(encoder, tokenizer, PluginConfig(plugin_type=plugin_type, pooling="mean"), str(FIXTURE / "encoder"))
+    model.add_task("sentiment", ["negative", "positive"])
+    model.add_task("colour", ["red", "blue"])
+    model.method_name = method
+    model.save_pretrained(tmp_path / "old")
+    loaded = ContinualModel.from_pretrained(tmp_path / "old")
+    assert loaded.predict(["a red one"], task="colour")[0].task == "colour"
+    if serves_every_task:
+        assert loaded.predict(["a good one"], task="sentiment")[0].task == "sentiment"
+        return
+    with pytest.raises(TaskError, match="holds only its last task's weights: it can classify task 'colour' only"):
+        loaded.predict(["a good one"], task="sentiment")
+    with pytest.raises(TaskError, match="holds only its last task's weights"):
+        loaded.predict(["a good one", "a red one"], task=["sentiment", "colour"])

@@ -90,8 +90,8 @@ def test_the_trainer_masks_and_compensates_gradients_before_clipping_and_anneals
     trainer = ContinualTrainer(model, args, task="colour", train_dataset=tokenized(model, COLOUR.train))
     clip = trainer.accelerator.clip_grad_norm_
     monkeypatch.setattr(trainer.accelerator, "clip_grad_norm_", lambda *a, **k: events.append("clip") or clip(*a, **k))
-    forward_kwargs = trainer.continual_method.forward_kwargs
-    monkeypatch.setattr(trainer.continual_method, "forward_kwargs", lambda m, step: temperatures.append((step.epoch, forward_kwargs(m, step)["s"])) or forward_kwargs(m, step))
+    plugin_inputs = trainer.continual_method.plugin_inputs
+    monkeypatch.setattr(trainer.continual_method, "plugin_inputs", lambda m, step: temperatures.append((step.epoch, plugin_inputs(m, step)["s"])) or plugin_inputs(m, step))
     trainer.train()
     steps = 2 * 3  # 48 examples / (8 x 2 accumulated) per epoch, 2 epochs
     assert events == ["protect_previous_tasks", "compensate_embedding_gradients", "clip", "clamp_embeddings"] * steps

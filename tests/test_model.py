@@ -8,9 +8,10 @@ import shutil
 import pytest
 import torch
 
+from ctr_plugin.checkpoint.format import CONFIG_FILE, WEIGHTS_FILE
 from ctr_plugin.errors import CheckpointError, TaskError
 from ctr_plugin.modeling.encoder import load_encoder
-from ctr_plugin.modeling.model import CONFIG_FILE, WEIGHTS_FILE, ContinualModel
+from ctr_plugin.modeling.model import ContinualModel
 
 from conftest import TINY_PLUGIN
 

@@ -120,7 +120,7 @@ def test_the_wheel_in_a_fresh_venv_trains_predicts_and_builds_tables(tiny_bert_d
     assert "| frozen_heads | 1 |" in out and (work / "grid" / "table.csv").is_file()
 
 
-def test_the_old_script_paths_still_run(tmp_path):
-    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "predict.py"), "--help"], capture_output=True, text=True,
+def test_the_entry_script_runs_the_training_command_from_anywhere(tmp_path):
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "train_ctr.py"), "--help"], capture_output=True, text=True,
                           env={"PATH": os.environ["PATH"], "HF_HUB_OFFLINE": "1"}, cwd=tmp_path, timeout=120)
-    assert proc.returncode == 0 and "--checkpoint" in proc.stdout
+    assert proc.returncode == 0 and "--output-dir" in proc.stdout

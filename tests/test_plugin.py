@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from ctr_plugin.modeling.encoder import load_encoder
-from ctr_plugin.modeling.injection import PluggedDropout
 from ctr_plugin.modeling.model import ContinualModel
 from ctr_plugin.plugins import CTRPlugin, PluginConfig
+from ctr_plugin.plugins.injection import PluggedDropout
 
 from conftest import TINY_PLUGIN
 
@@ -119,7 +119,7 @@ def test_freeze_old_capsules_option_freezes_earlier_tasks_only(tiny_bert_dir):
 
 def test_encoder_without_output_sublayers_is_refused():
     from ctr_plugin.errors import CTRError
-    from ctr_plugin.modeling.injection import inject_plugins
+    from ctr_plugin.plugins.injection import inject_plugins
 
     with pytest.raises(CTRError, match="no BERT-style output sublayers"):
         inject_plugins(torch.nn.Sequential(torch.nn.Linear(4, 4)), 4, lambda: None)

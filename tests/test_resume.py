@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from ctr_plugin.checkpoint.format import CONFIG_FILE
 from ctr_plugin.continual.loop import TrainingConfig
 from ctr_plugin.errors import CTRError
 from ctr_plugin.experiments.run import RunSettings, run
-from ctr_plugin.modeling.model import CONFIG_FILE, ContinualModel
+from ctr_plugin.modeling.model import ContinualModel
 
 from conftest import TINY_PLUGIN, keyword_task
 from test_cli import write_csv

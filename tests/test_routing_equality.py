@@ -13,8 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ctr_plugin.plugins import CTRPlugin, PluginConfig, PluginContext
-from ctr_plugin.plugins import ctr as ctr_module
+from ctr_plugin.plugins import CTRPlugin, PluginConfig, PluginContext, routing_ops
 
 HIDDEN = 16
 CONFIG = PluginConfig(adapter_size=8, task_capsule_hidden=4, routing_filters=6, routing_kernel_sizes=(3, 4, 5))
@@ -150,7 +149,7 @@ def test_fast_routing_gives_the_reference_outputs_at_evaluation(num_tasks, task_
 @pytest.mark.parametrize("num_tasks, task_ids, freeze_old", CASES)
 def test_fast_routing_gives_the_reference_gradients_in_training(num_tasks, task_ids, freeze_old, dtype, chunk, monkeypatch):
     if chunk is not None:  # the feature maps one group at a time
-        monkeypatch.setattr(ctr_module, "FEATURE_MAP_CHUNK", chunk)
+        monkeypatch.setattr(routing_ops, "FEATURE_MAP_CHUNK", chunk)
     plugin, context = make_plugin(num_tasks, freeze_old, dtype)
     plugin.train()
     x, ids, token_mask, lengths = batch(task_ids, dtype)
@@ -195,8 +194,8 @@ def test_inference_takes_the_max_alone_and_gives_the_training_path_values(padded
         for g in range(G)
     ], dim=1)
     with torch.no_grad():
-        inferred = ctr_module.conv_max_over_time(x, weight, bias, valid)
-    trained = ctr_module.conv_max_over_time(x.clone().requires_grad_(), weight, bias, valid)
+        inferred = routing_ops.conv_max_over_time(x, weight, bias, valid)
+    trained = routing_ops.conv_max_over_time(x.clone().requires_grad_(), weight, bias, valid)
     assert trained.grad_fn is not None and inferred.grad_fn is None
     assert_close(inferred, expected, "inference")
     assert_close(trained.detach(), expected, "training path")
@@ -219,7 +218,7 @@ def test_masked_routing_with_an_example_of_no_real_token(dtype, chunk, monkeypat
     whose every start is padding: code 0 and no gradient, in float64 as in float32, with the
     feature map computed whole or one group and example at a time."""
     if chunk is not None:
-        monkeypatch.setattr(ctr_module, "FEATURE_MAP_CHUNK", chunk)
+        monkeypatch.setattr(routing_ops, "FEATURE_MAP_CHUNK", chunk)
     torch.manual_seed(1)
     N, G, C, L, filters, K = 4, 3, 3, 9, 5, 3
     lengths = torch.tensor([9, 0, 4, 1])
@@ -229,7 +228,7 @@ def test_masked_routing_with_an_example_of_no_real_token(dtype, chunk, monkeypat
     bias = (torch.randn(filters, dtype=dtype) + 1.0).requires_grad_()  # mostly positive: padding windows would win if not masked
     upstream = torch.randn(N, G, filters, dtype=dtype)
 
-    fast = _code_and_grads(ctr_module.conv_max_over_time(x, weight, bias, valid), upstream, x, weight, bias)
+    fast = _code_and_grads(routing_ops.conv_max_over_time(x, weight, bias, valid), upstream, x, weight, bias)
     expected = _code_and_grads(torch.stack([
         F.conv1d(F.pad(x[:, g], (0, K - 1)), weight[g], bias).masked_fill(~valid[:, 0, None, :], float("-inf")).amax(-1).clamp_min(0)
         for g in range(G)
@@ -239,7 +238,7 @@ def test_masked_routing_with_an_example_of_no_real_token(dtype, chunk, monkeypat
     assert (fast[0][1] == 0).all() and (fast[1][1] == 0).all()  # the example of no real token
     assert (fast[0][0] > 0).any() and fast[1][2].abs().sum() > 0
     with torch.no_grad():
-        assert_close(ctr_module.conv_max_over_time(x, weight, bias, valid), expected[0], "inference")
+        assert_close(routing_ops.conv_max_over_time(x, weight, bias, valid), expected[0], "inference")
 
 
 @pytest.mark.parametrize("masked", [False, True])
@@ -257,7 +256,7 @@ def test_texts_shorter_than_the_kernel_give_autograds_values_and_gradients(lengt
     bias = (torch.randn(filters, dtype=torch.float64) + 1.0).requires_grad_()
     upstream = torch.randn(N, G, filters, dtype=torch.float64)
 
-    fast = _code_and_grads(ctr_module.conv_max_over_time(x, weight, bias, valid), upstream, x, weight, bias)
+    fast = _code_and_grads(routing_ops.conv_max_over_time(x, weight, bias, valid), upstream, x, weight, bias)
     expected = _code_and_grads(torch.stack([
         F.conv1d(F.pad(x[:, g], (0, K - 1)), weight[g], bias).masked_fill(~valid[:, 0, None, :], float("-inf")).amax(-1).clamp_min(0)
         for g in range(G)
@@ -272,7 +271,7 @@ def test_max_and_first_index_is_torch_max(dtype):
     """The vectorised max with indices gives torch's values and the first index of each maximum."""
     feats = torch.randint(-3, 4, (2, 5, 7, 11)).to(dtype)  # small integers: many ties
     feats[0, 0, 0] = float("-inf")
-    value, index = ctr_module._max_and_first_index(feats.clone())
+    value, index = routing_ops._max_and_first_index(feats.clone())
     torch.testing.assert_close(value, feats.amax(-1))
     first = torch.stack([(row == row.max()).nonzero()[0, 0] for row in feats.reshape(-1, 11)]).view(2, 5, 7)
     assert torch.equal(index, first)

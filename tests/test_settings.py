@@ -9,7 +9,7 @@ import dataclasses
 import pytest
 
 from ctr_plugin.commands import train
-from ctr_plugin.continual.loop import TrainingConfig
+from ctr_plugin.continual.config import TrainingConfig
 from ctr_plugin.continual.methods import get_method
 from ctr_plugin.errors import CTRError
 from ctr_plugin.experiments.settings import NOT_OPTIONS, build_settings, option_flags_given
@@ -26,8 +26,7 @@ def test_the_order_is_defaults_then_config_then_tuned_then_flags(tmp_path):
     assert settings.training.lr == 0.003 and settings.training.epochs == 4  # tuned over the config; the flag agrees
     assert settings.training.max_length == 20 and settings.training.seed == 5 and settings.plugin.adapter_size == 32
     assert settings.training.batch_size == TrainingConfig().batch_size  # untouched: the default
-    assert settings.method_options == {"memory_size": 50, "replay_batch_size": "3"}
-    assert get_method("replay", settings.method_options).replay_batch_size == 3
+    assert (settings.method.memory_size, settings.method.replay_batch_size) == (50, 3)  # the method, built once, with its options
 
 
 def test_a_flag_overrides_the_config_but_not_a_tuned_value(tmp_path):
@@ -58,23 +57,43 @@ def test_a_plugin_option_the_method_fixes_is_recorded_with_its_value():
     assert build_settings("adapter_one", config_training={"train_layernorm": False}).plugin.train_layernorm is False  # agreeing is fine
 
 
-def test_lora_rank_comes_from_one_place():
-    with pytest.raises(CTRError, match=r"takes `lora_rank` from its option `rank`: --method-arg sets rank=16.*lora_rank=4"):
-        build_settings("lora_ncl", config_training={"lora_rank": 4}, config_name="the config my.yaml", method_args={"rank": "16"})
-    from_config = build_settings("lora_ncl", config_training={"lora_rank": 4})
-    assert from_config.method_options["rank"] == 4 and from_config.plugin.lora_rank == 4
-    from_method = build_settings("lora_one", method_args={"rank": "4", "alpha": "8"})
-    assert from_method.plugin.lora_rank == 4 and from_method.plugin.lora_alpha == 8.0
-    assert build_settings("lora_ncl").plugin.lora_rank == get_method("lora_ncl").rank
+def test_lora_rank_and_scaling_are_plugin_options_only(tmp_path):
+    assert build_settings("lora_ncl", config_training={"lora_rank": 4}).plugin.lora_rank == 4
+    assert build_settings("lora_one", flags={"lora_rank": 2, "lora_alpha": 8.0}).plugin.lora_alpha == 8.0
+    with pytest.raises(CTRError, match="has no option 'rank'"):
+        build_settings("lora_ncl", method_args={"rank": "16"})
+    tuned = build_settings("lora_ncl", tuned="hl5_products")  # the committed tuned file: rank 4
+    assert tuned.plugin.lora_rank == 4 and tuned.method.options() == {}
 
 
-def test_the_python_api_refuses_a_non_default_value_the_method_would_change():
-    """Without sources to compare, the API can only see values other than the default."""
-    with pytest.raises(CTRError, match="lora_ncl.*`lora_rank` to 8.*asks for 4"):
-        get_method("lora_ncl").plugin_config(PluginConfig(lora_rank=4))
-    assert get_method("lora_ncl", {"rank": "4"}).plugin_config(PluginConfig(lora_rank=4)).lora_rank == 4
+def test_the_python_api_applies_the_plugin_options_a_method_fixes():
     assert get_method("adapter_one").plugin_config(PluginConfig()).train_layernorm is False
-    assert get_method("ctr_linear_up").plugin_config(PluginConfig(tsm_activation="none")).plugin_type == "ctr"
+    assert get_method("ctr_linear_up").plugin_config(PluginConfig()).tsm_activation == "none"
+    assert get_method("lora_ncl").plugin_config(PluginConfig(lora_rank=4)).lora_rank == 4
+
+
+def test_each_flag_takes_its_help_and_range_from_the_field(capsys):
+    with pytest.raises(SystemExit):
+        train.parse_args(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    lr = next(f for f in dataclasses.fields(TrainingConfig) if f.name == "lr")
+    assert " ".join(lr.metadata["help"].split()) in text and "Default 0.001; a finite number > 0 and <= 10" in text
+    assert "--lora-rank" in text and "--progress" not in text.replace("--no-progress", "")
+
+
+def test_the_order_and_the_caps_are_applied_in_one_place(tmp_path):
+    from ctr_plugin.data import load_sequence_config, resolve_config
+    from ctr_plugin.experiments.settings import select_tasks
+
+    sequence = load_sequence_config(resolve_config("hl5_products"))
+    chosen = select_tasks(sequence, 1, max_train=10)
+    assert sorted(t.name for t in chosen.tasks) == sorted(t.name for t in sequence.tasks) and chosen.tasks != sequence.tasks
+    assert all(t.max_train == 10 and t.max_test == s.max_test for t, s in zip(select_tasks(sequence, max_train=10).tasks, sequence.tasks))
+    assert all(t.max_test is None for t in select_tasks(sequence, test_cap_from_config=False).tasks)
+    with pytest.raises(CTRError, match="--max-test-per-task must be at least 2"):
+        select_tasks(sequence, max_test=1)
+    with pytest.raises(CTRError, match="--order 99 is out of range"):
+        select_tasks(sequence, 99)
 
 
 def test_every_training_and_plugin_option_has_a_flag():

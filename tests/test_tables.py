@@ -1,5 +1,5 @@
 """Paper-style tables: built from hand-made results.json files with known numbers, and
-reproduce_tables.py end to end on a tiny encoder (runs, skipping, rebuilding)."""
+ctr-tables end to end on a tiny encoder (runs, skipping, rebuilding)."""
 
 from __future__ import annotations
 
@@ -131,7 +131,7 @@ def test_build_tables_writes_markdown_latex_csv_and_plots(grid):
         assert (grid / png).stat().st_size > 1000, png
 
 
-def test_reproduce_tables_runs_the_grid_skips_finished_runs_and_rebuilds(tiny_bert_dir, tmp_path, capsys):
+def test_ctr_tables_runs_the_grid_skips_finished_runs_and_rebuilds(tiny_bert_dir, tmp_path, capsys):
     specs = []
     for name, keywords in (("sentiment", [["good", "great"], ["bad", "awful"]]), ("colour", [["red", "pink"], ["blue", "green"]])):
         task = keyword_task(name, keywords, n_train=40)
@@ -165,6 +165,6 @@ def test_reproduce_tables_runs_the_grid_skips_finished_runs_and_rebuilds(tiny_be
     assert code == 0 and "| replay | 2 |" in stdout
 
 
-def test_reproduce_tables_rejects_unknown_methods_before_training(tmp_path, capsys):
+def test_ctr_tables_rejects_unknown_methods_before_training(tmp_path, capsys):
     code, _, err = call("tables", ["--methods", "gem", "--output-dir", str(tmp_path)], capsys)
     assert code == 2 and "Unknown method 'gem'" in err

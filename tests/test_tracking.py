@@ -62,8 +62,8 @@ def test_a_tracker_that_is_not_installed_is_refused_before_anything_is_written(t
     assert code == 2 and "pip install wandb" in err and not out.exists()
 
 
-def drawn_curves(curves: list[dict], tasks: list[str], path, monkeypatch) -> tuple[list[str], list[int], list[int]]:
-    """What ``report.plot_curves`` draws: the task names written over the curves, and the number
+def drawn_curves(curves: list[dict], path, monkeypatch) -> tuple[list[str], list[int], list[int]]:
+    """What ``run_report.plot_curves`` draws: the task names written over the curves, and the number
     of points of each line of the loss and the accuracy plots."""
     import matplotlib.pyplot as plt
 
@@ -71,7 +71,7 @@ def drawn_curves(curves: list[dict], tasks: list[str], path, monkeypatch) -> tup
 
     figures, close = [], plt.close
     monkeypatch.setattr(plt, "close", lambda fig: (figures.append(fig), close(fig)))
-    plot_curves(curves, tasks, path)
+    plot_curves(curves, path)
     assert path.stat().st_size > 1000
     loss_ax, acc_ax = figures[0].axes[:2]
 
@@ -86,21 +86,37 @@ def test_curves_of_a_task_without_validation_data_draw_the_training_loss_alone(t
         {"task": "given", "train_loss": [0.7, 0.5, 0.4], "validation_loss": [], "validation_accuracy": [], "steps": 6},  # from Python, no validation
         {"task": "validated", "train_loss": [0.6, 0.3], "validation_loss": [0.65, 0.4], "validation_accuracy": [55.0, 80.0], "steps": 4},
     ]
-    names, loss_lines, acc_lines = drawn_curves(curves, ["given", "validated"], tmp_path / "curves.png", monkeypatch)
+    names, loss_lines, acc_lines = drawn_curves(curves, tmp_path / "curves.png", monkeypatch)
     assert names == ["given", "validated"] and loss_lines == [3, 2, 2] and acc_lines == [2]
 
 
-def test_curves_name_their_task_and_older_results_without_names_still_draw(tmp_path, monkeypatch):
+def test_curves_name_their_task_and_results_json_checks_the_names(tmp_path, monkeypatch):
     import ctr_plugin.reporting.results as results_file
 
     curve = {"train_loss": [0.6, 0.3], "validation_loss": [0.65, 0.4], "validation_accuracy": [55.0, 80.0], "steps": 4}
     # a continued run: a and b re-tested from the checkpoint, only c trained here
-    assert drawn_curves([curve | {"task": "c"}], ["a", "b", "c"], tmp_path / "named.png", monkeypatch)[0] == ["c"]
-    assert drawn_curves([curve, curve], ["a", "b"], tmp_path / "old.png", monkeypatch)[0] == ["a", "b"]  # written before curves named their task
-    assert drawn_curves([curve], ["a", "b"], tmp_path / "joint.png", monkeypatch)[0] == ["a+b"]
+    assert drawn_curves([curve | {"task": "c"}], tmp_path / "named.png", monkeypatch)[0] == ["c"]
+    assert drawn_curves([curve | {"task": "a+b"}], tmp_path / "joint.png", monkeypatch)[0] == ["a+b"]
     matrix = [[80.0, None], [70.0, 90.0]]
     data = {"tasks": ["a", "b"], "acc_matrix": matrix, "f1_matrix": matrix, "completed_tasks": 2}
-    assert results_file.validate(data | {"curves": [curve, curve | {"task": "b"}]}) == []
+    assert results_file.validate(data | {"curves": [curve | {"task": "a"}, curve | {"task": "b"}]}) == []
     assert results_file.validate(data | {"curves": [curve | {"task": "a+b"}]}) == []
     assert "names task 'z'" in results_file.validate(data | {"curves": [curve | {"task": "z"}]})[0]
-    assert "one value per epoch" in results_file.validate(data | {"curves": [curve | {"validation_loss": [0.1]}]})[0]
+    assert "names task None" in results_file.validate(data | {"curves": [curve]})[0]
+    assert "one value per epoch" in results_file.validate(data | {"curves": [curve | {"task": "a", "validation_loss": [0.1]}]})[0]
+
+
+def test_a_results_json_of_an_earlier_version_reads_with_the_keys_it_lacks_as_not_recorded(tmp_path):
+    import ctr_plugin.reporting.results as results_file
+    from ctr_plugin.continual.loop import ContinualResults
+    from ctr_plugin.reporting.metrics import cost_per_task
+
+    matrix = [[80.0, None], [70.0, 90.0]]
+    earlier = {"tasks": ["a", "b"], "acc_matrix": matrix, "f1_matrix": matrix, "completed_tasks": 2, "train_seconds": 10.0, "epochs_kept": [1, 1]}
+    (tmp_path / "results.json").write_text(json.dumps(earlier))
+    data = results_file.read(tmp_path)
+    assert data == earlier | {"params_added": [], "checkpoint_bytes": [], "curves": [], "train_steps": 0}
+    assert cost_per_task(data) == {"train_seconds_per_task": 5.0}  # the costs it did not record stay out of the tables
+    assert ContinualResults.from_dict(earlier).to_dict()["curves"] == []
+    recorded = earlier | {"curves": [{"task": "a", "train_loss": [0.5], "steps": 3}, {"task": "b", "train_loss": [0.4], "steps": 2}]}
+    assert results_file.upgrade(recorded)["train_steps"] == 5

@@ -67,6 +67,19 @@ def test_every_method_searches_the_shared_ranges_plus_its_own():
     assert "mask_lambda" in search_space("ctr") and "strength" in search_space("ewc")
 
 
+def test_a_search_space_names_the_methods_options_or_its_plugins():
+    import dataclasses
+
+    from ctr_plugin.continual.methods import METHODS
+    from ctr_plugin.plugins import PluginConfig
+
+    plugin = {f.name for f in dataclasses.fields(PluginConfig)}
+    for name, method in METHODS.items():
+        own = {f.name for f in dataclasses.fields(method)}
+        assert set(method.search_space) <= own | plugin, name
+    assert "lora_rank" in search_space("lora_ncl")  # LoRA's rank is a plugin option: tuned files hold it under `training:`
+
+
 def test_each_method_gets_the_budget_and_an_interrupted_study_resumes(tasks, tiny_bert_dir, tmp_path):
     import optuna
 

@@ -1,6 +1,6 @@
 """Multiply-adds of a training step and of an inference forward pass, counted part by part.
 
-What ``scripts/bench.py`` prints beside each measured time ratio: the ratio the arithmetic alone
+What ``ctr-bench`` prints beside each measured time ratio: the ratio the arithmetic alone
 predicts, so a reader sees how close to that limit each figure is. Counted are the products of
 matrices and convolutions (one multiply-add each); elementwise work (activations, HAT masks,
 LayerNorms, the optimizer's update) is not, nor are memory traffic and per-operation overhead,
@@ -9,7 +9,7 @@ which is what a measured ratio adds on top.
 A training step is counted as trained: the frozen encoder's forward and its backward for input
 gradients only (from the last layer down to the first plugin), the plugins' forward and full
 backward, CTR's routing convolutions with their argmax backward (one window per filter, see
-``ConvMaxOverTime``). Full fine-tuning's backward adds the encoder's weight gradients.
+``plugins.routing_ops.ConvMaxOverTime``). Full fine-tuning's backward adds the encoder's weight gradients.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from dataclasses import dataclass
 
 from ctr_plugin.plugins import PluginConfig
 
-KINDS = ("ctr", "hat_adapter", "adapter", "frozen_heads", "full_finetune")
+# The plugin kinds (``PluginConfig.plugin_type``) whose arithmetic is counted here.
+COUNTED_PLUGINS = ("ctr", "hat_adapter", "adapter", "none")
 
 
 @dataclass(frozen=True)
@@ -52,16 +53,16 @@ class Counts:
         return self.inference + sum(self.backward.values())
 
 
-def _encoder(shape: EncoderShape, batch: int, length: int, kind: str, pooling: str) -> tuple[int, int]:
+def _encoder(shape: EncoderShape, batch: int, length: int, plugin: PluginConfig, train_encoder: bool) -> tuple[int, int]:
     d, inner, tokens = shape.hidden_size, shape.intermediate_size, batch * length
     linears = tokens * (4 * d * d + 2 * d * inner)  # Q, K, V, attention output; FFN in and out
     attention = batch * 2 * length * length * d  # scores Q K^T and the weighted sum of V
     pooler = batch * d * d if shape.has_pooler else 0
     forward = shape.num_layers * (linears + attention) + pooler
-    pooler_backward = pooler if pooling == "pooler" and shape.has_pooler else 0
-    if kind == "full_finetune":  # weight and input gradients of every linear; both operands of attention
+    pooler_backward = pooler if plugin.pooling == "pooler" and shape.has_pooler else 0
+    if train_encoder:  # weight and input gradients of every linear; both operands of attention
         return forward, shape.num_layers * (2 * linears + 2 * attention) + 2 * pooler_backward
-    if kind == "frozen_heads":  # nothing below the heads learns
+    if plugin.plugin_type == "none":  # nothing below the heads learns
         return forward, 0
     # Input gradients only, from the top down to the first plugin, which sits after layer 0's
     # attention: layer 0 back-propagates through its FFN only.
@@ -92,17 +93,21 @@ def _routing(d: int, plugin: PluginConfig, tasks: int, batch: int, length: int) 
     return compose + convolve + dense, 2 * compose + argmax_backward + 2 * dense
 
 
-def multiply_adds(kind: str, tasks: int, shape: EncoderShape, plugin: PluginConfig, batch: int, length: int, labels: int = 2) -> Counts:
+def multiply_adds(plugin: PluginConfig, tasks: int, shape: EncoderShape, batch: int, length: int, train_encoder: bool = False, labels: int = 2) -> Counts:
     """Multiply-adds of one batch of ``batch`` texts of ``length`` tokens, every example on the newest
-    of ``tasks`` learned tasks (so CTR routes over all of them). ``kind``: one of KINDS."""
-    if kind not in KINDS:
-        raise ValueError(f"unknown kind {kind!r}; expected one of {KINDS}")
+    of ``tasks`` learned tasks (so CTR routes over all of them), for a model with plugins of kind
+    ``plugin.plugin_type`` (one of COUNTED_PLUGINS) and an encoder that trains or not (full
+    fine-tuning): what ``ContinualModel.plugin_config`` and ``.train_encoder`` say."""
+    kind = plugin.plugin_type
+    if kind not in COUNTED_PLUGINS:
+        raise ValueError(f"plugin_type {kind!r} is not counted; counted are {', '.join(COUNTED_PLUGINS)}")
     d, tokens, plugins = shape.hidden_size, batch * length, 2 * shape.num_layers
     forward, backward = {}, {}
-    forward["encoder"], backward["encoder"] = _encoder(shape, batch, length, kind, plugin.pooling)
+    forward["encoder"], backward["encoder"] = _encoder(shape, batch, length, plugin, train_encoder)
     forward["heads"] = batch * d * labels
-    backward["heads"] = batch * d * labels * (1 if kind == "frozen_heads" else 2)
-    if kind in ("ctr", "hat_adapter", "adapter"):
+    heads_only = kind == "none" and not train_encoder  # the heads' weight gradients, no input gradient
+    backward["heads"] = batch * d * labels * (1 if heads_only else 2)
+    if kind != "none":
         name = "adapter" if kind == "adapter" else "task-specific module"
         ksm = kind == "ctr"  # the first plugin's input gradient is needed only where its own parameters feed it
         first, rest = _bottleneck(d, plugin.adapter_size, tokens, ksm), _bottleneck(d, plugin.adapter_size, tokens, True)

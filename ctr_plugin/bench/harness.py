@@ -32,7 +32,8 @@ from pathlib import Path
 
 from ctr_plugin.commands.runner import run_main
 
-# The targets of issue 10 (bundled MiniLM, length 64, batch 16, a quiet 2-core CPU).
+# The bound each ratio should stay under at the default sizes (bundled MiniLM, length 64, batch
+# 16, a quiet 2-core CPU): printed beside the measurement as met or MISSED.
 TARGETS = {
     "ctr_step_vs_adapter_at_10_tasks": 1.2,
     "ctr_step_50_vs_1_tasks": 1.4,
@@ -41,7 +42,8 @@ TARGETS = {
     "checkpoint_growth_per_task_pct": 2.0,
 }
 
-# each kind of row is the model of this method (the method decides its plugin and whether the encoder trains)
+# Each kind of row is the model of this registered method (``continual.methods.METHODS``): the method
+# builds it (its plugin kind, whether the encoder trains) and gives its forward pass's arguments.
 METHOD_OF = {"ctr": "ctr", "adapter": "adapter_ncl", "frozen_heads": "frozen_heads", "full_finetune": "bert_ncl"}
 
 # Randomly initialised encoders built in code: bert-base's geometry (Devlin et al. 2019), and a tiny
@@ -100,7 +102,7 @@ def measure(cfg: Configuration) -> dict:
     import torch
 
     from ctr_plugin.bench.arithmetic import EncoderShape, multiply_adds
-    from ctr_plugin.continual.methods import get_method
+    from ctr_plugin.continual.methods import Step, get_method
     from ctr_plugin.plugins import PluginConfig
 
     torch.manual_seed(0)
@@ -123,13 +125,15 @@ def measure(cfg: Configuration) -> dict:
     mask = torch.ones_like(ids)
     task_ids = torch.full((cfg.batch_size,), cfg.tasks - 1, dtype=torch.long, device=device)  # the newest task routes over all
     labels = torch.randint(0, 2, (cfg.batch_size,), device=device)
+    plugin_inputs = method.plugin_inputs(model, Step(cfg.tasks - 1, 0, 0, 1))  # as the loop's training sets them (HAT's s)
 
     def sync():
         if device.type == "cuda":
             torch.cuda.synchronize()
 
     def train_step():
-        loss = model(ids, mask, task_ids, labels=labels, s=1.0).loss
+        with model.context.using(**plugin_inputs):
+            loss = model(ids, mask, task_ids, labels=labels).loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -158,7 +162,7 @@ def measure(cfg: Configuration) -> dict:
         model.save_pretrained(tmp)
         checkpoint = sum(f.stat().st_size for f in Path(tmp).iterdir() if f.suffix == ".safetensors")
     peak = torch.cuda.max_memory_allocated() if device.type == "cuda" else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    counts = multiply_adds(cfg.kind, cfg.tasks, EncoderShape.of(model.encoder), config, cfg.batch_size, cfg.seq_len)
+    counts = multiply_adds(config, cfg.tasks, EncoderShape.of(model.encoder), cfg.batch_size, cfg.seq_len, train_encoder=model.train_encoder)
     return {
         **asdict(cfg),
         "label": cfg.label,
@@ -210,8 +214,8 @@ def ratio(name: str, numerator: dict | None, denominator: dict | None, field: st
 
 
 def ratios(rows: list[dict], quick: bool) -> list[dict]:
-    """The ratios the issue's targets are about (no targets for --quick's tiny sizes), then those at
-    the second geometry, then compiled against eager."""
+    """The ratios TARGETS bounds (no targets for --quick's tiny sizes), then those at the second
+    geometry, then compiled against eager."""
     targets = {} if quick else TARGETS
     def find(kind: str, tasks: int | None = None, compiled: bool = False, second: bool = False) -> dict | None:
         series = "second" if second else "main"
@@ -279,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--output", default="bench_results.json")
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    from ctr_plugin import UnprotectedTrainingWarning
+    from ctr_plugin.modeling.model import UnprotectedTrainingWarning
 
     # The timed steps are bare optimizer steps (HAT's rules are not the cost being measured).
     warnings.simplefilter("ignore", UnprotectedTrainingWarning)

@@ -31,7 +31,7 @@ def run_main(main: Callable[[], int | None]) -> None:
         print(_paragraph(f"error: {err}"), file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt as err:
-        # A run says what it leaves (experiment.RunInterrupted); anything else claims nothing.
+        # A run says what it leaves (ctr_plugin.experiments.run.RunInterrupted); anything else claims nothing.
         print(_paragraph(f"interrupted: {err}" if str(err) else "interrupted."), file=sys.stderr)
         sys.exit(130)
     sys.exit(code or 0)

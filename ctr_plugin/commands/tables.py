@@ -19,14 +19,13 @@ other method over matched runs, with the verdict "better", "worse" or "within no
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import time
 from pathlib import Path
 
 from ctr_plugin.commands.runner import run_main, setup_logging
 from ctr_plugin.data.config import DEFAULT_SEQUENCE
-from ctr_plugin.experiments.settings import OPTION_NAMES, add_option_flags, build_settings, option_flags_given
+from ctr_plugin.experiments.settings import OPTION_NAMES, add_option_flags, build_settings, option_flags_given, select_tasks
 
 log = logging.getLogger("ctr-tables")
 
@@ -76,7 +75,8 @@ def main(argv=None) -> int:
 
     from ctr_plugin.data import load_sequence_config, load_tasks, resolve_config, sequence_orders
     from ctr_plugin.errors import CTRError
-    from ctr_plugin.experiments.run import check_output_dir, run
+    from ctr_plugin.experiments.output_dir import check_output_dir
+    from ctr_plugin.experiments.run import run
     from ctr_plugin.reporting.results import read_complete
     from ctr_plugin.reporting.tables import RUNS_DIR, build_tables
 
@@ -99,12 +99,13 @@ def main(argv=None) -> int:
         orders = sequence_orders(sequence, "--orders")
         if not 1 <= args.orders <= len(orders):
             raise CTRError(f"--orders {args.orders}: {sequence.orders_file} holds {len(orders)} orders.")
-        # Test sets as large as the data allow unless capped here: a small test set makes a
-        # one-sentence difference a point of accuracy.
-        caps = {"max_test": args.max_test_per_task}  # None: no cap
-        if args.max_train_per_task is not None:
-            caps["max_train"] = args.max_train_per_task
-        specs = [dataclasses.replace(spec, **caps) for spec in sequence.tasks]
+
+        def tasks_of(k: int):
+            # Test sets as large as the data allow unless capped here: a small test set makes a
+            # one-sentence difference a point of accuracy.
+            return select_tasks(sequence, k, max_train=args.max_train_per_task, max_test=args.max_test_per_task, test_cap_from_config=False)
+
+        tasks_of(0)  # a bad cap fails now
         grid = [(k, s, m) for k in range(args.orders) for s in range(args.seeds) for m in args.methods]
 
         def run_dir(k: int, s: int, m: str) -> Path:
@@ -119,8 +120,7 @@ def main(argv=None) -> int:
             if read_complete(target) is not None:
                 continue
             if loaded is None or loaded[:2] != (k, s):  # the data of one order and seed, loaded once
-                sequence.tasks = [specs[i] for i in orders[k]]
-                loaded = (k, s, load_tasks(sequence, seed=s))
+                loaded = (k, s, load_tasks(tasks_of(k), seed=s))
             bar.set_postfix_str(f"{method} order {k} seed {s}")
             settings = settings_of(method, s)
             source = {"config": str(config_path), "sequence": sequence.name, "order": k, "tuned": args.tuned}

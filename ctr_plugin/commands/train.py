@@ -17,7 +17,6 @@ OUTPUT_DIR/accuracy_matrix.png; see the README for what each holds.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import sys
@@ -25,8 +24,8 @@ from pathlib import Path
 
 from ctr_plugin.commands.runner import run_main, setup_logging
 from ctr_plugin.data.config import DEFAULT_SEQUENCE
-from ctr_plugin.experiments.settings import add_option_flags, build_settings, option_flags_given
-from ctr_plugin.experiments.tracking import REPORT_TO, check_report_to
+from ctr_plugin.experiments.settings import add_option_flags, build_settings, option_flags_given, select_tasks
+from ctr_plugin.experiments.tracking import REPORT_TO
 
 log = logging.getLogger("ctr-train")
 
@@ -81,7 +80,7 @@ def parse_method_args(items: list[str]) -> dict[str, str]:
 def resolve_resume(args: argparse.Namespace, argv: list[str]) -> argparse.Namespace:
     """For --resume DIR: the options recorded when the run in DIR started, plus --resume."""
     from ctr_plugin.errors import CTRError
-    from ctr_plugin.experiments.run import COMMAND_FILE
+    from ctr_plugin.experiments.output_dir import COMMAND_FILE
 
     allowed = ("--resume", "--no-progress", "--device", "--mixed-precision", "--report-to")
     extra = [a for a in argv if a.startswith("--") and a.split("=")[0] not in allowed]
@@ -103,67 +102,20 @@ def resolve_resume(args: argparse.Namespace, argv: list[str]) -> argparse.Namesp
     return resumed
 
 
-def check_continuation(args: argparse.Namespace) -> str:
-    """The method of a run continuing ``--from-checkpoint``: the checkpoint's. A --method,
-    --pooling or --adapter-size that contradicts the checkpoint is refused (the checkpoint's
-    plugins and heads were built with its own)."""
-    from ctr_plugin.errors import CTRError
-    from ctr_plugin.modeling.model import ContinualModel
-
-    config = ContinualModel.read_config(args.from_checkpoint)
-    stored = {"--method": config.get("method"), "--pooling": config["plugin"].get("pooling"), "--adapter-size": config["plugin"].get("adapter_size")}
-    given = {"--method": args.method, "--pooling": args.pooling, "--adapter-size": args.adapter_size}
-    conflicts = [f"{flag} {given[flag]} (the checkpoint has {stored[flag]})" for flag in given if given[flag] is not None and stored[flag] is not None and given[flag] != stored[flag]]
-    if conflicts:
-        raise CTRError(
-            f"--from-checkpoint {args.from_checkpoint} continues a model built with other settings: {'; '.join(conflicts)}. "
-            f"A continued run keeps the checkpoint's method and plugin sizes: drop those flags, or train from scratch."
-        )
-    return args.method or config.get("method") or "ctr"
-
-
 def main(argv=None) -> int:
+    """Parse the flags, build the run's settings (every option checked there) and run it (which
+    checks the devices, the output directory and the checkpoint before it loads the data)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
     setup_logging()
+    from ctr_plugin.data import load_sequence_config, load_tasks, resolve_config, sequence_from_names
     from ctr_plugin.errors import CTRError
+    from ctr_plugin.experiments.run import run
 
     if args.resume:
-        from ctr_plugin.reporting.results import finished
-
-        if (done := finished(args.resume)) is not None:
-            log.info("%s holds a finished run (%d of %d tasks, final accuracy %.2f): nothing to resume, nothing changed.",
-                     args.resume, done["completed_tasks"], len(done["tasks"]), done["final_acc"])
-            return 0
         args = resolve_resume(args, argv)
     elif not args.output_dir:
         raise CTRError("Name where the run goes with --output-dir DIR (or continue an interrupted run with --resume DIR).")
-
-    for flag in ("epochs", "batch_size", "max_length", "adapter_size"):
-        value = getattr(args, flag)
-        if value is not None and value < 1:
-            raise CTRError(f"--{flag.replace('_', '-')} must be at least 1, got {value}.")
-    for flag in ("max_train_per_task", "max_test_per_task"):
-        value = getattr(args, flag)
-        if value is not None and value < 2:
-            raise CTRError(f"--{flag.replace('_', '-')} must be at least 2 (a task needs both classes), got {value}.")
-
-    from ctr_plugin.continual.methods import get_method
-    from ctr_plugin.data import load_sequence_config, load_tasks, resolve_config, sequence_from_names, sequence_orders
-    from ctr_plugin.experiments.run import check_output_dir, run
-
-    output_dir = Path(args.output_dir)
-    # before any slow work, and before anything is written
-    check_output_dir(output_dir, args.overwrite, bool(args.resume), None if args.resume else args.from_checkpoint)
-    if args.from_checkpoint:
-        args.method = check_continuation(args)
-    args.method = args.method or "ctr"
-    method_options = parse_method_args(args.method_arg)
-    get_method(args.method, method_options)  # an unknown method or option fails now
-    from ctr_plugin.continual.parallel import check_device
-
-    check_device(args.device, args.mixed_precision)
-    check_report_to(args.report_to or "none")
     if args.datasets and args.config:
         raise CTRError("Give either --config or --datasets, not both.")
     if args.datasets:
@@ -175,21 +127,14 @@ def main(argv=None) -> int:
         config_path = resolve_config(args.config or DEFAULT_SEQUENCE)
         sequence = load_sequence_config(config_path, data_root=args.data_root)
         config_name = f"the config {config_path}"
-    caps = {"max_train": args.max_train_per_task, "max_test": args.max_test_per_task}
-    caps = {k: v for k, v in caps.items() if v is not None}
-    sequence.tasks = [dataclasses.replace(spec, **caps) for spec in sequence.tasks]
-    if args.order is not None:
-        orders = sequence_orders(sequence, "--order")
-        if not 0 <= args.order < len(orders):
-            raise CTRError(f"--order {args.order} is out of range: {sequence.orders_file} has orders 0..{len(orders) - 1}.")
-        sequence.tasks = [sequence.tasks[i] for i in orders[args.order]]
+    sequence = select_tasks(sequence, args.order, max_train=args.max_train_per_task, max_test=args.max_test_per_task)
 
     settings = build_settings(
         args.method,
         config_training=sequence.training,
         config_name=config_name,
         flags=option_flags_given(args),
-        method_args=method_options,
+        method_args=parse_method_args(args.method_arg),
         tuned=args.tuned,
         progress=not args.no_progress,
         encoder=args.encoder or sequence.encoder,
@@ -200,15 +145,19 @@ def main(argv=None) -> int:
         mixed_precision=args.mixed_precision,
         report_to=args.report_to or "none",
     )
-    log.info("Loading %d tasks of %s ...", len(sequence.tasks), sequence.name)
-    tasks = load_tasks(sequence, seed=settings.training.seed)  # the data splits follow the run's seed
-    for t in tasks:
-        log.info("  %-16s %d labels, train/validation/test = %d/%d/%d  (%s)", t.name, t.num_labels, len(t.train), len(t.validation), len(t.test), t.source)
-        for note in t.notes:
-            log.info("  %-16s   %s", "", note)
+
+    def load():  # run() calls this after its checks, so that a bad directory or device fails first
+        log.info("Loading %d tasks of %s ...", len(sequence.tasks), sequence.name)
+        tasks = load_tasks(sequence, seed=settings.training.seed)  # the data splits follow the run's seed
+        for t in tasks:
+            log.info("  %-16s %d labels, train/validation/test = %d/%d/%d  (%s)", t.name, t.num_labels, len(t.train), len(t.validation), len(t.test), t.source)
+            for note in t.notes:
+                log.info("  %-16s   %s", "", note)
+        return tasks
+
     source = {"config": str(config_path) if config_path else None, "sequence": sequence.name, "order": args.order, "tuned": args.tuned}
     command = {"argv": [a for a in argv if a != "--overwrite"]}
-    results = run(tasks, settings, output_dir, source, command=None if args.resume else command)
+    results = run(load, settings, Path(args.output_dir), source, command=None if args.resume else command)
     from accelerate import PartialState
 
     if PartialState().is_main_process:

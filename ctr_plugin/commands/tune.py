@@ -46,7 +46,7 @@ def main(argv=None) -> int:
     from ctr_plugin.continual.methods import METHODS
     from ctr_plugin.data import load_sequence_config, load_tasks
     from ctr_plugin.errors import CTRError
-    from ctr_plugin.experiments.settings import base_options
+    from ctr_plugin.experiments.settings import base_options, select_tasks
     from ctr_plugin.experiments.tuning import best_entry, describe_search_space, read_tuned, summarize_tuned, tune_method, write_tuned
     from ctr_plugin.experiments.validation_runs import EncoderCache
 
@@ -64,7 +64,7 @@ def main(argv=None) -> int:
     sequence = load_sequence_config(config, data_root=args.data_root)
     if args.tasks > len(sequence.tasks):
         raise CTRError(f"--tasks {args.tasks}: {config} has only {len(sequence.tasks)} tasks.")
-    sequence.tasks = [dataclasses.replace(t, max_train=args.max_train_per_task) for t in sequence.tasks[: args.tasks]]
+    sequence = select_tasks(dataclasses.replace(sequence, tasks=sequence.tasks[: args.tasks]), max_train=args.max_train_per_task)
     # beside the config, unless it is package data of an installed ctr_plugin: then here
     beside = Path.cwd() if is_package_data(config) else config.parent
     storage = Path(args.storage) if args.storage else beside / f"{config.stem}.tuning.journal"

@@ -16,11 +16,12 @@ parallel, see ``parallel.py``), with mixed precision on GPUs where asked for.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -29,7 +30,7 @@ import torch.nn.functional as F
 from accelerate import Accelerator
 from tqdm.auto import tqdm
 
-from ctr_plugin.continual.batching import batches, encode_batch
+from ctr_plugin.continual.batching import batches, encode_batch, evaluation_mode
 from ctr_plugin.continual.config import TrainingConfig
 from ctr_plugin.continual.methods import ContinualMethod, Step
 from ctr_plugin.continual.parallel import any_process, average_gradients, gather, make_accelerator
@@ -38,10 +39,11 @@ from ctr_plugin.data.types import Split, TaskData
 from ctr_plugin.errors import CTRError
 from ctr_plugin.modeling.model import ContinualModel
 from ctr_plugin.reporting.metrics import Matrix, accuracy, empty_matrix, macro_f1, summarize, untested_tasks
+from ctr_plugin.reporting.results import upgrade
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ContinualResults", "TaskCurve", "TrainingConfig", "evaluate", "parameter_count", "run_sequence", "seed_everything", "train_task"]
+__all__ = ["ContinualResults", "TaskCurve", "TrainingConfig", "evaluate", "parameter_count", "run_sequence", "score_task", "seed_everything", "train_task"]
 
 
 @dataclass
@@ -72,7 +74,7 @@ class ContinualResults:
     train_seconds: float = 0.0
     epochs_kept: list[int] = field(default_factory=list)  # best epoch (1-based) per task
     # Cost per task (metrics.cost_per_task): parameters the model gained for each task, and the
-    # checkpoint's size in bytes after each task (filled by whoever saves it: experiment.run).
+    # checkpoint's size in bytes after each task (filled by whoever saves it: ctr_plugin.experiments.run).
     params_added: list[int] = field(default_factory=list)
     checkpoint_bytes: list[int] = field(default_factory=list)
     # The completed tasks are a checkpoint's, re-tested at the start of a run that continues it
@@ -83,9 +85,10 @@ class ContinualResults:
 
     @classmethod
     def from_dict(cls, data: dict) -> ContinualResults:
-        keys = ("tasks", "acc_matrix", "f1_matrix", "completed_tasks", "train_seconds", "epochs_kept")
-        later = {k: data[k] for k in ("params_added", "checkpoint_bytes", "curves", "train_steps") if k in data}  # absent in older checkpoints
-        return cls(**{k: data[k] for k in keys}, **later)
+        """The progress recorded in a results.json or a checkpoint (``to_dict``'s keys)."""
+        data = upgrade(data)
+        keys = ("tasks", "acc_matrix", "f1_matrix", "completed_tasks", "train_seconds", "epochs_kept", "params_added", "checkpoint_bytes", "curves", "train_steps")
+        return cls(**{k: data[k] for k in keys})
 
     def to_dict(self) -> dict:
         out = {"tasks": self.tasks, "acc_matrix": self.acc_matrix, "f1_matrix": self.f1_matrix}
@@ -115,20 +118,18 @@ def evaluate(model: ContinualModel, split: Split, task_id: int, cfg: TrainingCon
     Batches are sorted by length, so little padding is computed; results do not depend on it.
     With several processes, each takes every N-th batch and the predictions are gathered.
     """
-    accelerator = accelerator or make_accelerator(model.device.type)
-    was_training = model.training
-    model.eval()
+    accelerator = _given_or_own(accelerator, model)
     order = sorted(range(len(split)), key=lambda i: len(split.texts[i]) + (len(split.pairs[i]) if split.pairs else 0))
     mine = list(batches(split, cfg.eval_batch_size, order))[accelerator.process_index :: accelerator.num_processes]
     scored: list[tuple[int, int, float]] = []  # example, prediction, loss
     bar = tqdm(mine, desc=desc, leave=False, disable=not (cfg.progress and accelerator.is_local_main_process))
-    for idx in bar:
-        batch, task_ids, labels, _ = encode_batch(model, split, idx, task_id, cfg.max_length)
-        with accelerator.autocast():
-            logits = model(**batch, task_ids=task_ids).logits.float()
-        losses = F.cross_entropy(logits, labels, reduction="none").tolist()
-        scored += zip(idx, logits.argmax(-1).tolist(), losses)
-    model.train(was_training)
+    with evaluation_mode(model):
+        for idx in bar:
+            batch, task_ids, labels, _ = encode_batch(model, split, idx, task_id, cfg.max_length)
+            with accelerator.autocast():
+                logits = model(**batch, task_ids=task_ids).logits.float()
+            losses = F.cross_entropy(logits, labels, reduction="none").tolist()
+            scored += zip(idx, logits.argmax(-1).tolist(), losses)
     predictions = [0] * len(split)
     total_loss = 0.0
     for i, p, loss in gather(scored, accelerator):
@@ -140,6 +141,23 @@ def evaluate(model: ContinualModel, split: Split, task_id: int, cfg: TrainingCon
         "mf1": macro_f1(split.labels, predictions, num_labels),
         "loss": total_loss / max(1, len(split)),
     }
+
+
+def score_task(model: ContinualModel, method: ContinualMethod, data: TaskData, split: str, cfg: TrainingConfig, matrices: tuple[Matrix, Matrix], column: int,
+               rows: Iterable[int], accelerator: Accelerator | None = None) -> None:
+    """Score task ``data`` on its ``split`` ("test" or "validation"), after the method's
+    ``before_evaluate``, and write the accuracy and macro-F1 (percent, 2 decimals) into cells
+    ``(row, column)`` of ``matrices`` (accuracy, macro-F1) for each of ``rows``. A split without
+    examples (a task given from Python without test data) leaves the cells empty."""
+    examples = getattr(data, split)
+    if not len(examples):
+        return
+    task_id = model.task_id(data.name)
+    method.before_evaluate(model, task_id)
+    scores = evaluate(model, examples, task_id, cfg, desc=f"{split} {data.name}", accelerator=accelerator)
+    acc, f1 = matrices
+    for row in rows:
+        acc[row][column], f1[row][column] = round(scores["acc"], 2), round(scores["mf1"], 2)
 
 
 def parameter_groups(model: ContinualModel, method: ContinualMethod, lr: float, weight_decay: float) -> list[dict]:
@@ -181,8 +199,8 @@ def train_task(
     data: TaskData,
     task_id: int,
     cfg: TrainingConfig,
+    accelerator: Accelerator,
     caption: str = "",
-    accelerator: Accelerator | None = None,
     curve: TaskCurve | None = None,
     first_step: int = 0,
 ) -> int:
@@ -191,11 +209,12 @@ def train_task(
     ``curve`` (if given) receives the epoch-by-epoch losses and accuracy; the accelerator's
     trackers get them too, at step ``first_step`` + the steps taken in this task."""
     with model.method_rules(method.name):
-        return _train_task(model, method, data, task_id, cfg, caption, accelerator, curve, first_step)
+        return _train_task(model, method, data, task_id, cfg, accelerator, caption, curve, first_step)
 
 
-def _train_task(model: ContinualModel, method: ContinualMethod, data: TaskData, task_id: int, cfg: TrainingConfig, caption: str, accelerator: Accelerator | None, curve: TaskCurve | None, first_step: int) -> int:
-    accelerator = accelerator or make_accelerator(model.device.type)
+def _train_task(
+    model: ContinualModel, method: ContinualMethod, data: TaskData, task_id: int, cfg: TrainingConfig, accelerator: Accelerator, caption: str, curve: TaskCurve | None, first_step: int
+) -> int:
     curve = curve if curve is not None else TaskCurve(data.name)
     method.before_task(model, task_id, data)
     num_batches = math.ceil(len(data.train) / cfg.batch_size)  # global batches: every process steps through all of them
@@ -212,11 +231,11 @@ def _train_task(model: ContinualModel, method: ContinualMethod, data: TaskData, 
         epoch_loss = 0.0
         bar = tqdm(list(batches(data.train, cfg.batch_size, order)), desc=f"{caption} epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=not (cfg.progress and accelerator.is_local_main_process))
         for b, idx in enumerate(bar):
-            step = Step(task_id, epoch, b, num_batches, cfg.epochs)
-            batch, task_ids, labels, weight = encode_batch(model, data.train, idx, task_id, cfg.max_length, method.extra_examples(model, step), accelerator)
-            step.inputs = batch | {"task_ids": task_ids}
-            with accelerator.autocast():
-                logits = model(**batch, task_ids=task_ids, **method.forward_kwargs(model, step)).logits
+            position = Step(task_id, epoch, b, num_batches, cfg.epochs)
+            batch, task_ids, labels, weight = encode_batch(model, data.train, idx, task_id, cfg.max_length, method.extra_examples(model, position), accelerator)
+            step = dataclasses.replace(position, inputs=batch | {"task_ids": task_ids})
+            with accelerator.autocast(), model.context.using(**method.plugin_inputs(model, step)):
+                logits = model(**batch, task_ids=task_ids).logits
                 loss = method.loss(model, logits.float(), labels, step)
             if any_process(not torch.isfinite(loss), accelerator):
                 raise FloatingPointError(f"the training loss became {loss.item()} at task {data.name!r}, epoch {epoch + 1}, batch {b + 1}")
@@ -291,7 +310,7 @@ def run_sequence(
             f"Method {method.name!r} keeps state across tasks that a checkpoint does not hold, so its "
             f"run cannot be resumed after task {results.completed_tasks}: start it again."
         )
-    accelerator = accelerator or make_accelerator(model.device.type)
+    accelerator = _given_or_own(accelerator, model)
     method.services = LoopServices(cfg)
     method.before_sequence(model, tasks, cfg)
     if method.joint_training:
@@ -314,7 +333,7 @@ def learn_next_task(
     """One step of ``run_sequence``: add task ``tasks[results.completed_tasks]`` to the model,
     train it with the method's rules, then test every task learned so far (row t of the
     matrices). ``ContinualLearner.learn_task`` takes this step one task at a time."""
-    accelerator = accelerator or make_accelerator(model.device.type)
+    accelerator = _given_or_own(accelerator, model)
     method.services = LoopServices(cfg)  # this call's settings, also for a method used before with others
     t = results.completed_tasks
     data = tasks[t]
@@ -324,13 +343,13 @@ def learn_next_task(
     caption = f"task {t + 1}/{len(tasks)} {data.name}"  # progress bars and logs
     start = time.perf_counter()
     curve = TaskCurve(data.name)
-    results.epochs_kept.append(train_task(model, method, data, task_id, cfg, caption, accelerator, curve, results.train_steps))
+    results.epochs_kept.append(train_task(model, method, data, task_id, cfg, accelerator, caption, curve, results.train_steps))
     results.train_seconds += time.perf_counter() - start
     results.params_added.append(parameter_count(model) - params_before)
     results.curves.append(curve.to_dict())
     results.train_steps += curve.steps
     for j in range(t + 1 if evaluate_test else 0):
-        _test(model, method, tasks[j], cfg, results, t, j, accelerator)
+        score_task(model, method, tasks[j], "test", cfg, (results.acc_matrix, results.f1_matrix), j, [t], accelerator)
     results.completed_tasks = t + 1
     if evaluate_test:
         log.info("after %s: test accuracy %s", data.name, results.acc_matrix[t][: t + 1])
@@ -342,6 +361,12 @@ def learn_next_task(
 def parameter_count(model: torch.nn.Module) -> int:
     """All parameters of ``model`` (shared ones once), trainable or not."""
     return sum(p.numel() for p in model.parameters())
+
+
+def _given_or_own(accelerator: Accelerator | None, model: ContinualModel) -> Accelerator:
+    """The accelerator a run passes down; a call from Python without one gets one process on the
+    model's device, built here once and passed on to everything below it."""
+    return accelerator if accelerator is not None else make_accelerator(model.device.type)
 
 
 def _task_end(model, results, on_task_end, accelerator: Accelerator) -> None:
@@ -357,16 +382,6 @@ def _log_matrix_row(results: ContinualResults, row: int, accelerator: Accelerato
     if not scores:
         return
     accelerator.log(scores | {"test_accuracy/mean": sum(scores.values()) / len(scores), "tasks_learned": row + 1}, step=results.train_steps)
-
-
-def _test(model: ContinualModel, method: ContinualMethod, data: TaskData, cfg: TrainingConfig, results: ContinualResults, row: int, column: int, accelerator: Accelerator) -> None:
-    if not len(data.test):  # a task given without test data (from Python): its cells stay empty
-        return
-    task_id = model.task_id(data.name)
-    method.before_evaluate(model, task_id)
-    scores = evaluate(model, data.test, task_id, cfg, desc=f"test {data.name}", accelerator=accelerator)
-    results.acc_matrix[row][column] = round(scores["acc"], 2)
-    results.f1_matrix[row][column] = round(scores["mf1"], 2)
 
 
 def _union(tasks: list[TaskData], task_ids: list[int], split: str) -> Split:
@@ -389,22 +404,24 @@ def _learn_jointly(model, method, tasks, cfg, results, on_task_end, evaluate_tes
         params_before = parameter_count(model)
         ids.append(model.add_task(t.name, t.label_names, pair=t.train.pairs is not None, source=t.source or None))
         results.params_added.append(parameter_count(model) - params_before)
-    # Each task is tested on its own split (``_test``): the union has no test split, so a
+    # Each task is tested on its own split (``score_task``): the union has no test split, so a
     # validation-only run (sealed test splits, see ``ctr_plugin.experiments.validation_runs``) never reads one.
     union = TaskData("+".join(t.name for t in tasks), [], _union(tasks, ids, "train"), _union(tasks, ids, "validation"), Split([], []))
+    # Every example of the union carries its own task id; the method's hooks and the shuffling seed
+    # take the id of the task added last, the one the union is trained as.
+    trained_as = ids[-1]
     start = time.perf_counter()
     curve = TaskCurve(union.name)
-    epoch = train_task(model, method, union, ids[-1], cfg, f"all {len(tasks)} tasks jointly", accelerator, curve, results.train_steps)
+    epoch = train_task(model, method, union, trained_as, cfg, accelerator, f"all {len(tasks)} tasks jointly", curve, results.train_steps)
     results.epochs_kept = [epoch] * len(tasks)
     results.train_seconds += time.perf_counter() - start
     results.curves = [curve.to_dict()]  # one training, of the union
     results.train_steps += curve.steps
-    for j in range(len(tasks) if evaluate_test else 0):
-        _test(model, method, tasks[j], cfg, results, len(tasks) - 1, j, accelerator)
-        for i in range(j, len(tasks) - 1):
-            results.acc_matrix[i][j], results.f1_matrix[i][j] = results.acc_matrix[-1][j], results.f1_matrix[-1][j]
+    last = len(tasks) - 1
+    for j in range(len(tasks) if evaluate_test else 0):  # the joint model's scores stand in every row from j on
+        score_task(model, method, tasks[j], "test", cfg, (results.acc_matrix, results.f1_matrix), j, range(j, last + 1), accelerator)
     if evaluate_test:
-        _log_matrix_row(results, len(tasks) - 1, accelerator)
+        _log_matrix_row(results, last, accelerator)
     results.completed_tasks = len(tasks)
     _task_end(model, results, on_task_end, accelerator)
     return results

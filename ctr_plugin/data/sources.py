@@ -16,46 +16,18 @@ splits.
 
 from __future__ import annotations
 
-import csv
-import difflib
-import json
 import logging
 import math
-import os
 from collections import Counter
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from ctr_plugin.data.bundled import BUNDLED_DATASETS
-from ctr_plugin.data.config import FILE_FORMATS, SPLITS, SequenceConfig, TaskSpec
+from ctr_plugin.data.config import SPLITS, SequenceConfig, TaskSpec
+from ctr_plugin.data.readers import Rows, read_bundled, read_files, read_hub, shown
 from ctr_plugin.data.splits import dedup_key, deduplicate, derived_seed, stratified_sample, stratified_split
 from ctr_plugin.data.types import Split, TaskData
 from ctr_plugin.errors import DataError
 
-_SHOWN = 5  # how many offending rows or values an error message names
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class _Rows:
-    """One split as read, before checking: raw values and where each example came from."""
-
-    texts: list[Any]
-    labels: list[Any]
-    pairs: list[Any] | None
-    row_ids: list[str]  # e.g. "line 7", "id 1234": names rows in error messages
-    origin: str  # e.g. "the train file '/data/x.csv'": names the split in error messages
-
-    def take(self, keep: Sequence[int]) -> _Rows:
-        """The examples at indices ``keep``, in that order."""
-
-        def pick(values: list) -> list:
-            return [values[i] for i in keep]
-
-        pairs = pick(self.pairs) if self.pairs is not None else None
-        return _Rows(pick(self.texts), pick(self.labels), pairs, pick(self.row_ids), self.origin)
 
 
 def load_tasks(config: SequenceConfig, seed: int = 0) -> list[TaskData]:
@@ -71,17 +43,17 @@ def build_task(spec: TaskSpec, seed: int = 0) -> TaskData:
     and ``notes`` recording every change made to the data (dropped rows, carving, caps).
     """
     if spec.source == "bundled":
-        raw, source, class_order = _read_bundled(spec)
+        raw, source, class_order = read_bundled(spec)
     elif spec.source == "files":
-        raw, source, class_order = _read_files(spec)
+        raw, source, class_order = read_files(spec)
     else:
-        raw, source, class_order = _read_hub(spec)
+        raw, source, class_order = read_hub(spec)
     notes: list[str] = []
     raw = {split: _with_valid_texts(spec, split, rows, notes) for split, rows in raw.items()}
     keys = {split: _label_keys(spec, rows) for split, rows in raw.items()}
     _note_label_spellings(spec, raw, keys, notes)
     vocab = _label_vocabulary(spec, raw, keys, class_order)
-    splits: dict[str, _Rows] = {}
+    splits: dict[str, Rows] = {}
     for split, rows in raw.items():
         keep = [i for i, key in enumerate(keys[split]) if key in vocab]
         if len(keep) < len(rows.labels):
@@ -117,215 +89,10 @@ def build_task(spec: TaskSpec, seed: int = 0) -> TaskData:
     )
 
 
-# --- reading ---------------------------------------------------------------------------------
-
-
-def _read_bundled(spec: TaskSpec) -> tuple[dict[str, _Rows], str, None]:
-    entry = BUNDLED_DATASETS.get(spec.dataset)
-    if entry is None:
-        close = difflib.get_close_matches(spec.dataset, list(BUNDLED_DATASETS), n=1)
-        hint = f" Did you mean '{close[0]}'?" if close else ""
-        raise DataError(
-            f"Task '{spec.name}': there is no bundled data set named '{spec.dataset}'.{hint} "
-            f"Bundled data sets: {', '.join(BUNDLED_DATASETS)}."
-        )
-    data = entry.build()
-    rows = _Rows(
-        data.texts,
-        data.labels,
-        data.pairs,
-        [f"example {i}" for i in range(len(data.texts))],
-        f"the bundled data set '{spec.dataset}'",
-    )
-    return {"train": rows}, entry.description, None
-
-
-def _read_files(spec: TaskSpec) -> tuple[dict[str, _Rows], str, None]:
-    raw = {split: _read_file(spec, split, Path(getattr(spec, split))) for split in SPLITS if getattr(spec, split)}
-    source = "local files: " + ", ".join(f"{split}={getattr(spec, split)}" for split in raw)
-    return raw, source, None
-
-
-def _read_file(spec: TaskSpec, split: str, path: Path) -> _Rows:
-    where = f"Task '{spec.name}': the {split} file '{path}'"
-    if not path.is_file():
-        raise DataError(
-            f"{where} does not exist. Check the path; relative paths in a config resolve against "
-            "its data root (the CLI's --data-root, else $CTR_DATA_ROOT, else the config's "
-            "`data_root:`, else the current directory)."
-        )
-    fmt = spec.format or {".tsv": "tsv", ".tab": "tsv", ".ndjson": "jsonl"}.get(path.suffix, path.suffix.lstrip("."))
-    if fmt not in FILE_FORMATS:
-        raise DataError(
-            f"{where} has an extension this loader does not read. Use one of {', '.join(FILE_FORMATS)} "
-            "files, or set `format:` to the format the file is in."
-        )
-    # utf-8-sig also accepts UTF-8 with a byte-order mark, as spreadsheet programs save it.
-    encoding = "utf-8-sig" if spec.encoding.lower().replace("_", "-") in ("utf-8", "utf8") else spec.encoding
-    try:
-        with path.open(encoding=encoding, newline="") as f:
-            if fmt in ("csv", "tsv"):
-                records, row_ids, header = _parse_delimited(f, fmt)
-                repeated = sorted({name for name in header if name and header.count(name) > 1})
-                if repeated:
-                    positions = "; ".join(f"'{name}' in columns {[i + 1 for i, h in enumerate(header) if h == name]}" for name in repeated)
-                    raise DataError(
-                        f"{where} has a header that names a column more than once ({positions}); only the last "
-                        "of each would be read, silently. Rename the columns so that every name is unique."
-                    )
-            else:
-                records, row_ids = _parse_json(f.read(), fmt)
-    except UnicodeDecodeError as exc:
-        raise DataError(
-            f"{where} is not valid {spec.encoding} text: byte {exc.start} cannot be decoded "
-            f"({exc.reason}). Re-save the file as UTF-8, or give its actual encoding with "
-            "`encoding:` (for example latin-1 or cp1252)."
-        ) from exc
-    except LookupError as exc:
-        raise DataError(f"{where}: `encoding: {spec.encoding}` is not an encoding Python knows ({exc}).") from exc
-    except (csv.Error, ValueError) as exc:
-        raise DataError(
-            f"{where} cannot be read as {fmt} ({exc}). Check that the file is complete and really "
-            f"is {fmt}, or set `format:` to the format it is in."
-        ) from exc
-    if not records:
-        raise DataError(f"{where} holds no examples. Add examples, or remove the file from the task.")
-    columns = list(dict.fromkeys(key for record in records for key in record if key is not None))
-    return _select_columns(spec, columns, lambda col: [r.get(col) for r in records], row_ids, f"the {split} file '{path}'")
-
-
-def _parse_delimited(f, fmt: str) -> tuple[list[dict], list[str], list[str]]:
-    # TSV files rarely quote fields, and a stray quote would swallow lines: read them literally.
-    quoting = csv.QUOTE_NONE if fmt == "tsv" else csv.QUOTE_MINIMAL
-    reader = csv.DictReader(f, delimiter="\t" if fmt == "tsv" else ",", quoting=quoting)
-    records, row_ids = [], []
-    for record in reader:
-        records.append(record)
-        row_ids.append(f"line {reader.line_num}")
-    return records, row_ids, list(reader.fieldnames or [])
-
-
-def _parse_json(text: str, fmt: str) -> tuple[list[dict], list[str]]:
-    if fmt == "json":
-        try:
-            data = json.loads(text, object_pairs_hook=_unique_keys)
-        except json.JSONDecodeError as exc:
-            if exc.msg != "Extra data":
-                raise ValueError(f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from exc
-            data = None  # several JSON values: JSON Lines in a .json file
-        if isinstance(data, list) and all(isinstance(r, dict) for r in data):
-            return data, [f"item {i}" for i in range(len(data))]
-        if isinstance(data, dict) and data and all(isinstance(r, dict) for r in data.values()):
-            # The ASC layout of CTR's released data: {id: {"sentence", "term", "polarity"}}
-            return list(data.values()), [f"id {key}" for key in data]
-        if data is not None:
-            raise ValueError(
-                "expected a list of records, an object mapping ids to records, or JSON Lines"
-            )
-    records, row_ids = [], []
-    for number, line in enumerate(text.splitlines(), 1):
-        if line.strip():
-            try:
-                record = json.loads(line, object_pairs_hook=_unique_keys)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"invalid JSON on line {number}: {exc.msg}") from exc
-            if not isinstance(record, dict):
-                raise ValueError(f"line {number} is not a JSON object")
-            records.append(record)
-            row_ids.append(f"line {number}")
-    return records, row_ids
-
-
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict:
-    keys = [k for k, _ in pairs]
-    repeated = sorted({k for k in keys if keys.count(k) > 1})
-    if repeated:
-        raise ValueError(f"an object names the key(s) {repeated} more than once; only the last would be read")
-    return dict(pairs)
-
-
-def _read_hub(spec: TaskSpec) -> tuple[dict[str, _Rows], str, list[str] | None]:
-    import datasets  # slow to import: only hub tasks need it
-
-    described = f"'{spec.path}'" + (f" (config '{spec.config}')" if spec.config else "")
-    try:
-        loaded = datasets.load_dataset(spec.path, spec.config)
-    except Exception as exc:  # the datasets library raises many types: network, not found, config
-        offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
-        why = (
-            "HF_HUB_OFFLINE is set, so nothing is downloaded: unset it on a machine with network access"
-            if offline
-            else "check the name and config, and that this machine can reach the HuggingFace hub"
-        )
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise DataError(
-            f"Task '{spec.name}': could not load the hub data set {described} "
-            f"({type(exc).__name__}: {reason}). To fix: {why}; or save the data set to local "
-            "csv/json files and use `source: files` with `train:` and `test:`; or use a bundled data set."
-        ) from exc
-    if not hasattr(loaded, "keys"):  # a single Dataset rather than a DatasetDict
-        loaded = {"train": loaded}
-    available = list(loaded.keys())
-    wanted = {"train": ("train",), "validation": ("validation", "valid", "dev"), "test": ("test",)}
-    raw: dict[str, _Rows] = {}
-    class_order = None
-    for split in SPLITS:
-        if spec.split_names and split in spec.split_names:
-            hub_split = spec.split_names[split]
-            if hub_split not in available:
-                raise DataError(
-                    f"Task '{spec.name}': `split_names` maps {split} to '{hub_split}', but the hub "
-                    f"data set {described} has splits: {', '.join(available)}."
-                )
-        else:
-            hub_split = next((s for s in wanted[split] if s in available), None)
-            if hub_split is None:
-                continue
-        ds = loaded[hub_split]
-        names = getattr(ds.features.get(spec.label), "names", None)
-        if names:  # a ClassLabel column: read label ids as their names
-            class_order = list(names)
-        raw[split] = _select_columns(
-            spec,
-            list(ds.column_names),
-            lambda col, ds=ds: list(ds[col]),
-            [f"row {i}" for i in range(len(ds))],
-            f"the hub split '{hub_split}' of {described}",
-        )
-        if names:
-            raw[split].labels = [names[y] if isinstance(y, int) and 0 <= y < len(names) else y for y in raw[split].labels]
-    if "train" not in raw:
-        raise DataError(
-            f"Task '{spec.name}': the hub data set {described} has no 'train' split (it has: "
-            f"{', '.join(available)}). Map one with `split_names: {{train: <split>}}`."
-        )
-    return raw, f"HuggingFace hub data set {described}", class_order
-
-
-def _select_columns(
-    spec: TaskSpec, columns: list[str], column: Callable[[str], list], row_ids: list[str], origin: str
-) -> _Rows:
-    text_columns = spec.text if isinstance(spec.text, list) else [spec.text]
-    for key, name in [("text", c) for c in text_columns] + [("label", spec.label)]:
-        if name not in columns:
-            raise DataError(
-                f"Task '{spec.name}': {origin} has no column '{name}' (named by `{key}:`). Its "
-                f"columns are: {', '.join(map(str, columns)) or 'none'}. Set `{key}:` to the column "
-                f"holding the {key}."
-            )
-    pairs = column(text_columns[1]) if len(text_columns) == 2 else None
-    return _Rows(column(text_columns[0]), column(spec.label), pairs, row_ids, origin)
-
-
 # --- checking and labels ---------------------------------------------------------------------
 
 
-def _shown(items: Sequence[str]) -> str:
-    more = f" and {len(items) - _SHOWN} more" if len(items) > _SHOWN else ""
-    return ", ".join(items[:_SHOWN]) + more
-
-
-def _with_valid_texts(spec: TaskSpec, split: str, rows: _Rows, notes: list[str]) -> _Rows:
+def _with_valid_texts(spec: TaskSpec, split: str, rows: Rows, notes: list[str]) -> Rows:
     """Return ``rows`` if every text is a non-blank string; else drop the others or raise.
 
     Rows are dropped (and the count noted) only when the task sets ``drop_empty_texts``.
@@ -339,7 +106,7 @@ def _with_valid_texts(spec: TaskSpec, split: str, rows: _Rows, notes: list[str])
             raise DataError(
                 f"Task '{spec.name}': {len(invalid)} of {len(values)} examples in {rows.origin} have "
                 f"a missing, empty or non-string text in column '{column}' "
-                f"({_shown([rows.row_ids[i] for i in invalid])}). Fill in or remove those rows, point "
+                f"({shown([rows.row_ids[i] for i in invalid])}). Fill in or remove those rows, point "
                 "`text:` at the column that holds the text, or set `drop_empty_texts: true`."
             )
         bad.update(invalid)
@@ -366,7 +133,7 @@ def _label_key(value: Any, markers: frozenset[str] = frozenset()) -> str | None:
     return None if not key or key.lower() in markers else key
 
 
-def _label_keys(spec: TaskSpec, rows: _Rows) -> list[str]:
+def _label_keys(spec: TaskSpec, rows: Rows) -> list[str]:
     # A missing-value marker is a label only where `labels:` lists it.
     declared = {str(v).strip().lower() for v in spec.labels or []}
     markers = frozenset(MISSING_MARKERS - declared)
@@ -380,13 +147,13 @@ def _label_keys(spec: TaskSpec, rows: _Rows) -> list[str]:
         )
         raise DataError(
             f"Task '{spec.name}': {len(missing)} of {len(keys)} examples in {rows.origin} have no "
-            f"label in column '{spec.label}'{markers_note} ({_shown([rows.row_ids[i] for i in missing])}). "
+            f"label in column '{spec.label}'{markers_note} ({shown([rows.row_ids[i] for i in missing])}). "
             "Label or remove those rows."
         )
     return keys
 
 
-def _note_label_spellings(spec: TaskSpec, raw: dict[str, _Rows], keys: dict[str, list[str]], notes: list[str]) -> None:
+def _note_label_spellings(spec: TaskSpec, raw: dict[str, Rows], keys: dict[str, list[str]], notes: list[str]) -> None:
     """Warn (log and notes) about labels that differ only in case: they stay separate classes,
     as written, but are likely one class spelled two ways. Labels that differ only in surrounding
     spaces are one class; that is noted too."""
@@ -404,11 +171,11 @@ def _note_label_spellings(spec: TaskSpec, raw: dict[str, _Rows], keys: dict[str,
             notes.append(message)
     padded = sorted({repr(y) for rows in raw.values() for y in rows.labels if isinstance(y, str) and y != y.strip()})
     if padded:
-        notes.append(f"labels with surrounding spaces ({_shown(padded)}) were read without them")
+        notes.append(f"labels with surrounding spaces ({shown(padded)}) were read without them")
 
 
 def _label_vocabulary(
-    spec: TaskSpec, raw: dict[str, _Rows], keys: dict[str, list[str]], class_order: list[str] | None
+    spec: TaskSpec, raw: dict[str, Rows], keys: dict[str, list[str]], class_order: list[str] | None
 ) -> dict[str, int]:
     """Map label keys to ids: the declared ``labels:`` order, else the data set's own order."""
     present = Counter(key for split_keys in keys.values() for key in split_keys)
@@ -435,7 +202,7 @@ def _label_vocabulary(
         raise DataError(
             f"Task '{spec.name}': `labels:` lists {', '.join(repr(k) for k in absent)}, which "
             f"never occurs in column '{spec.label}' of {raw['train'].origin}. The labels that "
-            f"occur are: {_shown(sorted(in_train, key=str))}. Correct `labels:` to use those values."
+            f"occur are: {shown(sorted(in_train, key=str))}. Correct `labels:` to use those values."
         )
     return {key: i for i, key in enumerate(declared)}
 
@@ -454,7 +221,7 @@ def _display_names(spec: TaskSpec, keys: list[str]) -> list[str]:
 # --- splitting and final checks --------------------------------------------------------------
 
 
-def _carve_missing_splits(spec: TaskSpec, seed: int, splits: dict[str, _Rows], notes: list[str]) -> None:
+def _carve_missing_splits(spec: TaskSpec, seed: int, splits: dict[str, Rows], notes: list[str]) -> None:
     """Add test and then validation, each carved from train (de-duplicated first), if absent."""
     if "test" in splits and "validation" in splits:
         return
@@ -475,7 +242,7 @@ def _carve_missing_splits(spec: TaskSpec, seed: int, splits: dict[str, _Rows], n
     splits["train"] = train
 
 
-def _check_overlap(spec: TaskSpec, splits: dict[str, _Rows], notes: list[str]) -> None:
+def _check_overlap(spec: TaskSpec, splits: dict[str, Rows], notes: list[str]) -> None:
     """Refuse given validation / test data that repeats training examples (the same text, or text
     pair, up to case and spacing): scores on them would measure memory, not generalisation.
     ``drop_test_overlap`` drops them from the validation / test split instead (noted)."""
@@ -494,10 +261,10 @@ def _check_overlap(spec: TaskSpec, splits: dict[str, _Rows], notes: list[str]) -
         if not repeated:
             continue
         if not spec.drop_test_overlap:
-            shown = [f"{rows.row_ids[i]} = {seen[keys[i]]} of the training data" for i in repeated]
+            where = [f"{rows.row_ids[i]} = {seen[keys[i]]} of the training data" for i in repeated]
             raise DataError(
                 f"Task '{spec.name}': {len(repeated)} of {len(keys)} examples in {rows.origin} also occur in "
-                f"{train.origin} ({_shown(shown)}); scores on them would measure memory, not the task. Remove them "
+                f"{train.origin} ({shown(where)}); scores on them would measure memory, not the task. Remove them "
                 f"from one of the files, give the {split} file the task really means, or set `drop_test_overlap: true` "
                 f"to drop them from the {split} split."
             )
@@ -505,7 +272,7 @@ def _check_overlap(spec: TaskSpec, splits: dict[str, _Rows], notes: list[str]) -
         splits[split] = rows.take([i for i, key in enumerate(keys) if key not in seen])
 
 
-def _check_splits(spec: TaskSpec, splits: dict[str, _Rows], names: list[str]) -> None:
+def _check_splits(spec: TaskSpec, splits: dict[str, Rows], names: list[str]) -> None:
     for split in SPLITS:
         if not splits[split].labels:
             raise DataError(
@@ -521,7 +288,7 @@ def _check_splits(spec: TaskSpec, splits: dict[str, _Rows], names: list[str]) ->
             where = [rows.row_ids[i] for i, y in enumerate(rows.labels) if y in unseen]
             raise DataError(
                 f"Task '{spec.name}': the label(s) {[names[y] for y in unseen]} occur in the {split} split "
-                f"({rows.origin}: {_shown(where)}) but never in the training data, so no model can learn them "
+                f"({rows.origin}: {shown(where)}) but never in the training data, so no model can learn them "
                 "and the scores would be wrong. Add training examples of them, leave them out with `labels:` "
                 "(and `drop_other_labels: true`), or correct their spelling."
             )
@@ -533,5 +300,5 @@ def _check_splits(spec: TaskSpec, splits: dict[str, _Rows], names: list[str]) ->
         )
 
 
-def _to_split(rows: _Rows) -> Split:
+def _to_split(rows: Rows) -> Split:
     return Split(texts=list(rows.texts), labels=list(rows.labels), pairs=list(rows.pairs) if rows.pairs is not None else None)

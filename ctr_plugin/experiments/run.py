@@ -1,8 +1,12 @@
 """One continual-learning run, end to end: data, model, the loop, and everything written to disk.
 
-``ctr-train`` (``ctr_plugin/commands/train.py``) parses its flags into a :class:`RunSettings` and calls
-:func:`run`; ``ctr-tables`` calls the same function for every cell of its grid. The model is made by
-``api.get_continual_model`` and trained by ``api.ContinualLearner``: the Python API's path.
+``ctr-train`` (``ctr_plugin/commands/train.py``) parses its flags into a :class:`RunSettings`
+(``ctr_plugin.experiments.settings``, which checks every option and builds the method) and calls
+:func:`run`; ``ctr-tables`` calls the same function for every cell of its grid. :func:`run` checks
+what the settings alone cannot (the devices, the output directory, the checkpoint a run continues,
+the data against the encoder), each once, before it loads the data and before anything is written.
+The model is made by ``learner.get_continual_model`` and trained by ``learner.ContinualLearner``:
+the Python API's path.
 
 ``output_dir`` receives
 
@@ -17,17 +21,19 @@ Under ``accelerate launch`` every process runs this function; only the main one 
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import ctr_plugin.reporting.results as results_file
 from ctr_plugin.continual.learner import ContinualLearner, get_continual_model
 from ctr_plugin.continual.loop import ContinualResults, TrainingConfig, evaluate, seed_everything
-from ctr_plugin.continual.methods import get_method
+from ctr_plugin.continual.methods import ContinualMethod, get_method
 from ctr_plugin.continual.parallel import make_accelerator
 from ctr_plugin.errors import CheckpointError, CTRError
 from ctr_plugin.experiments.output_dir import CHECKPOINT_DIR, COMMAND_FILE, OutputLock, check_output_dir
@@ -43,12 +49,17 @@ from ctr_plugin.reporting.run_report import format_summary, plot_curves, plot_ma
 
 log = logging.getLogger(__name__)
 
+
 @dataclass
 class RunSettings:
-    """Everything that defines a run besides the task data."""
+    """Everything that defines a run besides the task data, checked on construction (the
+    training and plugin options check themselves).
 
-    method: str = "ctr"
-    method_options: dict = field(default_factory=dict)  # the method's dataclass fields (--method-arg)
+    ``method``: the method with its options (``get_method(name, options)``), or a registered name
+    for its default options. A run trains a copy of it, so one settings object may serve several
+    runs."""
+
+    method: ContinualMethod | str = "ctr"
     encoder: str | None = None  # hub name or local directory; None = the bundled MiniLM
     training: TrainingConfig = field(default_factory=TrainingConfig)
     plugin: PluginConfig = field(default_factory=PluginConfig)
@@ -58,6 +69,11 @@ class RunSettings:
     device: str | None = None  # "cpu" or "cuda"; None = a GPU where there is one
     mixed_precision: str | None = None  # "no", "fp16", "bf16" on GPUs; None = accelerate's setting
     report_to: str = "none"  # experiment tracker: none, tensorboard, wandb, mlflow (see tracking.py)
+
+    def __post_init__(self):
+        if isinstance(self.method, str):
+            self.method = get_method(self.method)
+        check_report_to(self.report_to)
 
 
 def _resume_state(output_dir: Path, tasks, settings: RunSettings):
@@ -122,30 +138,34 @@ class RunInterrupted(KeyboardInterrupt):
     """Ctrl-C during a run; the message says what the output directory holds now."""
 
 
-def run(tasks, settings: RunSettings, output_dir: str | os.PathLike, source: dict | None = None, command: dict | None = None) -> dict:
-    """Train ``settings.method`` over ``tasks`` (a list of TaskData) and write the outputs.
+def run(tasks: list | Callable[[], list], settings: RunSettings, output_dir: str | os.PathLike, source: dict | None = None, command: dict | None = None) -> dict:
+    """Train ``settings.method`` over ``tasks`` and write the outputs.
 
+    ``tasks``: a list of TaskData, or a function that loads it, called once the devices and the
+    output directory have passed their checks (so that a bad one fails before the data loads).
     Returns the results dictionary that is also written to ``output_dir/results.json``.
 
-    Everything is checked before ``output_dir`` changes: the directory, the method and its
-    options, the encoder or checkpoint (loaded), the maximum length against the tokenizer and
-    the encoder. Then ``output_dir/.lock`` keeps other writers out until the run ends. A new run
-    records ``command`` (if given) at once; with ``settings.overwrite`` the previous run is kept
-    untouched until the first task of the new one is saved, and only then replaced, so a run that
-    fails or is interrupted before that leaves the old one as it was. With ``settings.resume`` on
-    a finished run, nothing changes and its results are returned.
+    Everything is checked before ``output_dir`` changes: the devices, the directory, the encoder
+    or checkpoint (loaded), the maximum length against the tokenizer and the encoder (the options
+    were checked when ``settings`` was built). Then ``output_dir/.lock`` keeps other writers out
+    until the run ends. A new run records ``command`` (if given) at once; with
+    ``settings.overwrite`` the previous run is kept untouched until the first task of the new one
+    is saved, and only then replaced, so a run that fails or is interrupted before that leaves the
+    old one as it was. With ``settings.resume`` on a finished run, nothing changes (the data is
+    not even loaded) and its results are returned.
     """
     output_dir = Path(output_dir)
     if settings.resume and (done := results_file.finished(output_dir)) is not None:
         log.info("%s holds a finished run (%d of %d tasks): nothing to resume; nothing was changed.", output_dir, done["completed_tasks"], len(done["tasks"]))
         return done
-    check_report_to(settings.report_to)
     accelerator = make_accelerator(settings.device, settings.mixed_precision, **tracker_settings(settings.report_to, output_dir))
     main = accelerator.is_main_process
     if not main:  # one log, not one per process
         logging.getLogger("ctr_plugin").setLevel(logging.WARNING)
     check_output_dir(output_dir, settings.overwrite, settings.resume, None if settings.resume else settings.from_checkpoint)
-    method = get_method(settings.method, settings.method_options)
+    if callable(tasks):
+        tasks = tasks()
+    method = copy.deepcopy(settings.method)  # the run's own: a method keeps state across tasks
     cfg = settings.training
     seed_everything(cfg.seed)
 
@@ -220,7 +240,7 @@ def run(tasks, settings: RunSettings, output_dir: str | os.PathLike, source: dic
         if main:
             results_file.write(output_dir, out)
             plot_matrix(results.acc_matrix, results.tasks, output_dir / "accuracy_matrix.png", f"{method.name}: test accuracy (%)")
-            plot_curves(results.curves, results.tasks, output_dir / "training_curves.png", f"{method.name}: per-epoch training and validation")
+            plot_curves(results.curves, output_dir / "training_curves.png", f"{method.name}: per-epoch training and validation")
             log.info("\n%s", format_summary(out))
     finally:
         finish_trackers(accelerator)

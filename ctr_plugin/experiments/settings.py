@@ -9,7 +9,8 @@ from four places; each overrides the ones before it:
 4. the command line: one flag per option, generated from the dataclasses (:func:`add_option_flags`).
 
 A method's own options (``--method-arg key=value``) come from their defaults, then the tuned file,
-then ``--method-arg``.
+then ``--method-arg``. Every value is read by the type its field declares and checked once, when
+the configs and the method are built (``ctr_plugin.options``).
 
 Overriding is meant in that order, with three exceptions, where two sources giving different
 values for one setting is an error naming both (a silent choice would mislabel the run):
@@ -17,78 +18,66 @@ values for one setting is an error naming both (a silent choice would mislabel t
 * a flag or ``--method-arg`` that contradicts the tuned value it would replace;
 * a plugin option the method fixes (``adapter_one``: ``train_layernorm`` false; ``ctr_linear_up``:
   ``tsm_activation`` none) set otherwise by the config, the tuned file or a flag;
-* a plugin option one of the method's options sets (``lora_*``: ``lora_rank`` is ``rank``,
-  ``lora_alpha`` is ``alpha``) given both ways with different values; given one way, it sets both.
+* a plugin flag that contradicts the checkpoint a run continues (``--from-checkpoint``): the
+  checkpoint's plugins were built with its own options.
+
+:func:`select_tasks` applies the task order and the caps the commands take (``--order``,
+``--max-train-per-task``, ``--max-test-per-task``) to a sequence.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import inspect
-import re
 import typing
 from typing import Any
 
-from ctr_plugin.continual.loop import TrainingConfig
-from ctr_plugin.continual.methods import METHODS, get_method
+from ctr_plugin.continual.config import TrainingConfig
+from ctr_plugin.continual.methods import get_method, method_class
+from ctr_plugin.data.config import SequenceConfig, sequence_orders
 from ctr_plugin.errors import CTRError
 from ctr_plugin.experiments.run import RunSettings
-from ctr_plugin.options import PLUGIN_RANGES, TRAINING_RANGES, convert_option_strings
-from ctr_plugin.plugins import PluginConfig
+from ctr_plugin.options import kind_of, parse, rule_of
+from ctr_plugin.plugins.base import PluginConfig
 
-# Options that are no settings of a run's numbers: which plugin the method uses, and progress
-# bars (--no-progress).
-NOT_OPTIONS = {"plugin_type", "progress"}
-TRAINING_OPTIONS = [f for f in dataclasses.fields(TrainingConfig) if f.name not in NOT_OPTIONS]
-PLUGIN_OPTIONS = [f for f in dataclasses.fields(PluginConfig) if f.name not in NOT_OPTIONS]
+TRAINING_FIELDS = {f.name: f for f in dataclasses.fields(TrainingConfig)}
+PLUGIN_FIELDS = {f.name: f for f in dataclasses.fields(PluginConfig)}
+# Fields that are no settings of a run's numbers: which plugin the method uses, and progress
+# bars (--no-progress); they have no flag of their own.
+NOT_OPTIONS = {name for name, f in (TRAINING_FIELDS | PLUGIN_FIELDS).items() if not f.metadata.get("flag", True)}
+TRAINING_OPTIONS = [f for f in TRAINING_FIELDS.values() if f.name not in NOT_OPTIONS]
+PLUGIN_OPTIONS = [f for f in PLUGIN_FIELDS.values() if f.name not in NOT_OPTIONS]
 OPTION_NAMES = {f.name for f in TRAINING_OPTIONS + PLUGIN_OPTIONS}
 TRAINING_NAMES = {f.name for f in TRAINING_OPTIONS}
+PLUGIN_NAMES = {f.name for f in PLUGIN_OPTIONS}
 
 
 def flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def _field_comments(cls) -> dict[str, str]:
-    """The comment beside each field in the dataclass's source: its one-line help."""
-    comments = {}
-    for line in inspect.getsource(cls).splitlines():
-        match = re.match(r"\s+(\w+): [^=]+= .*?#\s*(.+)$", line)
-        if match:
-            comments[match.group(1)] = match.group(2).strip()
-    return comments
-
-
 def add_option_flags(parser: argparse.ArgumentParser, only: set[str] | None = None) -> None:
     """One flag per training and plugin option (``--warmup-ratio``, ``--train-layernorm`` /
-    ``--no-train-layernorm``, ...), typed from the dataclass field; none has a default, so a flag
-    that was not given leaves the option to the config. ``only`` restricts the flags added."""
+    ``--no-train-layernorm``, ...), typed, described and ranged by the dataclass field; none has
+    a default, so a flag that was not given leaves the option to the config. ``only`` restricts
+    the flags added."""
     hints = typing.get_type_hints(TrainingConfig) | typing.get_type_hints(PluginConfig)
-    comments = _field_comments(TrainingConfig) | _field_comments(PluginConfig)
-    for title, options, defaults in (("training options", TRAINING_OPTIONS, TrainingConfig()), ("plugin options", PLUGIN_OPTIONS, PluginConfig())):
+    for title, options in (("training options", TRAINING_OPTIONS), ("plugin options", PLUGIN_OPTIONS)):
         group = parser.add_argument_group(f"{title} (default: the config's `training:` block, else the value shown)")
         for f in options:
             if only is not None and f.name not in only:
                 continue
-            default = getattr(defaults, f.name)
-            rule = (TRAINING_RANGES | PLUGIN_RANGES).get(f.name)
-            help_text = (f"{comments[f.name]}. " if f.name in comments else "") + f"Default {default!r}" + (f"; {rule.describe()}" if rule else "")
+            rule = rule_of(f)
+            help_text = f"{f.metadata['help']}. Default {f.default!r}" + (f"; {rule.describe()}" if rule else "")
             help_text = help_text.replace("%", "%%")
-            hint = hints[f.name]
-            if hint is bool:
+            kind, choices = kind_of(f), f.metadata.get("choices")
+            if kind == "bool":
                 group.add_argument(flag(f.name), action=argparse.BooleanOptionalAction, default=None, help=help_text)
-            elif typing.get_origin(hint) is tuple:
+            elif kind == "ints":
                 group.add_argument(flag(f.name), type=int, nargs="+", metavar="N", help=help_text)
             else:
-                choices = _choices(f.name)
+                hint = hints[f.name]
                 group.add_argument(flag(f.name), type=hint if hint in (int, float) else str, choices=choices, metavar=None if choices else f.name.upper(), help=help_text)
-
-
-def _choices(name: str) -> tuple[str, ...] | None:
-    from ctr_plugin.plugins.base import POOLINGS, TSM_ACTIVATIONS
-
-    return {"pooling": POOLINGS, "tsm_activation": TSM_ACTIVATIONS}.get(name)
 
 
 def option_flags_given(args: argparse.Namespace) -> dict[str, Any]:
@@ -97,28 +86,23 @@ def option_flags_given(args: argparse.Namespace) -> dict[str, Any]:
     return {k: tuple(v) if isinstance(v, list) else v for k, v in given.items()}
 
 
-def _same(a: Any, b: Any) -> bool:
-    if isinstance(a, list | tuple) or isinstance(b, list | tuple):
-        return list(a) == list(b)
-    try:
-        return float(a) == float(b)
-    except (TypeError, ValueError):
-        return str(a).lower() == str(b).lower()
-
-
 class _Layers:
-    """Values by option, each with the source that gave it, merged in order of precedence."""
+    """Values by option, each with the source that gave it, merged in order of precedence. Each
+    value is read by its field's type (``fields``) as it comes in, so "1e-3" and 0.001 agree."""
 
-    def __init__(self) -> None:
+    def __init__(self, fields: dict[str, dataclasses.Field]) -> None:
+        self.fields = fields
         self.values: dict[str, tuple[Any, str]] = {}
 
     def add(self, values: dict[str, Any], source: str, contradicts: tuple[str, ...] = ()) -> None:
         """``values`` from ``source`` override what is there, except a value from one of the
         sources in ``contradicts``: a different value replacing it is an error."""
         for key, value in values.items():
+            if key in self.fields:
+                value = parse(value, kind_of(self.fields[key]))
             if key in self.values:
                 old, old_source = self.values[key]
-                if old_source in contradicts and not _same(old, value):
+                if old_source in contradicts and old != value:
                     raise CTRError(
                         f"{source} sets {key}={value}, which contradicts the tuned value {key}={old} ({old_source}). "
                         f"Drop one of them: the flag to use the tuned value, or --tuned to set it yourself."
@@ -135,8 +119,9 @@ def _resolve(method_class, config_training: dict | None, config_name: str, flags
     unknown = sorted(set(config_training or {}) - OPTION_NAMES)
     if unknown:
         raise CTRError(f"Unknown training option(s) {unknown} in {config_name}. Valid options: {', '.join(sorted(OPTION_NAMES))}.")
-    options, own = _Layers(), _Layers()
-    options.add(convert_option_strings(config_training or {}, TRAINING_RANGES | PLUGIN_RANGES), f"{config_name} (`training:`)")  # YAML 1.1 reads 1e-3 as a string
+    options = _Layers(TRAINING_FIELDS | PLUGIN_FIELDS)
+    own = _Layers({f.name: f for f in dataclasses.fields(method_class)} if method_class is not None else {})
+    options.add(config_training or {}, f"{config_name} (`training:`)")
     tuned_source = f"the tuned options in {tuned}"
     if tuned and method_class is not None:
         from ctr_plugin.experiments.tuning import tuned_options
@@ -147,11 +132,24 @@ def _resolve(method_class, config_training: dict | None, config_name: str, flags
     options.add({k: v for k, v in (flags or {}).items() if k in OPTION_NAMES}, "The command line", contradicts=(tuned_source,))
     own.add(method_args or {}, "--method-arg", contradicts=(tuned_source,))
     if method_class is not None:
-        _apply_method_decisions(method_class, options, own)
+        _fix_plugin_options(method_class, options)
     values = options.plain()
     training = TrainingConfig(**{k: v for k, v in values.items() if k in TRAINING_NAMES} | extra_training)
     plugin = PluginConfig(**{k: v for k, v in values.items() if k not in TRAINING_NAMES})
     return training, plugin, own.plain()
+
+
+def _fix_plugin_options(method_class, options: _Layers) -> None:
+    """Put the plugin options the method fixes into ``options``; a contradiction is an error."""
+    name = method_class.name
+    for key, value in method_class.fixed_plugin_options.items():
+        if key in options.values and options.values[key][0] != value:
+            given, source = options.values[key]
+            raise CTRError(
+                f"Method {name!r} runs with the plugin option {key}={value} (see its file in ctr_plugin/continual/methods/), but "
+                f"{source} sets {key}={given}. Drop that setting, or choose another method."
+            )
+        options.values[key] = (value, f"method {name!r}")
 
 
 def base_options(config_training: dict | None = None, config_name: str = "the config", flags: dict | None = None, **training: Any) -> tuple[TrainingConfig, PluginConfig]:
@@ -163,7 +161,7 @@ def base_options(config_training: dict | None = None, config_name: str = "the co
 
 
 def build_settings(
-    method: str,
+    method: str | None,
     *,
     config_training: dict | None = None,
     config_name: str = "the config",
@@ -175,34 +173,51 @@ def build_settings(
 ) -> RunSettings:
     """A run's :class:`RunSettings` from the config's ``training:`` block, the tuned-options file,
     the command-line flags and ``--method-arg`` values, in the order and with the conflicts of the
-    module doc. ``run``: the other fields of RunSettings (encoder, device, output choices ...)."""
-    if method not in METHODS:
-        get_method(method)  # the error that lists the methods
-    training, plugin, method_options = _resolve(METHODS[method], config_training, config_name, flags, method_args, tuned, {"progress": progress})
-    get_method(method, method_options)  # an unknown option or a bad value fails now
-    return RunSettings(method=method, method_options=method_options, training=training, plugin=plugin, **run)
+    module doc; every value is checked here, and the method is built with its options. ``method``
+    None: the method of the checkpoint ``run["from_checkpoint"]`` continues, else ``ctr``.
+    ``run``: the other fields of RunSettings (encoder, device, output choices ...)."""
+    if run.get("from_checkpoint"):
+        method = _continued_method(run["from_checkpoint"], method, flags or {})
+    method = method or "ctr"
+    training, plugin, method_options = _resolve(method_class(method), config_training, config_name, flags, method_args, tuned, {"progress": progress})
+    return RunSettings(method=get_method(method, method_options), training=training, plugin=plugin, **run)
 
 
-def _apply_method_decisions(method_class, options: _Layers, own: _Layers) -> None:
-    """Put the plugin options the method decides into ``options``; a contradiction is an error."""
-    name = method_class.name
-    for key, value in method_class.fixed_plugin_options.items():
-        if key in options.values and not _same(options.values[key][0], value):
-            given, source = options.values[key]
-            raise CTRError(
-                f"Method {name!r} runs with the plugin option {key}={value} (see its file in ctr_plugin/continual/methods/), but "
-                f"{source} sets {key}={given}. Drop that setting, or choose another method."
-            )
-        options.values[key] = (value, f"method {name!r}")
-    defaults = {f.name: f.default for f in dataclasses.fields(method_class)}
-    for key, mine in method_class.plugin_options_from.items():
-        in_options, in_own = key in options.values, mine in own.values
-        if in_options and in_own and not _same(options.values[key][0], own.values[mine][0]):
-            raise CTRError(
-                f"Method {name!r} takes `{key}` from its option `{mine}`: {own.values[mine][1]} sets {mine}={own.values[mine][0]}, "
-                f"but {options.values[key][1]} sets {key}={options.values[key][0]}. Give one value, in one place."
-            )
-        if in_options and not in_own:
-            own.values[mine] = options.values[key]
-        elif not in_options:
-            options.values[key] = own.values.get(mine, (defaults[mine], f"method {name!r}"))
+def _continued_method(checkpoint: str, method: str | None, flags: dict) -> str | None:
+    """The method of a run continuing ``checkpoint``: ``method``, else the checkpoint's. A plugin
+    flag that contradicts the checkpoint is refused (its plugins were built with its own); the
+    run checks the method against the checkpoint's."""
+    from ctr_plugin.modeling.model import ContinualModel
+
+    config = ContinualModel.read_config(checkpoint)
+    stored = config.get("plugin") or {}
+    conflicts = [
+        f"{flag(key)} {value} (the checkpoint has {stored[key]})"
+        for key, value in sorted(flags.items())
+        if key in PLUGIN_NAMES and key in stored and parse(stored[key], kind_of(PLUGIN_FIELDS[key])) != value
+    ]
+    if conflicts:
+        raise CTRError(
+            f"--from-checkpoint {checkpoint} continues a model built with other settings: {'; '.join(conflicts)}. "
+            f"A continued run keeps the checkpoint's method and plugin sizes: drop those flags, or train from scratch."
+        )
+    return method or config.get("method")
+
+
+def select_tasks(sequence: SequenceConfig, order: int | None = None, *, max_train: int | None = None, max_test: int | None = None,
+                 test_cap_from_config: bool = True) -> SequenceConfig:
+    """``sequence`` with its tasks in permutation ``order`` of its orders file (None: as listed),
+    capped at ``max_train`` and ``max_test`` examples per task (None: the config's caps; with
+    ``test_cap_from_config`` False, a test split is not capped unless ``max_test`` says so)."""
+    for name, cap in (("--max-train-per-task", max_train), ("--max-test-per-task", max_test)):
+        if cap is not None and cap < 2:
+            raise CTRError(f"{name} must be at least 2 (a task needs both classes), got {cap}.")
+    caps = {"max_train": max_train, "max_test": max_test}
+    caps = {k: v for k, v in caps.items() if v is not None or (k == "max_test" and not test_cap_from_config)}
+    tasks = [dataclasses.replace(spec, **caps) for spec in sequence.tasks]
+    if order is not None:
+        orders = sequence_orders(sequence, "--order")
+        if not 0 <= order < len(orders):
+            raise CTRError(f"--order {order} is out of range: {sequence.orders_file} has orders 0..{len(orders) - 1}.")
+        tasks = [tasks[i] for i in orders[order]]
+    return dataclasses.replace(sequence, tasks=tasks)

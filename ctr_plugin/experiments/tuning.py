@@ -1,7 +1,8 @@
 """Equal-budget hyper-parameter tuning on validation data (Optuna), and the tuned-options file.
 
 Every method gets the same number of trials over the shared ranges (``SHARED_SEARCH_SPACE``:
-learning rate and epochs) plus the ranges of its own options (``ContinualMethod.search_space``).
+learning rate and epochs) plus the ranges it declares (``ContinualMethod.search_space``: its own
+options, or options of its plugin such as LoRA's ``lora_rank``).
 A trial is one :func:`ctr_plugin.experiments.validation_runs.validation_run` over the first K tasks of a sequence;
 its objective is the mean validation accuracy over those K tasks after the K-th is learned, so
 forgetting counts. Test splits are sealed throughout.
@@ -13,7 +14,8 @@ failed and does not). The remaining trials are drawn by a TPE sampler seeded wit
 ``seed + finished trials``, so a resumed study is reproducible from the point it stopped.
 
 The chosen options go to a YAML file (``<config stem>.tuned.yaml`` beside the sequence config)
-that ``ctr-train --tuned`` and ``ctr-tables --tuned`` read::
+that ``ctr-train --tuned`` and ``ctr-tables --tuned`` read; as in a config, its ``training:``
+holds training and plugin options::
 
     methods:
       ctr:
@@ -28,13 +30,14 @@ from __future__ import annotations
 import datetime
 import logging
 from collections.abc import Callable
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from ctr_plugin.continual.loop import TrainingConfig
-from ctr_plugin.continual.methods import get_method
+from ctr_plugin.continual.config import TrainingConfig
+from ctr_plugin.continual.methods import method_class
 from ctr_plugin.data.types import TaskData
 from ctr_plugin.errors import CTRError
 from ctr_plugin.experiments.search_space import SHARED_SEARCH_SPACE, Distribution
@@ -47,8 +50,8 @@ TUNED_FORMAT = "ctr_plugin.tuned/1"
 
 
 def search_space(method: str) -> dict[str, Distribution]:
-    """The shared ranges plus the method's own (``get_method`` checks the name)."""
-    own = type(get_method(method)).search_space
+    """The shared ranges plus the method's own (an unknown method is refused)."""
+    own = method_class(method).search_space
     clash = sorted(set(own) & set(SHARED_SEARCH_SPACE))
     if clash:
         raise CTRError(f"Method {method!r} declares {clash} in its search space, which are shared training options.")
@@ -59,10 +62,15 @@ def describe_search_space(method: str) -> dict[str, str]:
     return {name: dist.describe() for name, dist in search_space(method).items()}
 
 
-def _split_params(params: dict[str, Any]) -> tuple[dict, dict]:
-    training = {k: v for k, v in params.items() if k in SHARED_SEARCH_SPACE}
-    options = {k: v for k, v in params.items() if k not in SHARED_SEARCH_SPACE}
-    return training, options
+TRAINING_FIELDS = {f.name for f in fields(TrainingConfig)}
+PLUGIN_FIELDS = {f.name for f in fields(PluginConfig)}
+
+
+def _split_params(params: dict[str, Any]) -> tuple[dict, dict, dict]:
+    """(training options, plugin options, method options) of sampled ``params``."""
+    training = {k: v for k, v in params.items() if k in TRAINING_FIELDS}
+    plugin = {k: v for k, v in params.items() if k in PLUGIN_FIELDS}
+    return training, plugin, {k: v for k, v in params.items() if k not in training and k not in plugin}
 
 
 def _storage(path: Path):
@@ -111,9 +119,9 @@ def tune_method(
 
     def objective(trial) -> float:
         params = {k: dist.suggest(trial, k) for k, dist in space.items()}
-        train_values, options = _split_params(params)
+        train_values, plugin_values, options = _split_params(params)
         cfg = TrainingConfig(**(training.to_dict() | train_values | {"progress": False}))
-        row = validation_run(tasks, method, options, cfg, plugin, encoders)
+        row = validation_run(tasks, method, options, cfg, PluginConfig(**(plugin.to_dict() | plugin_values)), encoders)
         trial.set_user_attr("val_final_mf1", row["val_final_mf1"])
         trial.set_user_attr("val_acc_matrix", row["val_acc_matrix"])
         trial.set_user_attr("seconds", row["seconds"])
@@ -134,9 +142,9 @@ def best_entry(study, method: str) -> dict:
     if not complete:
         raise CTRError(f"No trial of {method!r} finished: nothing to choose from (see the log for the failures).")
     best = max(complete, key=lambda t: (t.value, -t.number))
-    training, options = _split_params(best.params)
+    training, plugin, options = _split_params(best.params)
     return {
-        "training": training,
+        "training": training | plugin,
         "method_options": options,
         "objective": round(best.value, 2),
         "objective_mf1": best.user_attrs.get("val_final_mf1"),
@@ -181,7 +189,7 @@ def read_tuned(path: str | Path) -> dict:
 
 
 def tuned_options(path: str | Path, method: str) -> tuple[dict, dict]:
-    """(training options, method options) the file holds for ``method``; an error if it has none."""
+    """(training and plugin options, method options) the file holds for ``method``; an error if it has none."""
     data = read_tuned(path)
     entry = data["methods"].get(method)
     if entry is None:

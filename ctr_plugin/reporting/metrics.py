@@ -154,6 +154,6 @@ def cost_per_task(results: dict) -> dict[str, float]:
 
 
 def run_metrics(results: dict) -> dict[str, float]:
-    """Every metric of one complete run, recomputed from its matrices (so runs written before a
-    metric existed get it too) plus :func:`cost_per_task`."""
+    """Every metric of one complete run, recomputed from its matrices (so every run gets every
+    metric, whichever version wrote it) plus :func:`cost_per_task`."""
     return summarize(results["acc_matrix"], results["f1_matrix"]) | cost_per_task(results)

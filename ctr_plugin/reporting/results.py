@@ -1,10 +1,10 @@
 """The one place that knows ``results.json``: what a run writes there, how it is read back, and
 what makes it valid.
 
-A run (``experiment.run``) writes it after every task and at the end (:func:`assemble`,
+A run (``ctr_plugin.experiments.run.run``) writes it after every task and at the end (:func:`assemble`,
 :func:`write`); ``--resume`` asks whether a directory holds a finished run (:func:`finished`);
 the tables read every run of a grid (:func:`read_complete`); the report prints one
-(``report.format_summary``). The keys, in three parts:
+(``run_report.format_summary``). The keys, in three parts:
 
 * the progress of the loop (``continual.loop.ContinualResults.to_dict``): ``tasks``,
   ``acc_matrix``, ``f1_matrix`` (row i = after task i, column j = task j, percent, ``null`` where
@@ -20,7 +20,8 @@ the tables read every run of a grid (:func:`read_complete`); the report prints o
 * at the end, ``wall_seconds``: a run is *finished* when every task is learned and tested and it
   is there.
 
-Runs written before a key existed lack it: only the keys of :data:`REQUIRED` must be there.
+:func:`read` adds the progress keys that a file written by an earlier version lacks
+(:func:`upgrade`; some committed runs under ``reproducibility/`` are such files).
 """
 
 from __future__ import annotations
@@ -36,6 +37,15 @@ RESULTS_FILE = "results.json"
 REQUIRED = ("tasks", "acc_matrix", "f1_matrix", "completed_tasks")
 RUN_KEYS = ("method", "method_options", "encoder", "seed", "training", "plugin", "processes", "mixed_precision", "data", "task_sizes",
             "data_notes", "truncated_texts", "provenance", "continued_from", "earlier_tasks")
+
+
+def upgrade(data: dict) -> dict:
+    """``data`` (a results.json's content, or a checkpoint's ``progress``) with the keys a file
+    written by an earlier version lacks: ``params_added``, ``checkpoint_bytes`` and ``curves`` empty
+    (not recorded, so the cost columns of the tables leave such a run out) and ``train_steps``
+    counted from the curves."""
+    data = {"params_added": [], "checkpoint_bytes": [], "curves": []} | data
+    return {"train_steps": sum(curve.get("steps", 0) for curve in data["curves"])} | data
 
 
 def assemble(progress: dict, run: dict, wall_seconds: float | None = None) -> dict:
@@ -105,7 +115,7 @@ def validate(data: object) -> list[str]:
 def _curve_problems(curves: object, tasks: list[str], done: int) -> list[str]:
     """What is wrong with ``curves``: at most one per completed task, each with its per-epoch
     training loss, validation lists as long (or empty: no validation data), and the name of a task
-    of the run, or "a+b" for a joint training (runs written before curves were named lack it)."""
+    of the run, or "a+b" for a joint training."""
     if not isinstance(curves, list) or len(curves) > done or not all(isinstance(c, dict) for c in curves):
         return [f"`curves` must be a list of at most {done} mappings (one per task trained)"]
     problems = []
@@ -118,14 +128,14 @@ def _curve_problems(curves: object, tasks: list[str], done: int) -> list[str]:
             if not isinstance(curve.get(key, []), list) or len(curve.get(key, [])) not in (0, len(losses)):
                 problems.append(f"`curves`[{k}].`{key}` must hold one value per epoch ({len(losses)}) or none")
         task = curve.get("task")
-        if task is not None and task not in tasks and not (isinstance(task, str) and all(part in tasks for part in task.split("+"))):
+        if not isinstance(task, str) or not all(part in tasks for part in task.split("+")):
             problems.append(f"`curves`[{k}] names task {task!r}, which is not a task of the run")
     return problems
 
 
 def read(path: str | os.PathLike) -> dict:
-    """The results.json at ``path`` (a file, or a run's directory), validated; CTRError naming the
-    file and the problem if it is missing, not JSON, or invalid."""
+    """The results.json at ``path`` (a file, or a run's directory), validated and upgraded; CTRError
+    naming the file and the problem if it is missing, not JSON, or invalid."""
     path = Path(path)
     path = path / RESULTS_FILE if path.is_dir() else path
     try:
@@ -137,7 +147,7 @@ def read(path: str | os.PathLike) -> dict:
     problems = validate(data)
     if problems:
         raise CTRError(f"{path} is not a valid results file: {'; '.join(problems)}. Run it again.")
-    return data
+    return upgrade(data)
 
 
 def is_finished(data: dict) -> bool:

@@ -1,9 +1,11 @@
 """Readable output of a run: a text summary for the terminal, a heatmap of the accuracy matrix
-and the per-epoch curves beside it."""
+and the per-epoch curves beside it; :func:`pyplot`, the one matplotlib set-up of every figure."""
 
 from __future__ import annotations
 
 from pathlib import Path
+
+import numpy as np
 
 from ctr_plugin.reporting.metrics import Matrix
 
@@ -38,13 +40,19 @@ def format_summary(results: dict) -> str:
     return "\n".join(parts)
 
 
-def plot_matrix(matrix: Matrix, tasks: list[str], path: str | Path, title: str = "Test accuracy (%)") -> None:
-    """Save a heatmap of ``matrix`` (rows: after task i; columns: task j) as a PNG."""
+def pyplot():
+    """``matplotlib.pyplot`` drawing to files only (the Agg backend: no display needed)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
+
+    return plt
+
+
+def plot_matrix(matrix: Matrix, tasks: list[str], path: str | Path, title: str = "Test accuracy (%)") -> None:
+    """Save a heatmap of ``matrix`` (rows: after task i; columns: task j) as a PNG."""
+    plt = pyplot()
 
     values = np.array([[np.nan if v is None else v for v in row] for row in matrix], dtype=float)
     size = max(4.0, 0.7 * len(tasks) + 2)
@@ -64,24 +72,19 @@ def plot_matrix(matrix: Matrix, tasks: list[str], path: str | Path, title: str =
     plt.close(fig)
 
 
-def plot_curves(curves: list[dict], tasks: list[str], path: str | Path, title: str = "Per-epoch training and validation") -> None:
+def plot_curves(curves: list[dict], path: str | Path, title: str = "Per-epoch training and validation") -> None:
     """Save the per-epoch curves of a run (``results.json``'s ``curves``: one per trained task, each
     naming its task) as a PNG beside the heatmap: the training and validation loss (left) and the
     validation accuracy (right), epoch after epoch over the whole sequence, with a line where each
-    task begins. A task trained without validation data has its training loss only. Curves from
-    runs that did not name their task yet are named by ``tasks`` (one each, or one joint training)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    task begins. A task trained without validation data has its training loss only."""
     from matplotlib.ticker import MaxNLocator
 
+    plt = pyplot()
     fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(11, 4))
     start = 1
-    unnamed = tasks if len(curves) == len(tasks) else ["+".join(tasks)] * len(curves)  # older results.json: no "task"
     validated = False
-    for curve, fallback in zip(curves, unnamed):
-        name = curve.get("task") or fallback
+    for curve in curves:
+        name = curve["task"]
         epochs = list(range(start, start + len(curve["train_loss"])))
         loss_ax.plot(epochs, curve["train_loss"], "o-", color="tab:blue", label="training (the method's loss)" if start == 1 else None)
         if curve.get("validation_loss"):  # none for a task given without validation data

@@ -5,7 +5,7 @@ A grid folder (written by ``ctr-tables``) holds ``runs/<method>/<run>/results.js
 one run per task order and seed (``order<k>_seed<s>``): runs of two methods with the same folder
 name saw the same data in the same order, so they are *matched*. :func:`build_tables` reads every
 complete run there, computes each run's metrics from its matrices (``metrics.run_metrics``, so
-older runs get the newer metrics too) and writes, beside ``runs/``:
+every run gets every metric, whichever version wrote it) and writes, beside ``runs/``:
 
 * ``table.md``, ``table.tex``: three tables.
 
@@ -45,6 +45,7 @@ import numpy as np
 from ctr_plugin.errors import CTRError
 from ctr_plugin.reporting.metrics import Matrix, knowledge_transfer, run_metrics
 from ctr_plugin.reporting.results import RESULTS_FILE, is_finished, read
+from ctr_plugin.reporting.run_report import plot_matrix, pyplot
 from ctr_plugin.reporting.stats import Estimate, PairedComparison, paired_comparison, t_interval
 
 log = logging.getLogger(__name__)
@@ -173,7 +174,7 @@ def summarize_runs(runs: dict[str, list[Run]]) -> list[MethodRow]:
         estimates = {}
         for metric in METRICS:
             values = list(by_run(runs[method], metric.key).values())
-            if len(values) == len(runs[method]):  # a cost the older runs did not record stays out
+            if len(values) == len(runs[method]):  # a cost not recorded for every run (metrics.cost_per_task) stays out
                 estimates[metric.key] = t_interval(values)
         rows[method] = MethodRow(method, group_of(method), len(runs[method]), estimates, mean_matrix([r.results["acc_matrix"] for r in runs[method]]))
     for row in rows.values():
@@ -393,18 +394,9 @@ def write_comparisons_csv(comparisons: list[PairedComparison], path: Path) -> No
             writer.writerow([c.reference, c.method, c.metric, d.n, _num(d.mean), _num(d.ci_low), _num(d.ci_high), c.wins, c.losses, c.ties, c.verdict])
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot_final_scores(rows: list[MethodRow], path: Path) -> None:
     """Bars of final accuracy and macro-F1 per method, with 95 % CI error bars (none for one run)."""
-    plt = _pyplot()
+    plt = pyplot()
     x = np.arange(len(rows))
     fig, ax = plt.subplots(figsize=(max(6.0, 0.8 * len(rows) + 2), 4.5))
     lows = []
@@ -427,7 +419,7 @@ def plot_comparisons(comparisons: list[PairedComparison], path: Path, metric: st
     chosen = [c for c in comparisons if c.metric == metric]
     if not chosen:
         return
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7.0, 0.35 * len(chosen) + 1.8))
     y = np.arange(len(chosen))[::-1]
     for yi, c in zip(y, chosen):
@@ -447,8 +439,6 @@ def plot_comparisons(comparisons: list[PairedComparison], path: Path, metric: st
 
 def build_tables(grid_dir: str | Path, title: str = "") -> list[MethodRow]:
     """Read the complete runs under ``grid_dir/runs`` and write the tables and plots beside them."""
-    from ctr_plugin.reporting.run_report import plot_matrix
-
     grid_dir = Path(grid_dir)
     runs = load_runs(grid_dir)
     rows = summarize_runs(runs)

@@ -18,6 +18,7 @@ from ctr_plugin.continual.methods.lora_ncl import LoraNCL
 from ctr_plugin.continual.methods.lora_one import LoraONE
 from ctr_plugin.continual.methods.lwf import LwF
 from ctr_plugin.continual.methods.replay import Replay
+from ctr_plugin.errors import CTRError
 
 METHODS: dict[str, type[ContinualMethod]] = {
     m.name: m
@@ -25,13 +26,16 @@ METHODS: dict[str, type[ContinualMethod]] = {
 }
 
 
-def get_method(name: str, options: dict[str, Any] | None = None) -> ContinualMethod:
-    """The method registered as ``name``, with ``options`` (strings are converted; see base.py)."""
-    from ctr_plugin.errors import CTRError
-
+def method_class(name: str) -> type[ContinualMethod]:
+    """The method class registered as ``name``; an unknown name gets the list of methods."""
     if name not in METHODS:
         raise CTRError(f"Unknown method {name!r}. Available methods: {', '.join(sorted(METHODS))}.")
-    return METHODS[name].from_options(options)
+    return METHODS[name]
 
 
-__all__ = ["COMPARED_GROUP", "METHODS", "TABLE_GROUPS", "ContinualMethod", "Step", "get_method"]
+def get_method(name: str, options: dict[str, Any] | None = None) -> ContinualMethod:
+    """The method registered as ``name``, with ``options`` (strings are converted; see base.py)."""
+    return method_class(name).from_options(options)
+
+
+__all__ = ["COMPARED_GROUP", "METHODS", "TABLE_GROUPS", "ContinualMethod", "Step", "get_method", "method_class"]

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ctr_plugin.continual.methods.base import ContinualMethod, option
+from ctr_plugin.continual.methods.base import ContinualMethod
 from ctr_plugin.experiments.search_space import LogUniform
 from ctr_plugin.modeling.model import ContinualModel
+from ctr_plugin.options import Range, option
 from ctr_plugin.plugins import PluginConfig
 
 
@@ -21,7 +22,7 @@ class BertNCL(ContinualMethod):
     one_reference = "bert_one"
     plugin_type = "none"
 
-    encoder_lr: float = option(1e-4, "learning rate of the encoder's weights (the heads use the loop's lr)")
+    encoder_lr: float = option(1e-4, "learning rate of the encoder's weights (the heads use the loop's lr)", Range("float", 0, 10, low_open=True))
 
     def build_model(self, encoder, tokenizer, plugin_config: PluginConfig, encoder_name: str | None) -> ContinualModel:
         return ContinualModel(encoder, tokenizer, self.plugin_config(plugin_config), encoder_name, train_encoder=True)

@@ -15,11 +15,12 @@ from dataclasses import dataclass
 import torch
 
 from ctr_plugin.continual import hat
-from ctr_plugin.continual.methods.base import ContinualMethod, Step, option
+from ctr_plugin.continual.methods.base import ContinualMethod, Step
 from ctr_plugin.data.types import TaskData
 from ctr_plugin.errors import CTRError
 from ctr_plugin.experiments.search_space import Uniform
 from ctr_plugin.modeling.model import ContinualModel
+from ctr_plugin.options import Range, option
 
 ANNEAL_SPANS = ("epoch", "task")
 
@@ -31,11 +32,11 @@ class CTR(ContinualMethod):
     plugin_type = "ctr"
     search_space = {"mask_lambda": Uniform(0.0, 1.5)}
 
-    mask_lambda: float = option(0.75, "weight of HAT's mask regulariser in the loss (paper: 0.75)")
+    mask_lambda: float = option(0.75, "weight of HAT's mask regulariser in the loss (paper: 0.75)", Range("float", 0, None))
     anneal: str = option("epoch", "HAT's temperature s anneals 1/s_max -> s_max over each 'epoch' (paper) or over the whole 'task'")
-    mask_lr_scale: float = option(1.0, "learning rate of the HAT mask embeddings, as a multiple of --lr (paper: 1)")
+    mask_lr_scale: float = option(1.0, "learning rate of the HAT mask embeddings, as a multiple of --lr (paper: 1)", Range("float", 0, None, low_open=True))
 
-    def __post_init__(self):  # the numbers are range-checked with every method's (value_checks.py)
+    def __post_init__(self):
         if self.anneal not in ANNEAL_SPANS:
             raise CTRError(f"Option anneal={self.anneal!r} of method {self.name!r} must be one of {', '.join(ANNEAL_SPANS)}.")
 
@@ -45,7 +46,7 @@ class CTR(ContinualMethod):
             return hat.temperature(step.epoch * step.num_batches + step.batch, step.num_epochs * step.num_batches, s_max)
         return hat.temperature(step.batch, step.num_batches, s_max)
 
-    def forward_kwargs(self, model: ContinualModel, step: Step) -> dict:
+    def plugin_inputs(self, model: ContinualModel, step: Step) -> dict:
         return {"s": self.temperature(model, step)}
 
     def loss(self, model, logits, labels, step: Step) -> torch.Tensor:
@@ -86,16 +87,11 @@ class CTRLinearUp(CTR):
     """A variant, not the paper's method: CTR whose task-specific module has no ReLU on its
     up-projection (``tsm_activation: none``), as in Houlsby adapters.
 
-    Why (docs/ctr_diagnosis.md, validation data): at this package's CPU sizing (200 sentences x 3
-    epochs per task, ~39 optimizer steps) HAT's masks never leave their random initialisation, so
-    the module writes only through a random half of its units, and with the paper's ReLU it can
-    only *add* non-negative values on a random half of the hidden dimensions. On canon_g3 (77 %
-    positive) learned alone, CTR as in the paper stayed at the majority class on 5 of 5 seeds;
-    this variant learned it on 2 of 3 (+7.3 points, within noise at 3 seeds), and it is ahead,
-    within noise, on the first task (+1.6 over 8 seeds) and on three tasks (+1.2 over 3). The
-    paper trained bert-base for thousands of steps and did not need this. HAT's protection is
-    unchanged: the masks, gradient masking and the regulariser are the paper's. A candidate for
-    the tables to settle with more runs; they keep both rows.
+    Why: when HAT's masks stay near their random initialisation (short training, as at this
+    package's CPU sizing), the module writes only through a random half of its units, and with
+    the paper's ReLU it can only *add* non-negative values there. HAT's protection is unchanged:
+    the masks, gradient masking and the regulariser are the paper's. The measurements behind it
+    are in docs/ctr_diagnosis.md; the tables keep both rows.
     """
 
     name = "ctr_linear_up"

@@ -14,20 +14,22 @@ from dataclasses import dataclass
 
 import torch
 
-from ctr_plugin.continual.methods.base import option, shared_parameters
+from ctr_plugin.continual.methods.base import shared_parameters
 from ctr_plugin.continual.methods.l2 import L2
 from ctr_plugin.data.types import TaskData
 from ctr_plugin.experiments.search_space import LogUniform
 from ctr_plugin.modeling.model import ContinualModel
+from ctr_plugin.options import Range, option
 
 
 @dataclass
 class EWC(L2):
     name = "ewc"
     search_space = {"strength": LogUniform(1e2, 1e5)}
+    needs_task_data = True  # the Fisher information is estimated on the task's training examples
 
-    strength: float = option(5000.0, "lambda: weight of the Fisher-weighted penalty")
-    fisher_samples: int = option(256, "training examples of a task used to estimate its Fisher information")
+    strength: float = option(5000.0, "lambda: weight of the Fisher-weighted penalty", Range("float", 0, None))
+    fisher_samples: int = option(256, "training examples of a task used to estimate its Fisher information", Range("int", 1, None))
 
     def task_importance(self, model: ContinualModel, task: int, data: TaskData) -> dict[str, torch.Tensor]:
         params = shared_parameters(model)

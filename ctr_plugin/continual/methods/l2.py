@@ -12,10 +12,11 @@ from dataclasses import dataclass
 
 import torch
 
-from ctr_plugin.continual.methods.base import ContinualMethod, Step, option, shared_parameters
+from ctr_plugin.continual.methods.base import ContinualMethod, Step, shared_parameters
 from ctr_plugin.data.types import TaskData
 from ctr_plugin.experiments.search_space import LogUniform
 from ctr_plugin.modeling.model import ContinualModel
+from ctr_plugin.options import Range, option
 
 
 @dataclass
@@ -25,7 +26,7 @@ class L2(ContinualMethod):
     plugin_type = "adapter"
     resumable = False  # the anchor weights are not in the checkpoint
 
-    strength: float = option(1.0, "lambda: weight of the penalty")
+    strength: float = option(1.0, "lambda: weight of the penalty", Range("float", 0, None))
 
     def __post_init__(self):
         self.anchor: dict[str, torch.Tensor] = {}

@@ -16,10 +16,11 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ctr_plugin.continual.methods.base import ContinualMethod, Step, option
+from ctr_plugin.continual.methods.base import ContinualMethod, Step
 from ctr_plugin.data.types import TaskData
 from ctr_plugin.experiments.search_space import Choice, LogUniform
 from ctr_plugin.modeling.model import ContinualModel
+from ctr_plugin.options import Range, option
 
 
 @dataclass
@@ -30,8 +31,8 @@ class LwF(ContinualMethod):
     search_space = {"strength": LogUniform(0.1, 10.0), "temperature": Choice((1.0, 2.0, 4.0))}
     continuable = True  # a continued run's previous model is the checkpoint itself (copied before each task)
 
-    strength: float = option(1.0, "lambda: weight of the distillation term")
-    temperature: float = option(2.0, "T: softmax temperature of the distillation")
+    strength: float = option(1.0, "lambda: weight of the distillation term", Range("float", 0, None))
+    temperature: float = option(2.0, "T: softmax temperature of the distillation", Range("float", 0, None, low_open=True))
 
     def __post_init__(self):
         self.previous: ContinualModel | None = None

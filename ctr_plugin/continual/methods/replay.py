@@ -11,10 +11,11 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from ctr_plugin.continual.methods.base import ContinualMethod, Step, option
+from ctr_plugin.continual.methods.base import ContinualMethod, Step
 from ctr_plugin.data.types import Split, TaskData
 from ctr_plugin.experiments.search_space import Choice
 from ctr_plugin.modeling.model import ContinualModel
+from ctr_plugin.options import Range, option
 
 Example = tuple[str, str | None, int]  # text, second text (or None), label
 
@@ -25,18 +26,15 @@ class Replay(ContinualMethod):
     search_space = {"memory_size": Choice((100, 200, 400)), "replay_batch_size": Choice((4, 8, 16))}
     plugin_type = "adapter"
     resumable = False  # the memory is not in the checkpoint
+    needs_task_data = True  # the memory is drawn from each task's training examples
 
-    memory_size: int = option(200, "most examples the memory holds, over all earlier tasks")
-    replay_batch_size: int = option(8, "memory examples mixed into every training batch")
-    seed: int = option(0, "seed of the memory's sampling")
+    memory_size: int = option(200, "most examples the memory holds, over all earlier tasks", Range("int", 0, None))
+    replay_batch_size: int = option(8, "memory examples mixed into every training batch", Range("int", 1, None))
+    seed: int = option(0, "seed of the memory's sampling", Range("int", 0, 2**32 - 1))
 
     def __post_init__(self):
         self.memory: dict[int, list[Example]] = {}
         self.rng = random.Random(self.seed)
-
-    @property
-    def memory_used(self) -> int:
-        return sum(len(m) for m in self.memory.values())
 
     def extra_examples(self, model: ContinualModel, step: Step) -> Split | None:
         pool = [(t, ex) for t, examples in self.memory.items() for ex in examples]

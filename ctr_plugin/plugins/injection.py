@@ -11,12 +11,15 @@ by a wrapper that keeps it and applies the plugin to its output, which gives exa
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from ctr_plugin.errors import CTRError
-from ctr_plugin.plugins import Plugin
+
+if TYPE_CHECKING:
+    from ctr_plugin.plugins.base import Plugin
 
 
 class PluggedDropout(nn.Module):
@@ -44,6 +47,16 @@ def _is_output_sublayer(module: nn.Module, hidden_size: int) -> bool:
 def output_sublayers(encoder: nn.Module, hidden_size: int) -> list[tuple[str, nn.Module]]:
     """The (name, module) of every sublayer of the form LayerNorm(dropout(dense(x)) + residual)."""
     return [(n, m) for n, m in encoder.named_modules() if _is_output_sublayer(m, hidden_size)]
+
+
+def plugged_sublayers(encoder: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The (name, module) of every sublayer that carries a plugin."""
+    return [(n, m) for n, m in encoder.named_modules() if isinstance(getattr(m, "dropout", None), PluggedDropout)]
+
+
+def injected_plugins(encoder: nn.Module) -> list[Plugin]:
+    """The plugins injected into ``encoder``, in the order of its sublayers."""
+    return [m.plugin for m in encoder.modules() if isinstance(m, PluggedDropout)]
 
 
 def inject_plugins(encoder: nn.Module, hidden_size: int, make_plugin: Callable[[], Plugin]) -> list[nn.Module]:
