@@ -44,7 +44,9 @@ def load_revision(rev: str):
 
 def make_inputs(N: int, G: int, padded: bool, L: int = 64, C: int = 3, filters: int = 100):
     per_example = N > 1  # CNN_prev: a mask per example; CNN_cur: per group (each example is its own group)
-    lengths = torch.randint(20, L + 1, (N if per_example else G,)) if padded else torch.full((N if per_example else G,), L)
+    lengths = (
+        torch.randint(20, L + 1, (N if per_example else G,)) if padded else torch.full((N if per_example else G,), L)
+    )
     valid = torch.arange(L)[None, :] < lengths[:, None]
     valid = valid[:, None, :] if per_example else valid[None]  # (N, 1, L) or (1, G, L)
     x = torch.randn(N, G, C, L) * valid[:, :, None, :]
@@ -70,14 +72,20 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--before", default="HEAD")
     parser.add_argument("--reps", type=int, default=9)
-    parser.add_argument("--chunks", default=str(after.FEATURE_MAP_CHUNK), help="FEATURE_MAP_CHUNK values to try (default: the working tree's)")
+    parser.add_argument(
+        "--chunks",
+        default=str(after.FEATURE_MAP_CHUNK),
+        help="FEATURE_MAP_CHUNK values to try (default: the working tree's)",
+    )
     parser.add_argument("--shapes", default="1,10,50,cur")
     args = parser.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(0)
     before = load_revision(args.before)
     before_chunk = before.FEATURE_MAP_CHUNK
-    variants = {"before": (before, before_chunk)} | {f"after {int(c) // 1024}K": (after, int(c)) for c in args.chunks.split(",")}
+    variants = {"before": (before, before_chunk)} | {
+        f"after {int(c) // 1024}K": (after, int(c)) for c in args.chunks.split(",")
+    }
     for shape in args.shapes.split(","):
         N, G = (1, 16) if shape == "cur" else (16, int(shape))
         label = "CNN_cur (N=1, G=16)" if shape == "cur" else f"CNN_prev (N=16, G={G})"
@@ -97,8 +105,14 @@ def main() -> None:
                         if rep:
                             times[name].append(time.perf_counter() - start)
                 base = statistics.median(times["before"])
-                cells = "  ".join(f"{name} {statistics.median(t) * 1e3:6.2f} ms ({statistics.median(t) / base:.2f})" for name, t in times.items())
-                print(f"{label:22s} {'padded' if padded else 'full  '} {'train' if train else 'infer'}: {cells}", flush=True)
+                cells = "  ".join(
+                    f"{name} {statistics.median(t) * 1e3:6.2f} ms ({statistics.median(t) / base:.2f})"
+                    for name, t in times.items()
+                )
+                print(
+                    f"{label:22s} {'padded' if padded else 'full  '} {'train' if train else 'infer'}: {cells}",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

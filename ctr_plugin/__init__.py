@@ -24,7 +24,9 @@ from ctr_plugin.plugins import PluginConfig
 
 
 def __getattr__(name: str):
-    if name == "ContinualTrainer":  # imports transformers' Trainer (and with it accelerate, datasets ...) only when used
+    if (
+        name == "ContinualTrainer"
+    ):  # imports transformers' Trainer (and with it accelerate, datasets ...) only when used
         from ctr_plugin.continual.trainer import ContinualTrainer
 
         return ContinualTrainer

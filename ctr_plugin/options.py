@@ -55,11 +55,15 @@ def _number(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else f"{x:g}"
 
 
-def option(default: Any, help: str, range: Range | None = None, *, choices: tuple[str, ...] | None = None, flag: bool = True) -> Any:
+def option(
+    default: Any, help: str, range: Range | None = None, *, choices: tuple[str, ...] | None = None, flag: bool = True
+) -> Any:
     """A dataclass field that is an option: its default, a one-line help, and its range (None:
     any value of the field's type). ``choices``: the values a text option takes; ``flag`` False:
     no command-line flag of its own."""
-    return dataclasses.field(default=default, metadata={"help": help, "range": range, "choices": choices, "flag": flag})
+    return dataclasses.field(
+        default=default, metadata={"help": help, "range": range, "choices": choices, "flag": flag}
+    )
 
 
 def kind_of(f: dataclasses.Field) -> str:
@@ -132,7 +136,11 @@ def checked_field(f: dataclasses.Field, value: Any, where: str, hint: str = "") 
         if isinstance(value, str | bytes) or not hasattr(value, "__iter__") or not list(value):
             what = f"a non-empty list, each entry {rule.describe()}" if rule else "a non-empty list"
             raise CTRError(f"{where} `{f.name}`{hint} is {value!r}; it must be {what}, e.g. {list(f.default)}.")
-        return tuple(checked(f.name, v, rule, f"An entry of {where.lower()}", hint) for v in value) if rule else tuple(value)
+        return (
+            tuple(checked(f.name, v, rule, f"An entry of {where.lower()}", hint) for v in value)
+            if rule
+            else tuple(value)
+        )
     return checked(f.name, value, rule, where, hint) if rule is not None else value
 
 
@@ -149,10 +157,17 @@ def _config_hint(name: str) -> str:
 
 def check_training_config(config: Any) -> None:
     """The checks of :class:`~ctr_plugin.continual.config.TrainingConfig` (called on construction)."""
-    check_fields(config, "Training option", lambda name: _config_hint(name) if name != "progress" else " (`progress:` under `training:` in a config)")
+    check_fields(
+        config,
+        "Training option",
+        lambda name: _config_hint(name) if name != "progress" else " (`progress:` under `training:` in a config)",
+    )
     if config.epochs > MANY_EPOCHS:
-        log.warning("epochs = %d per task is unusually many (a run takes epochs x tasks passes over the data); "
-                    "check that this is what you meant.", config.epochs)
+        log.warning(
+            "epochs = %d per task is unusually many (a run takes epochs x tasks passes over the data); "
+            "check that this is what you meant.",
+            config.epochs,
+        )
 
 
 def check_plugin_config(config: Any) -> None:
@@ -160,7 +175,9 @@ def check_plugin_config(config: Any) -> None:
     check_fields(config, "Plugin option", _config_hint)
 
 
-def check_max_length(max_length: int, tokenizer, encoder_config, pair: bool = False, option: str = "`max_length`") -> None:
+def check_max_length(
+    max_length: int, tokenizer, encoder_config, pair: bool = False, option: str = "`max_length`"
+) -> None:
     """Refuse a maximum length the tokenizer and the encoder cannot honour: at least the special
     tokens plus one token of text (of each text of a pair), at most the encoder's position limit."""
     if isinstance(max_length, bool) or not isinstance(max_length, numbers.Integral):

@@ -41,23 +41,52 @@ VARIANTS: dict[str, dict[str, dict]] = {
     "mask_init_0.02": {"plugin": {"mask_init_std": 0.02}},
 }
 # Most telling first: cells run variant by variant, every seed of a variant before the next.
-HAT_VARIANTS = ["paper", "mask_init_0.02", "no_up_relu", "mask_lr_x50", "no_up_relu+mask_lr_x50", "masks_open", "lambda_0", "anneal_task",
-                "layernorm_frozen", "mask_lr_x10"]
+HAT_VARIANTS = [
+    "paper",
+    "mask_init_0.02",
+    "no_up_relu",
+    "mask_lr_x50",
+    "no_up_relu+mask_lr_x50",
+    "masks_open",
+    "lambda_0",
+    "anneal_task",
+    "layernorm_frozen",
+    "mask_lr_x10",
+]
 STAGES = {
     "task1": {"tasks": 1, "cells": {"adapter_one": ["paper"], "adapter_hat": HAT_VARIANTS, "ctr": HAT_VARIANTS[:7]}},
     # The second task alone: can each method learn it from scratch (vs. after the first task)?
-    "task2_alone": {"tasks": 1, "skip": 1, "cells": {
-        "adapter_one": ["paper"],
-        "adapter_hat": ["paper", "mask_init_0.02", "no_up_relu", "masks_open", "anneal_task", "lambda_0",
-                        "no_up_relu+mask_lr_x50"],
-        "ctr": ["paper", "mask_init_0.02", "no_up_relu", "masks_open"],
-    }},
+    "task2_alone": {
+        "tasks": 1,
+        "skip": 1,
+        "cells": {
+            "adapter_one": ["paper"],
+            "adapter_hat": [
+                "paper",
+                "mask_init_0.02",
+                "no_up_relu",
+                "masks_open",
+                "anneal_task",
+                "lambda_0",
+                "no_up_relu+mask_lr_x50",
+            ],
+            "ctr": ["paper", "mask_init_0.02", "no_up_relu", "masks_open"],
+        },
+    },
     "task3": {
         "tasks": 3,
         "cells": {
             "adapter_one": ["paper"],
             "adapter_hat": ["paper", "mask_init_0.02", "mask_lr_x50", "anneal_task"],
-            "ctr": ["paper", "mask_init_0.02", "mask_lr_x50", "freeze_old_capsules", "layernorm_frozen", "anneal_task", "no_up_relu"],
+            "ctr": [
+                "paper",
+                "mask_init_0.02",
+                "mask_lr_x50",
+                "freeze_old_capsules",
+                "layernorm_frozen",
+                "anneal_task",
+                "no_up_relu",
+            ],
         },
     },
 }
@@ -71,9 +100,12 @@ def main() -> int:
     p.add_argument("--methods", nargs="+", help="only these methods of the stage")
     p.add_argument("--variants", nargs="+", help="only these variants of the stage")
     p.add_argument("--max-train", type=int, default=200, help="training sentences per task (the hl5 grid's sizing)")
-    p.add_argument("--validation-fraction", type=float,
-                   help="share of each task's non-test sentences held out for validation (default: the config's); "
-                        "the test split does not depend on it")
+    p.add_argument(
+        "--validation-fraction",
+        type=float,
+        help="share of each task's non-test sentences held out for validation (default: the config's); "
+        "the test split does not depend on it",
+    )
     p.add_argument("--runs", default=str(OUT / "runs.jsonl"))
     p.add_argument("--report", action="store_true", help="only write the table from the runs")
     args = p.parse_args()
@@ -95,13 +127,21 @@ def main() -> int:
     stage = STAGES[args.stage]
     sequence = load_sequence_config(args.config)
     first = stage.get("skip", 0)
-    sequence.tasks = [dataclasses.replace(t, max_train=args.max_train, **({"validation_fraction": args.validation_fraction} if args.validation_fraction else {}))
-                      for t in sequence.tasks[first : first + stage["tasks"]]]
+    sequence.tasks = [
+        dataclasses.replace(
+            t,
+            max_train=args.max_train,
+            **({"validation_fraction": args.validation_fraction} if args.validation_fraction else {}),
+        )
+        for t in sequence.tasks[first : first + stage["tasks"]]
+    ]
     done = {_key(r) for r in _read(runs_file)}
     encoders = EncoderCache(sequence.encoder)
     runs_file.parent.mkdir(parents=True, exist_ok=True)
     tasks_by_seed = {}
-    cells = [(method, variant) for variant in VARIANTS for method, variants in stage["cells"].items() if variant in variants]
+    cells = [
+        (method, variant) for variant in VARIANTS for method, variants in stage["cells"].items() if variant in variants
+    ]
     cells.sort(key=lambda cell: stage["cells"][cell[0]].index(cell[1]))
     for method, variant in cells:
         if (args.methods and method not in args.methods) or (args.variants and variant not in args.variants):
@@ -115,16 +155,33 @@ def main() -> int:
             tasks = tasks_by_seed[seed]
             change = VARIANTS[variant]
             flags = change.get("training", {}) | change.get("plugin", {})  # the variant's knobs over the config's
-            training, plugin = base_options(sequence.training, f"the config {args.config}", flags, seed=seed, progress=False)
-            row = validation_run(tasks, method, change.get("method", {}), training, plugin, encoders,
-                                 inspect=lambda model: hat.mask_usage(model, model.plugin_config.s_max))
-            row = {"stage": args.stage, "variant": variant, "change": change, "max_train": args.max_train,
-                   "validation_fraction": sequence.tasks[0].validation_fraction,
-                   "task_sizes": {t.name: [len(t.train), len(t.validation)] for t in tasks}} | row
+            training, plugin = base_options(
+                sequence.training, f"the config {args.config}", flags, seed=seed, progress=False
+            )
+            row = validation_run(
+                tasks,
+                method,
+                change.get("method", {}),
+                training,
+                plugin,
+                encoders,
+                inspect=lambda model: hat.mask_usage(model, model.plugin_config.s_max),
+            )
+            row = {
+                "stage": args.stage,
+                "variant": variant,
+                "change": change,
+                "max_train": args.max_train,
+                "validation_fraction": sequence.tasks[0].validation_fraction,
+                "task_sizes": {t.name: [len(t.train), len(t.validation)] for t in tasks},
+            } | row
             with runs_file.open("a") as f:
                 f.write(json.dumps(row) + "\n")
-            print(f"{args.stage} {method:12s} {variant:40s} seed {seed}: val acc {row['val_final_acc']:.2f} "
-                  f"mF1 {row['val_final_mf1']:.2f} forgetting {row['val_forgetting_rate']:.2f} ({row['seconds']} s)", flush=True)
+            print(
+                f"{args.stage} {method:12s} {variant:40s} seed {seed}: val acc {row['val_final_acc']:.2f} "
+                f"mF1 {row['val_final_mf1']:.2f} forgetting {row['val_forgetting_rate']:.2f} ({row['seconds']} s)",
+                flush=True,
+            )
     return 0
 
 
@@ -152,12 +209,17 @@ def report(runs_file: Path) -> str:
         if not cells:
             continue
         which = f"task {spec['skip'] + 1} alone" if spec.get("skip") else f"the first {spec['tasks']} task(s)"
-        out += [f"### Stage {stage}: {which}, validation accuracy after the last, mean ± std over seeds", "",
-                "| method | variant | seeds | val acc | val macro-F1 | Δ acc vs paper [95 % CI] | Δ acc vs adapter_one [95 % CI] "
-                "| forgetting | task-1 masks open | used after the last task | mean abs(e_1) | s/run |",
-                "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        out += [
+            f"### Stage {stage}: {which}, validation accuracy after the last, mean ± std over seeds",
+            "",
+            "| method | variant | seeds | val acc | val macro-F1 | Δ acc vs paper [95 % CI] | Δ acc vs adapter_one [95 % CI] "
+            "| forgetting | task-1 masks open | used after the last task | mean abs(e_1) | s/run |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
         methods = list(spec["cells"])
-        for (method, variant), by_seed in sorted(cells.items(), key=lambda kv: (methods.index(kv[0][0]), list(VARIANTS).index(kv[0][1]))):
+        for (method, variant), by_seed in sorted(
+            cells.items(), key=lambda kv: (methods.index(kv[0][0]), list(VARIANTS).index(kv[0][1]))
+        ):
             acc = np.array([r["val_final_acc"] for r in by_seed.values()])
             mf1 = np.array([r["val_final_mf1"] for r in by_seed.values()])
             forget = np.array([r["val_forgetting_rate"] for r in by_seed.values()])
@@ -168,8 +230,10 @@ def report(runs_file: Path) -> str:
             opened = f"{np.mean([u['open'][0] for u in usage]):.2f}" if usage else ""
             used = f"{np.mean([u['used'] for u in usage]):.2f}" if usage else ""
             magnitude = f"{np.mean([u['embedding_abs_mean'][0] for u in usage]):.2f}" if usage else ""
-            out.append(f"| {method} | {variant} | {','.join(str(s) for s in sorted(by_seed))} | {_ms(acc)} | {_ms(mf1)} "
-                       f"| {paper} | {one} | {_ms(forget)} | {opened} | {used} | {magnitude} | {secs:.0f} |")
+            out.append(
+                f"| {method} | {variant} | {','.join(str(s) for s in sorted(by_seed))} | {_ms(acc)} | {_ms(mf1)} "
+                f"| {paper} | {one} | {_ms(forget)} | {opened} | {used} | {magnitude} | {secs:.0f} |"
+            )
         out.append("")
     return "\n".join(out)
 
@@ -180,8 +244,12 @@ def _paired(by_seed: dict[int, dict], reference: dict[int, dict] | None) -> str:
 
     if not reference:
         return ""
-    cmp = paired_comparison("cell", {s: r["val_final_acc"] for s, r in by_seed.items()},
-                            "reference", {s: r["val_final_acc"] for s, r in reference.items()})
+    cmp = paired_comparison(
+        "cell",
+        {s: r["val_final_acc"] for s, r in by_seed.items()},
+        "reference",
+        {s: r["val_final_acc"] for s, r in reference.items()},
+    )
     if cmp is None:
         return ""
     d = cmp.difference

@@ -40,15 +40,25 @@ def main() -> int:
 
     sequence = load_sequence_config(args.config)
     sequence.tasks = sequence.tasks[: args.tasks]
-    seed = base_options(sequence.training, f"the config {args.config}", {"seed": args.seed} if args.seed is not None else {})[0].seed
+    seed = base_options(
+        sequence.training, f"the config {args.config}", {"seed": args.seed} if args.seed is not None else {}
+    )[0].seed
     tasks = load_tasks(sequence, seed=seed)
     encoders = EncoderCache(sequence.encoder)
     for lr, pooling, width in itertools.product(args.lr, args.pooling, args.adapter_size):
-        flags = {"lr": lr, "pooling": pooling, "adapter_size": width} | ({"epochs": args.epochs} if args.epochs else {})
-        cfg, plugin = base_options(sequence.training, f"the config {args.config}", flags | {"seed": seed}, progress=False)
+        flags = {"lr": lr, "pooling": pooling, "adapter_size": width} | (
+            {"epochs": args.epochs} if args.epochs else {}
+        )
+        cfg, plugin = base_options(
+            sequence.training, f"the config {args.config}", flags | {"seed": seed}, progress=False
+        )
         result = validation_run(tasks, args.method, {}, cfg, plugin, encoders)
         row = {
-            "method": args.method, "lr": lr, "pooling": pooling, "adapter_size": width, "epochs": cfg.epochs,
+            "method": args.method,
+            "lr": lr,
+            "pooling": pooling,
+            "adapter_size": width,
+            "epochs": cfg.epochs,
             "val_acc": round(result["val_final_acc"], 2),
             "val_mf1": round(result["val_final_mf1"], 2),
             "seconds": result["seconds"],

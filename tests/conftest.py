@@ -16,7 +16,32 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from ctr_plugin.data.types import Split, TaskData  # noqa: E402
 from ctr_plugin.plugins import PluginConfig  # noqa: E402
 
-WORDS = ["good", "great", "fine", "nice", "bad", "awful", "poor", "sad", "red", "blue", "green", "pink", "cat", "dog", "cow", "hen", "the", "a", "of", "and", "is", "was", "very", "not"]
+WORDS = [
+    "good",
+    "great",
+    "fine",
+    "nice",
+    "bad",
+    "awful",
+    "poor",
+    "sad",
+    "red",
+    "blue",
+    "green",
+    "pink",
+    "cat",
+    "dog",
+    "cow",
+    "hen",
+    "the",
+    "a",
+    "of",
+    "and",
+    "is",
+    "was",
+    "very",
+    "not",
+]
 SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 # Small plugin sizes so that a test trains in seconds.
@@ -27,7 +52,16 @@ def _save_tiny_encoder(directory, model_type: str = "bert", **config) -> str:
     from transformers import BertConfig, BertModel, BertTokenizerFast, RobertaConfig, RobertaModel
 
     tokenizer = BertTokenizerFast(vocab={w: i for i, w in enumerate(SPECIAL + WORDS)}, do_lower_case=True)
-    size = dict(vocab_size=len(SPECIAL) + len(WORDS), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, max_position_embeddings=80, initializer_range=0.1, **config)
+    size = dict(
+        vocab_size=len(SPECIAL) + len(WORDS),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=80,
+        initializer_range=0.1,
+        **config,
+    )
     if model_type == "bert":
         model = BertModel(BertConfig(**size))
     else:

@@ -50,20 +50,33 @@ def learned(tiny_bert_dir):
     model = get_continual_model(encoder, TINY_PLUGIN, method="ctr")
     learner = ContinualLearner(model, training=FAST)
     names = SENTIMENT.label_names
-    row = learner.learn_task("sentiment", as_pairs(SENTIMENT.train, names), as_pairs(SENTIMENT.validation, names), as_pairs(SENTIMENT.test, names))
+    row = learner.learn_task(
+        "sentiment",
+        as_pairs(SENTIMENT.train, names),
+        as_pairs(SENTIMENT.validation, names),
+        as_pairs(SENTIMENT.test, names),
+    )
     features = Features({"text": Value("string"), "label": ClassLabel(names=COLOUR.label_names)})
 
     def dataset(split):
         return Dataset.from_dict({"text": split.texts, "label": split.labels}, features=features)
 
-    row2 = learner.learn_task("colour", dataset(COLOUR.train), dataset(COLOUR.validation), dataset(COLOUR.test), source=BUNDLED_DATASETS["bbc_news"].description)
+    row2 = learner.learn_task(
+        "colour",
+        dataset(COLOUR.train),
+        dataset(COLOUR.validation),
+        dataset(COLOUR.test),
+        source=BUNDLED_DATASETS["bbc_news"].description,
+    )
     return model, learner, encoder, [row, row2]
 
 
 def test_get_continual_model_puts_plugins_into_the_users_own_encoder(learned):
     model, learner, encoder, rows = learned
     assert model.encoder is encoder and len(model.plugins) == 2 * encoder.config.num_hidden_layers
-    assert not any(p.requires_grad for n, p in encoder.named_parameters() if ".plugin." not in n and "LayerNorm" not in n)
+    assert not any(
+        p.requires_grad for n, p in encoder.named_parameters() if ".plugin." not in n and "LayerNorm" not in n
+    )
     assert model.method_name == "ctr" and model.task_names == ["sentiment", "colour"]
     assert model.label_names[1] == COLOUR.label_names  # from the ClassLabel feature
     assert list(rows[0]) == ["sentiment"] and list(rows[1]) == ["sentiment", "colour"]
@@ -107,7 +120,11 @@ def test_predict_on_a_mixed_task_list_equals_per_task_calls(learned):
     mixed = model.predict(texts, task=tasks, batch_size=4)  # batches hold both tasks
     for text, task, got in zip(texts, tasks, mixed):
         alone = model.predict([text], task=task)[0]
-        assert (got.task, got.label, len(got.logits)) == (task, alone.label, len(model.label_names[model.task_id(task)]))
+        assert (got.task, got.label, len(got.logits)) == (
+            task,
+            alone.label,
+            len(model.label_names[model.task_id(task)]),
+        )
         assert got.logits == pytest.approx(alone.logits, abs=1e-5)
     with pytest.raises(CTRError, match="one task per text"):
         model.predict(texts, task=tasks[:2])
@@ -125,7 +142,9 @@ def test_training_a_hat_model_with_a_plain_optimizer_warns_and_the_learner_does_
     model.train()
     with warnings.catch_warnings():
         warnings.simplefilter("error", UnprotectedTrainingWarning)
-        out = model(**model.tokenize(["good"]), task_ids=torch.tensor([0]), labels=torch.tensor([1]))  # calling is not training
+        out = model(
+            **model.tokenize(["good"]), task_ids=torch.tensor([0]), labels=torch.tensor([1])
+        )  # calling is not training
     with pytest.warns(UnprotectedTrainingWarning, match="ContinualLearner"):
         out.loss.backward()
     fresh = get_continual_model(tiny_bert_dir, TINY_PLUGIN)
@@ -172,7 +191,9 @@ def test_the_card_names_the_bundled_encoder_and_its_licence():
 # ---- from_pretrained with an encoder already loaded, and the Hub ------------------------------------
 
 
-def test_from_pretrained_takes_an_encoder_already_loaded_without_loading_another(learned, tmp_path, tiny_bert_dir, monkeypatch):
+def test_from_pretrained_takes_an_encoder_already_loaded_without_loading_another(
+    learned, tmp_path, tiny_bert_dir, monkeypatch
+):
     model = learned[0]
     model.save_pretrained(tmp_path / "ckpt")
     serving = AutoModel.from_pretrained(tiny_bert_dir)
@@ -183,7 +204,9 @@ def test_from_pretrained_takes_an_encoder_already_loaded_without_loading_another
     monkeypatch.setattr("ctr_plugin.checkpoint.format.load_encoder", refuse)
     loaded = ContinualModel.from_pretrained(tmp_path / "ckpt", encoder=serving)
     assert loaded.encoder is serving
-    assert loaded.predict(["good red cat"], task="colour")[0].logits == pytest.approx(model.predict(["good red cat"], task="colour")[0].logits, abs=1e-5)
+    assert loaded.predict(["good red cat"], task="colour")[0].logits == pytest.approx(
+        model.predict(["good red cat"], task="colour")[0].logits, abs=1e-5
+    )
 
 
 def test_push_to_hub_uploads_the_checkpoint_and_never_the_encoder(learned, monkeypatch):
@@ -241,7 +264,10 @@ def test_from_pretrained_loads_a_repo_id_from_the_hub_cache_offline(learned, tmp
     texts = ["good red cat", "blue"]
     for got, expected in zip(loaded.predict(texts, task="colour"), model.predict(texts, task="colour")):
         assert got.logits == pytest.approx(expected.logits, abs=1e-5)
-    assert ContinualModel.from_pretrained("someone/ctr-demo", encoder=tiny_bert_dir, revision=revision).task_names == model.task_names
+    assert (
+        ContinualModel.from_pretrained("someone/ctr-demo", encoder=tiny_bert_dir, revision=revision).task_names
+        == model.task_names
+    )
     with pytest.raises(CheckpointError, match="HF_HUB_OFFLINE=1 is set"):
         ContinualModel.from_pretrained("someone/not-there", encoder=tiny_bert_dir)
 
@@ -249,7 +275,9 @@ def test_from_pretrained_loads_a_repo_id_from_the_hub_cache_offline(learned, tmp
 # ---- learning task by task: tasks without test data, refused tasks, reused methods --------------------
 
 
-def test_a_task_learned_without_test_data_saves_and_its_checkpoint_says_the_metrics_are_not_available(tiny_bert_dir, tmp_path, monkeypatch):
+def test_a_task_learned_without_test_data_saves_and_its_checkpoint_says_the_metrics_are_not_available(
+    tiny_bert_dir, tmp_path, monkeypatch
+):
     import json
 
     from huggingface_hub import HfApi
@@ -257,11 +285,15 @@ def test_a_task_learned_without_test_data_saves_and_its_checkpoint_says_the_metr
     model = get_continual_model(tiny_bert_dir, TINY_PLUGIN)
     learner = ContinualLearner(model, training=TrainingConfig(epochs=1, lr=1e-2, progress=False))
     learner.learn_task("sentiment", as_pairs(SENTIMENT.train, SENTIMENT.label_names))  # no validation, no test data
-    row = learner.learn_task("colour", as_pairs(COLOUR.train, COLOUR.label_names), test=as_pairs(COLOUR.test, COLOUR.label_names))
+    row = learner.learn_task(
+        "colour", as_pairs(COLOUR.train, COLOUR.label_names), test=as_pairs(COLOUR.test, COLOUR.label_names)
+    )
     assert row["sentiment"] is None and row["colour"] is not None
     learner.save_pretrained(tmp_path / "ckpt")  # the summary of a sequence with an untested task raised TypeError
     progress = json.loads((tmp_path / "ckpt" / "ctr_config.json").read_text())["progress"]
-    assert not {"final_acc", "final_mf1", "forward_acc", "forgetting_rate"} & set(progress)  # no mean over colour alone
+    assert not {"final_acc", "final_mf1", "forward_acc", "forgetting_rate"} & set(
+        progress
+    )  # no mean over colour alone
     assert "'sentiment'" in progress["metrics_unavailable"] and "without test data" in progress["metrics_unavailable"]
     card = (tmp_path / "ckpt" / "README.md").read_text()
     assert "Summary metrics not available" in card and "| metric | value |" not in card
@@ -282,10 +314,20 @@ def test_a_refused_task_changes_nothing_and_the_learner_goes_on(tiny_bert_dir):
         learner.learn_task("sentiment", sentiment)
     with pytest.raises(TaskError, match="two distinct label names"):
         learner.learn_task("twice", [("good", "a"), ("bad", "b")], labels=["a", "b", "a"])
-    assert [t.name for t in learner.tasks] == ["sentiment"] and learner.results.tasks == ["sentiment"] and model.task_names == ["sentiment"]
-    row = learner.learn_task("colour", as_pairs(COLOUR.train, COLOUR.label_names), test=as_pairs(COLOUR.test, COLOUR.label_names))
+    assert (
+        [t.name for t in learner.tasks] == ["sentiment"]
+        and learner.results.tasks == ["sentiment"]
+        and model.task_names == ["sentiment"]
+    )
+    row = learner.learn_task(
+        "colour", as_pairs(COLOUR.train, COLOUR.label_names), test=as_pairs(COLOUR.test, COLOUR.label_names)
+    )
     assert list(row) == ["sentiment", "colour"] and None not in row.values()
-    assert learner.results.tasks == ["sentiment", "colour"] and learner.results.completed_tasks == 2 and len(learner.results.acc_matrix) == 2
+    assert (
+        learner.results.tasks == ["sentiment", "colour"]
+        and learner.results.completed_tasks == 2
+        and len(learner.results.acc_matrix) == 2
+    )
     assert model.task_names == ["sentiment", "colour"] and len(learner.results.curves) == 2
 
 
@@ -295,6 +337,8 @@ def test_a_method_reused_with_other_training_options_gets_the_new_ones(tiny_bert
 
     method = get_method("ctr")
     method.services = LoopServices(TrainingConfig(batch_size=2, max_length=8))  # left by an earlier run
-    learner = ContinualLearner(get_continual_model(tiny_bert_dir, TINY_PLUGIN), method=method, epochs=1, batch_size=16, progress=False)
+    learner = ContinualLearner(
+        get_continual_model(tiny_bert_dir, TINY_PLUGIN), method=method, epochs=1, batch_size=16, progress=False
+    )
     learner.learn_task("sentiment", as_pairs(SENTIMENT.train, SENTIMENT.label_names))
     assert method.services.training is learner.training and method.services.training.batch_size == 16

@@ -22,6 +22,7 @@ from conftest import TINY_PLUGIN
 # the counted training steps are bare backward passes, outside HAT's rules on purpose
 pytestmark = pytest.mark.filterwarnings("ignore::ctr_plugin.UnprotectedTrainingWarning")
 
+
 def counted(plugin_type: str, train_encoder: bool, tasks: int, tiny_bert_dir: str, batch: int = 3, length: int = 7):
     """(multiply-adds torch's FLOP counter sees in an inference forward, in a training step; the
     model's plugin config; the model)"""
@@ -43,11 +44,22 @@ def counted(plugin_type: str, train_encoder: bool, tasks: int, tiny_bert_dir: st
     return forward.get_total_flops() // 2, step.get_total_flops() // 2, config, model
 
 
-@pytest.mark.parametrize("plugin_type, train_encoder, tasks",
-                         [("ctr", False, 1), ("ctr", False, 3), ("hat_adapter", False, 2), ("adapter", False, 2), ("none", False, 2), ("none", True, 2)])
+@pytest.mark.parametrize(
+    "plugin_type, train_encoder, tasks",
+    [
+        ("ctr", False, 1),
+        ("ctr", False, 3),
+        ("hat_adapter", False, 2),
+        ("adapter", False, 2),
+        ("none", False, 2),
+        ("none", True, 2),
+    ],
+)
 def test_multiply_adds_are_those_torch_counts(plugin_type, train_encoder, tasks, tiny_bert_dir):
     forward, step, config, model = counted(plugin_type, train_encoder, tasks, tiny_bert_dir)
-    counts = multiply_adds(config, tasks, EncoderShape.of(model.encoder), batch=3, length=7, train_encoder=train_encoder)
+    counts = multiply_adds(
+        config, tasks, EncoderShape.of(model.encoder), batch=3, length=7, train_encoder=train_encoder
+    )
     assert counts.inference == forward
     if plugin_type != "ctr":
         assert counts.training_step == step
@@ -65,15 +77,39 @@ def test_multiply_adds_are_those_torch_counts(plugin_type, train_encoder, tasks,
 def test_bench_quick_runs_every_configuration_and_prints_the_arithmetic_beside_the_ratios(tmp_path):
     output = tmp_path / "bench.json"
     env = os.environ | {"HF_HUB_OFFLINE": "1"}
-    run = subprocess.run([sys.executable, "-m", "ctr_plugin.bench.harness", "--quick", "--output", str(output)], capture_output=True, text=True, env=env, timeout=600, check=False)
+    run = subprocess.run(
+        [sys.executable, "-m", "ctr_plugin.bench.harness", "--quick", "--output", str(output)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        check=False,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     result = json.loads(output.read_text())
     kinds = {(r["kind"], r["series"]) for r in result["rows"]}
-    assert {("adapter", "main"), ("frozen_heads", "main"), ("full_finetune", "main"), ("ctr", "main"), ("ctr", "second"), ("adapter", "second")} <= kinds
-    assert all(r["train_step_s"] > 0 and r["train_multiply_adds"] > r["inference_multiply_adds_per_example"] > 0 for r in result["rows"])
+    assert {
+        ("adapter", "main"),
+        ("frozen_heads", "main"),
+        ("full_finetune", "main"),
+        ("ctr", "main"),
+        ("ctr", "second"),
+        ("adapter", "second"),
+    } <= kinds
+    assert all(
+        r["train_step_s"] > 0 and r["train_multiply_adds"] > r["inference_multiply_adds_per_example"] > 0
+        for r in result["rows"]
+    )
     by_name = {r["name"]: r for r in result["ratios"]}
-    for name in ("ctr_step_vs_adapter_at_3_tasks", "ctr_step_3_vs_1_tasks", "ctr_eval_vs_adapter_at_3_tasks", "second geometry: ctr_step_vs_adapter_at_3_tasks"):
-        assert by_name[name]["measured"] > 0 and by_name[name]["arithmetic"] > 1.0  # CTR does more arithmetic than the adapter, and more with more tasks
+    for name in (
+        "ctr_step_vs_adapter_at_3_tasks",
+        "ctr_step_3_vs_1_tasks",
+        "ctr_eval_vs_adapter_at_3_tasks",
+        "second geometry: ctr_step_vs_adapter_at_3_tasks",
+    ):
+        assert (
+            by_name[name]["measured"] > 0 and by_name[name]["arithmetic"] > 1.0
+        )  # CTR does more arithmetic than the adapter, and more with more tasks
         assert name in run.stdout
 
 

@@ -39,8 +39,13 @@ def test_a_format_1_checkpoint_loads_and_predicts_as_the_code_that_wrote_it(name
 
     model.save_pretrained(tmp_path / "again")  # written again in today's format, the same model
     assert json.loads((tmp_path / "again" / CONFIG_FILE).read_text())["format_version"] == FORMAT_VERSION == 2
-    old_keys, new_keys = load_file(str(FIXTURE / name / WEIGHTS_FILE)).keys(), load_file(str(tmp_path / "again" / WEIGHTS_FILE)).keys()
-    assert any(k.endswith("task_capsules.w1.2") for k in old_keys) and not any(k.endswith("task_capsules.w1.2") for k in new_keys)
+    old_keys, new_keys = (
+        load_file(str(FIXTURE / name / WEIGHTS_FILE)).keys(),
+        load_file(str(tmp_path / "again" / WEIGHTS_FILE)).keys(),
+    )
+    assert any(k.endswith("task_capsules.w1.2") for k in old_keys) and not any(
+        k.endswith("task_capsules.w1.2") for k in new_keys
+    )
     again = ContinualModel.from_pretrained(tmp_path / "again", encoder=str(FIXTURE / "encoder"))
     torch.testing.assert_close(logits_of(again), logits_of(model), rtol=0, atol=0)
     old_size = sum(v.numel() for v in load_file(str(FIXTURE / name / WEIGHTS_FILE)).values())
@@ -54,13 +59,20 @@ def test_a_format_1_checkpoint_of_frozen_capsules_keeps_earlier_tasks_out_of_tra
     assert plugin.task_capsules.w1_frozen.shape[1] == 2 * plugin.task_capsules.capsule_hidden
 
 
-@pytest.mark.parametrize("method, plugin_type, serves_every_task", [("lora_one", "lora", False), ("bert_one", "none", False), ("lora_one", "lora_per_task", True)])
-def test_an_old_one_model_per_task_checkpoint_serves_the_only_task_whose_weights_it_holds(method, plugin_type, serves_every_task, tmp_path):
+@pytest.mark.parametrize(
+    "method, plugin_type, serves_every_task",
+    [("lora_one", "lora", False), ("bert_one", "none", False), ("lora_one", "lora_per_task", True)],
+)
+def test_an_old_one_model_per_task_checkpoint_serves_the_only_task_whose_weights_it_holds(
+    method, plugin_type, serves_every_task, tmp_path
+):
     """Before the one-model-per-task methods kept every task's weights (their own LoRA adapter, or
     their own copy of the encoder), their checkpoints held the last task's only: loaded, such a
     checkpoint refuses the earlier tasks rather than answer them with the last task's weights."""
     encoder, tokenizer = load_encoder(str(FIXTURE / "encoder"))
-    model = ContinualModel(encoder, tokenizer, PluginConfig(plugin_type=plugin_type, pooling="mean"), str(FIXTURE / "encoder"))
+    model = ContinualModel(
+        encoder, tokenizer, PluginConfig(plugin_type=plugin_type, pooling="mean"), str(FIXTURE / "encoder")
+    )
     model.add_task("sentiment", ["negative", "positive"])
     model.add_task("colour", ["red", "blue"])
     model.method_name = method

@@ -66,9 +66,14 @@ def digest(directory: Path) -> dict[str, str]:
 def trained_run(tiny_bert_dir, tmp_path_factory):
     """A finished two-task run from CSV files, made once for the module."""
     tmp = tmp_path_factory.mktemp("trained")
-    files = [task_csv(tmp, "sentiment", [["good", "great"], ["bad", "awful"]]), task_csv(tmp, "colour", [["red"], ["blue"]])]
+    files = [
+        task_csv(tmp, "sentiment", [["good", "great"], ["bad", "awful"]]),
+        task_csv(tmp, "colour", [["red"], ["blue"]]),
+    ]
     module = load_command("train")
-    assert module.main(["--datasets", *files, "--encoder", tiny_bert_dir, "--output-dir", str(tmp / "run"), *TINY]) == 0
+    assert (
+        module.main(["--datasets", *files, "--encoder", tiny_bert_dir, "--output-dir", str(tmp / "run"), *TINY]) == 0
+    )
     return tmp / "run"
 
 
@@ -86,12 +91,18 @@ def test_train_then_predict_from_the_command_line(trained_run, capsys):
     checkpoint_config = json.loads((trained_run / "checkpoint" / "ctr_config.json").read_text())
     assert checkpoint_config["provenance"] == made_by
     if (ROOT / ".git").exists():  # a checkout (a worktree has a .git file): the commit it runs from
-        head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+        head = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
         assert made_by["git"]["commit"] == head and isinstance(made_by["git"]["dirty"], bool)
-    code, out, _ = call("predict", ["--checkpoint", str(trained_run / "checkpoint"), "--task", "colour", "a red cow", "blue"], capsys)
+    code, out, _ = call(
+        "predict", ["--checkpoint", str(trained_run / "checkpoint"), "--task", "colour", "a red cow", "blue"], capsys
+    )
     lines = [json.loads(line) for line in out.splitlines()]
     assert code == 0 and [x["text"] for x in lines] == ["a red cow", "blue"]
-    assert all(x["task"] == "colour" and x["label"] in ("class_0", "class_1") and 0.5 <= x["probability"] <= 1 for x in lines)
+    assert all(
+        x["task"] == "colour" and x["label"] in ("class_0", "class_1") and 0.5 <= x["probability"] <= 1 for x in lines
+    )
 
 
 def bad_inputs(tmp: Path, tiny: str) -> dict[str, tuple[list[str], str]]:
@@ -104,23 +115,79 @@ def bad_inputs(tmp: Path, tiny: str) -> dict[str, tuple[list[str], str]]:
         "one class": (["--datasets", write_csv(tmp / "one.csv", [(f"t {i}", "pos") for i in range(12)])], "class"),
         "empty file": (["--datasets", write_csv(tmp / "empty.csv", [])], "empty"),
         "missing config": (["--config", str(tmp / "nope.yaml")], "does not exist"),
-        "zero epochs": (["--datasets", write_csv(tmp / "ok.csv", good), "--epochs", "0"], "`epochs` (--epochs on the command line"),
+        "zero epochs": (
+            ["--datasets", write_csv(tmp / "ok.csv", good), "--epochs", "0"],
+            "`epochs` (--epochs on the command line",
+        ),
         "unknown method": (["--datasets", str(tmp / "ok.csv"), "--method", "magic"], "Unknown method"),
-        "bad encoder": (["--datasets", str(tmp / "ok.csv"), "--encoder", str(tmp / "no_encoder_here")], "Could not load the encoder"),
-        "malformed yaml": (["--config", write_text(tmp / "bad.yaml", "tasks:\n  - {name: a, source: files\n")], "not valid YAML"),
-        "duplicate task names": (["--config", write_text(tmp / "dup.yaml", f"tasks:\n  - {{name: a, train: {tmp / 'ok.csv'}}}\n  - {{name: a, train: {tmp / 'ok.csv'}}}\n")], "two tasks named 'a'"),
-        "non-utf8 file": (["--datasets", write_bytes(tmp / "latin.csv", "text,label\ncaf\xe9 good,pos\nbad,neg\n".encode("latin-1"))], "not valid utf-8"),
+        "bad encoder": (
+            ["--datasets", str(tmp / "ok.csv"), "--encoder", str(tmp / "no_encoder_here")],
+            "Could not load the encoder",
+        ),
+        "malformed yaml": (
+            ["--config", write_text(tmp / "bad.yaml", "tasks:\n  - {name: a, source: files\n")],
+            "not valid YAML",
+        ),
+        "duplicate task names": (
+            [
+                "--config",
+                write_text(
+                    tmp / "dup.yaml",
+                    f"tasks:\n  - {{name: a, train: {tmp / 'ok.csv'}}}\n  - {{name: a, train: {tmp / 'ok.csv'}}}\n",
+                ),
+            ],
+            "two tasks named 'a'",
+        ),
+        "non-utf8 file": (
+            [
+                "--datasets",
+                write_bytes(tmp / "latin.csv", "text,label\ncaf\xe9 good,pos\nbad,neg\n".encode("latin-1")),
+            ],
+            "not valid utf-8",
+        ),
         "empty text": (["--datasets", write_csv(tmp / "blank.csv", good + [("", "pos")])], "empty"),
-        "label outside declared set": (["--config", write_text(tmp / "lab.yaml", f"tasks:\n  - {{name: a, train: {write_csv(tmp / 'maybe.csv', good + [('hm', 'maybe')])}, labels: [pos, neg]}}\n")], "outside the declared `labels:`"),
+        "label outside declared set": (
+            [
+                "--config",
+                write_text(
+                    tmp / "lab.yaml",
+                    f"tasks:\n  - {{name: a, train: {write_csv(tmp / 'maybe.csv', good + [('hm', 'maybe')])}, labels: [pos, neg]}}\n",
+                ),
+            ],
+            "outside the declared `labels:`",
+        ),
         "negative cap": (["--datasets", str(tmp / "ok.csv"), "--max-train-per-task", "-5"], "must be at least 2"),
-        "order without orders": (["--datasets", write_csv(tmp / "ok.csv", good), "--order", "1"], "needs the task orders"),
+        "order without orders": (
+            ["--datasets", write_csv(tmp / "ok.csv", good), "--order", "1"],
+            "needs the task orders",
+        ),
     }
 
 
-@pytest.mark.parametrize("case", ["unknown dataset", "missing file", "missing text column", "one class", "empty file", "missing config", "zero epochs",
-                                  "unknown method", "bad encoder", "malformed yaml", "duplicate task names", "non-utf8 file", "empty text", "label outside declared set", "negative cap",
-                                  "order without orders"])
-def test_bad_training_input_gets_a_clear_error_and_keeps_the_checkpoint(case, trained_run, tiny_bert_dir, tmp_path, capsys):
+@pytest.mark.parametrize(
+    "case",
+    [
+        "unknown dataset",
+        "missing file",
+        "missing text column",
+        "one class",
+        "empty file",
+        "missing config",
+        "zero epochs",
+        "unknown method",
+        "bad encoder",
+        "malformed yaml",
+        "duplicate task names",
+        "non-utf8 file",
+        "empty text",
+        "label outside declared set",
+        "negative cap",
+        "order without orders",
+    ],
+)
+def test_bad_training_input_gets_a_clear_error_and_keeps_the_checkpoint(
+    case, trained_run, tiny_bert_dir, tmp_path, capsys
+):
     before = digest(trained_run)
     argv, phrase = bad_inputs(tmp_path, tiny_bert_dir)[case]
     if "--encoder" not in argv:
@@ -134,8 +201,12 @@ def test_bad_training_input_gets_a_clear_error_and_keeps_the_checkpoint(case, tr
 
 def test_an_existing_run_is_not_overwritten_without_asking(trained_run, tiny_bert_dir, tmp_path, capsys):
     before = digest(trained_run)
-    data = write_csv(tmp_path / "ok.csv", [(f"good {i}", "pos") for i in range(10)] + [(f"bad {i}", "neg") for i in range(10)])
-    code, _, err = call("train", ["--datasets", data, "--encoder", tiny_bert_dir, "--output-dir", str(trained_run), *TINY], capsys)
+    data = write_csv(
+        tmp_path / "ok.csv", [(f"good {i}", "pos") for i in range(10)] + [(f"bad {i}", "neg") for i in range(10)]
+    )
+    code, _, err = call(
+        "train", ["--datasets", data, "--encoder", tiny_bert_dir, "--output-dir", str(trained_run), *TINY], capsys
+    )
     assert code == 2 and "--overwrite" in err and digest(trained_run) == before
 
 
@@ -146,7 +217,10 @@ def test_bad_prediction_input_gets_a_clear_error(case, trained_run, tiny_roberta
         "misspelled task": (["--checkpoint", ckpt, "--task", "colours", "red"], "Did you mean 'colour'"),
         "task id out of range": (["--checkpoint", ckpt, "--task", "5", "red"], "out of range"),
         "missing checkpoint": (["--checkpoint", str(tmp_path / "none"), "--task", "colour", "red"], "does not exist"),
-        "other encoder": (["--checkpoint", ckpt, "--encoder", tiny_roberta_dir, "--task", "colour", "red"], "encoder given is different"),
+        "other encoder": (
+            ["--checkpoint", ckpt, "--encoder", tiny_roberta_dir, "--task", "colour", "red"],
+            "encoder given is different",
+        ),
     }[case]
     before = digest(trained_run)
     code, out, err = call("predict", argv, capsys)
@@ -155,7 +229,17 @@ def test_bad_prediction_input_gets_a_clear_error(case, trained_run, tiny_roberta
 
 def test_a_real_process_exits_with_status_2_and_no_traceback(tmp_path):
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "train_ctr.py"), "--datasets", str(tmp_path / "absent.csv"), "--output-dir", str(tmp_path / "out")],
-        capture_output=True, text=True, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"}, timeout=300,
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "train_ctr.py"),
+            "--datasets",
+            str(tmp_path / "absent.csv"),
+            "--output-dir",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"},
+        timeout=300,
     )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and "absent.csv" in proc.stderr

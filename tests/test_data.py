@@ -87,7 +87,9 @@ def test_carved_splits_are_stratified():
 
 def test_caps_subsample_each_split_without_moving_examples_between_splits():
     full = build_task(TaskSpec(name="zen", dataset="hl_creative_zen"), seed=0)
-    capped = build_task(TaskSpec(name="zen", dataset="hl_creative_zen", max_train=50, max_validation=20, max_test=30), seed=0)
+    capped = build_task(
+        TaskSpec(name="zen", dataset="hl_creative_zen", max_train=50, max_validation=20, max_test=30), seed=0
+    )
     assert (len(capped.train), len(capped.validation), len(capped.test)) == (50, 20, 30)
     assert set(capped.test.texts) <= set(full.test.texts)
     assert set(capped.train.texts) <= set(full.train.texts)
@@ -131,7 +133,11 @@ def test_jsonl_files_with_given_splits_are_used_as_they_are(tmp_path):
     paths = {}
     for split, n in (("train", 30), ("validation", 6), ("test", 10)):
         paths[split] = tmp_path / f"{split}.jsonl"
-        paths[split].write_text("".join(json.dumps({"body": t, "stars": int(y == "pos")}) + "\n" for t, y in labelled_rows(n, prefix=split)))
+        paths[split].write_text(
+            "".join(
+                json.dumps({"body": t, "stars": int(y == "pos")}) + "\n" for t, y in labelled_rows(n, prefix=split)
+            )
+        )
     task = build_task(TaskSpec(name="j", text="body", label="stars", **{k: str(v) for k, v in paths.items()}), seed=0)
     assert (len(task.train), len(task.validation), len(task.test)) == (30, 6, 10)
     assert task.label_names == ["0", "1"]
@@ -141,7 +147,11 @@ def test_jsonl_files_with_given_splits_are_used_as_they_are(tmp_path):
 def asc_file(path: Path, n: int, polarities=("positive", "negative", "neutral"), first: int = 0) -> str:
     """``n`` aspect/sentence records numbered from ``first`` (files of one task must not share examples)."""
     records = {
-        f"{path.stem}_{i}": {"sentence": f"the screen of model {i} is ok", "term": f"screen{i}", "polarity": polarities[i % len(polarities)]}
+        f"{path.stem}_{i}": {
+            "sentence": f"the screen of model {i} is ok",
+            "term": f"screen{i}",
+            "polarity": polarities[i % len(polarities)],
+        }
         for i in range(first, first + n)
     }
     path.write_text(json.dumps(records))
@@ -166,7 +176,10 @@ def test_asc_json_layout_loads_as_term_sentence_pairs(tmp_path):
 
 def test_labels_keeps_a_subset_renumbered_in_the_declared_order(tmp_path):
     train = write_csv(tmp_path / "four.csv", labelled_rows(80, labels=("a", "b", "c", "d")))
-    task = build_task(TaskSpec(name="sub", train=train, labels=["d", "b"], label_names=["Dee", "Bee"], drop_other_labels=True), seed=0)
+    task = build_task(
+        TaskSpec(name="sub", train=train, labels=["d", "b"], label_names=["Dee", "Bee"], drop_other_labels=True),
+        seed=0,
+    )
     assert task.label_names == ["Dee", "Bee"]
     assert all(t.endswith(" d") for t, y in zip(task.train.texts, task.train.labels) if y == 0)
     assert all(t.endswith(" b") for t, y in zip(task.train.texts, task.train.labels) if y == 1)
@@ -197,7 +210,10 @@ def stub_hub(monkeypatch):
     features = datasets.Features({"text": datasets.Value("string"), "label": datasets.ClassLabel(names=names)})
 
     def split(n, tag):
-        return datasets.Dataset.from_dict({"text": [f"{tag} post {i} about {names[i % 4]}" for i in range(n)], "label": [i % 4 for i in range(n)]}, features=features)
+        return datasets.Dataset.from_dict(
+            {"text": [f"{tag} post {i} about {names[i % 4]}" for i in range(n)], "label": [i % 4 for i in range(n)]},
+            features=features,
+        )
 
     calls = []
 
@@ -210,7 +226,9 @@ def stub_hub(monkeypatch):
 
 
 def test_hub_tasks_read_classlabel_names_and_carve_validation(stub_hub):
-    spec = TaskSpec(name="news", path="some/news", config="plain", labels=["sci.space", 0], max_test=10, drop_other_labels=True)
+    spec = TaskSpec(
+        name="news", path="some/news", config="plain", labels=["sci.space", 0], max_test=10, drop_other_labels=True
+    )
     task = build_task(spec, seed=0)
     assert stub_hub == [("some/news", "plain")]
     assert task.label_names == ["sci.space", "alt.atheism"]
@@ -221,7 +239,11 @@ def test_hub_tasks_read_classlabel_names_and_carve_validation(stub_hub):
 def test_sequence_from_names_mixes_bundled_files_and_hub(tmp_path, stub_hub):
     local = write_csv(tmp_path / "mine.csv", labelled_rows(50))
     config = sequence_from_names(["hl_nikon_4300", local, "org/set"], defaults={"max_train": 20})
-    assert [(s.name, s.source) for s in config.tasks] == [("hl_nikon_4300", "bundled"), ("mine", "files"), ("org_set", "hub")]
+    assert [(s.name, s.source) for s in config.tasks] == [
+        ("hl_nikon_4300", "bundled"),
+        ("mine", "files"),
+        ("org_set", "hub"),
+    ]
     tasks = load_tasks(config, seed=1)
     assert [len(t.train) for t in tasks] == [20, 20, 20]
 
@@ -356,7 +378,9 @@ def test_orders_files_must_hold_permutations(tmp_path):
 # --- shipped configs ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("config", sorted(p.name for p in CONFIGS.glob("*.yaml") if ".orders." not in p.name and ".tuned." not in p.name))
+@pytest.mark.parametrize(
+    "config", sorted(p.name for p in CONFIGS.glob("*.yaml") if ".orders." not in p.name and ".tuned." not in p.name)
+)
 def test_every_shipped_config_parses_and_its_orders_are_permutations(config):
     parsed = load_sequence_config(CONFIGS / config)
     assert parsed.tasks and parsed.orders_file is not None
@@ -397,7 +421,10 @@ def test_asc19_and_dsc10_read_the_authors_released_layout(tmp_path, monkeypatch)
     games = tmp_path / "dat/dsc/Video_Games"
     games.mkdir(parents=True)
     for split, n in (("train", 20), ("dev", 4), ("test", 6)):
-        records = {str(i): {"sentence": f"{split} review {i}", "term": None, "polarity": "positive" if i % 2 else "negative"} for i in range(n)}
+        records = {
+            str(i): {"sentence": f"{split} review {i}", "term": None, "polarity": "positive" if i % 2 else "negative"}
+            for i in range(n)
+        }
         (games / f"{split}.json").write_text(json.dumps(records))
     monkeypatch.setenv("CTR_DATA_ROOT", str(tmp_path))
     restaurant = build_task(load_sequence_config(CONFIGS / "asc19.yaml").tasks[0])
@@ -416,9 +443,15 @@ def test_20news10_builds_ten_binary_tasks_from_the_hub_columns(monkeypatch):
 
     def split(n, name):
         texts = [f"{name} post {i} in {groups[i % 20]}" if i % 7 else "" for i in range(n)]  # some empty posts
-        return datasets.Dataset.from_dict({"text": texts, "label": [i % 20 for i in range(n)], "label_text": [groups[i % 20] for i in range(n)]})
+        return datasets.Dataset.from_dict(
+            {"text": texts, "label": [i % 20 for i in range(n)], "label_text": [groups[i % 20] for i in range(n)]}
+        )
 
-    monkeypatch.setattr(datasets, "load_dataset", lambda path, name=None, **kw: datasets.DatasetDict({"train": split(400, "train"), "test": split(200, "test")}))
+    monkeypatch.setattr(
+        datasets,
+        "load_dataset",
+        lambda path, name=None, **kw: datasets.DatasetDict({"train": split(400, "train"), "test": split(200, "test")}),
+    )
     tasks = load_tasks(config, seed=0)
     assert [t.label_names for t in tasks] == [spec.labels for spec in config.tasks]
     assert all(t.train.texts and all(t.train.texts) for t in tasks)

@@ -56,7 +56,9 @@ def data(tmp_path_factory):
     files = []
     for i, keywords in enumerate([[["good", "great"], ["bad", "awful"]], [["red", "pink"], ["blue", "green"]]]):
         task = keyword_task(f"t{i}", keywords, n_train=150, n_test=N_TEST)
-        rows = [(t, task.label_names[y]) for split in (task.train, task.test) for t, y in zip(split.texts, split.labels)]
+        rows = [
+            (t, task.label_names[y]) for split in (task.train, task.test) for t, y in zip(split.texts, split.labels)
+        ]
         files.append(write_csv(tmp / f"t{i}.csv", rows))
     return tmp, encoder, files
 
@@ -72,14 +74,51 @@ def train(data, method: str, processes: int, name: str) -> dict:
 
     tmp, encoder, files = data
     out = tmp / name
-    args = ["--datasets", *files, "--encoder", encoder, "--method", method, "--epochs", "3", "--adapter-size", "16",
-            "--lr", "1e-2", "--batch-size", "16", "--max-train-per-task", "120", "--no-progress", "--device", "cpu", "--output-dir", str(out)]
+    args = [
+        "--datasets",
+        *files,
+        "--encoder",
+        encoder,
+        "--method",
+        method,
+        "--epochs",
+        "3",
+        "--adapter-size",
+        "16",
+        "--lr",
+        "1e-2",
+        "--batch-size",
+        "16",
+        "--max-train-per-task",
+        "120",
+        "--no-progress",
+        "--device",
+        "cpu",
+        "--output-dir",
+        str(out),
+    ]
     script = str(ROOT / "scripts" / "train_ctr.py")
     if processes == 1:
         cmd = [sys.executable, script, *args]
     else:
-        cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes),
-               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", free_port(), script, *args]
+        cmd = [
+            sys.executable,
+            "-m",
+            "accelerate.commands.launch",
+            "--multi_gpu",
+            "--num_processes",
+            str(processes),
+            "--num_machines",
+            "1",
+            "--mixed_precision",
+            "no",
+            "--dynamo_backend",
+            "no",
+            "--main_process_port",
+            free_port(),
+            script,
+            *args,
+        ]
     proc = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     printed = [line for line in proc.stdout.splitlines() if line.startswith("final_acc=")]

@@ -15,8 +15,18 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 TOP = ("ctr_plugin", "scripts", "tests", "benchmarks", "data_configs", "reproducibility", "docs")
-ROOMS = {"plugins": "plugins", "modeling": "modeling", "checkpoint": "checkpoint", "data": "data", "reporting": "reporting",
-         "continual": "continual", "experiments": "experiments", "commands": "commands", "bench": "bench", "methods": "continual/methods"}
+ROOMS = {
+    "plugins": "plugins",
+    "modeling": "modeling",
+    "checkpoint": "checkpoint",
+    "data": "data",
+    "reporting": "reporting",
+    "continual": "continual",
+    "experiments": "experiments",
+    "commands": "commands",
+    "bench": "bench",
+    "methods": "continual/methods",
+}
 ROOT_PATH = re.compile(rf"(?<![\w/.<-])((?:{'|'.join(TOP)})/[\w./<>*-]*)")
 ROOM_MODULE = re.compile(rf"(?<![\w/.<-])((?:{'|'.join(ROOMS)})/\w+\.py)\b")
 LINK = re.compile(r"\]\(([^)\s]+)\)")
@@ -32,14 +42,19 @@ def named_paths(text: str) -> set[str]:
 def test_every_path_the_docs_name_exists(doc):
     text = doc.read_text()
     missing = sorted(p for p in named_paths(text) if not (ROOT / p).exists())
-    missing += sorted(m for m in set(ROOM_MODULE.findall(text))
-                      if not (ROOT / "ctr_plugin" / ROOMS[m.split("/")[0]] / m.split("/", 1)[1]).exists())
+    missing += sorted(
+        m
+        for m in set(ROOM_MODULE.findall(text))
+        if not (ROOT / "ctr_plugin" / ROOMS[m.split("/")[0]] / m.split("/", 1)[1]).exists()
+    )
     assert not missing, f"{doc.name} names paths that do not exist: {missing}"
 
 
 @pytest.mark.parametrize("doc", DOCS, ids=lambda d: d.name)
 def test_every_relative_link_resolves(doc):
-    targets = [t.split("#")[0] for t in LINK.findall(doc.read_text()) if not re.match(r"[a-z]+:", t) and not t.startswith("#")]
+    targets = [
+        t.split("#")[0] for t in LINK.findall(doc.read_text()) if not re.match(r"[a-z]+:", t) and not t.startswith("#")
+    ]
     missing = [t for t in targets if t and not (doc.parent / t).exists()]
     assert not missing, f"{doc.name} links to files that do not exist: {missing}"
 

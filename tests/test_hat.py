@@ -69,7 +69,13 @@ def test_second_task_leaves_weights_protected_by_first_task_unchanged(tiny_bert_
 
     def after(model, results):
         if results.completed_tasks == 1:
-            snapshots.update({id(p): p.detach().clone() for pl in model.plugins for p in (pl.fc1.weight, pl.fc1.bias, pl.fc2.weight, pl.fc2.bias)})
+            snapshots.update(
+                {
+                    id(p): p.detach().clone()
+                    for pl in model.plugins
+                    for p in (pl.fc1.weight, pl.fc1.bias, pl.fc2.weight, pl.fc2.bias)
+                }
+            )
             used_by_first.update({id(pl): [pl.masks.cumulative(i).clone() for i in (0, 1)] for pl in model.plugins})
 
     run_sequence(model, method, tasks, cfg, on_task_end=after)
@@ -96,14 +102,22 @@ def test_the_knobs_default_to_the_papers_setting():
     method = get_method("ctr")
     assert (method.mask_lambda, method.anneal, method.mask_lr_scale) == (0.75, "epoch", 1.0)
     config = PluginConfig()
-    assert (config.tsm_activation, config.mask_init_mean, config.mask_init_std, config.s_max) == ("relu", 0.0, 1.0, 400.0)
+    assert (config.tsm_activation, config.mask_init_mean, config.mask_init_std, config.s_max) == (
+        "relu",
+        0.0,
+        1.0,
+        400.0,
+    )
 
 
-@pytest.mark.parametrize("options, message", [
-    ({"anneal": "batch"}, "anneal='batch'"),
-    ({"mask_lambda": "-1"}, "mask_lambda"),
-    ({"mask_lr_scale": "0"}, "mask_lr_scale"),
-])
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"anneal": "batch"}, "anneal='batch'"),
+        ({"mask_lambda": "-1"}, "mask_lambda"),
+        ({"mask_lr_scale": "0"}, "mask_lr_scale"),
+    ],
+)
 def test_a_bad_hat_option_is_refused_by_name(options, message):
     with pytest.raises(CTRError, match=message):
         get_method("adapter_hat", options)
@@ -149,8 +163,12 @@ def test_without_the_up_projection_relu_the_task_module_can_subtract(activation,
     from ctr_plugin.plugins import PluginContext, build_plugin
 
     torch.manual_seed(0)
-    config = dataclasses.replace(TINY_PLUGIN, plugin_type="hat_adapter", tsm_activation=activation, mask_init_mean=6.0, mask_init_std=0.0)
-    context = PluginContext(task_ids=torch.zeros(3, dtype=torch.long), token_mask=torch.ones(3, 5), active_tasks=1, s=400.0)
+    config = dataclasses.replace(
+        TINY_PLUGIN, plugin_type="hat_adapter", tsm_activation=activation, mask_init_mean=6.0, mask_init_std=0.0
+    )
+    context = PluginContext(
+        task_ids=torch.zeros(3, dtype=torch.long), token_mask=torch.ones(3, 5), active_tasks=1, s=400.0
+    )
     plugin = build_plugin(config, 32, context)
     plugin.add_task()
     assert all(torch.equal(e, torch.full_like(e, 6.0)) for e in hat.mask_embeddings(plugin))  # the init knobs
@@ -162,7 +180,11 @@ def test_without_the_up_projection_relu_the_task_module_can_subtract(activation,
 def test_mask_usage_reports_the_share_of_units_each_task_claims():
     from ctr_plugin.plugins import PluginContext, build_plugin
 
-    plugin = build_plugin(dataclasses.replace(TINY_PLUGIN, plugin_type="hat_adapter", mask_init_mean=6.0, mask_init_std=0.0), 32, PluginContext())
+    plugin = build_plugin(
+        dataclasses.replace(TINY_PLUGIN, plugin_type="hat_adapter", mask_init_mean=6.0, mask_init_std=0.0),
+        32,
+        PluginContext(),
+    )
     plugin.add_task()
     plugin.add_task()
     with torch.no_grad():
@@ -183,5 +205,9 @@ def test_the_linear_up_variant_differs_from_ctr_only_in_the_up_projection(tiny_b
     assert model.plugin_config.tsm_activation == "none" and TINY_PLUGIN.tsm_activation == "relu"
     assert all(isinstance(p.up_activation, torch.nn.Identity) for p in model.plugins)
     paper = get_method("ctr")
-    assert (variant.mask_lambda, variant.anneal, variant.mask_lr_scale) == (paper.mask_lambda, paper.anneal, paper.mask_lr_scale)
+    assert (variant.mask_lambda, variant.anneal, variant.mask_lr_scale) == (
+        paper.mask_lambda,
+        paper.anneal,
+        paper.mask_lr_scale,
+    )
     assert type(variant).table_group == "CTR" and type(variant).search_space == type(paper).search_space

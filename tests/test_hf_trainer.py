@@ -27,46 +27,88 @@ COLOUR = keyword_task("colour", [["red", "pink"], ["blue", "green"], ["cat", "do
 def tokenized(model, split) -> Dataset:
     """A split as a user would hand it to the Trainer: tokenized, with a `label` column."""
     data = Dataset.from_dict({"text": split.texts, "label": split.labels})
-    return data.map(lambda batch: model.tokenizer(batch["text"], truncation=True, max_length=32), batched=True, remove_columns=["text"])
+    return data.map(
+        lambda batch: model.tokenizer(batch["text"], truncation=True, max_length=32),
+        batched=True,
+        remove_columns=["text"],
+    )
 
 
 def arguments(tmp_path, **changes) -> TrainingArguments:
-    options = {"output_dir": str(tmp_path / "trainer"), "num_train_epochs": 3, "learning_rate": 3e-2, "per_device_train_batch_size": 16,
-               "per_device_eval_batch_size": 64, "save_strategy": "no", "logging_strategy": "no", "report_to": "none", "use_cpu": True,
-               "disable_tqdm": True, "seed": 0}
+    options = {
+        "output_dir": str(tmp_path / "trainer"),
+        "num_train_epochs": 3,
+        "learning_rate": 3e-2,
+        "per_device_train_batch_size": 16,
+        "per_device_eval_batch_size": 64,
+        "save_strategy": "no",
+        "logging_strategy": "no",
+        "report_to": "none",
+        "use_cpu": True,
+        "disable_tqdm": True,
+        "seed": 0,
+    }
     return TrainingArguments(**(options | changes))
 
 
 def protected_snapshot(model):
     """Per plugin: the units task 0 claimed (m_pre == 1, so 1 - m_pre is exactly 0) and its weights."""
     return [
-        (plugin, plugin.masks.cumulative(0) == 1.0, plugin.masks.cumulative(1) == 1.0,
-         {name: p.detach().clone() for name, p in (("w1", plugin.fc1.weight), ("b1", plugin.fc1.bias), ("w2", plugin.fc2.weight), ("b2", plugin.fc2.bias))})
+        (
+            plugin,
+            plugin.masks.cumulative(0) == 1.0,
+            plugin.masks.cumulative(1) == 1.0,
+            {
+                name: p.detach().clone()
+                for name, p in (
+                    ("w1", plugin.fc1.weight),
+                    ("b1", plugin.fc1.bias),
+                    ("w2", plugin.fc2.weight),
+                    ("b2", plugin.fc2.bias),
+                )
+            },
+        )
         for plugin in model.plugins
     ]
 
 
 @pytest.mark.parametrize("method", ["adapter_hat", "ctr"])
-def test_two_tasks_through_the_trainer_keep_the_first_tasks_protected_weights_and_predictions(method, tiny_bert_dir, tmp_path):
+def test_two_tasks_through_the_trainer_keep_the_first_tasks_protected_weights_and_predictions(
+    method, tiny_bert_dir, tmp_path
+):
     torch.manual_seed(0)
     plugin_type = "hat_adapter" if method == "adapter_hat" else "ctr"
-    model = get_continual_model(tiny_bert_dir, dataclasses.replace(TINY_PLUGIN, plugin_type=plugin_type, train_layernorm=False), method=method)
+    model = get_continual_model(
+        tiny_bert_dir, dataclasses.replace(TINY_PLUGIN, plugin_type=plugin_type, train_layernorm=False), method=method
+    )
     model.add_task("sentiment", SENTIMENT.label_names)
-    ContinualTrainer(model, arguments(tmp_path), task="sentiment", train_dataset=tokenized(model, SENTIMENT.train)).train()
+    ContinualTrainer(
+        model, arguments(tmp_path), task="sentiment", train_dataset=tokenized(model, SENTIMENT.train)
+    ).train()
     assert all(bool(p.masks.cumulative(0).any()) for p in model.plugins), "after the task its masks join m_pre"
     before = protected_snapshot(model)
     predictions = model.predict(SENTIMENT.test.texts, task="sentiment")
 
     model.add_task("colour", COLOUR.label_names)
-    trainer = ContinualTrainer(model, arguments(tmp_path), task="colour", train_dataset=tokenized(model, COLOUR.train), eval_dataset=tokenized(model, COLOUR.validation))
+    trainer = ContinualTrainer(
+        model,
+        arguments(tmp_path),
+        task="colour",
+        train_dataset=tokenized(model, COLOUR.train),
+        eval_dataset=tokenized(model, COLOUR.validation),
+    )
     trainer.train()
     assert trainer.evaluate()["eval_loss"] > 0  # evaluation runs the model's own loss
 
     protected = changed_free = 0
     for plugin, used1, used2, old in before:
-        assert torch.equal(plugin.fc1.weight[used1], old["w1"][used1]) and torch.equal(plugin.fc1.bias[used1], old["b1"][used1])
+        assert torch.equal(plugin.fc1.weight[used1], old["w1"][used1]) and torch.equal(
+            plugin.fc1.bias[used1], old["b1"][used1]
+        )
         both = used2[:, None] & used1[None, :]
-        assert torch.equal(plugin.fc2.weight[both], old["w2"][both]) and torch.equal(plugin.fc2.bias[used2], old["b2"][used2])
+        assert torch.equal(plugin.fc2.weight[both], old["w2"][both]) and torch.equal(
+            plugin.fc2.bias[used2], old["b2"][used2]
+        )
         protected += int(used1.sum())
         changed_free += int((plugin.fc1.weight[~used1] != old["w1"][~used1]).any())
     assert protected > 0 and changed_free > 0  # task 0 claimed units, and the free ones learned task 1
@@ -77,7 +119,9 @@ def test_two_tasks_through_the_trainer_keep_the_first_tasks_protected_weights_an
             assert a.logits == pytest.approx(b.logits, abs=1e-3)
 
 
-def test_the_trainer_masks_and_compensates_gradients_before_clipping_and_anneals_s(tiny_bert_dir, tmp_path, monkeypatch):
+def test_the_trainer_masks_and_compensates_gradients_before_clipping_and_anneals_s(
+    tiny_bert_dir, tmp_path, monkeypatch
+):
     torch.manual_seed(0)
     model = get_continual_model(tiny_bert_dir, TINY_PLUGIN, method="ctr")
     model.add_task("sentiment", SENTIMENT.label_names)
@@ -91,7 +135,11 @@ def test_the_trainer_masks_and_compensates_gradients_before_clipping_and_anneals
     clip = trainer.accelerator.clip_grad_norm_
     monkeypatch.setattr(trainer.accelerator, "clip_grad_norm_", lambda *a, **k: events.append("clip") or clip(*a, **k))
     plugin_inputs = trainer.continual_method.plugin_inputs
-    monkeypatch.setattr(trainer.continual_method, "plugin_inputs", lambda m, step: temperatures.append((step.epoch, plugin_inputs(m, step)["s"])) or plugin_inputs(m, step))
+    monkeypatch.setattr(
+        trainer.continual_method,
+        "plugin_inputs",
+        lambda m, step: temperatures.append((step.epoch, plugin_inputs(m, step)["s"])) or plugin_inputs(m, step),
+    )
     trainer.train()
     steps = 2 * 3  # 48 examples / (8 x 2 accumulated) per epoch, 2 epochs
     assert events == ["protect_previous_tasks", "compensate_embedding_gradients", "clip", "clamp_embeddings"] * steps
@@ -113,7 +161,11 @@ def test_a_plain_trainer_on_a_hat_model_warns_that_protection_is_lost(tiny_bert_
     model.add_task("sentiment", SENTIMENT.label_names)
     from transformers import DataCollatorWithPadding
 
-    trainer = Trainer(model=model, args=arguments(tmp_path, max_steps=1), train_dataset=tokenized(model, SENTIMENT.train),
-                      data_collator=TaskCollator(DataCollatorWithPadding(model.tokenizer), 0))
+    trainer = Trainer(
+        model=model,
+        args=arguments(tmp_path, max_steps=1),
+        train_dataset=tokenized(model, SENTIMENT.train),
+        data_collator=TaskCollator(DataCollatorWithPadding(model.tokenizer), 0),
+    )
     with pytest.warns(UnprotectedTrainingWarning, match="ContinualTrainer"):
         trainer.train()

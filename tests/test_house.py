@@ -28,7 +28,9 @@ def test_an_unknown_plugin_kind_is_refused_by_the_config_with_the_kinds_listed()
     with pytest.raises(CTRError, match=r"Unknown plugin_type .capsnet.*adapter_per_task \(one Houlsby.*ctr \(CTR: "):
         PluginConfig(plugin_type="capsnet")
     with pytest.raises(CTRError, match="Unknown plugin_type"):
-        PluginConfig.from_dict(TINY_PLUGIN.to_dict() | {"plugin_type": "capsnet"})  # a checkpoint naming a kind this version lacks
+        PluginConfig.from_dict(
+            TINY_PLUGIN.to_dict() | {"plugin_type": "capsnet"}
+        )  # a checkpoint naming a kind this version lacks
 
 
 class Scale(Plugin):
@@ -46,13 +48,17 @@ def test_a_new_plugin_kind_is_one_registration(tiny_bert_dir, monkeypatch):
     from ctr_plugin.modeling.encoder import load_encoder
     from ctr_plugin.modeling.model import ContinualModel
 
-    monkeypatch.setattr("ctr_plugin.plugins.registry.PLUGIN_KINDS", dict(PLUGIN_KINDS))  # registered for this test only
+    monkeypatch.setattr(
+        "ctr_plugin.plugins.registry.PLUGIN_KINDS", dict(PLUGIN_KINDS)
+    )  # registered for this test only
     register_plugin_kind("scale", "sublayer", "halves every sublayer's output", Scale)
     assert plugin_kind("scale").placement == "sublayer"
     encoder, tokenizer = load_encoder(tiny_bert_dir)
     model = ContinualModel(encoder, tokenizer, PluginConfig(plugin_type="scale", pooling="mean"), tiny_bert_dir)
     model.add_task("colour", ["red", "blue"])
-    assert len(model.plugins) == 2 * encoder.config.num_hidden_layers and all(isinstance(p, Scale) for p in model.plugins)
+    assert len(model.plugins) == 2 * encoder.config.num_hidden_layers and all(
+        isinstance(p, Scale) for p in model.plugins
+    )
     task = keyword_task("colour", [["red"], ["blue"]], n_train=4)
     batch = model.tokenize(task.train.texts, None, 16)
     # with its weight at 1 the plugin is the identity: the model then equals one without plugins
@@ -88,7 +94,9 @@ def _imports(path: Path) -> set[str]:
 def test_the_methods_never_import_the_loop():
     for path in sorted((PACKAGE / "continual" / "methods").glob("*.py")):
         imported = _imports(path)
-        assert not {m for m in imported if m in ("..loop", "ctr_plugin.continual.loop") or m.endswith(".loop")}, path.name
+        assert not {m for m in imported if m in ("..loop", "ctr_plugin.continual.loop") or m.endswith(".loop")}, (
+            path.name
+        )
     assert "ctr_plugin.continual.methods" in _imports(PACKAGE / "continual" / "loop.py")
     for shared in ("config.py", "batching.py", "services.py"):  # what both use lives beside them
         assert not {m for m in _imports(PACKAGE / "continual" / shared) if "loop" in m or "methods" in m}, shared
@@ -100,5 +108,9 @@ def test_no_module_outside_the_plugins_branches_on_a_plugin_kind_name():
         for path in sorted((PACKAGE / folder).rglob("*.py")):
             for node in ast.walk(ast.parse(path.read_text())):
                 if isinstance(node, ast.Compare):
-                    named = {c.value for c in ast.walk(node) if isinstance(c, ast.Constant) and isinstance(c.value, str)} & set(PLUGIN_KINDS)
-                    assert not named, f"{path.relative_to(PACKAGE)}:{node.lineno} compares with plugin kind {sorted(named)}"
+                    named = {
+                        c.value for c in ast.walk(node) if isinstance(c, ast.Constant) and isinstance(c.value, str)
+                    } & set(PLUGIN_KINDS)
+                    assert not named, (
+                        f"{path.relative_to(PACKAGE)}:{node.lineno} compares with plugin kind {sorted(named)}"
+                    )

@@ -51,9 +51,15 @@ def task0_logits(model: ContinualModel, method, tasks) -> torch.Tensor:
 def test_every_method_runs_two_tasks_and_writes_complete_results(name, tiny_bert_dir, two_tasks, tmp_path):
     method = METHODS[name]
     assert method.plugin_type
-    out = run(two_tasks, RunSettings(method=name, encoder=tiny_bert_dir, training=FAST, plugin=TINY_PLUGIN), tmp_path / "run")
+    out = run(
+        two_tasks, RunSettings(method=name, encoder=tiny_bert_dir, training=FAST, plugin=TINY_PLUGIN), tmp_path / "run"
+    )
     results = json.loads((tmp_path / "run" / "results.json").read_text())
-    assert results["method"] == name and results["completed_tasks"] == 2 and results["method_options"] == get_method(name).options()
+    assert (
+        results["method"] == name
+        and results["completed_tasks"] == 2
+        and results["method_options"] == get_method(name).options()
+    )
     assert [[v is None for v in row] for row in results["acc_matrix"]] == [[False, True], [False, False]]
     for key in ("final_acc", "final_mf1", "forward_acc", "forgetting_rate", "bwt", "wall_seconds"):
         assert isinstance(results[key], float), key
@@ -63,11 +69,18 @@ def test_every_method_runs_two_tasks_and_writes_complete_results(name, tiny_bert
     assert evaluate(loaded, two_tasks[1].test, 1, FAST)["acc"] == pytest.approx(out["acc_matrix"][1][1], abs=0.01)
 
 
-@pytest.mark.parametrize("name, unchanged", [("adapter_one", True), ("frozen_heads", True), ("bert_one", True), ("lora_one", True), ("adapter_ncl", False)])
-def test_one_variants_and_frozen_heads_never_change_an_earlier_tasks_predictions(name, unchanged, tiny_bert_dir, two_tasks):
+@pytest.mark.parametrize(
+    "name, unchanged",
+    [("adapter_one", True), ("frozen_heads", True), ("bert_one", True), ("lora_one", True), ("adapter_ncl", False)],
+)
+def test_one_variants_and_frozen_heads_never_change_an_earlier_tasks_predictions(
+    name, unchanged, tiny_bert_dir, two_tasks
+):
     method, model = build(name, tiny_bert_dir)
     seen = []
-    run_sequence(model, method, two_tasks, FAST, on_task_end=lambda m, r: seen.append(task0_logits(m, method, two_tasks)))
+    run_sequence(
+        model, method, two_tasks, FAST, on_task_end=lambda m, r: seen.append(task0_logits(m, method, two_tasks))
+    )
     assert torch.equal(seen[0], seen[1]) == unchanged
 
 
@@ -86,9 +99,17 @@ def test_replay_memory_stays_within_its_bound_and_is_mixed_into_batches(tiny_ber
     method, model = build("replay", tiny_bert_dir, memory_size="10", replay_batch_size="4")
     batch_tasks, sizes = [], []
     loss = method.loss
-    method.loss = lambda m, logits, labels, step: batch_tasks.append(step.inputs["task_ids"].tolist()) or loss(m, logits, labels, step)
+    method.loss = lambda m, logits, labels, step: (
+        batch_tasks.append(step.inputs["task_ids"].tolist()) or loss(m, logits, labels, step)
+    )
     third = keyword_task("animal", [["cow", "hen"], ["sad", "poor"]], n_train=24, n_test=12)
-    run_sequence(model, method, two_tasks + [third], FAST, on_task_end=lambda m, r: sizes.append({t: len(x) for t, x in method.memory.items()}))
+    run_sequence(
+        model,
+        method,
+        two_tasks + [third],
+        FAST,
+        on_task_end=lambda m, r: sizes.append({t: len(x) for t, x in method.memory.items()}),
+    )
     assert [sum(s.values()) for s in sizes] == [10, 10, 9] and all(sum(s.values()) <= 10 for s in sizes)
     assert sizes[-1] == {0: 3, 1: 3, 2: 3}  # shared equally among the tasks learned so far
     first_task = [ids for ids in batch_tasks if set(ids) == {0}]
@@ -125,7 +146,9 @@ def test_bert_mtl_learns_all_tasks_at_once_and_reports_the_joint_model(tiny_bert
     method, model = build("bert_mtl", tiny_bert_dir)
     batch_tasks = []
     loss = method.loss
-    method.loss = lambda m, logits, labels, step: batch_tasks.append(set(step.inputs["task_ids"].tolist())) or loss(m, logits, labels, step)
+    method.loss = lambda m, logits, labels, step: (
+        batch_tasks.append(set(step.inputs["task_ids"].tolist())) or loss(m, logits, labels, step)
+    )
     results = run_sequence(model, method, two_tasks, FAST)
     assert any(ids == {0, 1} for ids in batch_tasks)  # mixed-task batches: one training on the union
     assert results.acc_matrix[0][0] == results.acc_matrix[1][0]
@@ -181,8 +204,22 @@ def test_train_ctr_passes_method_args_and_names_a_malformed_one(tiny_bert_dir, t
     from test_cli import call, write_csv
 
     task = two_tasks[0]
-    data = write_csv(tmp_path / "sentiment.csv", [(x, task.label_names[y]) for x, y in zip(task.train.texts, task.train.labels)])
-    argv = ["--datasets", data, "--encoder", tiny_bert_dir, "--epochs", "1", "--no-progress", "--method", "replay", "--output-dir", str(tmp_path / "run")]
+    data = write_csv(
+        tmp_path / "sentiment.csv", [(x, task.label_names[y]) for x, y in zip(task.train.texts, task.train.labels)]
+    )
+    argv = [
+        "--datasets",
+        data,
+        "--encoder",
+        tiny_bert_dir,
+        "--epochs",
+        "1",
+        "--no-progress",
+        "--method",
+        "replay",
+        "--output-dir",
+        str(tmp_path / "run"),
+    ]
     code, _, err = call("train", argv + ["--method-arg", "memory_size=12"], capsys)
     assert code == 0, err
     assert json.loads((tmp_path / "run" / "results.json").read_text())["method_options"]["memory_size"] == 12

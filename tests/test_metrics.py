@@ -63,19 +63,42 @@ def test_knowledge_transfer_is_the_final_accuracy_above_the_one_reference():
 def test_summarize_holds_every_accuracy_metric_under_the_results_keys():
     F = [[80.0, None, None], [80.0, 70.0, None], [50.0, 60.0, 40.0]]
     s = summarize(A, F)
-    assert s == pytest.approx({
-        "final_acc": 60.0, "final_mf1": 50.0, "forward_acc": 220 / 3, "forgetting_rate": 20.0,
-        "max_forgetting": 22.5, "bwt": -20.0, "avg_incremental_acc": (90 + 87.5 + 60) / 3,
-    })
+    assert s == pytest.approx(
+        {
+            "final_acc": 60.0,
+            "final_mf1": 50.0,
+            "forward_acc": 220 / 3,
+            "forgetting_rate": 20.0,
+            "max_forgetting": 22.5,
+            "bwt": -20.0,
+            "avg_incremental_acc": (90 + 87.5 + 60) / 3,
+        }
+    )
 
 
 def test_cost_per_task_from_the_loops_records():
-    results = {"tasks": ["a", "b", "c"], "train_seconds": 30.0, "params_added": [100, 200, 300], "checkpoint_bytes": [5000, 5600, 6200]}
-    assert cost_per_task(results) == {"train_seconds_per_task": 10.0, "params_added_per_task": 200.0, "checkpoint_bytes_per_task": 600.0}
+    results = {
+        "tasks": ["a", "b", "c"],
+        "train_seconds": 30.0,
+        "params_added": [100, 200, 300],
+        "checkpoint_bytes": [5000, 5600, 6200],
+    }
+    assert cost_per_task(results) == {
+        "train_seconds_per_task": 10.0,
+        "params_added_per_task": 200.0,
+        "checkpoint_bytes_per_task": 600.0,
+    }
 
 
 def test_old_runs_without_cost_records_get_the_accuracy_metrics_computed_from_their_matrices():
-    old = {"tasks": ["a", "b", "c"], "acc_matrix": A, "f1_matrix": A, "final_acc": 60.0, "forgetting_rate": 20.0, "train_seconds": 9.0}
+    old = {
+        "tasks": ["a", "b", "c"],
+        "acc_matrix": A,
+        "f1_matrix": A,
+        "final_acc": 60.0,
+        "forgetting_rate": 20.0,
+        "train_seconds": 9.0,
+    }
     m = run_metrics(old)
     assert m["max_forgetting"] == pytest.approx(22.5) and m["train_seconds_per_task"] == 3.0
     assert "params_added_per_task" not in m and "checkpoint_bytes_per_task" not in m
@@ -87,14 +110,26 @@ def test_a_run_records_the_parameters_and_checkpoint_bytes_each_task_adds(tiny_b
 
     from conftest import TINY_PLUGIN
 
-    settings = RunSettings(method="adapter_one", encoder=tiny_bert_dir, training=TrainingConfig(epochs=1, progress=False), plugin=TINY_PLUGIN)
+    settings = RunSettings(
+        method="adapter_one",
+        encoder=tiny_bert_dir,
+        training=TrainingConfig(epochs=1, progress=False),
+        plugin=TINY_PLUGIN,
+    )
     out = run(three_tasks, settings, tmp_path / "run")
     added, sizes = out["params_added"], out["checkpoint_bytes"]
     # One adapter per task, the same size each time, plus a head with one row per label (2, 3, 2).
     assert len(added) == 3 and added[0] == added[2] and added[1] > added[0] > 0
-    assert len(sizes) == 3 and sizes[0] < sizes[1] < sizes[2] and sizes[2] == directory_bytes(tmp_path / "run" / "checkpoint")
+    assert (
+        len(sizes) == 3
+        and sizes[0] < sizes[1] < sizes[2]
+        and sizes[2] == directory_bytes(tmp_path / "run" / "checkpoint")
+    )
     cost = cost_per_task(out)
-    assert cost["params_added_per_task"] == sum(added) / 3 and cost["checkpoint_bytes_per_task"] == (sizes[2] - sizes[0]) / 2
+    assert (
+        cost["params_added_per_task"] == sum(added) / 3
+        and cost["checkpoint_bytes_per_task"] == (sizes[2] - sizes[0]) / 2
+    )
 
 
 def test_the_summary_refuses_a_matrix_with_an_untested_task_rather_than_averaging_what_is_there():

@@ -62,7 +62,9 @@ def test_save_then_load_gives_identical_logits(model, tmp_path):
     loaded = ContinualModel.from_pretrained(tmp_path / "ckpt")
     assert loaded.task_names == ["sentiment", "colour"] and loaded.label_names[1] == ["warm", "cold", "none"]
     for task in ("sentiment", "colour"):
-        assert [p.logits for p in loaded.predict(TEXTS, task=task)] == [p.logits for p in model.predict(TEXTS, task=task)]
+        assert [p.logits for p in loaded.predict(TEXTS, task=task)] == [
+            p.logits for p in model.predict(TEXTS, task=task)
+        ]
 
 
 def test_checkpoint_is_small_and_holds_no_encoder_copy(model, tmp_path):
@@ -83,7 +85,9 @@ def test_unknown_task_names_the_closest(model):
         model.predict(TEXTS, task=7)
 
 
-@pytest.mark.parametrize("damage", ["missing_weights", "truncated_weights", "corrupt_config", "newer_format", "missing_dir"])
+@pytest.mark.parametrize(
+    "damage", ["missing_weights", "truncated_weights", "corrupt_config", "newer_format", "missing_dir"]
+)
 def test_broken_checkpoints_get_clear_errors(model, tmp_path, damage):
     ckpt = tmp_path / "ckpt"
     model.save_pretrained(ckpt)
@@ -98,8 +102,13 @@ def test_broken_checkpoints_get_clear_errors(model, tmp_path, damage):
         config.write_text(json.dumps(json.loads(config.read_text()) | {"format_version": 99}))
     else:
         shutil.rmtree(ckpt)
-    expected = {"missing_weights": "missing", "truncated_weights": "corrupt or truncated", "corrupt_config": "corrupt",
-                "newer_format": "Upgrade ctr_plugin", "missing_dir": "does not exist"}[damage]
+    expected = {
+        "missing_weights": "missing",
+        "truncated_weights": "corrupt or truncated",
+        "corrupt_config": "corrupt",
+        "newer_format": "Upgrade ctr_plugin",
+        "missing_dir": "does not exist",
+    }[damage]
     with pytest.raises(CheckpointError, match=expected):
         ContinualModel.from_pretrained(ckpt)
 

@@ -40,14 +40,20 @@ def test_plugin_maps_hidden_states_to_same_shape(tiny_bert_dir):
     model = build(tiny_bert_dir)
     plugin = model.plugins[0]
     x = torch.randn(3, 7, model.hidden_size)
-    model.context.task_ids, model.context.token_mask, model.context.active_tasks = torch.tensor([0, 1, 1]), torch.ones(3, 7), 2
+    model.context.task_ids, model.context.token_mask, model.context.active_tasks = (
+        torch.tensor([0, 1, 1]),
+        torch.ones(3, 7),
+        2,
+    )
     assert plugin(x).shape == x.shape
 
 
 def test_only_plugins_heads_and_layernorms_are_trainable(tiny_bert_dir):
     model = build(tiny_bert_dir)
     names = [n for n, _ in model.trainable_parameters()]
-    assert all(".plugin." in n or n.startswith("heads.") or n.endswith(("LayerNorm.weight", "LayerNorm.bias")) for n in names)
+    assert all(
+        ".plugin." in n or n.startswith("heads.") or n.endswith(("LayerNorm.weight", "LayerNorm.bias")) for n in names
+    )
     assert not any("embeddings" in n and ".plugin." not in n for n in names)
     frozen_norms = build(tiny_bert_dir, PluginConfig(**{**TINY_PLUGIN.to_dict(), "train_layernorm": False}))
     assert all(".plugin." in n or n.startswith("heads.") for n, _ in frozen_norms.trainable_parameters())
@@ -82,7 +88,9 @@ def test_routing_is_deterministic_at_evaluation_and_sampled_in_training(tiny_ber
     batch = model.tokenize(["good red cat", "bad blue dog", "a hen"] * 4)
     task_ids = torch.tensor([2] * 12)
     model.eval()
-    torch.testing.assert_close(model(**batch, task_ids=task_ids).logits, model(**batch, task_ids=task_ids).logits, atol=0, rtol=0)
+    torch.testing.assert_close(
+        model(**batch, task_ids=task_ids).logits, model(**batch, task_ids=task_ids).logits, atol=0, rtol=0
+    )
     model.train()
     model.head_dropout.p = 0.0
     for m in model.encoder.modules():

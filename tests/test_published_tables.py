@@ -35,7 +35,11 @@ def table(grid: Path) -> dict[str, dict]:
 
 
 def comparison(grid: Path, reference: str, method: str, metric: str = "final_acc") -> dict:
-    found = [r for r in rows_of(grid / "comparisons.csv") if (r["reference"], r["method"], r["metric"]) == (reference, method, metric)]
+    found = [
+        r
+        for r in rows_of(grid / "comparisons.csv")
+        if (r["reference"], r["method"], r["metric"]) == (reference, method, metric)
+    ]
     assert found, f"{grid.name}: no comparison {reference} vs {method} in comparisons.csv"
     return found[0]
 
@@ -47,7 +51,9 @@ def same(shown: str, value: str, digits: int) -> bool:
 
 
 def markdown_rows(text: str) -> list[list[str]]:
-    return [[c.strip() for c in line.strip().strip("|").split("|")] for line in text.splitlines() if line.startswith("| ")]
+    return [
+        [c.strip() for c in line.strip().strip("|").split("|")] for line in text.splitlines() if line.startswith("| ")
+    ]
 
 
 def sections(text: str) -> dict[str, str]:
@@ -58,12 +64,19 @@ def sections(text: str) -> dict[str, str]:
 
 @pytest.mark.parametrize("grid", GRIDS, ids=lambda g: g.name)
 def test_each_committed_table_rebuilds_from_its_committed_runs(grid, tmp_path):
-    from ctr_plugin.reporting.tables import compare_methods, load_runs, summarize_runs, write_comparisons_csv, write_csv
+    from ctr_plugin.reporting.tables import (
+        compare_methods,
+        load_runs,
+        summarize_runs,
+        write_comparisons_csv,
+        write_csv,
+    )
 
     runs = load_runs(grid)
     write_csv(summarize_runs(runs), tmp_path / "table.csv")
     assert (tmp_path / "table.csv").read_text() == (grid / "table.csv").read_text(), (
-        f"{grid}/table.csv is not what its runs give: rebuild it with ctr-tables --rebuild-only")
+        f"{grid}/table.csv is not what its runs give: rebuild it with ctr-tables --rebuild-only"
+    )
     if (grid / "comparisons.csv").exists():
         write_comparisons_csv(compare_methods(runs), tmp_path / "comparisons.csv")
         assert (tmp_path / "comparisons.csv").read_text() == (grid / "comparisons.csv").read_text()
@@ -83,17 +96,36 @@ def test_reproducibility_md_quotes_the_committed_tables():
                 row = methods[name]
                 assert int(cells[1]) == int(row["runs"]), (grid.name, name)
                 for cell, metric in ((cells[2], "final_acc"), (cells[3], "final_mf1")):  # one run: its score alone
-                    mean, std, lo, hi = re.fullmatch(rf"({NUMBER})(?: ± ({NUMBER}) \[({NUMBER}), ({NUMBER})\])?", cell).groups()
-                    assert (std is None) == (row[f"{metric}_ci_low"] == ""), (grid.name, name, metric, "a CI exactly where the table has one")
+                    mean, std, lo, hi = re.fullmatch(
+                        rf"({NUMBER})(?: ± ({NUMBER}) \[({NUMBER}), ({NUMBER})\])?", cell
+                    ).groups()
+                    assert (std is None) == (row[f"{metric}_ci_low"] == ""), (
+                        grid.name,
+                        name,
+                        metric,
+                        "a CI exactly where the table has one",
+                    )
                     for shown, key in ((mean, "mean"), (std, "std"), (lo, "ci_low"), (hi, "ci_high")):
-                        assert shown is None or same(shown, row[f"{metric}_{key}"], 2), (grid.name, name, metric, key, shown)
+                        assert shown is None or same(shown, row[f"{metric}_{key}"], 2), (
+                            grid.name,
+                            name,
+                            metric,
+                            key,
+                            shown,
+                        )
                 checked += 1
-            elif " − " in cells[0] and re.fullmatch(r"\d+", cells[1]):  # | ref − method | n | Δ [lo, hi] | w / l | verdict |
+            elif " − " in cells[0] and re.fullmatch(
+                r"\d+", cells[1]
+            ):  # | ref − method | n | Δ [lo, hi] | w / l | verdict |
                 reference, method = cells[0].split(" − ")
                 c = comparison(grid, reference, method)
                 mean, lo, hi = re.fullmatch(rf"({NUMBER})(?: \[({NUMBER}), ({NUMBER})\])?", cells[2]).groups()
                 assert int(cells[1]) == int(c["matched_runs"]), (grid.name, cells[0])
-                assert (lo is None) == (c["ci_low"] == ""), (grid.name, cells[0], "a CI exactly where the table has one")
+                assert (lo is None) == (c["ci_low"] == ""), (
+                    grid.name,
+                    cells[0],
+                    "a CI exactly where the table has one",
+                )
                 for shown, key in ((mean, "mean_difference"), (lo, "ci_low"), (hi, "ci_high")):
                     assert shown is None or same(shown, c[key], 2), (grid.name, cells[0], key, shown)
                 assert cells[3] == f"{c['wins']} / {c['losses']}" and cells[4] == c["verdict"], (grid.name, cells[0])
@@ -117,7 +149,9 @@ def test_the_readme_headline_quotes_the_committed_tables():
         baselines = [m for m, r in methods.items() if r["group"] == "continual baselines"]
         best = max(baselines, key=lambda m: float(methods[m]["final_acc_mean"]))
         for cell, expected in ((cells[3], "adapter_one"), (cells[4], best)):
-            mean, lo, hi, method, verdict = re.fullmatch(rf"({NUMBER}) \[({NUMBER}), ({NUMBER})\] vs (\w+): ([a-z ]+)", cell).groups()
+            mean, lo, hi, method, verdict = re.fullmatch(
+                rf"({NUMBER}) \[({NUMBER}), ({NUMBER})\] vs (\w+): ([a-z ]+)", cell
+            ).groups()
             assert method == expected, f"{grid.name}: the headline names {method}, the table's is {expected}"
             c = comparison(grid, "ctr", method)
             for shown, key in ((mean, "mean_difference"), (lo, "ci_low"), (hi, "ci_high")):
@@ -157,8 +191,11 @@ def committed_intervals(grids: list[Path]) -> list[tuple[float, float, float]]:
                     mean = row.get(f"{stem}_mean", row.get(stem))
                     found.append((float(mean), float(row[key]), float(row[f"{stem}_ci_high"])))
         if (grid / "comparisons.csv").exists():
-            found += [(float(r["mean_difference"]), float(r["ci_low"]), float(r["ci_high"]))
-                      for r in rows_of(grid / "comparisons.csv") if r["ci_low"] != ""]
+            found += [
+                (float(r["mean_difference"]), float(r["ci_low"]), float(r["ci_high"]))
+                for r in rows_of(grid / "comparisons.csv")
+                if r["ci_low"] != ""
+            ]
     return found
 
 
@@ -178,7 +215,9 @@ def test_every_interval_the_docs_quote_is_in_a_current_committed_table(doc):
                 continue
             break
         else:
-            pytest.fail(f"{doc.name}: {shown[0]} [{shown[1]}, {shown[2]}] is in no current committed table ({', '.join(g.name for g in CURRENT)})")
+            pytest.fail(
+                f"{doc.name}: {shown[0]} [{shown[1]}, {shown[2]}] is in no current committed table ({', '.join(g.name for g in CURRENT)})"
+            )
 
 
 def grid(name: str) -> Path:
@@ -202,7 +241,9 @@ def acc(name: str, method: str):
 
 
 def tuned(method: str):
-    return lambda: yaml.safe_load((ROOT / "data_configs" / "hl5_products.tuned.yaml").read_text())["methods"][method]["objective"]
+    return lambda: yaml.safe_load((ROOT / "data_configs" / "hl5_products.tuned.yaml").read_text())["methods"][method][
+        "objective"
+    ]
 
 
 def first_task_losses(name: str, method: str) -> list[float]:
@@ -221,64 +262,152 @@ def largest_of_ten_run_methods(name: str, method: str, column: str):
 HL5, MIX, OLD = "hl5_products", "offline_mix", "hl5"
 # (file, the text as it reads, where each of its figures comes from, in order)
 QUOTES = [
-    ("README.md", "(7 wins in 10 on hl5_products", [paired(HL5, "adapter_one", "wins"), paired(HL5, "adapter_one", "matched_runs")]),
-    ("README.md", "(EWC on hl5_products, 0 wins in 10; replay on offline_mix, 0 wins in 3)",
-     [paired(HL5, "ewc", "wins"), paired(HL5, "ewc", "matched_runs"), paired(MIX, "replay", "wins"), paired(MIX, "replay", "matched_runs")]),
+    (
+        "README.md",
+        "(7 wins in 10 on hl5_products",
+        [paired(HL5, "adapter_one", "wins"), paired(HL5, "adapter_one", "matched_runs")],
+    ),
+    (
+        "README.md",
+        "(EWC on hl5_products, 0 wins in 10; replay on offline_mix, 0 wins in 3)",
+        [
+            paired(HL5, "ewc", "wins"),
+            paired(HL5, "ewc", "matched_runs"),
+            paired(MIX, "replay", "wins"),
+            paired(MIX, "replay", "matched_runs"),
+        ],
+    ),
     ("docs/methods.md", "CTR ends at 83.46 [81.42, 85.50] % final accuracy", acc(HL5, "ctr")),
-    ("docs/methods.md", "one adapter per task (+0.65 [−2.06, +3.36], 7 wins in 10)",
-     [*interval(HL5, "adapter_one"), paired(HL5, "adapter_one", "wins"), paired(HL5, "adapter_one", "matched_runs")]),
+    (
+        "docs/methods.md",
+        "one adapter per task (+0.65 [−2.06, +3.36], 7 wins in 10)",
+        [
+            *interval(HL5, "adapter_one"),
+            paired(HL5, "adapter_one", "wins"),
+            paired(HL5, "adapter_one", "matched_runs"),
+        ],
+    ),
     ("docs/methods.md", "the HAT adapter (+0.05 [−2.59, +2.69])", interval(HL5, "adapter_hat")),
     ("docs/methods.md", "the naive adapter (+0.50 [−2.79, +3.80])", interval(HL5, "adapter_ncl")),
     ("docs/methods.md", "LwF (−1.66 [−3.64, +0.32])", interval(HL5, "lwf")),
-    ("docs/methods.md", "(−3.73 [−5.89, −1.57], 0 wins in 10)", [*interval(HL5, "ewc"), paired(HL5, "ewc", "wins"), paired(HL5, "ewc", "matched_runs")]),
+    (
+        "docs/methods.md",
+        "(−3.73 [−5.89, −1.57], 0 wins in 10)",
+        [*interval(HL5, "ewc"), paired(HL5, "ewc", "wins"), paired(HL5, "ewc", "matched_runs")],
+    ),
     ("docs/methods.md", "to replay (−2.81 [−5.29, −0.33])", interval(HL5, "replay")),
     ("docs/methods.md", "LoRA-NCL (−2.11 [−4.10, −0.11])", interval(HL5, "lora_ncl")),
-    ("docs/methods.md", "(learning accuracy 84.25, adapter_one 82.81, adapter_ncl 85.95)",
-     [cell(HL5, m, "forward_acc_mean") for m in ("ctr", "adapter_one", "adapter_ncl")]),
-    ("docs/methods.md", "(std 2.85 in final accuracy; 4.92 in macro-F1, the largest of the 10-run methods)",
-     [cell(HL5, "ctr", "final_acc_std"), largest_of_ten_run_methods(HL5, "ctr", "final_mf1_std"), lambda: 10]),
-    ("docs/methods.md", "in 4 of its 10 runs it forgets its first task, by 4–19 points",
-     [lambda: sum(d > 0 for d in first_task_losses(HL5, "ctr")), lambda: len(first_task_losses(HL5, "ctr")),
-      lambda: min(d for d in first_task_losses(HL5, "ctr") if d > 0), lambda: max(first_task_losses(HL5, "ctr"))]),
+    (
+        "docs/methods.md",
+        "(learning accuracy 84.25, adapter_one 82.81, adapter_ncl 85.95)",
+        [cell(HL5, m, "forward_acc_mean") for m in ("ctr", "adapter_one", "adapter_ncl")],
+    ),
+    (
+        "docs/methods.md",
+        "(std 2.85 in final accuracy; 4.92 in macro-F1, the largest of the 10-run methods)",
+        [cell(HL5, "ctr", "final_acc_std"), largest_of_ten_run_methods(HL5, "ctr", "final_mf1_std"), lambda: 10],
+    ),
+    (
+        "docs/methods.md",
+        "in 4 of its 10 runs it forgets its first task, by 4–19 points",
+        [
+            lambda: sum(d > 0 for d in first_task_losses(HL5, "ctr")),
+            lambda: len(first_task_losses(HL5, "ctr")),
+            lambda: min(d for d in first_task_losses(HL5, "ctr") if d > 0),
+            lambda: max(first_task_losses(HL5, "ctr")),
+        ],
+    ),
     ("docs/methods.md", "CTR ends at 68.89 [63.86, 73.92]", acc(MIX, "ctr")),
     ("docs/methods.md", "one adapter per task (−0.59 [−5.58, +4.39])", interval(MIX, "adapter_one")),
     ("docs/methods.md", "EWC (−0.48 [−4.51, +3.54])", interval(MIX, "ewc")),
-    ("docs/methods.md", "(−6.28 [−10.80, −1.75], 0 wins in 3)", [*interval(MIX, "replay"), paired(MIX, "replay", "wins"), paired(MIX, "replay", "matched_runs")]),
-    ("docs/methods.md", "It forgets 4.75 points, about twice the HAT adapter's 2.36 and a quarter of the naive adapter's 17.86",
-     [cell(MIX, m, "forgetting_rate_mean") for m in ("ctr", "adapter_hat", "adapter_ncl")]),
-    ("docs/methods.md", "CTR's validation accuracy is 88.77 against 88.89 for one adapter per task, 86.91 for adapter_hat, 87.49 for LwF and 89.65 for replay",
-     [tuned(m) for m in ("ctr", "adapter_one", "adapter_hat", "lwf", "replay")]),
-    ("docs/methods.md", "put CTR at 81.17 against 86.42 for one adapter per task", [cell(OLD, "ctr", "final_acc_mean"), cell(OLD, "adapter_one", "final_acc_mean")]),
-    ("docs/ctr_diagnosis.md", "puts CTR at 81.2 % final accuracy against 86.4 % for one adapter per task",
-     [cell(OLD, "ctr", "final_acc_mean"), cell(OLD, "adapter_one", "final_acc_mean")]),
+    (
+        "docs/methods.md",
+        "(−6.28 [−10.80, −1.75], 0 wins in 3)",
+        [*interval(MIX, "replay"), paired(MIX, "replay", "wins"), paired(MIX, "replay", "matched_runs")],
+    ),
+    (
+        "docs/methods.md",
+        "It forgets 4.75 points, about twice the HAT adapter's 2.36 and a quarter of the naive adapter's 17.86",
+        [cell(MIX, m, "forgetting_rate_mean") for m in ("ctr", "adapter_hat", "adapter_ncl")],
+    ),
+    (
+        "docs/methods.md",
+        "CTR's validation accuracy is 88.77 against 88.89 for one adapter per task, 86.91 for adapter_hat, 87.49 for LwF and 89.65 for replay",
+        [tuned(m) for m in ("ctr", "adapter_one", "adapter_hat", "lwf", "replay")],
+    ),
+    (
+        "docs/methods.md",
+        "put CTR at 81.17 against 86.42 for one adapter per task",
+        [cell(OLD, "ctr", "final_acc_mean"), cell(OLD, "adapter_one", "final_acc_mean")],
+    ),
+    (
+        "docs/ctr_diagnosis.md",
+        "puts CTR at 81.2 % final accuracy against 86.4 % for one adapter per task",
+        [cell(OLD, "ctr", "final_acc_mean"), cell(OLD, "adapter_one", "final_acc_mean")],
+    ),
     ("docs/ctr_diagnosis.md", "`adapter_one` at −5.26 [−11.46, +0.95]", interval(OLD, "adapter_one")),
-    ("docs/ctr_diagnosis.md", "CTR ends at 83.5 and one adapter per task at 82.8, a paired difference of +0.7 [−2.1, +3.4]",
-     [cell(HL5, "ctr", "final_acc_mean"), cell(HL5, "adapter_one", "final_acc_mean"), *interval(HL5, "adapter_one")]),
-    ("docs/ctr_diagnosis.md", "4 of CTR's 10 runs forget their first task",
-     [lambda: sum(d > 0 for d in first_task_losses(HL5, "ctr")), lambda: len(first_task_losses(HL5, "ctr"))]),
-    ("docs/ctr_diagnosis.md", "ahead of CTR by 3.7 [1.6, 5.9] in all 10 matched runs",
-     [lambda: -float(comparison(grid(HL5), "ctr", "ewc")["mean_difference"]), lambda: -float(comparison(grid(HL5), "ctr", "ewc")["ci_high"]),
-      lambda: -float(comparison(grid(HL5), "ctr", "ewc")["ci_low"]), paired(HL5, "ewc", "losses")]),
-    ("docs/ctr_diagnosis.md", "CTR 68.9, one adapter per task 69.5, −0.6 [−5.6, +4.4]",
-     [cell(MIX, "ctr", "final_acc_mean"), cell(MIX, "adapter_one", "final_acc_mean"), *interval(MIX, "adapter_one")]),
-    ("docs/ctr_diagnosis.md", "replay ahead by 6.3", [lambda: -float(comparison(grid(MIX), "ctr", "replay")["mean_difference"])]),
+    (
+        "docs/ctr_diagnosis.md",
+        "CTR ends at 83.5 and one adapter per task at 82.8, a paired difference of +0.7 [−2.1, +3.4]",
+        [
+            cell(HL5, "ctr", "final_acc_mean"),
+            cell(HL5, "adapter_one", "final_acc_mean"),
+            *interval(HL5, "adapter_one"),
+        ],
+    ),
+    (
+        "docs/ctr_diagnosis.md",
+        "4 of CTR's 10 runs forget their first task",
+        [lambda: sum(d > 0 for d in first_task_losses(HL5, "ctr")), lambda: len(first_task_losses(HL5, "ctr"))],
+    ),
+    (
+        "docs/ctr_diagnosis.md",
+        "ahead of CTR by 3.7 [1.6, 5.9] in all 10 matched runs",
+        [
+            lambda: -float(comparison(grid(HL5), "ctr", "ewc")["mean_difference"]),
+            lambda: -float(comparison(grid(HL5), "ctr", "ewc")["ci_high"]),
+            lambda: -float(comparison(grid(HL5), "ctr", "ewc")["ci_low"]),
+            paired(HL5, "ewc", "losses"),
+        ],
+    ),
+    (
+        "docs/ctr_diagnosis.md",
+        "CTR 68.9, one adapter per task 69.5, −0.6 [−5.6, +4.4]",
+        [
+            cell(MIX, "ctr", "final_acc_mean"),
+            cell(MIX, "adapter_one", "final_acc_mean"),
+            *interval(MIX, "adapter_one"),
+        ],
+    ),
+    (
+        "docs/ctr_diagnosis.md",
+        "replay ahead by 6.3",
+        [lambda: -float(comparison(grid(MIX), "ctr", "replay")["mean_difference"])],
+    ),
 ]
 
 
 @pytest.mark.parametrize(("doc", "quote", "sources"), QUOTES, ids=[f"{d}: {q[:40]}" for d, q, _ in QUOTES])
 def test_the_docs_quote_the_committed_tables(doc, quote, sources):
-    assert flat(quote) in flat((ROOT / doc).read_text()), f"{doc} no longer says {quote!r}: update QUOTES with the text"
+    assert flat(quote) in flat((ROOT / doc).read_text()), (
+        f"{doc} no longer says {quote!r}: update QUOTES with the text"
+    )
     shown = FIGURE.findall(quote)
     assert len(shown) == len(sources), (doc, quote, shown)
     for figure, source in zip(shown, sources):
-        assert same(figure, float(source()), digits(figure)), f"{doc}: {quote!r} shows {figure}, the committed figure is {float(source()):.4f}"
+        assert same(figure, float(source()), digits(figure)), (
+            f"{doc}: {quote!r} shows {figure}, the committed figure is {float(source()):.4f}"
+        )
 
 
 def test_the_docs_name_the_old_table_when_they_quote_it():
     """A superseded grid's headline figures (CTR's final accuracy, CTR − one adapter per task)
     appear only in paragraphs that say they are the old table."""
     for old in SUPERSEDED:
-        ctr, gap = float(table(old)["ctr"]["final_acc_mean"]), float(comparison(old, "ctr", "adapter_one")["mean_difference"])
+        ctr, gap = (
+            float(table(old)["ctr"]["final_acc_mean"]),
+            float(comparison(old, "ctr", "adapter_one")["mean_difference"]),
+        )
         shown = {f"{v:.{n}f}".replace("-", "−") for v in (ctr, gap) for n in (1, 2)}
         for doc in DOCS:
             if doc in VALIDATION_DOCS:
@@ -286,7 +415,8 @@ def test_the_docs_name_the_old_table_when_they_quote_it():
             for paragraph in re.split(r"\n\s*\n", doc.read_text()):
                 if any(re.search(rf"(?<![\d.]){re.escape(s)}(?![\d])", paragraph) for s in shown):
                     assert re.search(rf"\bold\b|untuned|reproducibility/{old.name}/", paragraph), (
-                        f"{doc.name} quotes the superseded {old.name} table as if current:\n{paragraph}")
+                        f"{doc.name} quotes the superseded {old.name} table as if current:\n{paragraph}"
+                    )
 
 
 def test_the_checks_read_the_docs():

@@ -27,11 +27,26 @@ pytestmark = [
 def real_run(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("real") / "run"
     cmd = [
-        sys.executable, str(ROOT / "scripts" / "train_ctr.py"), "--datasets", "hl_canon_g3", "hl_nikon_4300",
-        "--max-train-per-task", "64", "--max-test-per-task", "40", "--epochs", "2", "--adapter-size", "64",
-        "--output-dir", str(out), "--no-progress",
+        sys.executable,
+        str(ROOT / "scripts" / "train_ctr.py"),
+        "--datasets",
+        "hl_canon_g3",
+        "hl_nikon_4300",
+        "--max-train-per-task",
+        "64",
+        "--max-test-per-task",
+        "40",
+        "--epochs",
+        "2",
+        "--adapter-size",
+        "64",
+        "--output-dir",
+        str(out),
+        "--no-progress",
     ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=900, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"}
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out
 
@@ -50,7 +65,12 @@ def test_real_predictions_do_not_depend_on_batching(real_run):
     from ctr_plugin.modeling.model import ContinualModel
 
     model = ContinualModel.from_pretrained(real_run / "checkpoint")
-    texts = ["The pictures are sharp.", "Battery life is awful and the menus are confusing to navigate.", "ok", "I love the zoom lens; it is the best camera I have owned."]
+    texts = [
+        "The pictures are sharp.",
+        "Battery life is awful and the menus are confusing to navigate.",
+        "ok",
+        "I love the zoom lens; it is the best camera I have owned.",
+    ]
     batched = model.predict(texts, task="hl_canon_g3", batch_size=4)
     single = model.predict(texts, task="hl_canon_g3", batch_size=1)
     assert [p.label for p in batched] == [p.label for p in single]

@@ -41,14 +41,17 @@ def test_an_undeclared_key_is_refused_when_the_file_is_assembled():
         results_file.assemble(_progress(), {"learning_rate_typo": 1})
 
 
-@pytest.mark.parametrize("damage, phrase", [
-    (lambda d: d.pop("acc_matrix"), "missing key"),
-    (lambda d: d["acc_matrix"][0].__setitem__(1, 50.0), "must be null"),
-    (lambda d: d["f1_matrix"][1].__setitem__(0, None), "must be a percentage"),
-    (lambda d: d["acc_matrix"].pop(), "2 rows of 2 values"),
-    (lambda d: d.__setitem__("final_acc", 99.0), "final_acc disagree"),
-    (lambda d: d.__setitem__("completed_tasks", 3), "from 0 to 2"),
-])
+@pytest.mark.parametrize(
+    "damage, phrase",
+    [
+        (lambda d: d.pop("acc_matrix"), "missing key"),
+        (lambda d: d["acc_matrix"][0].__setitem__(1, 50.0), "must be null"),
+        (lambda d: d["f1_matrix"][1].__setitem__(0, None), "must be a percentage"),
+        (lambda d: d["acc_matrix"].pop(), "2 rows of 2 values"),
+        (lambda d: d.__setitem__("final_acc", 99.0), "final_acc disagree"),
+        (lambda d: d.__setitem__("completed_tasks", 3), "from 0 to 2"),
+    ],
+)
 def test_an_inconsistent_file_is_named_with_its_problem(damage, phrase, tmp_path):
     data = results_file.assemble(_progress(), {"method": "ctr"}, wall_seconds=1.0)
     damage(data)

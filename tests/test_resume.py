@@ -37,15 +37,39 @@ def test_a_run_killed_mid_task_resumes_to_the_same_results(tiny_bert_dir, tmp_pa
     files = []
     for i, kw in enumerate(keywords):
         task = keyword_task(f"t{i}", kw, n_train=500, n_test=40)
-        rows = [(t, task.label_names[y]) for split in (task.train, task.test) for t, y in zip(split.texts, split.labels)]
+        rows = [
+            (t, task.label_names[y]) for split in (task.train, task.test) for t, y in zip(split.texts, split.labels)
+        ]
         files.append(write_csv(tmp_path / f"t{i}.csv", rows))
     script = [sys.executable, str(ROOT / "scripts" / "train_ctr.py")]
-    common = ["--datasets", *files, "--encoder", tiny_bert_dir, "--epochs", "3", "--adapter-size", "16", "--lr", "1e-2", "--no-progress", "--max-train-per-task", "400"]
+    common = [
+        "--datasets",
+        *files,
+        "--encoder",
+        tiny_bert_dir,
+        "--epochs",
+        "3",
+        "--adapter-size",
+        "16",
+        "--lr",
+        "1e-2",
+        "--no-progress",
+        "--max-train-per-task",
+        "400",
+    ]
 
-    subprocess.run(script + common + ["--output-dir", str(tmp_path / "whole")], env=ENV, check=True, capture_output=True, timeout=600)
+    subprocess.run(
+        script + common + ["--output-dir", str(tmp_path / "whole")],
+        env=ENV,
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
 
     part = tmp_path / "part"
-    proc = subprocess.Popen(script + common + ["--output-dir", str(part)], env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        script + common + ["--output-dir", str(part)], env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.time() + 300
     while completed_tasks(part) < 1 and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
@@ -65,7 +89,9 @@ def test_a_run_killed_mid_task_resumes_to_the_same_results(tiny_bert_dir, tmp_pa
     assert resumed["params_added"] == whole["params_added"] and len(resumed["checkpoint_bytes"]) == 3
 
 
-def test_a_non_finite_loss_stops_with_a_clear_error_and_keeps_the_last_checkpoint(tiny_bert_dir, three_tasks, tmp_path, monkeypatch):
+def test_a_non_finite_loss_stops_with_a_clear_error_and_keeps_the_last_checkpoint(
+    tiny_bert_dir, three_tasks, tmp_path, monkeypatch
+):
     from ctr_plugin.continual.methods.ctr import CTR
 
     original = CTR.loss
@@ -75,11 +101,16 @@ def test_a_non_finite_loss_stops_with_a_clear_error_and_keeps_the_last_checkpoin
         return loss * float("nan") if step.task == 1 else loss
 
     monkeypatch.setattr(CTR, "loss", explode_on_second_task)
-    settings = RunSettings(encoder=tiny_bert_dir, training=TrainingConfig(epochs=1, progress=False), plugin=TINY_PLUGIN)
+    settings = RunSettings(
+        encoder=tiny_bert_dir, training=TrainingConfig(epochs=1, progress=False), plugin=TINY_PLUGIN
+    )
     with pytest.raises(CTRError, match="loss became nan.*intact"):
         run(three_tasks, settings, tmp_path / "run")
     kept = ContinualModel.from_pretrained(tmp_path / "run" / "checkpoint")
-    assert kept.task_names == ["sentiment"] and torch.isfinite(torch.tensor(kept.predict(["good"], task=0)[0].logits)).all()
+    assert (
+        kept.task_names == ["sentiment"]
+        and torch.isfinite(torch.tensor(kept.predict(["good"], task=0)[0].logits)).all()
+    )
 
 
 def test_resume_refuses_a_directory_without_a_recorded_run(tmp_path, capsys):
@@ -90,21 +121,41 @@ def test_resume_refuses_a_directory_without_a_recorded_run(tmp_path, capsys):
     assert code == 2 and "command.json" in err
 
 
-def test_resume_refuses_options_other_than_those_the_completed_tasks_were_trained_with(tiny_bert_dir, three_tasks, tmp_path, monkeypatch):
+def test_resume_refuses_options_other_than_those_the_completed_tasks_were_trained_with(
+    tiny_bert_dir, three_tasks, tmp_path, monkeypatch
+):
     from ctr_plugin.continual.methods.ctr import CTR
 
     original = CTR.loss
-    monkeypatch.setattr(CTR, "loss", lambda self, model, logits, labels, step: original(self, model, logits, labels, step) * (float("nan") if step.task == 1 else 1.0))
-    settings = RunSettings(encoder=tiny_bert_dir, training=TrainingConfig(epochs=1, lr=1e-3, progress=False), plugin=TINY_PLUGIN)
+    monkeypatch.setattr(
+        CTR,
+        "loss",
+        lambda self, model, logits, labels, step: (
+            original(self, model, logits, labels, step) * (float("nan") if step.task == 1 else 1.0)
+        ),
+    )
+    settings = RunSettings(
+        encoder=tiny_bert_dir, training=TrainingConfig(epochs=1, lr=1e-3, progress=False), plugin=TINY_PLUGIN
+    )
     with pytest.raises(CTRError):  # stops in the second task: the first is in the checkpoint
         run(three_tasks, settings, tmp_path / "run")
     monkeypatch.setattr(CTR, "loss", original)
     kept = {p: p.read_bytes() for p in sorted((tmp_path / "run").rglob("*")) if p.is_file()}
 
-    edited = RunSettings(encoder=tiny_bert_dir, training=TrainingConfig(epochs=1, lr=3e-3, progress=False), plugin=TINY_PLUGIN, resume=True)
+    edited = RunSettings(
+        encoder=tiny_bert_dir,
+        training=TrainingConfig(epochs=1, lr=3e-3, progress=False),
+        plugin=TINY_PLUGIN,
+        resume=True,
+    )
     with pytest.raises(CTRError, match=r"training\.lr: 0\.001 then, 0\.003 now.*Nothing in .* was changed"):
         run(three_tasks, edited, tmp_path / "run")
     assert {p: p.read_bytes() for p in sorted((tmp_path / "run").rglob("*")) if p.is_file()} == kept
 
-    same = RunSettings(encoder=tiny_bert_dir, training=TrainingConfig(epochs=1, lr=1e-3, progress=True), plugin=TINY_PLUGIN, resume=True)
+    same = RunSettings(
+        encoder=tiny_bert_dir,
+        training=TrainingConfig(epochs=1, lr=1e-3, progress=True),
+        plugin=TINY_PLUGIN,
+        resume=True,
+    )
     assert run(three_tasks, same, tmp_path / "run")["completed_tasks"] == 3  # the progress bars may differ

@@ -88,7 +88,9 @@ def make_plugin(num_tasks: int, freeze_old: bool, dtype: torch.dtype) -> tuple[C
 
 def batch(task_ids: list[int], dtype: torch.dtype):
     lengths = torch.tensor([9, 2, 6, 1, 9, 4, 7][: len(task_ids)])
-    token_mask = (torch.arange(9)[None, :] < lengths[:, None]).to(dtype)  # padded on the right, as BERT's tokenizers do
+    token_mask = (torch.arange(9)[None, :] < lengths[:, None]).to(
+        dtype
+    )  # padded on the right, as BERT's tokenizers do
     x = torch.randn(len(task_ids), 9, HIDDEN, dtype=dtype)
     return x, torch.tensor(task_ids), token_mask, lengths
 
@@ -104,7 +106,12 @@ CASES = [  # (learned tasks, the batch's task ids, freeze_old_capsules)
 
 
 def run_fast(plugin, context, x, task_ids, token_mask, s):
-    context.task_ids, context.token_mask, context.active_tasks, context.s = task_ids, token_mask, int(task_ids.max()) + 1, s
+    context.task_ids, context.token_mask, context.active_tasks, context.s = (
+        task_ids,
+        token_mask,
+        int(task_ids.max()) + 1,
+        s,
+    )
     return plugin(x)
 
 
@@ -147,18 +154,24 @@ def test_fast_routing_gives_the_reference_outputs_at_evaluation(num_tasks, task_
 @pytest.mark.parametrize("chunk", [None, 1])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("num_tasks, task_ids, freeze_old", CASES)
-def test_fast_routing_gives_the_reference_gradients_in_training(num_tasks, task_ids, freeze_old, dtype, chunk, monkeypatch):
+def test_fast_routing_gives_the_reference_gradients_in_training(
+    num_tasks, task_ids, freeze_old, dtype, chunk, monkeypatch
+):
     if chunk is not None:  # the feature maps one group at a time
         monkeypatch.setattr(routing_ops, "FEATURE_MAP_CHUNK", chunk)
     plugin, context = make_plugin(num_tasks, freeze_old, dtype)
     plugin.train()
     x, ids, token_mask, lengths = batch(task_ids, dtype)
     noise = -torch.empty(len(task_ids), num_tasks, 2, dtype=dtype).exponential_().log()  # Gumbel(0, 1)
-    monkeypatch.setattr(F, "gumbel_softmax", lambda logits, tau=1.0, hard=True: straight_through(logits, noise[:, : logits.shape[1]]))
+    monkeypatch.setattr(
+        F, "gumbel_softmax", lambda logits, tau=1.0, hard=True: straight_through(logits, noise[:, : logits.shape[1]])
+    )
     trainable = {name: p for name, p in plugin.named_parameters() if p.requires_grad}
     if freeze_old:  # the newest task's capsules and routes learn; the earlier tasks' are buffers
         assert plugin.task_capsules.w2.shape[0] == plugin.transfer_routing.routes.shape[0] == 1
-        assert plugin.task_capsules.w2_frozen.shape[0] == plugin.transfer_routing.routes_frozen.shape[0] == num_tasks - 1
+        assert (
+            plugin.task_capsules.w2_frozen.shape[0] == plugin.transfer_routing.routes_frozen.shape[0] == num_tasks - 1
+        )
     weights = torch.randn(x.shape, dtype=dtype)
     s = 2.5  # HAT's temperature mid-anneal: masks between 0 and 1, gradients reach the embeddings
 
@@ -174,8 +187,15 @@ def test_fast_routing_gives_the_reference_gradients_in_training(num_tasks, task_
     assert fast.keys() == reference.keys()
     for name in reference:
         assert_close(fast[name], reference[name], f"gradient of {name}")
-    assert all(reference[name].abs().sum() > 0 for name in ("task_capsules.w1", "transfer_routing.routes", "transfer_routing.previous_code.convs.0.weight", "input"))
-
+    assert all(
+        reference[name].abs().sum() > 0
+        for name in (
+            "task_capsules.w1",
+            "transfer_routing.routes",
+            "transfer_routing.previous_code.convs.0.weight",
+            "input",
+        )
+    )
 
 
 @pytest.mark.parametrize("padded", [False, True])
@@ -189,10 +209,16 @@ def test_inference_takes_the_max_alone_and_gives_the_training_path_values(padded
     valid = torch.arange(L)[None, None, :] < lengths[:, None, None]  # (N, 1, L)
     x = torch.randn(N, G, C, L, dtype=torch.float64) * valid[:, :, None, :]  # zero at padding
     weight, bias = torch.randn(G, filters, C, K, dtype=torch.float64), torch.randn(filters, dtype=torch.float64)
-    expected = torch.stack([
-        F.conv1d(F.pad(x[:, g], (0, K - 1)), weight[g], bias).masked_fill(~valid[:, 0, None, :], float("-inf")).amax(-1).clamp_min(0)
-        for g in range(G)
-    ], dim=1)
+    expected = torch.stack(
+        [
+            F.conv1d(F.pad(x[:, g], (0, K - 1)), weight[g], bias)
+            .masked_fill(~valid[:, 0, None, :], float("-inf"))
+            .amax(-1)
+            .clamp_min(0)
+            for g in range(G)
+        ],
+        dim=1,
+    )
     with torch.no_grad():
         inferred = routing_ops.conv_max_over_time(x, weight, bias, valid)
     trained = routing_ops.conv_max_over_time(x.clone().requires_grad_(), weight, bias, valid)
@@ -225,14 +251,28 @@ def test_masked_routing_with_an_example_of_no_real_token(dtype, chunk, monkeypat
     valid = torch.arange(L)[None, None, :] < lengths[:, None, None]  # (N, 1, L)
     x = (torch.randn(N, G, C, L, dtype=dtype) * valid[:, :, None, :]).requires_grad_()
     weight = torch.randn(G, filters, C, K, dtype=dtype, requires_grad=True)
-    bias = (torch.randn(filters, dtype=dtype) + 1.0).requires_grad_()  # mostly positive: padding windows would win if not masked
+    bias = (
+        torch.randn(filters, dtype=dtype) + 1.0
+    ).requires_grad_()  # mostly positive: padding windows would win if not masked
     upstream = torch.randn(N, G, filters, dtype=dtype)
 
     fast = _code_and_grads(routing_ops.conv_max_over_time(x, weight, bias, valid), upstream, x, weight, bias)
-    expected = _code_and_grads(torch.stack([
-        F.conv1d(F.pad(x[:, g], (0, K - 1)), weight[g], bias).masked_fill(~valid[:, 0, None, :], float("-inf")).amax(-1).clamp_min(0)
-        for g in range(G)
-    ], dim=1), upstream, x, weight, bias)
+    expected = _code_and_grads(
+        torch.stack(
+            [
+                F.conv1d(F.pad(x[:, g], (0, K - 1)), weight[g], bias)
+                .masked_fill(~valid[:, 0, None, :], float("-inf"))
+                .amax(-1)
+                .clamp_min(0)
+                for g in range(G)
+            ],
+            dim=1,
+        ),
+        upstream,
+        x,
+        weight,
+        bias,
+    )
     for what, a, b in zip(("code", "x", "weight", "bias"), fast, expected):
         assert_close(a, b, f"{what}")
     assert (fast[0][1] == 0).all() and (fast[1][1] == 0).all()  # the example of no real token
@@ -257,10 +297,22 @@ def test_texts_shorter_than_the_kernel_give_autograds_values_and_gradients(lengt
     upstream = torch.randn(N, G, filters, dtype=torch.float64)
 
     fast = _code_and_grads(routing_ops.conv_max_over_time(x, weight, bias, valid), upstream, x, weight, bias)
-    expected = _code_and_grads(torch.stack([
-        F.conv1d(F.pad(x[:, g], (0, K - 1)), weight[g], bias).masked_fill(~valid[:, 0, None, :], float("-inf")).amax(-1).clamp_min(0)
-        for g in range(G)
-    ], dim=1), upstream, x, weight, bias)
+    expected = _code_and_grads(
+        torch.stack(
+            [
+                F.conv1d(F.pad(x[:, g], (0, K - 1)), weight[g], bias)
+                .masked_fill(~valid[:, 0, None, :], float("-inf"))
+                .amax(-1)
+                .clamp_min(0)
+                for g in range(G)
+            ],
+            dim=1,
+        ),
+        upstream,
+        x,
+        weight,
+        bias,
+    )
     for what, a, b in zip(("code", "x", "weight", "bias"), fast, expected):
         assert_close(a, b, f"{what}")
     assert fast[1].abs().sum() > 0 and fast[2].abs().sum() > 0  # gradients do flow

@@ -22,28 +22,46 @@ CONFIG = {"lr": "1e-2", "epochs": 2, "adapter_size": 32, "seed": 5}
 def test_the_order_is_defaults_then_config_then_tuned_then_flags(tmp_path):
     tuned = tmp_path / "seq.tuned.yaml"
     write_tuned(tuned, {"replay": {"training": {"lr": 0.003, "epochs": 4}, "method_options": {"memory_size": 50}}}, {})
-    settings = build_settings("replay", config_training=CONFIG, flags={"epochs": 4, "max_length": 20}, method_args={"replay_batch_size": "3"}, tuned=str(tuned))
+    settings = build_settings(
+        "replay",
+        config_training=CONFIG,
+        flags={"epochs": 4, "max_length": 20},
+        method_args={"replay_batch_size": "3"},
+        tuned=str(tuned),
+    )
     assert settings.training.lr == 0.003 and settings.training.epochs == 4  # tuned over the config; the flag agrees
     assert settings.training.max_length == 20 and settings.training.seed == 5 and settings.plugin.adapter_size == 32
     assert settings.training.batch_size == TrainingConfig().batch_size  # untouched: the default
-    assert (settings.method.memory_size, settings.method.replay_batch_size) == (50, 3)  # the method, built once, with its options
+    assert (settings.method.memory_size, settings.method.replay_batch_size) == (
+        50,
+        3,
+    )  # the method, built once, with its options
 
 
 def test_a_flag_overrides_the_config_but_not_a_tuned_value(tmp_path):
-    assert build_settings("ctr", config_training=CONFIG, flags={"seed": 1}).training.seed == 1  # meant: flags override the config
+    assert (
+        build_settings("ctr", config_training=CONFIG, flags={"seed": 1}).training.seed == 1
+    )  # meant: flags override the config
     tuned = tmp_path / "seq.tuned.yaml"
     write_tuned(tuned, {"ctr": {"training": {"lr": 0.003}, "method_options": {"mask_lambda": 0.5}}}, {})
-    with pytest.raises(CTRError, match=r"command line sets lr=0.1.*contradicts the tuned value lr=0.003 \(the tuned options in"):
+    with pytest.raises(
+        CTRError, match=r"command line sets lr=0.1.*contradicts the tuned value lr=0.003 \(the tuned options in"
+    ):
         build_settings("ctr", config_training=CONFIG, flags={"lr": 0.1}, tuned=str(tuned))
-    with pytest.raises(CTRError, match=r"--method-arg sets mask_lambda=1.*contradicts the tuned value mask_lambda=0.5"):
+    with pytest.raises(
+        CTRError, match=r"--method-arg sets mask_lambda=1.*contradicts the tuned value mask_lambda=0.5"
+    ):
         build_settings("ctr", method_args={"mask_lambda": "1"}, tuned=str(tuned))
 
 
-@pytest.mark.parametrize("method, source, setting, phrase", [
-    ("adapter_one", "config", {"train_layernorm": True}, "runs with the plugin option train_layernorm=False"),
-    ("adapter_one", "flags", {"train_layernorm": True}, "The command line sets train_layernorm=True"),
-    ("ctr_linear_up", "flags", {"tsm_activation": "relu"}, "tsm_activation=none"),
-])
+@pytest.mark.parametrize(
+    "method, source, setting, phrase",
+    [
+        ("adapter_one", "config", {"train_layernorm": True}, "runs with the plugin option train_layernorm=False"),
+        ("adapter_one", "flags", {"train_layernorm": True}, "The command line sets train_layernorm=True"),
+        ("ctr_linear_up", "flags", {"tsm_activation": "relu"}, "tsm_activation=none"),
+    ],
+)
 def test_a_plugin_option_the_method_fixes_cannot_be_set_otherwise(method, source, setting, phrase):
     where = {"config_training": setting} if source == "config" else {"flags": setting}
     with pytest.raises(CTRError, match=phrase) as err:
@@ -54,7 +72,9 @@ def test_a_plugin_option_the_method_fixes_cannot_be_set_otherwise(method, source
 def test_a_plugin_option_the_method_fixes_is_recorded_with_its_value():
     assert build_settings("adapter_one").plugin.train_layernorm is False
     assert build_settings("ctr_linear_up").plugin.tsm_activation == "none"
-    assert build_settings("adapter_one", config_training={"train_layernorm": False}).plugin.train_layernorm is False  # agreeing is fine
+    assert (
+        build_settings("adapter_one", config_training={"train_layernorm": False}).plugin.train_layernorm is False
+    )  # agreeing is fine
 
 
 def test_lora_rank_and_scaling_are_plugin_options_only(tmp_path):
@@ -87,8 +107,14 @@ def test_the_order_and_the_caps_are_applied_in_one_place(tmp_path):
 
     sequence = load_sequence_config(resolve_config("hl5_products"))
     chosen = select_tasks(sequence, 1, max_train=10)
-    assert sorted(t.name for t in chosen.tasks) == sorted(t.name for t in sequence.tasks) and chosen.tasks != sequence.tasks
-    assert all(t.max_train == 10 and t.max_test == s.max_test for t, s in zip(select_tasks(sequence, max_train=10).tasks, sequence.tasks))
+    assert (
+        sorted(t.name for t in chosen.tasks) == sorted(t.name for t in sequence.tasks)
+        and chosen.tasks != sequence.tasks
+    )
+    assert all(
+        t.max_train == 10 and t.max_test == s.max_test
+        for t, s in zip(select_tasks(sequence, max_train=10).tasks, sequence.tasks)
+    )
     assert all(t.max_test is None for t in select_tasks(sequence, test_cap_from_config=False).tasks)
     with pytest.raises(CTRError, match="--max-test-per-task must be at least 2"):
         select_tasks(sequence, max_test=1)
@@ -97,14 +123,34 @@ def test_the_order_and_the_caps_are_applied_in_one_place(tmp_path):
 
 
 def test_every_training_and_plugin_option_has_a_flag():
-    argv = ["--warmup-ratio", "0.2", "--no-train-layernorm", "--freeze-old-capsules", "--routing-kernel-sizes", "2", "3", "--mask-init-mean", "1.5"]
+    argv = [
+        "--warmup-ratio",
+        "0.2",
+        "--no-train-layernorm",
+        "--freeze-old-capsules",
+        "--routing-kernel-sizes",
+        "2",
+        "3",
+        "--mask-init-mean",
+        "1.5",
+    ]
     args = train.parse_args(argv)
-    assert option_flags_given(args) == {"warmup_ratio": 0.2, "train_layernorm": False, "freeze_old_capsules": True, "routing_kernel_sizes": (2, 3), "mask_init_mean": 1.5}
+    assert option_flags_given(args) == {
+        "warmup_ratio": 0.2,
+        "train_layernorm": False,
+        "freeze_old_capsules": True,
+        "routing_kernel_sizes": (2, 3),
+        "mask_init_mean": 1.5,
+    }
     for f in dataclasses.fields(TrainingConfig) + dataclasses.fields(PluginConfig):
         if f.name not in NOT_OPTIONS:
             assert hasattr(args, f.name), f"no --{f.name.replace('_', '-')}"
     settings = build_settings("ctr", flags=option_flags_given(args))
-    assert settings.plugin.routing_kernel_sizes == (2, 3) and settings.plugin.freeze_old_capsules and not settings.plugin.train_layernorm
+    assert (
+        settings.plugin.routing_kernel_sizes == (2, 3)
+        and settings.plugin.freeze_old_capsules
+        and not settings.plugin.train_layernorm
+    )
     assert settings.training.warmup_ratio == 0.2 and settings.plugin.mask_init_mean == 1.5
 
 

@@ -42,7 +42,9 @@ def test_paired_comparison_matches_runs_by_key_and_counts_wins_losses_ties():
 def test_a_constant_difference_is_a_zero_width_interval_and_a_clear_verdict():
     base = {(k, 0): 70.0 + 5 * k for k in range(3)}
     better = paired_comparison("ctr", {k: v + 2 for k, v in base.items()}, "m", base)
-    assert better.verdict == BETTER and (better.difference.ci_low, better.difference.ci_high) == pytest.approx((2.0, 2.0))
+    assert better.verdict == BETTER and (better.difference.ci_low, better.difference.ci_high) == pytest.approx(
+        (2.0, 2.0)
+    )
     assert (better.wins, better.losses, better.ties) == (3, 0, 0)
     worse = paired_comparison("ctr", {k: v - 2 for k, v in base.items()}, "m", base)
     assert worse.verdict == WORSE and worse.losses == 3
@@ -60,7 +62,9 @@ def test_pairing_removes_the_orders_difficulty_that_an_unpaired_view_would_call_
 
 
 def test_lower_is_better_flips_the_sign_so_positive_favours_the_reference():
-    c = paired_comparison("ctr", {0: 1.0, 1: 2.0}, "m", {0: 5.0, 1: 6.0}, metric="forgetting_rate", higher_is_better=False)
+    c = paired_comparison(
+        "ctr", {0: 1.0, 1: 2.0}, "m", {0: 5.0, 1: 6.0}, metric="forgetting_rate", higher_is_better=False
+    )
     assert c.difference.mean == 4.0 and c.verdict == BETTER and c.wins == 2
 
 

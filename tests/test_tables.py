@@ -10,7 +10,14 @@ from pathlib import Path
 import pytest
 
 from ctr_plugin.reporting.metrics import summarize
-from ctr_plugin.reporting.tables import build_tables, compare_methods, group_of, load_runs, one_reference, summarize_runs
+from ctr_plugin.reporting.tables import (
+    build_tables,
+    compare_methods,
+    group_of,
+    load_runs,
+    one_reference,
+    summarize_runs,
+)
 
 from conftest import keyword_task
 from test_cli import call, write_csv
@@ -19,7 +26,13 @@ from test_cli import call, write_csv
 def write_run(grid: Path, method: str, run: str, acc, f1=None, complete: bool = True, **extra) -> None:
     f1 = f1 or acc
     T = len(acc)
-    data = {"tasks": ["a", "b", "c"][:T], "acc_matrix": acc, "f1_matrix": f1, "completed_tasks": T if complete else T - 1, "method": method}
+    data = {
+        "tasks": ["a", "b", "c"][:T],
+        "acc_matrix": acc,
+        "f1_matrix": f1,
+        "completed_tasks": T if complete else T - 1,
+        "method": method,
+    }
     if complete:
         data |= summarize(acc, f1) | {"wall_seconds": 1.0}
     path = grid / "runs" / method / run
@@ -51,7 +64,9 @@ def test_rows_hold_mean_std_ci_forgetting_and_transfer_against_the_one_variant(g
     e = ctr.estimates["final_acc"]
     assert (e.ci_low, e.ci_high) == pytest.approx((85 - 63.531, 85 + 63.531), abs=1e-2)
     assert ctr.mean["forgetting_rate"] == pytest.approx(5.0) and ctr.mean["forward_acc"] == pytest.approx(87.5)
-    assert ctr.mean["max_forgetting"] == pytest.approx(5.0) and ctr.mean["avg_incremental_acc"] == pytest.approx((90 + 80 + 90 + 90) / 4)
+    assert ctr.mean["max_forgetting"] == pytest.approx(5.0) and ctr.mean["avg_incremental_acc"] == pytest.approx(
+        (90 + 80 + 90 + 90) / 4
+    )
     assert ctr.transfer.mean == pytest.approx(15.0) and ctr.transfer.n == 2 and ctr.reference == "adapter_one"
     assert ctr.mean_acc_matrix == [[90.0, None], [85.0, 85.0]]
     one = rows["adapter_one"]
@@ -71,10 +86,17 @@ def test_knowledge_transfer_uses_only_runs_matched_by_order_and_seed(tmp_path):
 
 
 def test_groups_and_one_references_come_from_the_method_classes():
-    assert [one_reference(m) for m in ("ctr", "adapter_hat", "ewc", "bert_ncl", "bert_mtl", "lora_ncl", "lora_one")] == [
-        "adapter_one", "adapter_one", "adapter_one", "bert_one", "bert_one", "lora_one", "lora_one"]
+    assert [
+        one_reference(m) for m in ("ctr", "adapter_hat", "ewc", "bert_ncl", "bert_mtl", "lora_ncl", "lora_one")
+    ] == ["adapter_one", "adapter_one", "adapter_one", "bert_one", "bert_one", "lora_one", "lora_one"]
     assert [group_of(m) for m in ("ctr", "adapter_hat", "bert_one", "bert_mtl", "replay", "not_a_method")] == [
-        "CTR", "continual baselines", "non-continual", "non-continual", "continual baselines", "other"]
+        "CTR",
+        "continual baselines",
+        "non-continual",
+        "non-continual",
+        "continual baselines",
+        "other",
+    ]
     assert one_reference("not_a_method") is None
 
 
@@ -86,29 +108,59 @@ def test_paired_comparison_of_ctr_with_each_method_gives_wins_and_a_verdict(tmp_
     write_run(tmp_path, "frozen_heads", "order0_seed0", [[60.0, None], [60.0, 60.0]])  # one matched run only
     got = {(c.method, c.metric): c for c in compare_methods(load_runs(tmp_path))}
     vs_one = got["adapter_one", "final_acc"]  # differences 10, 11, 9
-    assert vs_one.verdict == "better" and (vs_one.wins, vs_one.losses, vs_one.ties) == (3, 0, 0) and vs_one.difference.mean == 10.0
+    assert (
+        vs_one.verdict == "better"
+        and (vs_one.wins, vs_one.losses, vs_one.ties) == (3, 0, 0)
+        and vs_one.difference.mean == 10.0
+    )
     vs_ncl = got["adapter_ncl", "final_acc"]  # differences 1, -2, 2
     assert vs_ncl.verdict == "within noise" and (vs_ncl.wins, vs_ncl.losses) == (2, 1)
     assert got["frozen_heads", "final_acc"].verdict == "too few runs"
-    assert {m for m, _ in got} == {"adapter_one", "adapter_ncl", "frozen_heads"}  # ctr is the reference, never compared with itself
+    assert {m for m, _ in got} == {
+        "adapter_one",
+        "adapter_ncl",
+        "frozen_heads",
+    }  # ctr is the reference, never compared with itself
 
     build_tables(tmp_path, "tiny")
     md = (tmp_path / "table.md").read_text()
     assert "| ctr | adapter_one | 3 | +10.00 [+7.52, +12.48] | 3 / 0 / 0 | better |" in md
     assert "| ctr | adapter_ncl | 3 | +0.33 [" in md and "| within noise |" in md
     rows = list(csv.DictReader((tmp_path / "comparisons.csv").open()))
-    assert {(r["method"], r["metric"], r["verdict"]) for r in rows} >= {("adapter_one", "final_acc", "better"), ("adapter_ncl", "final_mf1", "within noise")}
+    assert {(r["method"], r["metric"], r["verdict"]) for r in rows} >= {
+        ("adapter_one", "final_acc", "better"),
+        ("adapter_ncl", "final_mf1", "within noise"),
+    }
     assert (tmp_path / "comparisons.png").stat().st_size > 1000
 
 
 def test_cost_table_and_sizes_come_from_what_the_runs_recorded(tmp_path):
     cost = {"train_seconds": 30.0, "params_added": [100, 300], "checkpoint_bytes": [5000, 5600]}
-    write_run(tmp_path, "ctr", "order0_seed0", [[90.0, None], [80.0, 80.0]], task_sizes={"a": {"train": 200, "test": 76}, "b": {"train": 200, "test": 300}}, **cost)
-    write_run(tmp_path, "ctr", "order1_seed0", [[90.0, None], [80.0, 80.0]], task_sizes={"b": {"train": 200, "test": 300}, "a": {"train": 180, "test": 76}}, **cost)
-    write_run(tmp_path, "replay", "order0_seed0", [[90.0, None], [80.0, 80.0]], train_seconds=10.0)  # an older run: no params or bytes
+    write_run(
+        tmp_path,
+        "ctr",
+        "order0_seed0",
+        [[90.0, None], [80.0, 80.0]],
+        task_sizes={"a": {"train": 200, "test": 76}, "b": {"train": 200, "test": 300}},
+        **cost,
+    )
+    write_run(
+        tmp_path,
+        "ctr",
+        "order1_seed0",
+        [[90.0, None], [80.0, 80.0]],
+        task_sizes={"b": {"train": 200, "test": 300}, "a": {"train": 180, "test": 76}},
+        **cost,
+    )
+    write_run(
+        tmp_path, "replay", "order0_seed0", [[90.0, None], [80.0, 80.0]], train_seconds=10.0
+    )  # an older run: no params or bytes
     rows = {r.method: r for r in summarize_runs(load_runs(tmp_path))}
     assert rows["ctr"].mean["train_seconds_per_task"] == 15.0 and rows["ctr"].mean["params_added_per_task"] == 200.0
-    assert rows["ctr"].mean["checkpoint_bytes_per_task"] == 600.0 and "params_added_per_task" not in rows["replay"].estimates
+    assert (
+        rows["ctr"].mean["checkpoint_bytes_per_task"] == 600.0
+        and "params_added_per_task" not in rows["replay"].estimates
+    )
     build_tables(tmp_path)
     md = (tmp_path / "table.md").read_text()
     assert "| ctr | 2 | 15 ± 0 | 200 ± 0 | 600 ± 0 |" in md and "| replay | 1 | 5 ± 0 | — | — |" in md
@@ -125,24 +177,57 @@ def test_build_tables_writes_markdown_latex_csv_and_plots(grid):
     assert r"\begin{tabular}" in tex and r"85.00 $\pm$ 7.07" in tex and r"adapter\_one" in tex and r"95 \% CI" in tex
     rows = {r["method"]: r for r in csv.DictReader((grid / "table.csv").open())}
     assert float(rows["ctr"]["final_acc_mean"]) == 85.0 and float(rows["ctr"]["transfer"]) == 15.0
-    assert float(rows["ctr"]["final_acc_ci_low"]) == pytest.approx(21.47, abs=1e-2) and float(rows["ctr"]["bwt_mean"]) == -5.0
+    assert (
+        float(rows["ctr"]["final_acc_ci_low"]) == pytest.approx(21.47, abs=1e-2)
+        and float(rows["ctr"]["bwt_mean"]) == -5.0
+    )
     assert rows["bert_ncl"]["transfer"] == "" and rows["bert_ncl"]["final_acc_ci_low"] == ""
-    for png in ("heatmaps/ctr.png", "heatmaps/adapter_one.png", "heatmaps/bert_ncl.png", "final_scores.png", "comparisons.png"):
+    for png in (
+        "heatmaps/ctr.png",
+        "heatmaps/adapter_one.png",
+        "heatmaps/bert_ncl.png",
+        "final_scores.png",
+        "comparisons.png",
+    ):
         assert (grid / png).stat().st_size > 1000, png
 
 
 def test_ctr_tables_runs_the_grid_skips_finished_runs_and_rebuilds(tiny_bert_dir, tmp_path, capsys):
     specs = []
-    for name, keywords in (("sentiment", [["good", "great"], ["bad", "awful"]]), ("colour", [["red", "pink"], ["blue", "green"]])):
+    for name, keywords in (
+        ("sentiment", [["good", "great"], ["bad", "awful"]]),
+        ("colour", [["red", "pink"], ["blue", "green"]]),
+    ):
         task = keyword_task(name, keywords, n_train=40)
         rows = [(x, task.label_names[y]) for x, y in zip(task.train.texts, task.train.labels)]
-        specs.append(f"  - {{name: {name}, source: files, train: {write_csv(tmp_path / f'{name}.csv', rows)}, max_test: 3}}")
+        specs.append(
+            f"  - {{name: {name}, source: files, train: {write_csv(tmp_path / f'{name}.csv', rows)}, max_test: 3}}"
+        )
     config = tmp_path / "tiny.yaml"
-    config.write_text("name: tiny\ntraining: {epochs: 1, lr: 1.0e-2, adapter_size: 16}\ntasks:\n" + "\n".join(specs) + "\n")
+    config.write_text(
+        "name: tiny\ntraining: {epochs: 1, lr: 1.0e-2, adapter_size: 16}\ntasks:\n" + "\n".join(specs) + "\n"
+    )
     (tmp_path / "tiny.orders.yaml").write_text("orders:\n  - [0, 1]\n  - [1, 0]\n")
     out = tmp_path / "grid"
-    argv = ["--config", str(config), "--methods", "frozen_heads", "replay", "--orders", "2", "--seeds", "1",
-            "--encoder", tiny_bert_dir, "--output-dir", str(out), "--max-length", "16", "--method-arg", "replay:memory_size=8"]
+    argv = [
+        "--config",
+        str(config),
+        "--methods",
+        "frozen_heads",
+        "replay",
+        "--orders",
+        "2",
+        "--seeds",
+        "1",
+        "--encoder",
+        tiny_bert_dir,
+        "--output-dir",
+        str(out),
+        "--max-length",
+        "16",
+        "--method-arg",
+        "replay:memory_size=8",
+    ]
     code, stdout, err = call("tables", argv, capsys)
     assert code == 0, err
     runs = sorted(p.relative_to(out).as_posix() for p in out.glob("runs/*/*/results.json"))

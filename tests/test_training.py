@@ -35,7 +35,11 @@ def test_three_task_run_writes_complete_results(tiny_bert_dir, three_tasks, tmp_
     assert results["tasks"] == ["sentiment", "colour", "animal"]
     for key in ("acc_matrix", "f1_matrix"):
         m = results[key]
-        assert [[v is None for v in row] for row in m] == [[False, True, True], [False, False, True], [False, False, False]]
+        assert [[v is None for v in row] for row in m] == [
+            [False, True, True],
+            [False, False, True],
+            [False, False, False],
+        ]
         assert all(0 <= v <= 100 for row in m for v in row if v is not None)
     for key in ("final_acc", "final_mf1", "forward_acc", "forgetting_rate", "bwt", "train_seconds"):
         assert isinstance(results[key], float), key

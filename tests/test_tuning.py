@@ -13,7 +13,13 @@ import yaml
 from ctr_plugin.continual.loop import TrainingConfig
 from ctr_plugin.errors import CTRError
 from ctr_plugin.experiments.tuning import best_entry, read_tuned, search_space, tune_method, tuned_options, write_tuned
-from ctr_plugin.experiments.validation_runs import EncoderCache, SealedSplit, SealedSplitError, seal_test_splits, validation_run
+from ctr_plugin.experiments.validation_runs import (
+    EncoderCache,
+    SealedSplit,
+    SealedSplitError,
+    seal_test_splits,
+    validation_run,
+)
 
 from conftest import TINY_PLUGIN, keyword_task
 
@@ -77,7 +83,9 @@ def test_a_search_space_names_the_methods_options_or_its_plugins():
     for name, method in METHODS.items():
         own = {f.name for f in dataclasses.fields(method)}
         assert set(method.search_space) <= own | plugin, name
-    assert "lora_rank" in search_space("lora_ncl")  # LoRA's rank is a plugin option: tuned files hold it under `training:`
+    assert "lora_rank" in search_space(
+        "lora_ncl"
+    )  # LoRA's rank is a plugin option: tuned files hold it under `training:`
 
 
 def test_each_method_gets_the_budget_and_an_interrupted_study_resumes(tasks, tiny_bert_dir, tmp_path):
@@ -103,24 +111,40 @@ def test_each_method_gets_the_budget_and_an_interrupted_study_resumes(tasks, tin
     study = tune_method("ewc", sealed, 3, journal, FAST, TINY_PLUGIN, encoders, seed=0)
     states = [t.state.name for t in study.trials]
     assert states.count("COMPLETE") == 3 and states.count("FAIL") == 1
-    assert len(tune_method("ewc", sealed, 3, journal, FAST, TINY_PLUGIN, encoders).trials) == 4  # budget met: nothing runs
+    assert (
+        len(tune_method("ewc", sealed, 3, journal, FAST, TINY_PLUGIN, encoders).trials) == 4
+    )  # budget met: nothing runs
 
     entry = best_entry(study, "ewc")
-    assert entry["trials"] == 3 and set(entry["training"]) == {"lr", "epochs"} and set(entry["method_options"]) == {"strength"}
+    assert (
+        entry["trials"] == 3
+        and set(entry["training"]) == {"lr", "epochs"}
+        and set(entry["method_options"]) == {"strength"}
+    )
     assert entry["objective"] == pytest.approx(max(t.value for t in study.trials if t.value is not None), abs=0.01)
 
 
 def test_the_tuned_file_round_trips_and_a_contradicting_flag_is_refused(tmp_path):
     path = tmp_path / "seq.tuned.yaml"
-    write_tuned(path, {"ctr": {"training": {"lr": 0.002, "epochs": 5}, "method_options": {"mask_lambda": 0.5}}}, {"sequence": "seq"})
-    write_tuned(path, {"replay": {"training": {"lr": 0.001, "epochs": 3}, "method_options": {"memory_size": 100}}}, {"sequence": "seq"})
+    write_tuned(
+        path,
+        {"ctr": {"training": {"lr": 0.002, "epochs": 5}, "method_options": {"mask_lambda": 0.5}}},
+        {"sequence": "seq"},
+    )
+    write_tuned(
+        path,
+        {"replay": {"training": {"lr": 0.001, "epochs": 3}, "method_options": {"memory_size": 100}}},
+        {"sequence": "seq"},
+    )
     assert set(read_tuned(path)["methods"]) == {"ctr", "replay"}  # a second write keeps the first method
     assert tuned_options(path, "ctr") == ({"lr": 0.002, "epochs": 5}, {"mask_lambda": 0.5})
     with pytest.raises(CTRError, match="no tuned options for method 'lwf'.*ctr, replay"):
         tuned_options(path, "lwf")
     from ctr_plugin.experiments.settings import build_settings
 
-    assert build_settings("ctr", flags={"lr": 2e-3, "seed": 1}, tuned=str(path)).training.lr == 0.002  # agreeing is fine
+    assert (
+        build_settings("ctr", flags={"lr": 2e-3, "seed": 1}, tuned=str(path)).training.lr == 0.002
+    )  # agreeing is fine
     with pytest.raises(CTRError, match="lr=0.01, which contradicts the tuned value lr=0.002"):
         build_settings("ctr", flags={"lr": 0.01}, tuned=str(path))
     (tmp_path / "bad.yaml").write_text("methods: [1, 2]\n")
@@ -132,15 +156,35 @@ def test_the_summary_ranks_methods_and_flags_values_at_a_range_edge(tmp_path):
     from ctr_plugin.experiments.search_space import Choice, LogUniform, Uniform
     from ctr_plugin.experiments.tuning import summarize_tuned
 
-    assert LogUniform(1e-4, 1e-2).edge(1.1e-4) == "low" and LogUniform(1e-4, 1e-2).edge(1e-3) is None  # log space: 1e-3 is the middle
+    assert (
+        LogUniform(1e-4, 1e-2).edge(1.1e-4) == "low" and LogUniform(1e-4, 1e-2).edge(1e-3) is None
+    )  # log space: 1e-3 is the middle
     assert LogUniform(1e-4, 1e-2).edge(9e-3) == "high"
     assert Uniform(0.0, 1.5).edge(0.1) == "low" and Uniform(0.0, 1.5).edge(0.75) is None
     assert Choice((3, 5)).edge(5) == "high" and Choice(("a", "b")).edge("a") is None
     path = tmp_path / "seq.tuned.yaml"
-    write_tuned(path, {
-        "ctr": {"training": {"lr": 2.9e-3, "epochs": 3}, "method_options": {"mask_lambda": 0.7}, "objective": 85.5, "objective_mf1": 80.25, "trials": 8, "failed_trials": 0},
-        "replay": {"training": {"lr": 1e-3, "epochs": 5}, "method_options": {"memory_size": 200}, "objective": 88.0, "objective_mf1": None, "trials": 8, "failed_trials": 1},
-    }, {"objective": "mean validation accuracy"})
+    write_tuned(
+        path,
+        {
+            "ctr": {
+                "training": {"lr": 2.9e-3, "epochs": 3},
+                "method_options": {"mask_lambda": 0.7},
+                "objective": 85.5,
+                "objective_mf1": 80.25,
+                "trials": 8,
+                "failed_trials": 0,
+            },
+            "replay": {
+                "training": {"lr": 1e-3, "epochs": 5},
+                "method_options": {"memory_size": 200},
+                "objective": 88.0,
+                "objective_mf1": None,
+                "trials": 8,
+                "failed_trials": 1,
+            },
+        },
+        {"objective": "mean validation accuracy"},
+    )
     lines = summarize_tuned(read_tuned(path)).splitlines()
     rows = [line for line in lines if line.startswith("| ctr ") or line.startswith("| replay ")]
     assert [row.split(" | ")[0] for row in rows] == ["| replay", "| ctr"]  # best first
@@ -165,15 +209,29 @@ def _files_config(tmp_path: Path, tasks, encoder_dir: str) -> Path:
             paths[split] = str(path)
         specs.append({"name": task.name, "source": "files", **paths})
     config = tmp_path / "seq.yaml"
-    config.write_text(yaml.safe_dump({
-        "name": "seq", "encoder": encoder_dir,
-        "training": {"epochs": 1, "batch_size": 8, "adapter_size": 16, "task_capsule_hidden": 4, "routing_filters": 8, "pooling": "mean"},
-        "tasks": specs,
-    }))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "name": "seq",
+                "encoder": encoder_dir,
+                "training": {
+                    "epochs": 1,
+                    "batch_size": 8,
+                    "adapter_size": 16,
+                    "task_capsule_hidden": 4,
+                    "routing_filters": 8,
+                    "pooling": "mean",
+                },
+                "tasks": specs,
+            }
+        )
+    )
     return config
 
 
-def test_tune_script_writes_options_that_train_ctr_uses_and_never_loads_test_data(tasks, tiny_bert_dir, tmp_path, monkeypatch, capsys):
+def test_tune_script_writes_options_that_train_ctr_uses_and_never_loads_test_data(
+    tasks, tiny_bert_dir, tmp_path, monkeypatch, capsys
+):
     import ctr_plugin.data
     from ctr_plugin.commands import train as train_ctr
     from ctr_plugin.commands import tune
@@ -181,7 +239,23 @@ def test_tune_script_writes_options_that_train_ctr_uses_and_never_loads_test_dat
     config = _files_config(tmp_path, tasks, tiny_bert_dir)
     real_load = ctr_plugin.data.load_tasks
     monkeypatch.setattr(ctr_plugin.data, "load_tasks", lambda *a, **k: poisoned(real_load(*a, **k)))
-    assert tune.main(["--config", str(config), "--methods", "replay", "--trials", "2", "--tasks", "2", "--max-train-per-task", "24"]) == 0
+    assert (
+        tune.main(
+            [
+                "--config",
+                str(config),
+                "--methods",
+                "replay",
+                "--trials",
+                "2",
+                "--tasks",
+                "2",
+                "--max-train-per-task",
+                "24",
+            ]
+        )
+        == 0
+    )
     monkeypatch.setattr(ctr_plugin.data, "load_tasks", real_load)
     tuned_file = tmp_path / "seq.tuned.yaml"
     tuned = read_tuned(tuned_file)
@@ -190,10 +264,41 @@ def test_tune_script_writes_options_that_train_ctr_uses_and_never_loads_test_dat
 
     train_values, options = tuned_options(tuned_file, "replay")
     out = tmp_path / "run"
-    assert train_ctr.main(["--config", str(config), "--method", "replay", "--tuned", str(tuned_file), "--output-dir", str(out), "--no-progress"]) == 0
+    assert (
+        train_ctr.main(
+            [
+                "--config",
+                str(config),
+                "--method",
+                "replay",
+                "--tuned",
+                str(tuned_file),
+                "--output-dir",
+                str(out),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     results = json.loads((out / "results.json").read_text())
-    assert results["training"]["lr"] == pytest.approx(train_values["lr"]) and results["training"]["epochs"] == train_values["epochs"]
+    assert (
+        results["training"]["lr"] == pytest.approx(train_values["lr"])
+        and results["training"]["epochs"] == train_values["epochs"]
+    )
     assert all(results["method_options"][k] == v for k, v in options.items())
     assert results["data"]["tuned"] == str(tuned_file)
     with pytest.raises(CTRError, match="contradicts the tuned value"):
-        train_ctr.main(["--config", str(config), "--method", "replay", "--tuned", str(tuned_file), "--lr", "0.123", "--output-dir", str(tmp_path / "run2")])
+        train_ctr.main(
+            [
+                "--config",
+                str(config),
+                "--method",
+                "replay",
+                "--tuned",
+                str(tuned_file),
+                "--lr",
+                "0.123",
+                "--output-dir",
+                str(tmp_path / "run2"),
+            ]
+        )

@@ -34,7 +34,12 @@ class EncoderShape:
     @classmethod
     def of(cls, encoder) -> EncoderShape:
         config = encoder.config
-        return cls(config.hidden_size, config.num_hidden_layers, config.intermediate_size, getattr(encoder, "pooler", None) is not None)
+        return cls(
+            config.hidden_size,
+            config.num_hidden_layers,
+            config.intermediate_size,
+            getattr(encoder, "pooler", None) is not None,
+        )
 
 
 @dataclass(frozen=True)
@@ -53,7 +58,9 @@ class Counts:
         return self.inference + sum(self.backward.values())
 
 
-def _encoder(shape: EncoderShape, batch: int, length: int, plugin: PluginConfig, train_encoder: bool) -> tuple[int, int]:
+def _encoder(
+    shape: EncoderShape, batch: int, length: int, plugin: PluginConfig, train_encoder: bool
+) -> tuple[int, int]:
     d, inner, tokens = shape.hidden_size, shape.intermediate_size, batch * length
     linears = tokens * (4 * d * d + 2 * d * inner)  # Q, K, V, attention output; FFN in and out
     attention = batch * 2 * length * length * d  # scores Q K^T and the weighted sum of V
@@ -86,14 +93,30 @@ def _routing(d: int, plugin: PluginConfig, tasks: int, batch: int, length: int) 
     c, nc, filters = plugin.capsule_size, plugin.num_transfer_capsules * plugin.capsule_size, plugin.routing_filters
     widths, code = sum(plugin.routing_kernel_sizes), plugin.routing_filters * len(plugin.routing_kernel_sizes)
     tokens = batch * length
-    compose = (tasks + batch) * filters * nc * c * widths  # W R per task (previous-task CNN), per example (current-task CNN)
-    convolve = tokens * (tasks + 1) * filters * c * widths  # every task's CNN_prev and each example's CNN_cur, one window per token
-    dense = batch * code * code + batch * tasks * code * (nc + 2) + tokens * tasks * c * nc + tokens * nc * d  # P a; W_sim, W_dec; v; W_out
-    argmax_backward = 2 * batch * (tasks + 1) * filters * c * widths  # weight and input gradients of the winning windows
+    compose = (
+        (tasks + batch) * filters * nc * c * widths
+    )  # W R per task (previous-task CNN), per example (current-task CNN)
+    convolve = (
+        tokens * (tasks + 1) * filters * c * widths
+    )  # every task's CNN_prev and each example's CNN_cur, one window per token
+    dense = (
+        batch * code * code + batch * tasks * code * (nc + 2) + tokens * tasks * c * nc + tokens * nc * d
+    )  # P a; W_sim, W_dec; v; W_out
+    argmax_backward = (
+        2 * batch * (tasks + 1) * filters * c * widths
+    )  # weight and input gradients of the winning windows
     return compose + convolve + dense, 2 * compose + argmax_backward + 2 * dense
 
 
-def multiply_adds(plugin: PluginConfig, tasks: int, shape: EncoderShape, batch: int, length: int, train_encoder: bool = False, labels: int = 2) -> Counts:
+def multiply_adds(
+    plugin: PluginConfig,
+    tasks: int,
+    shape: EncoderShape,
+    batch: int,
+    length: int,
+    train_encoder: bool = False,
+    labels: int = 2,
+) -> Counts:
     """Multiply-adds of one batch of ``batch`` texts of ``length`` tokens, every example on the newest
     of ``tasks`` learned tasks (so CTR routes over all of them), for a model with plugins of kind
     ``plugin.plugin_type`` (one of COUNTED_PLUGINS) and an encoder that trains or not (full
@@ -110,11 +133,17 @@ def multiply_adds(plugin: PluginConfig, tasks: int, shape: EncoderShape, batch: 
     if kind != "none":
         name = "adapter" if kind == "adapter" else "task-specific module"
         ksm = kind == "ctr"  # the first plugin's input gradient is needed only where its own parameters feed it
-        first, rest = _bottleneck(d, plugin.adapter_size, tokens, ksm), _bottleneck(d, plugin.adapter_size, tokens, True)
+        first, rest = (
+            _bottleneck(d, plugin.adapter_size, tokens, ksm),
+            _bottleneck(d, plugin.adapter_size, tokens, True),
+        )
         forward[name], backward[name] = first[0] + (plugins - 1) * rest[0], first[1] + (plugins - 1) * rest[1]
     if kind == "ctr":
         first, rest = _task_capsules(d, plugin, tasks, tokens, False), _task_capsules(d, plugin, tasks, tokens, True)
-        forward["task capsules"], backward["task capsules"] = first[0] + (plugins - 1) * rest[0], first[1] + (plugins - 1) * rest[1]
+        forward["task capsules"], backward["task capsules"] = (
+            first[0] + (plugins - 1) * rest[0],
+            first[1] + (plugins - 1) * rest[1],
+        )
         routing = _routing(d, plugin, tasks, batch, length)
         forward["routing"], backward["routing"] = plugins * routing[0], plugins * routing[1]
     return Counts(forward, backward)

@@ -49,8 +49,22 @@ METHOD_OF = {"ctr": "ctr", "adapter": "adapter_ncl", "frozen_heads": "frozen_hea
 # Randomly initialised encoders built in code: bert-base's geometry (Devlin et al. 2019), and a tiny
 # one for --quick.
 GEOMETRIES = {
-    "bert-base": {"vocab_size": 30522, "hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12, "intermediate_size": 3072, "max_position_embeddings": 512},
-    "tiny": {"vocab_size": 200, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64, "max_position_embeddings": 64},
+    "bert-base": {
+        "vocab_size": 30522,
+        "hidden_size": 768,
+        "num_hidden_layers": 12,
+        "num_attention_heads": 12,
+        "intermediate_size": 3072,
+        "max_position_embeddings": 512,
+    },
+    "tiny": {
+        "vocab_size": 200,
+        "hidden_size": 32,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "intermediate_size": 64,
+        "max_position_embeddings": 64,
+    },
 }
 
 
@@ -74,7 +88,11 @@ class Configuration:
 
     @property
     def label(self) -> str:
-        where = "" if self.series == "main" else f"{(self.encoder or 'MiniLM').removeprefix('random:')} {self.seq_len}x{self.batch_size}, "
+        where = (
+            ""
+            if self.series == "main"
+            else f"{(self.encoder or 'MiniLM').removeprefix('random:')} {self.seq_len}x{self.batch_size}, "
+        )
         return f"{self.kind}{' compiled' if self.compile else ''} ({where}{self.tasks} task{'s' if self.tasks != 1 else ''})"
 
 
@@ -109,7 +127,12 @@ def measure(cfg: Configuration) -> dict:
     device = torch.device(cfg.device)
     encoder, tokenizer = build_encoder(cfg.encoder)
     method = get_method(METHOD_OF[cfg.kind])
-    base = PluginConfig(adapter_size=cfg.adapter_size, pooling="mean", routing_filters=cfg.routing_filters, task_capsule_hidden=cfg.task_capsule_hidden)
+    base = PluginConfig(
+        adapter_size=cfg.adapter_size,
+        pooling="mean",
+        routing_filters=cfg.routing_filters,
+        task_capsule_hidden=cfg.task_capsule_hidden,
+    )
     model = method.build_model(encoder, tokenizer, base, cfg.encoder)
     config = model.plugin_config
     for t in range(cfg.tasks):
@@ -123,9 +146,13 @@ def measure(cfg: Configuration) -> dict:
     vocab = model.encoder.config.vocab_size
     ids = torch.randint(min(1000, vocab // 2), vocab, (cfg.batch_size, cfg.seq_len), device=device)
     mask = torch.ones_like(ids)
-    task_ids = torch.full((cfg.batch_size,), cfg.tasks - 1, dtype=torch.long, device=device)  # the newest task routes over all
+    task_ids = torch.full(
+        (cfg.batch_size,), cfg.tasks - 1, dtype=torch.long, device=device
+    )  # the newest task routes over all
     labels = torch.randint(0, 2, (cfg.batch_size,), device=device)
-    plugin_inputs = method.plugin_inputs(model, Step(cfg.tasks - 1, 0, 0, 1))  # as the loop's training sets them (HAT's s)
+    plugin_inputs = method.plugin_inputs(
+        model, Step(cfg.tasks - 1, 0, 0, 1)
+    )  # as the loop's training sets them (HAT's s)
 
     def sync():
         if device.type == "cuda":
@@ -161,8 +188,19 @@ def measure(cfg: Configuration) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         model.save_pretrained(tmp)
         checkpoint = sum(f.stat().st_size for f in Path(tmp).iterdir() if f.suffix == ".safetensors")
-    peak = torch.cuda.max_memory_allocated() if device.type == "cuda" else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    counts = multiply_adds(config, cfg.tasks, EncoderShape.of(model.encoder), cfg.batch_size, cfg.seq_len, train_encoder=model.train_encoder)
+    peak = (
+        torch.cuda.max_memory_allocated()
+        if device.type == "cuda"
+        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    )
+    counts = multiply_adds(
+        config,
+        cfg.tasks,
+        EncoderShape.of(model.encoder),
+        cfg.batch_size,
+        cfg.seq_len,
+        train_encoder=model.train_encoder,
+    )
     return {
         **asdict(cfg),
         "label": cfg.label,
@@ -182,20 +220,56 @@ def measure(cfg: Configuration) -> dict:
 def plan(args) -> list[Configuration]:
     """The configurations of one run, in the order they are measured."""
     if args.quick:  # tiny sizes: every code path, in seconds
-        main = {"encoder": "random:tiny", "seq_len": 12, "batch_size": 4, "adapter_size": 16, "steps": 1, "warmup": 1, "device": args.device, "routing_filters": 8, "task_capsule_hidden": 4}
+        main = {
+            "encoder": "random:tiny",
+            "seq_len": 12,
+            "batch_size": 4,
+            "adapter_size": 16,
+            "steps": 1,
+            "warmup": 1,
+            "device": args.device,
+            "routing_filters": 8,
+            "task_capsule_hidden": 4,
+        }
         second = main | {"seq_len": 16, "batch_size": 2, "series": "second"}
         counts, compare_at, second_counts = [1, 3], 3, [1, 3]
     else:
-        main = {"encoder": args.encoder, "seq_len": args.seq_len, "batch_size": args.batch_size, "adapter_size": args.adapter_size, "steps": args.steps, "warmup": args.warmup, "device": args.device}
-        second = {"encoder": "random:bert-base", "seq_len": 128, "batch_size": 8, "adapter_size": 2000, "steps": args.bert_base_steps, "warmup": 1, "device": args.device, "series": "second"}
+        main = {
+            "encoder": args.encoder,
+            "seq_len": args.seq_len,
+            "batch_size": args.batch_size,
+            "adapter_size": args.adapter_size,
+            "steps": args.steps,
+            "warmup": args.warmup,
+            "device": args.device,
+        }
+        second = {
+            "encoder": "random:bert-base",
+            "seq_len": 128,
+            "batch_size": 8,
+            "adapter_size": 2000,
+            "steps": args.bert_base_steps,
+            "warmup": 1,
+            "device": args.device,
+            "series": "second",
+        }
         counts, compare_at, second_counts = args.task_counts, 10, args.bert_base_task_counts
-    rows = [Configuration("adapter", compare_at, **main), Configuration("adapter", max(counts), **main),
-            Configuration("frozen_heads", compare_at, **main), Configuration("full_finetune", compare_at, **main)]
+    rows = [
+        Configuration("adapter", compare_at, **main),
+        Configuration("adapter", max(counts), **main),
+        Configuration("frozen_heads", compare_at, **main),
+        Configuration("full_finetune", compare_at, **main),
+    ]
     rows += [Configuration("ctr", n, **main) for n in counts]
     if args.compile:
-        rows += [Configuration("adapter", compare_at, **main, compile=True), Configuration("ctr", compare_at, **main, compile=True)]
+        rows += [
+            Configuration("adapter", compare_at, **main, compile=True),
+            Configuration("ctr", compare_at, **main, compile=True),
+        ]
     if args.quick or args.bert_base_steps > 0:
-        rows += [Configuration("adapter", max(second_counts), **second)] + [Configuration("ctr", n, **second) for n in second_counts]
+        rows += [Configuration("adapter", max(second_counts), **second)] + [
+            Configuration("ctr", n, **second) for n in second_counts
+        ]
     unique = []
     for row in rows:
         if row not in unique:
@@ -203,48 +277,155 @@ def plan(args) -> list[Configuration]:
     return unique
 
 
-def ratio(name: str, numerator: dict | None, denominator: dict | None, field: str, arithmetic: str | None, target: float | None, invert: bool = False) -> dict:
+def ratio(
+    name: str,
+    numerator: dict | None,
+    denominator: dict | None,
+    field: str,
+    arithmetic: str | None,
+    target: float | None,
+    invert: bool = False,
+) -> dict:
     """One ratio of two measured rows (``invert``: of their reciprocals, e.g. time per example from
     examples per second), with the ratio of their multiply-adds beside it."""
     if numerator is None or denominator is None:
         return {"name": name, "measured": None, "arithmetic": None, "target": target}
     a, b = (denominator, numerator) if invert else (numerator, denominator)
     predicted = numerator[arithmetic] / denominator[arithmetic] if arithmetic else None
-    return {"name": name, "of": [numerator["label"], denominator["label"]], "measured": a[field] / b[field], "arithmetic": predicted, "target": target}
+    return {
+        "name": name,
+        "of": [numerator["label"], denominator["label"]],
+        "measured": a[field] / b[field],
+        "arithmetic": predicted,
+        "target": target,
+    }
 
 
 def ratios(rows: list[dict], quick: bool) -> list[dict]:
     """The ratios TARGETS bounds (no targets for --quick's tiny sizes), then those at the second
     geometry, then compiled against eager."""
     targets = {} if quick else TARGETS
+
     def find(kind: str, tasks: int | None = None, compiled: bool = False, second: bool = False) -> dict | None:
         series = "second" if second else "main"
-        matching = [r for r in rows if r["kind"] == kind and r["compile"] == compiled and r["series"] == series and (tasks is None or r["tasks"] == tasks)]
+        matching = [
+            r
+            for r in rows
+            if r["kind"] == kind
+            and r["compile"] == compiled
+            and r["series"] == series
+            and (tasks is None or r["tasks"] == tasks)
+        ]
         return matching[0] if matching else None
 
-    ctr_counts = sorted(r["tasks"] for r in rows if r["kind"] == "ctr" and not r["compile"] and find("ctr", r["tasks"]) is r)
+    ctr_counts = sorted(
+        r["tasks"] for r in rows if r["kind"] == "ctr" and not r["compile"] and find("ctr", r["tasks"]) is r
+    )
     first, last = ctr_counts[0], ctr_counts[-1]
     at = 3 if quick else 10
     out = [
-        ratio(f"ctr_step_vs_adapter_at_{at}_tasks", find("ctr", at), find("adapter", at), "train_step_s", "train_multiply_adds", targets.get(f"ctr_step_vs_adapter_at_{at}_tasks")),
-        ratio(f"ctr_step_{last}_vs_{first}_tasks", find("ctr", last), find("ctr", first), "train_step_s", "train_multiply_adds", targets.get(f"ctr_step_{last}_vs_{first}_tasks")),
-        ratio(f"ctr_eval_vs_adapter_at_{at}_tasks", find("ctr", at), find("adapter", at), "eval_examples_per_s", "inference_multiply_adds_per_example", targets.get(f"ctr_eval_vs_adapter_at_{at}_tasks"), invert=True),
-        ratio(f"ctr_peak_memory_vs_adapter_at_{last}_tasks", find("ctr", last), find("adapter", last), "peak_memory_bytes", None, targets.get(f"ctr_peak_memory_vs_adapter_at_{last}_tasks")),
+        ratio(
+            f"ctr_step_vs_adapter_at_{at}_tasks",
+            find("ctr", at),
+            find("adapter", at),
+            "train_step_s",
+            "train_multiply_adds",
+            targets.get(f"ctr_step_vs_adapter_at_{at}_tasks"),
+        ),
+        ratio(
+            f"ctr_step_{last}_vs_{first}_tasks",
+            find("ctr", last),
+            find("ctr", first),
+            "train_step_s",
+            "train_multiply_adds",
+            targets.get(f"ctr_step_{last}_vs_{first}_tasks"),
+        ),
+        ratio(
+            f"ctr_eval_vs_adapter_at_{at}_tasks",
+            find("ctr", at),
+            find("adapter", at),
+            "eval_examples_per_s",
+            "inference_multiply_adds_per_example",
+            targets.get(f"ctr_eval_vs_adapter_at_{at}_tasks"),
+            invert=True,
+        ),
+        ratio(
+            f"ctr_peak_memory_vs_adapter_at_{last}_tasks",
+            find("ctr", last),
+            find("adapter", last),
+            "peak_memory_bytes",
+            None,
+            targets.get(f"ctr_peak_memory_vs_adapter_at_{last}_tasks"),
+        ),
     ]
     ctr_first, ctr_last = find("ctr", first), find("ctr", last)
     growth = (ctr_last["checkpoint_bytes"] - ctr_first["checkpoint_bytes"]) / (last - first) if last > first else 0.0
-    out.append({"name": "checkpoint_growth_per_task_pct", "measured": 100 * growth / ctr_first["checkpoint_bytes"], "arithmetic": None, "target": targets.get("checkpoint_growth_per_task_pct")})
+    out.append(
+        {
+            "name": "checkpoint_growth_per_task_pct",
+            "measured": 100 * growth / ctr_first["checkpoint_bytes"],
+            "arithmetic": None,
+            "target": targets.get("checkpoint_growth_per_task_pct"),
+        }
+    )
     second_ctr = sorted(r["tasks"] for r in rows if r["kind"] == "ctr" and find("ctr", r["tasks"], second=True) is r)
     if second_ctr:
         big = second_ctr[-1]
-        out.append(ratio(f"second geometry: ctr_step_vs_adapter_at_{big}_tasks", find("ctr", big, second=True), find("adapter", big, second=True), "train_step_s", "train_multiply_adds", None))
-        out.append(ratio(f"second geometry: ctr_eval_vs_adapter_at_{big}_tasks", find("ctr", big, second=True), find("adapter", big, second=True), "eval_examples_per_s", "inference_multiply_adds_per_example", None, invert=True))
+        out.append(
+            ratio(
+                f"second geometry: ctr_step_vs_adapter_at_{big}_tasks",
+                find("ctr", big, second=True),
+                find("adapter", big, second=True),
+                "train_step_s",
+                "train_multiply_adds",
+                None,
+            )
+        )
+        out.append(
+            ratio(
+                f"second geometry: ctr_eval_vs_adapter_at_{big}_tasks",
+                find("ctr", big, second=True),
+                find("adapter", big, second=True),
+                "eval_examples_per_s",
+                "inference_multiply_adds_per_example",
+                None,
+                invert=True,
+            )
+        )
         if len(second_ctr) > 1:
-            out.append(ratio(f"second geometry: ctr_step_{big}_vs_{second_ctr[0]}_tasks", find("ctr", big, second=True), find("ctr", second_ctr[0], second=True), "train_step_s", "train_multiply_adds", None))
+            out.append(
+                ratio(
+                    f"second geometry: ctr_step_{big}_vs_{second_ctr[0]}_tasks",
+                    find("ctr", big, second=True),
+                    find("ctr", second_ctr[0], second=True),
+                    "train_step_s",
+                    "train_multiply_adds",
+                    None,
+                )
+            )
     for kind in ("ctr", "adapter"):
         if find(kind, at, compiled=True):
-            out.append(ratio(f"compiled / eager {kind} step at {at} tasks", find(kind, at, compiled=True), find(kind, at), "train_step_s", "train_multiply_adds", None))
-            out.append(ratio(f"compiled / eager {kind} eval at {at} tasks", find(kind, at, compiled=True), find(kind, at), "eval_examples_per_s", "inference_multiply_adds_per_example", None, invert=True))
+            out.append(
+                ratio(
+                    f"compiled / eager {kind} step at {at} tasks",
+                    find(kind, at, compiled=True),
+                    find(kind, at),
+                    "train_step_s",
+                    "train_multiply_adds",
+                    None,
+                )
+            )
+            out.append(
+                ratio(
+                    f"compiled / eager {kind} eval at {at} tasks",
+                    find(kind, at, compiled=True),
+                    find(kind, at),
+                    "eval_examples_per_s",
+                    "inference_multiply_adds_per_example",
+                    None,
+                    invert=True,
+                )
+            )
     return out
 
 
@@ -253,17 +434,25 @@ def _fmt(value: float | None, digits: int = 2) -> str:
 
 
 def report(rows: list[dict], table: list[dict], in_process: bool) -> None:
-    print(f"\n{'configuration':<36}{'train step s':>13}{'eval ex/s':>11}{'trainable':>12}{'ckpt MB':>9}{'peak MB':>9}{'train GMAC':>12}{'infer MMAC/ex':>15}")
+    print(
+        f"\n{'configuration':<36}{'train step s':>13}{'eval ex/s':>11}{'trainable':>12}{'ckpt MB':>9}{'peak MB':>9}{'train GMAC':>12}{'infer MMAC/ex':>15}"
+    )
     for r in rows:
-        print(f"{r['label']:<36}{r['train_step_s']:>13.3f}{r['eval_examples_per_s']:>11.1f}{r['trainable_params']:>12,}{r['checkpoint_bytes'] / 1e6:>9.2f}"
-              f"{r['peak_memory_bytes'] / 1e6:>9.0f}{r['train_multiply_adds'] / 1e9:>12.2f}{r['inference_multiply_adds_per_example'] / 1e6:>15.1f}")
+        print(
+            f"{r['label']:<36}{r['train_step_s']:>13.3f}{r['eval_examples_per_s']:>11.1f}{r['trainable_params']:>12,}{r['checkpoint_bytes'] / 1e6:>9.2f}"
+            f"{r['peak_memory_bytes'] / 1e6:>9.0f}{r['train_multiply_adds'] / 1e9:>12.2f}{r['inference_multiply_adds_per_example'] / 1e6:>15.1f}"
+        )
     if in_process:
-        print("(--quick measures every configuration in this one process: its peak memory is the process's, not each configuration's)")
+        print(
+            "(--quick measures every configuration in this one process: its peak memory is the process's, not each configuration's)"
+        )
     print(f"\n{'ratio':<52}{'measured':>9}{'arithmetic':>11}{'target':>8}  verdict")
     for item in table:
         measured, target = item["measured"], item["target"]
         verdict = "" if target is None or measured is None else ("met" if measured <= target else "MISSED")
-        print(f"{item['name']:<52}{_fmt(measured):>9}{_fmt(item['arithmetic']):>11}{_fmt(target, 1) if target else '-':>8}  {verdict}")
+        print(
+            f"{item['name']:<52}{_fmt(measured):>9}{_fmt(item['arithmetic']):>11}{_fmt(target, 1) if target else '-':>8}  {verdict}"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -275,10 +464,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--task-counts", type=int, nargs="+", default=[1, 5, 10, 20, 50])
     p.add_argument("--steps", type=int, default=10, help="timed steps per configuration (median reported)")
     p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--bert-base-steps", type=int, default=3, help="timed steps of the bert-base-geometry rows (0: leave them out)")
-    p.add_argument("--bert-base-task-counts", type=int, nargs="+", default=[1, 10], help="CTR's learned tasks in the bert-base-geometry rows (the adapter at the largest)")
-    p.add_argument("--compile", action="store_true", help="also time CTR and the adapter with every plugin under torch.compile")
-    p.add_argument("--quick", action="store_true", help="a smoke run: tiny random encoders, 1 timed step, all in this process")
+    p.add_argument(
+        "--bert-base-steps", type=int, default=3, help="timed steps of the bert-base-geometry rows (0: leave them out)"
+    )
+    p.add_argument(
+        "--bert-base-task-counts",
+        type=int,
+        nargs="+",
+        default=[1, 10],
+        help="CTR's learned tasks in the bert-base-geometry rows (the adapter at the largest)",
+    )
+    p.add_argument(
+        "--compile", action="store_true", help="also time CTR and the adapter with every plugin under torch.compile"
+    )
+    p.add_argument(
+        "--quick", action="store_true", help="a smoke run: tiny random encoders, 1 timed step, all in this process"
+    )
     p.add_argument("--device", default="cpu")
     p.add_argument("--output", default="bench_results.json")
     p.add_argument("--child", help=argparse.SUPPRESS)
@@ -301,8 +502,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.quick:
             rows.append(measure(cfg))
             continue
-        out = subprocess.run([sys.executable, "-m", "ctr_plugin.bench.harness", "--child", json.dumps(asdict(cfg))], capture_output=True, text=True, check=False,
-                             env=os.environ | {"HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1")})
+        out = subprocess.run(
+            [sys.executable, "-m", "ctr_plugin.bench.harness", "--child", json.dumps(asdict(cfg))],
+            capture_output=True,
+            text=True,
+            check=False,
+            env=os.environ | {"HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1")},
+        )
         if out.returncode != 0:
             print(f"{cfg.label} failed:\n{out.stderr[-3000:]}", file=sys.stderr)
             return 1
@@ -312,12 +518,25 @@ def main(argv: list[str] | None = None) -> int:
     report(rows, table, in_process=args.quick)
     import torch
 
-    Path(args.output).write_text(json.dumps({
-        "settings": {k: v for k, v in vars(args).items() if k != "child"},
-        "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count(), "torch": torch.__version__,
-                    "threads": torch.get_num_threads(), "date": time.strftime("%Y-%m-%d")},
-        "rows": rows, "ratios": table, "targets": TARGETS,
-    }, indent=2))
+    Path(args.output).write_text(
+        json.dumps(
+            {
+                "settings": {k: v for k, v in vars(args).items() if k != "child"},
+                "machine": {
+                    "platform": platform.platform(),
+                    "processor": platform.processor(),
+                    "cpus": os.cpu_count(),
+                    "torch": torch.__version__,
+                    "threads": torch.get_num_threads(),
+                    "date": time.strftime("%Y-%m-%d"),
+                },
+                "rows": rows,
+                "ratios": table,
+                "targets": TARGETS,
+            },
+            indent=2,
+        )
+    )
     print(f"\nwritten to {args.output}")
     return 0
 

@@ -81,7 +81,9 @@ def config_dict(model: ContinualModel) -> dict:
         "encoder": {"name_or_path": model.encoder_name} | encoder_identity(model.encoder, model.encoder_fingerprint),
         "tasks": [
             {"name": n, "labels": labels, "pair": pair} | ({"source": source} if source is not None else {})
-            for n, labels, pair, source in zip(model.task_names, model.label_names, model.task_pairs, model.task_sources)
+            for n, labels, pair, source in zip(
+                model.task_names, model.label_names, model.task_pairs, model.task_sources
+            )
         ],
         "task_weights": sorted(model.task_weights),  # tasks with their own copy of the shared weights
     } | ({"method": model.method_name} if model.method_name else {})
@@ -107,7 +109,10 @@ def save_checkpoint(model: ContinualModel, directory: str | os.PathLike, extra: 
     try:
         state = saved_state_dict(model)
         for task, weights in model.task_weights.items():
-            state |= {f"{TASK_WEIGHTS_PREFIX}{task}.{name}": value.detach().contiguous().cpu() for name, value in weights.items()}
+            state |= {
+                f"{TASK_WEIGHTS_PREFIX}{task}.{name}": value.detach().contiguous().cpu()
+                for name, value in weights.items()
+            }
         save_file(state, str(staging / WEIGHTS_FILE), metadata={"format": FORMAT_NAME})
         config = config_dict(model) | {"weights_sha256": sha256(staging / WEIGHTS_FILE)} | (extra or {})
         (staging / CONFIG_FILE).write_text(json.dumps(config, indent=2))
@@ -127,7 +132,9 @@ def read_config(directory: str | os.PathLike) -> dict:
     """The checkpoint's config, validated; a clear CheckpointError when it is not one."""
     path = Path(directory) / CONFIG_FILE
     if not Path(directory).is_dir():
-        raise CheckpointError(f"Checkpoint directory {str(directory)!r} does not exist. Pass the `checkpoint/` folder a training run wrote.")
+        raise CheckpointError(
+            f"Checkpoint directory {str(directory)!r} does not exist. Pass the `checkpoint/` folder a training run wrote."
+        )
     if not path.is_file():
         raise CheckpointError(
             f"{str(directory)!r} is not a ctr_plugin checkpoint: it has no {CONFIG_FILE}. Pass the "
@@ -136,9 +143,11 @@ def read_config(directory: str | os.PathLike) -> dict:
     try:
         config = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise CheckpointError(f"{path} is corrupt ({err}). Re-run training, or restore the file from a copy.") from None
+        raise CheckpointError(
+            f"{path} is corrupt ({err}). Re-run training, or restore the file from a copy."
+        ) from None
     if not isinstance(config, dict) or config.get("format") != FORMAT_NAME:
-        raise CheckpointError(f"{path} is not a ctr_plugin checkpoint config (no \"format\": \"{FORMAT_NAME}\").")
+        raise CheckpointError(f'{path} is not a ctr_plugin checkpoint config (no "format": "{FORMAT_NAME}").')
     version = config.get("format_version")
     if not isinstance(version, int) or version > FORMAT_VERSION:
         raise CheckpointError(
@@ -153,11 +162,15 @@ def read_config(directory: str | os.PathLike) -> dict:
 
 def _read_weights(weights: Path, config: dict) -> dict[str, torch.Tensor]:
     if not weights.is_file():
-        raise CheckpointError(f"{weights} is missing: the checkpoint is incomplete. Re-run training or restore the file.")
+        raise CheckpointError(
+            f"{weights} is missing: the checkpoint is incomplete. Re-run training or restore the file."
+        )
     try:
         state = load_file(str(weights))
     except (SafetensorError, OSError, ValueError) as err:
-        raise CheckpointError(f"{weights} is corrupt or truncated ({err}). Re-run training or restore the file from a copy.") from None
+        raise CheckpointError(
+            f"{weights} is corrupt or truncated ({err}). Re-run training or restore the file from a copy."
+        ) from None
     recorded = config.get("weights_sha256")
     if recorded is not None and sha256(weights) != recorded:
         raise CheckpointError(
@@ -193,7 +206,14 @@ def load_checkpoint(
             f"The checkpoint in {str(directory)!r} was trained on encoder {stored['name_or_path']!r}, "
             f"but the encoder given is different ({detail}). Load it with the encoder it was trained on."
         )
-    model = cls(encoder_module, tokenizer, PluginConfig.from_dict(config["plugin"]), stored["name_or_path"], config.get("head_dropout", 0.1), config.get("train_encoder", False))
+    model = cls(
+        encoder_module,
+        tokenizer,
+        PluginConfig.from_dict(config["plugin"]),
+        stored["name_or_path"],
+        config.get("head_dropout", 0.1),
+        config.get("train_encoder", False),
+    )
     model.method_name = config.get("method")
     for task in config["tasks"]:
         model.add_task(task["name"], task["labels"], pair=task.get("pair"), source=task.get("source"))
@@ -216,16 +236,22 @@ def load_checkpoint(
     return model.to(device).eval()
 
 
-def _task_weights(model: ContinualModel, tensors: dict[str, torch.Tensor], tasks: list[int], weights_file: Path) -> dict[int, dict[str, torch.Tensor]]:
+def _task_weights(
+    model: ContinualModel, tensors: dict[str, torch.Tensor], tasks: list[int], weights_file: Path
+) -> dict[int, dict[str, torch.Tensor]]:
     """``task_weights.<task>.<name>`` tensors sorted by task, checked against the parameters
     they stand for and the task list of the config."""
     params = dict(model.named_parameters())
     found: dict[int, dict[str, torch.Tensor]] = {}
     for key, value in tensors.items():
-        task, _, name = key[len(TASK_WEIGHTS_PREFIX):].partition(".")
+        task, _, name = key[len(TASK_WEIGHTS_PREFIX) :].partition(".")
         if not task.isdigit() or name not in params or params[name].shape != value.shape:
-            raise CheckpointError(f"{weights_file} holds a per-task tensor {key!r} that fits no parameter of this model: the files come from different runs or were edited; re-run training.")
+            raise CheckpointError(
+                f"{weights_file} holds a per-task tensor {key!r} that fits no parameter of this model: the files come from different runs or were edited; re-run training."
+            )
         found.setdefault(int(task), {})[name] = value
     if sorted(found) != sorted(tasks):
-        raise CheckpointError(f"{weights_file} holds per-task weights for tasks {sorted(found)}, but its config lists {sorted(tasks)}: the files do not belong together; re-run training.")
+        raise CheckpointError(
+            f"{weights_file} holds per-task weights for tasks {sorted(found)}, but its config lists {sorted(tasks)}: the files do not belong together; re-run training."
+        )
     return found

@@ -9,8 +9,8 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ctr_plugin.errors import CheckpointError
 from ctr_plugin.data.packages import hub_offline
+from ctr_plugin.errors import CheckpointError
 
 if TYPE_CHECKING:
     from ctr_plugin.modeling.model import ContinualModel
@@ -29,7 +29,12 @@ def is_repo_id(name: str) -> bool:
     return True
 
 
-def checkpoint_directory(directory_or_repo_id: str | os.PathLike, revision: str | None, token: str | bool | None, cache_dir: str | os.PathLike | None) -> Path:
+def checkpoint_directory(
+    directory_or_repo_id: str | os.PathLike,
+    revision: str | None,
+    token: str | bool | None,
+    cache_dir: str | os.PathLike | None,
+) -> Path:
     """A local directory as it is; a Hub repo id as the local snapshot ``huggingface_hub`` keeps
     (downloaded, or read from the cache when offline)."""
     if Path(directory_or_repo_id).is_dir() or not is_repo_id(str(directory_or_repo_id)):

@@ -54,7 +54,12 @@ def refuse_tasks_without_weights(model: ContinualModel, method: str | None) -> N
     task's weights only, the last task's: every earlier task is refused from now on. Today such
     a model holds each task's own, as per-task copies (``model.task_weights``) or as plugins of a
     per-task kind (the kind the method trains by default)."""
-    if method not in ONE_MODEL_PER_TASK or model.kind.default_method == method or model.task_weights or model.num_tasks < 2:
+    if (
+        method not in ONE_MODEL_PER_TASK
+        or model.kind.default_method == method
+        or model.task_weights
+        or model.num_tasks < 2
+    ):
         return
     last = model.task_names[-1]
     model.task_weights.refuse(

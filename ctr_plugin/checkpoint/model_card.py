@@ -19,7 +19,10 @@ import yaml
 KNOWN_ENCODERS = {"bundled:all-MiniLM-L6-v2": ("sentence-transformers/all-MiniLM-L6-v2", "apache-2.0")}
 NON_COMMERCIAL = re.compile(r"non[- ]commercial|\bBY-NC\b|-NC-|\bNC\b", re.IGNORECASE)
 # Licence phrases the data layer writes into a task's source line (ctr_plugin/data/bundled.py).
-TERMS = re.compile(r"CC BY(?:-[A-Z]{2})*(?: \d\.\d)?|non-commercial research use|research use|Apache-2\.0|public domain", re.IGNORECASE)
+TERMS = re.compile(
+    r"CC BY(?:-[A-Z]{2})*(?: \d\.\d)?|non-commercial research use|research use|Apache-2\.0|public domain",
+    re.IGNORECASE,
+)
 HUB_DATASET = re.compile(r"HuggingFace hub data set '([^']+)'")
 
 
@@ -96,7 +99,9 @@ def model_card(config: dict, version: str | None = None) -> str:
             datasets.append(hub.group(1))
         labels = ", ".join(f"`{_cell(label)}`" for label in task["labels"])
         kind = " (text pairs)" if task.get("pair") else ""
-        rows.append(f"| `{_cell(task['name'])}`{kind} | {labels} | {_cell(task.get('source') or 'not recorded')} | {terms}{' **(non-commercial)**' if nc else ''} |")
+        rows.append(
+            f"| `{_cell(task['name'])}`{kind} | {labels} | {_cell(task.get('source') or 'not recorded')} | {terms}{' **(non-commercial)**' if nc else ''} |"
+        )
     method = config.get("method")
     progress = config.get("progress") or {}
     meta: dict = {"library_name": "ctr_plugin", "pipeline_tag": "text-classification"}
@@ -104,7 +109,11 @@ def model_card(config: dict, version: str | None = None) -> str:
         meta |= {"license": "other", "license_name": "non-commercial-training-data"}
     else:
         meta["license"] = encoder_licence or "unknown"
-    meta["tags"] = ["ctr_plugin", "continual-learning", "text-classification"] + ([method] if method else []) + (["non-commercial"] if non_commercial else [])
+    meta["tags"] = (
+        ["ctr_plugin", "continual-learning", "text-classification"]
+        + ([method] if method else [])
+        + (["non-commercial"] if non_commercial else [])
+    )
     if hub_id:
         meta["base_model"] = hub_id
     if datasets:
@@ -141,11 +150,16 @@ def model_card(config: dict, version: str | None = None) -> str:
         "",
         "## Encoder",
         "",
-        f"`{encoder}`" + (f" (Hub: `{hub_id}`)" if hub_id and hub_id != encoder else "")
+        f"`{encoder}`"
+        + (f" (Hub: `{hub_id}`)" if hub_id and hub_id != encoder else "")
         + f", licence: {encoder_licence or 'not recorded here: see the encoder’s own card'}. "
         "Its weights are not part of this checkpoint: they are loaded from where it names them, and checked against "
         "a fingerprint of their embeddings."
-        + (" This model fine-tunes the encoder, so its trained weights are in `plugins.safetensors`." if config.get("train_encoder") else ""),
+        + (
+            " This model fine-tunes the encoder, so its trained weights are in `plugins.safetensors`."
+            if config.get("train_encoder")
+            else ""
+        ),
         "",
         "## Tasks and their data",
         "",
@@ -155,13 +169,27 @@ def model_card(config: dict, version: str | None = None) -> str:
         "",
     ]
     if progress.get("acc_matrix"):
-        out += ["## Results", "", "Test accuracy (%) after learning each task (rows) on each task (columns):", "", _matrix_table(progress["tasks"], progress["acc_matrix"]), ""]
-        metrics = {k: progress[k] for k in ("final_acc", "final_mf1", "forward_acc", "forgetting_rate", "bwt", "max_forgetting") if progress.get(k) is not None}
+        out += [
+            "## Results",
+            "",
+            "Test accuracy (%) after learning each task (rows) on each task (columns):",
+            "",
+            _matrix_table(progress["tasks"], progress["acc_matrix"]),
+            "",
+        ]
+        metrics = {
+            k: progress[k]
+            for k in ("final_acc", "final_mf1", "forward_acc", "forgetting_rate", "bwt", "max_forgetting")
+            if progress.get(k) is not None
+        }
         if metrics:
             out += ["| metric | value |", "|---|---|", *(f"| {k} | {v:.2f} |" for k, v in metrics.items()), ""]
         elif progress.get("metrics_unavailable"):
             out += [f"Summary metrics not available: {progress['metrics_unavailable']}", ""]
-        out += ["Definitions: final accuracy = mean of the last row; forward accuracy = mean of the diagonal; forgetting rate = mean over earlier tasks of (accuracy when learned − final accuracy).", ""]
+        out += [
+            "Definitions: final accuracy = mean of the last row; forward accuracy = mean of the diagonal; forgetting rate = mean over earlier tasks of (accuracy when learned − final accuracy).",
+            "",
+        ]
     else:
         out += ["## Results", "", "Not recorded with this checkpoint.", ""]
     out += ["## Training", "", f"- method: `{method or 'not recorded'}`"]

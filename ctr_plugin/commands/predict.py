@@ -27,7 +27,9 @@ def main(argv=None) -> int:
     p.add_argument("--encoder", help="where the checkpoint's encoder lives, if not where it was trained")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-length", type=int, help="tokens per text (default: 128, or the encoder's limit if lower)")
-    p.add_argument("--pair", action="append", metavar="TEXT", help="the second text of a text-pair task, once per text, in order")
+    p.add_argument(
+        "--pair", action="append", metavar="TEXT", help="the second text of a text-pair task, once per text, in order"
+    )
     p.add_argument("--logits", action="store_true", help="include the raw logits")
     p.add_argument("--list-tasks", action="store_true", help="print the checkpoint's tasks and labels")
     p.add_argument("texts", nargs="*", help="texts to classify; '-' reads one text per line from stdin")
@@ -38,7 +40,9 @@ def main(argv=None) -> int:
 
     model = ContinualModel.from_pretrained(args.checkpoint, encoder=args.encoder)
     if args.list_tasks:
-        for i, (name, labels) in enumerate(zip(model.task_names, model.label_names)):  # pair: the task takes text pairs
+        for i, (name, labels) in enumerate(
+            zip(model.task_names, model.label_names)
+        ):  # pair: the task takes text pairs
             print(json.dumps({"task_id": i, "task": name, "labels": labels, "pair": model.task_pairs[i]}))
         return 0
     if args.task is None:
@@ -50,25 +54,41 @@ def main(argv=None) -> int:
     texts, pairs = args.texts, args.pair
     if args.texts == ["-"]:
         if args.pair:
-            raise CTRError("--pair cannot be combined with '-': for a text-pair task, give FIRST<TAB>SECOND lines on stdin.")
+            raise CTRError(
+                "--pair cannot be combined with '-': for a text-pair task, give FIRST<TAB>SECOND lines on stdin."
+            )
         lines = [line.rstrip("\r\n") for line in sys.stdin]
         blank = [i + 1 for i, line in enumerate(lines) if not line.strip()]
         if blank:
-            raise CTRError(f"stdin lines {blank[:5]} are empty or whitespace only: there is nothing to classify in them. Remove them.")
+            raise CTRError(
+                f"stdin lines {blank[:5]} are empty or whitespace only: there is nothing to classify in them. Remove them."
+            )
         texts, pairs = lines, None
         if wants_pairs:
             split = [line.split("\t", 1) for line in lines]
             bad = [i + 1 for i, parts in enumerate(split) if len(parts) != 2]
             if bad:
-                raise CTRError(f"Task {args.task!r} takes text pairs: each stdin line must be FIRST<TAB>SECOND, but lines {bad[:5]} have no tab.")
+                raise CTRError(
+                    f"Task {args.task!r} takes text pairs: each stdin line must be FIRST<TAB>SECOND, but lines {bad[:5]} have no tab."
+                )
             texts, pairs = [a for a, _ in split], [b for _, b in split]
     if not texts:
         raise CTRError("No texts given: pass them as arguments, or '-' to read one per line from stdin.")
     if pairs is not None and len(pairs) != len(texts):
-        raise CTRError(f"{len(texts)} texts but {len(pairs)} --pair values: give one --pair per text, in the same order.")
+        raise CTRError(
+            f"{len(texts)} texts but {len(pairs)} --pair values: give one --pair per text, in the same order."
+        )
     predictions = model.predict(texts, task=task, pairs=pairs, batch_size=args.batch_size, max_length=args.max_length)
     for i, (text, pred) in enumerate(zip(texts, predictions)):
-        out = {"text": text} | ({"pair": pairs[i]} if pairs else {}) | {"task": model.task_names[model.task_id(task)], "label": pred.label, "probability": round(pred.probability, 6)}
+        out = (
+            {"text": text}
+            | ({"pair": pairs[i]} if pairs else {})
+            | {
+                "task": model.task_names[model.task_id(task)],
+                "label": pred.label,
+                "probability": round(pred.probability, 6),
+            }
+        )
         if args.logits:
             out["logits"] = pred.logits
         print(json.dumps(out))

@@ -25,7 +25,13 @@ from pathlib import Path
 
 from ctr_plugin.commands.runner import run_main, setup_logging
 from ctr_plugin.data.config import DEFAULT_SEQUENCE
-from ctr_plugin.experiments.settings import OPTION_NAMES, add_option_flags, build_settings, option_flags_given, select_tasks
+from ctr_plugin.experiments.settings import (
+    OPTION_NAMES,
+    add_option_flags,
+    build_settings,
+    option_flags_given,
+    select_tasks,
+)
 
 log = logging.getLogger("ctr-tables")
 
@@ -34,7 +40,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     from ctr_plugin.continual.methods import METHODS
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", default=DEFAULT_SEQUENCE, help=f"YAML task sequence: a path, or the name of a shipped one (default: {DEFAULT_SEQUENCE})")
+    p.add_argument(
+        "--config",
+        default=DEFAULT_SEQUENCE,
+        help=f"YAML task sequence: a path, or the name of a shipped one (default: {DEFAULT_SEQUENCE})",
+    )
     p.add_argument("--data-root", help="directory relative file paths in --config resolve against")
     p.add_argument("--methods", nargs="+", default=list(METHODS), help="methods to run (default: all)")
     p.add_argument("--orders", type=int, default=3, help="run the first K task orders of the orders file (default 3)")
@@ -43,13 +53,25 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--rebuild-only", action="store_true", help="only rebuild the tables from the runs already there")
     p.add_argument("--encoder", help="hub name or local model directory (default: the config's)")
     p.add_argument("--max-train-per-task", type=int, help="cap on training examples per task")
-    p.add_argument("--max-test-per-task", type=int,
-                   help="cap on test examples per task (default: no cap, every test example the split gives, "
-                        "whatever the config's max_test; the tables state the sizes)")
-    p.add_argument("--method-arg", action="append", default=[], metavar="METHOD:KEY=VALUE",
-                   help="an option of one method, e.g. replay:memory_size=100 (repeatable)")
-    p.add_argument("--tuned", metavar="FILE", help="each method's learning rate, epochs and options from this file "
-                   "(ctr-tune; a path, or a shipped one by its sequence's name); flags and --method-arg may not contradict it")
+    p.add_argument(
+        "--max-test-per-task",
+        type=int,
+        help="cap on test examples per task (default: no cap, every test example the split gives, "
+        "whatever the config's max_test; the tables state the sizes)",
+    )
+    p.add_argument(
+        "--method-arg",
+        action="append",
+        default=[],
+        metavar="METHOD:KEY=VALUE",
+        help="an option of one method, e.g. replay:memory_size=100 (repeatable)",
+    )
+    p.add_argument(
+        "--tuned",
+        metavar="FILE",
+        help="each method's learning rate, epochs and options from this file "
+        "(ctr-tune; a path, or a shipped one by its sequence's name); flags and --method-arg may not contradict it",
+    )
     p.add_argument("--device", help="cpu, cuda, ... (default: cuda if available)")
     add_option_flags(p, only=OPTION_NAMES - {"seed"})  # the seeds are the grid's: --seeds
     return p.parse_args(argv)
@@ -90,9 +112,18 @@ def main(argv=None) -> int:
         options = method_options(args.method_arg)
 
         def settings_of(method: str, seed: int):
-            return build_settings(method, config_training=sequence.training, config_name=f"the config {config_path}",
-                                  flags=option_flags_given(args) | {"seed": seed}, method_args=options.get(method), tuned=args.tuned,
-                                  progress=False, encoder=args.encoder or sequence.encoder, overwrite=True, device=args.device)
+            return build_settings(
+                method,
+                config_training=sequence.training,
+                config_name=f"the config {config_path}",
+                flags=option_flags_given(args) | {"seed": seed},
+                method_args=options.get(method),
+                tuned=args.tuned,
+                progress=False,
+                encoder=args.encoder or sequence.encoder,
+                overwrite=True,
+                device=args.device,
+            )
 
         for method in args.methods:  # unknown methods and options, and conflicts, fail now, not an hour in
             settings_of(method, 0)
@@ -103,7 +134,13 @@ def main(argv=None) -> int:
         def tasks_of(k: int):
             # Test sets as large as the data allow unless capped here: a small test set makes a
             # one-sentence difference a point of accuracy.
-            return select_tasks(sequence, k, max_train=args.max_train_per_task, max_test=args.max_test_per_task, test_cap_from_config=False)
+            return select_tasks(
+                sequence,
+                k,
+                max_train=args.max_train_per_task,
+                max_test=args.max_test_per_task,
+                test_cap_from_config=False,
+            )
 
         tasks_of(0)  # a bad cap fails now
         grid = [(k, s, m) for k in range(args.orders) for s in range(args.seeds) for m in args.methods]
@@ -127,7 +164,9 @@ def main(argv=None) -> int:
             run(loaded[2], settings, target, source)
             bar.update(1)
         bar.close()
-        log.info("Grid done: %d runs, %d trained now in %.0f s.", len(grid), len(grid) - done, time.perf_counter() - start)
+        log.info(
+            "Grid done: %d runs, %d trained now in %.0f s.", len(grid), len(grid) - done, time.perf_counter() - start
+        )
     rows = build_tables(output_dir, title)
     if not rows:
         raise CTRError(f"No complete run under {output_dir / RUNS_DIR}: nothing to tabulate.")

@@ -33,33 +33,63 @@ log = logging.getLogger("ctr-train")
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     data = p.add_argument_group("data")
-    data.add_argument("--config", help=f"YAML task sequence: a path, or the name of a shipped one (default: {DEFAULT_SEQUENCE} unless --datasets)")
-    data.add_argument("--datasets", nargs="+", help="bundled names, local csv/json files or hub names, in order "
-                      "(training options then default to those of the embedded default config)")
+    data.add_argument(
+        "--config",
+        help=f"YAML task sequence: a path, or the name of a shipped one (default: {DEFAULT_SEQUENCE} unless --datasets)",
+    )
+    data.add_argument(
+        "--datasets",
+        nargs="+",
+        help="bundled names, local csv/json files or hub names, in order "
+        "(training options then default to those of the embedded default config)",
+    )
     data.add_argument("--data-root", help="directory relative file paths in --config resolve against")
     data.add_argument("--order", type=int, help="learn the tasks in permutation ORDER of the config's orders file")
     data.add_argument("--max-train-per-task", type=int, help="cap on training examples per task")
     data.add_argument("--max-test-per-task", type=int, help="cap on test examples per task")
     model = p.add_argument_group("model")
-    model.add_argument("--method", help="continual-learning method (default: ctr, or the checkpoint's with --from-checkpoint)")
-    model.add_argument("--method-arg", action="append", default=[], metavar="KEY=VALUE",
-                       help="an option of the method, e.g. --method-arg memory_size=500 (repeatable)")
-    model.add_argument("--tuned", metavar="FILE", help="take the method's learning rate, epochs and options from a "
-                       "tuned-options file written by ctr-tune (a path, or a shipped one by its sequence's name: hl5_products)")
+    model.add_argument(
+        "--method", help="continual-learning method (default: ctr, or the checkpoint's with --from-checkpoint)"
+    )
+    model.add_argument(
+        "--method-arg",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an option of the method, e.g. --method-arg memory_size=500 (repeatable)",
+    )
+    model.add_argument(
+        "--tuned",
+        metavar="FILE",
+        help="take the method's learning rate, epochs and options from a "
+        "tuned-options file written by ctr-tune (a path, or a shipped one by its sequence's name: hl5_products)",
+    )
     model.add_argument("--encoder", help="hub name or local model directory (default: the bundled all-MiniLM-L6-v2)")
     model.add_argument("--from-checkpoint", help="go on learning new tasks from this checkpoint directory")
     train = p.add_argument_group("devices")
-    train.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available); under accelerate launch, "
-                       "--device cpu runs one CPU process per rank")
-    train.add_argument("--mixed-precision", choices=["no", "fp16", "bf16"],
-                       help="on GPUs (default: what accelerate launch / accelerate config set, else no); the CPU trains in float32")
+    train.add_argument(
+        "--device",
+        help="cpu, cuda, cuda:1 ... (default: cuda if available); under accelerate launch, "
+        "--device cpu runs one CPU process per rank",
+    )
+    train.add_argument(
+        "--mixed-precision",
+        choices=["no", "fp16", "bf16"],
+        help="on GPUs (default: what accelerate launch / accelerate config set, else no); the CPU trains in float32",
+    )
     out = p.add_argument_group("output")
     out.add_argument("--output-dir", help="where the checkpoint, results.json and plots go (required)")
     out.add_argument("--overwrite", action="store_true", help="replace a run already in --output-dir")
-    out.add_argument("--resume", metavar="DIR", help="continue the interrupted run in DIR with its own recorded options")
+    out.add_argument(
+        "--resume", metavar="DIR", help="continue the interrupted run in DIR with its own recorded options"
+    )
     out.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
-    out.add_argument("--report-to", choices=REPORT_TO, help="experiment tracker for the loss per step, the validation curves and "
-                     "the accuracy matrix after each task (default none; tensorboard writes OUTPUT_DIR/tracking/)")
+    out.add_argument(
+        "--report-to",
+        choices=REPORT_TO,
+        help="experiment tracker for the loss per step, the validation curves and "
+        "the accuracy matrix after each task (default none; tensorboard writes OUTPUT_DIR/tracking/)",
+    )
     add_option_flags(p)  # every training and plugin option: --epochs, --lr, --seed, --adapter-size, --pooling, ...
     return p.parse_args(argv)
 
@@ -85,14 +115,20 @@ def resolve_resume(args: argparse.Namespace, argv: list[str]) -> argparse.Namesp
     allowed = ("--resume", "--no-progress", "--device", "--mixed-precision", "--report-to")
     extra = [a for a in argv if a.startswith("--") and a.split("=")[0] not in allowed]
     if extra:
-        raise CTRError(f"--resume takes its options from the interrupted run; remove {extra} (only {', '.join(allowed[1:])} may be added).")
+        raise CTRError(
+            f"--resume takes its options from the interrupted run; remove {extra} (only {', '.join(allowed[1:])} may be added)."
+        )
     recorded = Path(args.resume) / COMMAND_FILE
     if not recorded.is_file():
-        raise CTRError(f"Cannot resume {args.resume}: it has no {COMMAND_FILE}, so it is not a run started by ctr-train. Check the directory.")
+        raise CTRError(
+            f"Cannot resume {args.resume}: it has no {COMMAND_FILE}, so it is not a run started by ctr-train. Check the directory."
+        )
     try:
         old = json.loads(recorded.read_text())["argv"]
     except (ValueError, KeyError, TypeError):
-        raise CTRError(f"{recorded} is damaged; start the run again with its original options and --resume {args.resume} removed.") from None
+        raise CTRError(
+            f"{recorded} is damaged; start the run again with its original options and --resume {args.resume} removed."
+        ) from None
     resumed = parse_args(old)
     resumed.resume, resumed.output_dir = args.resume, args.resume
     resumed.no_progress = resumed.no_progress or args.no_progress
@@ -115,7 +151,9 @@ def main(argv=None) -> int:
     if args.resume:
         args = resolve_resume(args, argv)
     elif not args.output_dir:
-        raise CTRError("Name where the run goes with --output-dir DIR (or continue an interrupted run with --resume DIR).")
+        raise CTRError(
+            "Name where the run goes with --output-dir DIR (or continue an interrupted run with --resume DIR)."
+        )
     if args.datasets and args.config:
         raise CTRError("Give either --config or --datasets, not both.")
     if args.datasets:
@@ -150,18 +188,33 @@ def main(argv=None) -> int:
         log.info("Loading %d tasks of %s ...", len(sequence.tasks), sequence.name)
         tasks = load_tasks(sequence, seed=settings.training.seed)  # the data splits follow the run's seed
         for t in tasks:
-            log.info("  %-16s %d labels, train/validation/test = %d/%d/%d  (%s)", t.name, t.num_labels, len(t.train), len(t.validation), len(t.test), t.source)
+            log.info(
+                "  %-16s %d labels, train/validation/test = %d/%d/%d  (%s)",
+                t.name,
+                t.num_labels,
+                len(t.train),
+                len(t.validation),
+                len(t.test),
+                t.source,
+            )
             for note in t.notes:
                 log.info("  %-16s   %s", "", note)
         return tasks
 
-    source = {"config": str(config_path) if config_path else None, "sequence": sequence.name, "order": args.order, "tuned": args.tuned}
+    source = {
+        "config": str(config_path) if config_path else None,
+        "sequence": sequence.name,
+        "order": args.order,
+        "tuned": args.tuned,
+    }
     command = {"argv": [a for a in argv if a != "--overwrite"]}
     results = run(load, settings, Path(args.output_dir), source, command=None if args.resume else command)
     from accelerate import PartialState
 
     if PartialState().is_main_process:
-        print(f"final_acc={results['final_acc']:.2f} final_mf1={results['final_mf1']:.2f} forgetting_rate={results['forgetting_rate']:.2f} -> {args.output_dir}")
+        print(
+            f"final_acc={results['final_acc']:.2f} final_mf1={results['final_mf1']:.2f} forgetting_rate={results['forgetting_rate']:.2f} -> {args.output_dir}"
+        )
     return 0
 
 

@@ -25,18 +25,34 @@ from ctr_plugin.data.config import DEFAULT_SEQUENCE, is_package_data, resolve_co
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", default=DEFAULT_SEQUENCE, help=f"YAML task sequence: a path, or the name of a shipped one (default: {DEFAULT_SEQUENCE})")
+    p.add_argument(
+        "--config",
+        default=DEFAULT_SEQUENCE,
+        help=f"YAML task sequence: a path, or the name of a shipped one (default: {DEFAULT_SEQUENCE})",
+    )
     p.add_argument("--data-root", help="directory relative file paths in --config resolve against")
     p.add_argument("--methods", nargs="+", help="methods to tune (default: all)")
-    p.add_argument("--trials", type=int, default=8, help="trials per method: the budget, the same for every method (default 8)")
-    p.add_argument("--tasks", type=int, default=3, help="K: train on the first K tasks, score after the K-th (default 3)")
-    p.add_argument("--max-train-per-task", type=int, default=200, help="cap on training examples per task (default 200)")
-    p.add_argument("--seed", type=int, help="data split, initialisation and sampler seed (default: the config's `seed:`, else 0)")
+    p.add_argument(
+        "--trials", type=int, default=8, help="trials per method: the budget, the same for every method (default 8)"
+    )
+    p.add_argument(
+        "--tasks", type=int, default=3, help="K: train on the first K tasks, score after the K-th (default 3)"
+    )
+    p.add_argument(
+        "--max-train-per-task", type=int, default=200, help="cap on training examples per task (default 200)"
+    )
+    p.add_argument(
+        "--seed", type=int, help="data split, initialisation and sampler seed (default: the config's `seed:`, else 0)"
+    )
     p.add_argument("--encoder", help="hub name or local model directory (default: the config's)")
     p.add_argument("--storage", help="Optuna journal file (default: <config stem>.tuning.journal beside the config)")
     p.add_argument("--output", help="tuned-options file (default: <config stem>.tuned.yaml beside the config)")
     p.add_argument("--show-space", action="store_true", help="print every method's search space and exit")
-    p.add_argument("--summary", action="store_true", help="print the tuned-options file (--output) as a markdown table, best first, and exit")
+    p.add_argument(
+        "--summary",
+        action="store_true",
+        help="print the tuned-options file (--output) as a markdown table, best first, and exit",
+    )
     return p.parse_args(argv)
 
 
@@ -47,7 +63,14 @@ def main(argv=None) -> int:
     from ctr_plugin.data import load_sequence_config, load_tasks
     from ctr_plugin.errors import CTRError
     from ctr_plugin.experiments.settings import base_options, select_tasks
-    from ctr_plugin.experiments.tuning import best_entry, describe_search_space, read_tuned, summarize_tuned, tune_method, write_tuned
+    from ctr_plugin.experiments.tuning import (
+        best_entry,
+        describe_search_space,
+        read_tuned,
+        summarize_tuned,
+        tune_method,
+        write_tuned,
+    )
     from ctr_plugin.experiments.validation_runs import EncoderCache
 
     methods = args.methods or list(METHODS)
@@ -64,7 +87,9 @@ def main(argv=None) -> int:
     sequence = load_sequence_config(config, data_root=args.data_root)
     if args.tasks > len(sequence.tasks):
         raise CTRError(f"--tasks {args.tasks}: {config} has only {len(sequence.tasks)} tasks.")
-    sequence = select_tasks(dataclasses.replace(sequence, tasks=sequence.tasks[: args.tasks]), max_train=args.max_train_per_task)
+    sequence = select_tasks(
+        dataclasses.replace(sequence, tasks=sequence.tasks[: args.tasks]), max_train=args.max_train_per_task
+    )
     # beside the config, unless it is package data of an installed ctr_plugin: then here
     beside = Path.cwd() if is_package_data(config) else config.parent
     storage = Path(args.storage) if args.storage else beside / f"{config.stem}.tuning.journal"
@@ -73,7 +98,9 @@ def main(argv=None) -> int:
         # the file this command writes; else (an installed package, nothing tuned here yet) the shipped one
         print(summarize_tuned(read_tuned(output if output.is_file() or args.output else config.stem)))
         return 0
-    training, plugin = base_options(sequence.training, f"the config {config}", {"seed": args.seed} if args.seed is not None else {}, progress=False)
+    training, plugin = base_options(
+        sequence.training, f"the config {config}", {"seed": args.seed} if args.seed is not None else {}, progress=False
+    )
     seed = training.seed
     tasks = load_tasks(sequence, seed=seed)
     encoders = EncoderCache(args.encoder or sequence.encoder)
@@ -92,11 +119,16 @@ def main(argv=None) -> int:
         print(json.dumps(row), flush=True)
 
     for method in methods:
-        study = tune_method(method, tasks, args.trials, storage, training, plugin, encoders, seed, f"{sequence.name}/", report)
+        study = tune_method(
+            method, tasks, args.trials, storage, training, plugin, encoders, seed, f"{sequence.name}/", report
+        )
         entry = best_entry(study, method)
         write_tuned(output, {method: entry}, meta)
-        print(f"{method}: best validation accuracy {entry['objective']:.2f} with {entry['training'] | entry['method_options']} "
-              f"({entry['trials']} trials) -> {output}", flush=True)
+        print(
+            f"{method}: best validation accuracy {entry['objective']:.2f} with {entry['training'] | entry['method_options']} "
+            f"({entry['trials']} trials) -> {output}",
+            flush=True,
+        )
     return 0
 
 

@@ -33,7 +33,15 @@ def batches(split: Split, batch_size: int, order: list[int]) -> Iterator[list[in
         yield order[start : start + batch_size]
 
 
-def encode_batch(model: ContinualModel, split: Split, idx: list[int], task_id: int, max_length: int, extra: Split | None = None, accelerator: Accelerator | None = None):
+def encode_batch(
+    model: ContinualModel,
+    split: Split,
+    idx: list[int],
+    task_id: int,
+    max_length: int,
+    extra: Split | None = None,
+    accelerator: Accelerator | None = None,
+):
     """Tokenize examples ``idx`` of ``split`` (and every example of ``extra``) into one batch.
 
     The task of an example is ``split.task_ids[i]`` where the split is mixed-task, else ``task_id``.
@@ -41,7 +49,15 @@ def encode_batch(model: ContinualModel, split: Split, idx: list[int], task_id: i
     With an ``accelerator`` of several processes, the batch is this process's share of them;
     returns the tensors and the weight of this share's loss (``parallel.shard``).
     """
-    examples = [(split.texts[i], split.pairs[i] if split.pairs else None, split.labels[i], split.task_ids[i] if split.task_ids else task_id) for i in idx]
+    examples = [
+        (
+            split.texts[i],
+            split.pairs[i] if split.pairs else None,
+            split.labels[i],
+            split.task_ids[i] if split.task_ids else task_id,
+        )
+        for i in idx
+    ]
     if extra is not None and len(extra):
         examples += zip(extra.texts, extra.pairs or [None] * len(extra), extra.labels, extra.task_ids)
     weight = 1.0

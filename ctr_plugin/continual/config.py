@@ -14,15 +14,26 @@ class TrainingConfig:
     Each field declares its help and range (``ctr_plugin.options.option``); the commands make one
     flag of each, and construction checks every value."""
 
-    epochs: int = option(3, "training epochs per task; the epoch with the lowest validation loss is kept", Range("int", 1, 10_000))
+    epochs: int = option(
+        3, "training epochs per task; the epoch with the lowest validation loss is kept", Range("int", 1, 10_000)
+    )
     batch_size: int = option(16, "training examples per batch", Range("int", 1, 1_000_000))
     eval_batch_size: int = option(64, "examples per batch when validating and testing", Range("int", 1, 1_000_000))
-    lr: float = option(1e-3, "learning rate of the plugins and heads (the paper's 5e-5 is for bert-base over 10-30 epochs)",
-                       Range("float", 0, 10, low_open=True))
-    weight_decay: float = option(0.01, "AdamW weight decay (not on biases, norms and HAT's parameters)", Range("float", 0, 10))
-    warmup_ratio: float = option(0.1, "share of each task's steps over which the learning rate warms up linearly", Range("float", 0, 1))
+    lr: float = option(
+        1e-3,
+        "learning rate of the plugins and heads (the paper's 5e-5 is for bert-base over 10-30 epochs)",
+        Range("float", 0, 10, low_open=True),
+    )
+    weight_decay: float = option(
+        0.01, "AdamW weight decay (not on biases, norms and HAT's parameters)", Range("float", 0, 10)
+    )
+    warmup_ratio: float = option(
+        0.1, "share of each task's steps over which the learning rate warms up linearly", Range("float", 0, 1)
+    )
     max_grad_norm: float = option(1.0, "gradients are clipped to this norm", Range("float", 0, None, low_open=True))
-    max_length: int = option(64, "tokens per text; batches pad to their longest text, not to this", Range("int", 1, 1_000_000))
+    max_length: int = option(
+        64, "tokens per text; batches pad to their longest text, not to this", Range("int", 1, 1_000_000)
+    )
     seed: int = option(0, "seed of the data splits, the initialisation and the batches", Range("int", 0, MAX_SEED))
     progress: bool = option(True, "tqdm progress bars", flag=False)
 

@@ -40,12 +40,16 @@ from ctr_plugin.plugins.registry import plugin_kind
 from ctr_plugin.reporting.metrics import empty_matrix
 
 
-def resolve_method(method: str | ContinualMethod | None, options: dict | None = None, plugin_type: str = "ctr") -> ContinualMethod:
+def resolve_method(
+    method: str | ContinualMethod | None, options: dict | None = None, plugin_type: str = "ctr"
+) -> ContinualMethod:
     """A method object from a name (with ``options``), an instance (as it is), or None (the
     method that trains ``plugin_type`` by default: its kind's ``default_method``)."""
     if isinstance(method, ContinualMethod):
         if options:
-            raise CTRError("Pass method options with a method name, not with a method object (it has its options already).")
+            raise CTRError(
+                "Pass method options with a method name, not with a method object (it has its options already)."
+            )
         return method
     if not method:
         method = plugin_kind(plugin_type).default_method
@@ -147,7 +151,9 @@ class ContinualLearner:
         **training_options,
     ):
         if not isinstance(model, ContinualModel):
-            raise CTRError(f"ContinualLearner trains a ctr_plugin ContinualModel (get_continual_model(...)), got {type(model).__name__}.")
+            raise CTRError(
+                f"ContinualLearner trains a ctr_plugin ContinualModel (get_continual_model(...)), got {type(model).__name__}."
+            )
         self.method = resolve_method(method or model.method_name, method_options, model.plugin_config.plugin_type)
         if type(self.method).plugin_type != model.plugin_config.plugin_type:
             raise CTRError(
@@ -156,7 +162,9 @@ class ContinualLearner:
                 f"build the model with get_continual_model(..., method={self.method.name!r})."
             )
         if model.method_name not in (None, self.method.name):
-            raise CTRError(f"This model was trained with method {model.method_name!r}; a learner must go on with the same method, not {self.method.name!r}.")
+            raise CTRError(
+                f"This model was trained with method {model.method_name!r}; a learner must go on with the same method, not {self.method.name!r}."
+            )
         if training is not None and training_options:
             raise CTRError("Pass either training=TrainingConfig(...) or its options as keyword arguments, not both.")
         self.training = training or TrainingConfig(**training_options)
@@ -171,7 +179,9 @@ class ContinualLearner:
         """A model that learned tasks elsewhere (a checkpoint) may go on only with methods whose
         state across tasks the checkpoint holds."""
         method = self.method
-        if self.model.num_tasks > len(self.tasks) and not (method.resumable if method.continuable is None else method.continuable):
+        if self.model.num_tasks > len(self.tasks) and not (
+            method.resumable if method.continuable is None else method.continuable
+        ):
             raise CTRError(
                 f"This model already learned {self.model.num_tasks} tasks, and method {method.name!r} keeps state across "
                 f"tasks that a checkpoint does not hold: it cannot go on without silently losing it. Learn all tasks with "
@@ -197,7 +207,9 @@ class ContinualLearner:
         be a ready :class:`TaskData` as ``train`` (then the other data arguments must be None).
         """
         if self.method.joint_training:
-            raise CTRError(f"Method {self.method.name!r} learns all tasks at once: call learn_sequence([...]) with every task.")
+            raise CTRError(
+                f"Method {self.method.name!r} learns all tasks at once: call learn_sequence([...]) with every task."
+            )
         if len(self.tasks) > self.results.completed_tasks:
             raise CTRError(
                 f"Task {self.tasks[-1].name!r} stopped part way, and the model keeps it half-learned: this learner cannot go "
@@ -205,20 +217,38 @@ class ContinualLearner:
             )
         if isinstance(train, TaskData):
             if any(x is not None for x in (validation, test, labels)):
-                raise CTRError("learn_task() got a TaskData as train: its splits and labels are inside it; pass nothing else.")
-            data = train if train.name == name else TaskData(name, train.label_names, train.train, train.validation, train.test, train.source, train.notes)
+                raise CTRError(
+                    "learn_task() got a TaskData as train: its splits and labels are inside it; pass nothing else."
+                )
+            data = (
+                train
+                if train.name == name
+                else TaskData(
+                    name, train.label_names, train.train, train.validation, train.test, train.source, train.notes
+                )
+            )
         else:
             data = as_task_data(name, train, validation, test, labels, text_column, label_column, pair_column, source)
         self._check_can_continue()
-        self.model.check_new_task(data.name, data.label_names)  # before anything changes: a refused task leaves all as it was
+        self.model.check_new_task(
+            data.name, data.label_names
+        )  # before anything changes: a refused task leaves all as it was
         if not self._started:
             self.method.before_sequence(self.model, [data], self.training)
             self._started = True
-        before = (list(self.tasks), self.results.tasks, self.results.acc_matrix, self.results.f1_matrix, self.model.num_tasks)
+        before = (
+            list(self.tasks),
+            self.results.tasks,
+            self.results.acc_matrix,
+            self.results.f1_matrix,
+            self.model.num_tasks,
+        )
         self.tasks.append(data)
         self.results = _grown(self.results, data.name)
         try:
-            learn_next_task(self.model, self.method, self.tasks, self.training, self.results, accelerator=self.accelerator)
+            learn_next_task(
+                self.model, self.method, self.tasks, self.training, self.results, accelerator=self.accelerator
+            )
         except BaseException:
             if self.model.num_tasks == before[-1]:  # refused before the model took the task: as if never asked
                 self.tasks, self.results.tasks, self.results.acc_matrix, self.results.f1_matrix = before[:-1]
@@ -226,20 +256,39 @@ class ContinualLearner:
         row = self.results.acc_matrix[self.results.completed_tasks - 1]
         return {t.name: row[j] for j, t in enumerate(self.tasks)}
 
-    def learn_sequence(self, tasks: list[TaskData], results: ContinualResults | None = None, on_task_end=None, evaluate_test: bool = True) -> ContinualResults:
+    def learn_sequence(
+        self,
+        tasks: list[TaskData],
+        results: ContinualResults | None = None,
+        on_task_end=None,
+        evaluate_test: bool = True,
+    ) -> ContinualResults:
         """Learn ``tasks`` (a list of :class:`TaskData`) in order: ``loop.run_sequence`` with this
         learner's method, options and accelerator. ``results`` of an interrupted run resume it;
         ``on_task_end(model, results)`` runs after each task (``experiment.run`` saves there)."""
         if self.tasks:
-            raise CTRError("learn_sequence() starts a sequence: this learner has learned tasks already; continue with learn_task().")
+            raise CTRError(
+                "learn_sequence() starts a sequence: this learner has learned tasks already; continue with learn_task()."
+            )
         if results is None:
             self._check_can_continue()
         self._started = True
-        self.results = run_sequence(self.model, self.method, tasks, self.training, results=results, on_task_end=on_task_end, evaluate_test=evaluate_test, accelerator=self.accelerator)
+        self.results = run_sequence(
+            self.model,
+            self.method,
+            tasks,
+            self.training,
+            results=results,
+            on_task_end=on_task_end,
+            evaluate_test=evaluate_test,
+            accelerator=self.accelerator,
+        )
         self.tasks = list(tasks)
         return self.results
 
-    def evaluate(self, task: str | int, data: Any = None, labels: Sequence[str] | None = None, **columns) -> dict[str, float]:
+    def evaluate(
+        self, task: str | int, data: Any = None, labels: Sequence[str] | None = None, **columns
+    ) -> dict[str, float]:
         """Accuracy and macro-F1 (%) and mean loss of the model on ``data`` as task ``task``
         (a name or id), after the method's ``before_evaluate``. ``data`` as :func:`as_task_data`
         takes a split; None: the test split given to ``learn_task`` for that task."""
@@ -253,12 +302,19 @@ class ContinualLearner:
         else:
             split = as_task_data(name, data, labels=labels or self.model.label_names[task_id], **columns).train
         self.method.before_evaluate(self.model, task_id)
-        return evaluate(self.model, split, task_id, self.training, desc=f"evaluate {name}", accelerator=self.accelerator)
+        return evaluate(
+            self.model, split, task_id, self.training, desc=f"evaluate {name}", accelerator=self.accelerator
+        )
 
     def card_fields(self) -> dict:
         """What a checkpoint written by this learner records beside the model: the method and its
         options, the seed, the training options and the results so far (the model card shows them)."""
-        fields = {"method": self.method.name, "method_options": self.method.options(), "seed": self.training.seed, "training": self.training.to_dict()}
+        fields = {
+            "method": self.method.name,
+            "method_options": self.method.options(),
+            "seed": self.training.seed,
+            "training": self.training.to_dict(),
+        }
         if self.results.completed_tasks:
             fields["progress"] = self.results.to_dict()
         return fields

@@ -43,7 +43,17 @@ from ctr_plugin.reporting.results import upgrade
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ContinualResults", "TaskCurve", "TrainingConfig", "evaluate", "parameter_count", "run_sequence", "score_task", "seed_everything", "train_task"]
+__all__ = [
+    "ContinualResults",
+    "TaskCurve",
+    "TrainingConfig",
+    "evaluate",
+    "parameter_count",
+    "run_sequence",
+    "score_task",
+    "seed_everything",
+    "train_task",
+]
 
 
 @dataclass
@@ -59,8 +69,13 @@ class TaskCurve:
     steps: int = 0
 
     def to_dict(self) -> dict:
-        return {"task": self.task, "train_loss": self.train_loss, "validation_loss": self.validation_loss, "validation_accuracy": self.validation_accuracy,
-                "steps": self.steps}
+        return {
+            "task": self.task,
+            "train_loss": self.train_loss,
+            "validation_loss": self.validation_loss,
+            "validation_accuracy": self.validation_accuracy,
+            "steps": self.steps,
+        }
 
 
 @dataclass
@@ -87,7 +102,18 @@ class ContinualResults:
     def from_dict(cls, data: dict) -> ContinualResults:
         """The progress recorded in a results.json or a checkpoint (``to_dict``'s keys)."""
         data = upgrade(data)
-        keys = ("tasks", "acc_matrix", "f1_matrix", "completed_tasks", "train_seconds", "epochs_kept", "params_added", "checkpoint_bytes", "curves", "train_steps")
+        keys = (
+            "tasks",
+            "acc_matrix",
+            "f1_matrix",
+            "completed_tasks",
+            "train_seconds",
+            "epochs_kept",
+            "params_added",
+            "checkpoint_bytes",
+            "curves",
+            "train_steps",
+        )
         return cls(**{k: data[k] for k in keys})
 
     def to_dict(self) -> dict:
@@ -101,8 +127,17 @@ class ContinualResults:
                 )
             else:
                 out |= summarize(self.acc_matrix, self.f1_matrix)
-        out |= {"completed_tasks": self.completed_tasks, "train_seconds": round(self.train_seconds, 1), "epochs_kept": self.epochs_kept}
-        return out | {"params_added": self.params_added, "checkpoint_bytes": self.checkpoint_bytes, "curves": self.curves, "train_steps": self.train_steps}
+        out |= {
+            "completed_tasks": self.completed_tasks,
+            "train_seconds": round(self.train_seconds, 1),
+            "epochs_kept": self.epochs_kept,
+        }
+        return out | {
+            "params_added": self.params_added,
+            "checkpoint_bytes": self.checkpoint_bytes,
+            "curves": self.curves,
+            "train_steps": self.train_steps,
+        }
 
 
 def seed_everything(seed: int) -> None:
@@ -112,7 +147,14 @@ def seed_everything(seed: int) -> None:
 
 
 @torch.no_grad()
-def evaluate(model: ContinualModel, split: Split, task_id: int, cfg: TrainingConfig, desc: str = "eval", accelerator: Accelerator | None = None) -> dict[str, float]:
+def evaluate(
+    model: ContinualModel,
+    split: Split,
+    task_id: int,
+    cfg: TrainingConfig,
+    desc: str = "eval",
+    accelerator: Accelerator | None = None,
+) -> dict[str, float]:
     """Accuracy, macro-F1 (percent) and mean loss of ``model`` on ``split`` as task ``task_id``.
 
     Batches are sorted by length, so little padding is computed; results do not depend on it.
@@ -143,8 +185,17 @@ def evaluate(model: ContinualModel, split: Split, task_id: int, cfg: TrainingCon
     }
 
 
-def score_task(model: ContinualModel, method: ContinualMethod, data: TaskData, split: str, cfg: TrainingConfig, matrices: tuple[Matrix, Matrix], column: int,
-               rows: Iterable[int], accelerator: Accelerator | None = None) -> None:
+def score_task(
+    model: ContinualModel,
+    method: ContinualMethod,
+    data: TaskData,
+    split: str,
+    cfg: TrainingConfig,
+    matrices: tuple[Matrix, Matrix],
+    column: int,
+    rows: Iterable[int],
+    accelerator: Accelerator | None = None,
+) -> None:
     """Score task ``data`` on its ``split`` ("test" or "validation"), after the method's
     ``before_evaluate``, and write the accuracy and macro-F1 (percent, 2 decimals) into cells
     ``(row, column)`` of ``matrices`` (accuracy, macro-F1) for each of ``rows``. A split without
@@ -213,15 +264,29 @@ def train_task(
 
 
 def _train_task(
-    model: ContinualModel, method: ContinualMethod, data: TaskData, task_id: int, cfg: TrainingConfig, accelerator: Accelerator, caption: str, curve: TaskCurve | None, first_step: int
+    model: ContinualModel,
+    method: ContinualMethod,
+    data: TaskData,
+    task_id: int,
+    cfg: TrainingConfig,
+    accelerator: Accelerator,
+    caption: str,
+    curve: TaskCurve | None,
+    first_step: int,
 ) -> int:
     curve = curve if curve is not None else TaskCurve(data.name)
     method.before_task(model, task_id, data)
-    num_batches = math.ceil(len(data.train) / cfg.batch_size)  # global batches: every process steps through all of them
+    num_batches = math.ceil(
+        len(data.train) / cfg.batch_size
+    )  # global batches: every process steps through all of them
     optimizer, scheduler = _optimizer(model, method, cfg, cfg.epochs * num_batches)
-    optimizer = accelerator.prepare_optimizer(optimizer)  # fp16 loss scaling; the model is not wrapped (see parallel.py)
+    optimizer = accelerator.prepare_optimizer(
+        optimizer
+    )  # fp16 loss scaling; the model is not wrapped (see parallel.py)
     shuffler = torch.Generator().manual_seed(cfg.seed * 1000 + task_id)  # the same order on every process
-    if accelerator.num_processes > 1:  # each process its own dropout and Gumbel noise; the methods' own RNGs stay shared
+    if (
+        accelerator.num_processes > 1
+    ):  # each process its own dropout and Gumbel noise; the methods' own RNGs stay shared
         torch.manual_seed(torch.initial_seed() + accelerator.process_index)
     params = [p for _, p in model.trainable_parameters()]
     best_loss, best_epoch, best_state = math.inf, 0, None
@@ -229,16 +294,25 @@ def _train_task(
         model.train()
         order = torch.randperm(len(data.train), generator=shuffler).tolist()
         epoch_loss = 0.0
-        bar = tqdm(list(batches(data.train, cfg.batch_size, order)), desc=f"{caption} epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=not (cfg.progress and accelerator.is_local_main_process))
+        bar = tqdm(
+            list(batches(data.train, cfg.batch_size, order)),
+            desc=f"{caption} epoch {epoch + 1}/{cfg.epochs}",
+            leave=False,
+            disable=not (cfg.progress and accelerator.is_local_main_process),
+        )
         for b, idx in enumerate(bar):
             position = Step(task_id, epoch, b, num_batches, cfg.epochs)
-            batch, task_ids, labels, weight = encode_batch(model, data.train, idx, task_id, cfg.max_length, method.extra_examples(model, position), accelerator)
+            batch, task_ids, labels, weight = encode_batch(
+                model, data.train, idx, task_id, cfg.max_length, method.extra_examples(model, position), accelerator
+            )
             step = dataclasses.replace(position, inputs=batch | {"task_ids": task_ids})
             with accelerator.autocast(), model.context.using(**method.plugin_inputs(model, step)):
                 logits = model(**batch, task_ids=task_ids).logits
                 loss = method.loss(model, logits.float(), labels, step)
             if any_process(not torch.isfinite(loss), accelerator):
-                raise FloatingPointError(f"the training loss became {loss.item()} at task {data.name!r}, epoch {epoch + 1}, batch {b + 1}")
+                raise FloatingPointError(
+                    f"the training loss became {loss.item()} at task {data.name!r}, epoch {epoch + 1}, batch {b + 1}"
+                )
             optimizer.zero_grad(set_to_none=True)
             accelerator.backward(loss * weight if accelerator.num_processes > 1 else loss)
             average_gradients(params, accelerator)
@@ -251,7 +325,9 @@ def _train_task(
             step_loss = loss.item()
             epoch_loss += step_loss
             if accelerator.trackers:  # none configured (--report-to none): nothing to build or send each step
-                accelerator.log({"train/loss": step_loss, "train/lr": scheduler.get_last_lr()[0]}, step=first_step + curve.steps)
+                accelerator.log(
+                    {"train/loss": step_loss, "train/lr": scheduler.get_last_lr()[0]}, step=first_step + curve.steps
+                )
             bar.set_postfix(loss=f"{step_loss:.3f}")
         curve.train_loss.append(round(epoch_loss / max(1, num_batches), 5))
         if not len(data.validation):  # no validation data (a task given from Python): keep the last epoch
@@ -262,8 +338,14 @@ def _train_task(
         log.info("%s epoch %d: validation loss %.4f, accuracy %.1f", caption, epoch + 1, val["loss"], val["acc"])
         curve.validation_loss.append(round(val["loss"], 5))
         curve.validation_accuracy.append(round(val["acc"], 2))
-        accelerator.log({f"{data.name}/train_loss": curve.train_loss[-1], f"{data.name}/validation_loss": val["loss"], f"{data.name}/validation_accuracy": val["acc"]},
-                step=first_step + curve.steps)
+        accelerator.log(
+            {
+                f"{data.name}/train_loss": curve.train_loss[-1],
+                f"{data.name}/validation_loss": val["loss"],
+                f"{data.name}/validation_accuracy": val["acc"],
+            },
+            step=first_step + curve.steps,
+        )
         if val["loss"] < best_loss:
             best_loss, best_epoch = val["loss"], epoch + 1
             best_state = {id(p): p.detach().clone() for p in params} if epoch + 1 < cfg.epochs else None
@@ -339,11 +421,15 @@ def learn_next_task(
     data = tasks[t]
     seed_everything(cfg.seed * 1000 + t)
     params_before = parameter_count(model)
-    task_id = model.add_task(data.name, data.label_names, pair=data.train.pairs is not None, source=data.source or None)
+    task_id = model.add_task(
+        data.name, data.label_names, pair=data.train.pairs is not None, source=data.source or None
+    )
     caption = f"task {t + 1}/{len(tasks)} {data.name}"  # progress bars and logs
     start = time.perf_counter()
     curve = TaskCurve(data.name)
-    results.epochs_kept.append(train_task(model, method, data, task_id, cfg, accelerator, caption, curve, results.train_steps))
+    results.epochs_kept.append(
+        train_task(model, method, data, task_id, cfg, accelerator, caption, curve, results.train_steps)
+    )
     results.train_seconds += time.perf_counter() - start
     results.params_added.append(parameter_count(model) - params_before)
     results.curves.append(curve.to_dict())
@@ -378,10 +464,15 @@ def _task_end(model, results, on_task_end, accelerator: Accelerator) -> None:
 def _log_matrix_row(results: ContinualResults, row: int, accelerator: Accelerator) -> None:
     """Row ``row`` of the accuracy matrix (every task learned so far) to the trackers."""
     row_scores = enumerate(results.acc_matrix[row][: row + 1])
-    scores = {f"test_accuracy/{results.tasks[j]}": value for j, value in row_scores if value is not None}  # None: no test data
+    scores = {
+        f"test_accuracy/{results.tasks[j]}": value for j, value in row_scores if value is not None
+    }  # None: no test data
     if not scores:
         return
-    accelerator.log(scores | {"test_accuracy/mean": sum(scores.values()) / len(scores), "tasks_learned": row + 1}, step=results.train_steps)
+    accelerator.log(
+        scores | {"test_accuracy/mean": sum(scores.values()) / len(scores), "tasks_learned": row + 1},
+        step=results.train_steps,
+    )
 
 
 def _union(tasks: list[TaskData], task_ids: list[int], split: str) -> Split:
@@ -406,20 +497,46 @@ def _learn_jointly(model, method, tasks, cfg, results, on_task_end, evaluate_tes
         results.params_added.append(parameter_count(model) - params_before)
     # Each task is tested on its own split (``score_task``): the union has no test split, so a
     # validation-only run (sealed test splits, see ``ctr_plugin.experiments.validation_runs``) never reads one.
-    union = TaskData("+".join(t.name for t in tasks), [], _union(tasks, ids, "train"), _union(tasks, ids, "validation"), Split([], []))
+    union = TaskData(
+        "+".join(t.name for t in tasks),
+        [],
+        _union(tasks, ids, "train"),
+        _union(tasks, ids, "validation"),
+        Split([], []),
+    )
     # Every example of the union carries its own task id; the method's hooks and the shuffling seed
     # take the id of the task added last, the one the union is trained as.
     trained_as = ids[-1]
     start = time.perf_counter()
     curve = TaskCurve(union.name)
-    epoch = train_task(model, method, union, trained_as, cfg, accelerator, f"all {len(tasks)} tasks jointly", curve, results.train_steps)
+    epoch = train_task(
+        model,
+        method,
+        union,
+        trained_as,
+        cfg,
+        accelerator,
+        f"all {len(tasks)} tasks jointly",
+        curve,
+        results.train_steps,
+    )
     results.epochs_kept = [epoch] * len(tasks)
     results.train_seconds += time.perf_counter() - start
     results.curves = [curve.to_dict()]  # one training, of the union
     results.train_steps += curve.steps
     last = len(tasks) - 1
     for j in range(len(tasks) if evaluate_test else 0):  # the joint model's scores stand in every row from j on
-        score_task(model, method, tasks[j], "test", cfg, (results.acc_matrix, results.f1_matrix), j, range(j, last + 1), accelerator)
+        score_task(
+            model,
+            method,
+            tasks[j],
+            "test",
+            cfg,
+            (results.acc_matrix, results.f1_matrix),
+            j,
+            range(j, last + 1),
+            accelerator,
+        )
     if evaluate_test:
         _log_matrix_row(results, last, accelerator)
     results.completed_tasks = len(tasks)

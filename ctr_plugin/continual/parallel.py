@@ -37,11 +37,15 @@ def check_device(device: str | None, mixed_precision: str | None = None) -> None
         return
     kind, _, index = device.partition(":")
     if kind != "cuda" or (index and not index.isdigit()):
-        raise CTRError(f"--device {device!r} is not a device this program uses: give cpu, cuda or cuda:N (N the GPU's index).")
+        raise CTRError(
+            f"--device {device!r} is not a device this program uses: give cpu, cuda or cuda:N (N the GPU's index)."
+        )
     if not torch.cuda.is_available():
         raise CTRError(f"--device {device} was asked for, but PyTorch sees no CUDA GPU here. Use --device cpu.")
     if index and int(index) >= torch.cuda.device_count():
-        raise CTRError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA GPU(s), numbered 0..{torch.cuda.device_count() - 1}.")
+        raise CTRError(
+            f"--device {device}: this machine has {torch.cuda.device_count()} CUDA GPU(s), numbered 0..{torch.cuda.device_count() - 1}."
+        )
 
 
 def make_accelerator(device: str | None = None, mixed_precision: str | None = None, **trackers) -> Accelerator:

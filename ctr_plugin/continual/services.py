@@ -22,7 +22,9 @@ from ctr_plugin.modeling.model import ContinualModel
 class LoopServices:
     training: TrainingConfig  # the run's options (batch size, maximum length, ...)
 
-    def training_batches(self, model: ContinualModel, split: Split, idx: list[int], task_id: int) -> Iterator[tuple[dict, torch.Tensor, torch.Tensor]]:
+    def training_batches(
+        self, model: ContinualModel, split: Split, idx: list[int], task_id: int
+    ) -> Iterator[tuple[dict, torch.Tensor, torch.Tensor]]:
         """Examples ``idx`` of ``split`` (of task ``task_id``) as the loop batches them for training:
         ``(model inputs, task ids, labels)`` per batch of ``training.batch_size``."""
         for batch_idx in batches(split, self.training.batch_size, idx):

@@ -88,17 +88,33 @@ class ContinualTrainer(Trainer):
     ``resume_from_checkpoint`` are not supported. Everything else is ``Trainer``'s.
     """
 
-    def __init__(self, model: ContinualModel, args: TrainingArguments | None = None, *, task: str | int, method: str | ContinualMethod | None = None, method_options: dict | None = None, data_collator=None, **kwargs):
+    def __init__(
+        self,
+        model: ContinualModel,
+        args: TrainingArguments | None = None,
+        *,
+        task: str | int,
+        method: str | ContinualMethod | None = None,
+        method_options: dict | None = None,
+        data_collator=None,
+        **kwargs,
+    ):
         if not isinstance(model, ContinualModel):
             raise CTRError(f"ContinualTrainer trains a ctr_plugin ContinualModel, got {type(model).__name__}.")
         given = method
         method = resolve_method(method or model.method_name, method_options, model.plugin_config.plugin_type)
         if type(method).plugin_type != model.plugin_config.plugin_type:
-            raise CTRError(f"Method {method.name!r} trains plugin_type {type(method).plugin_type!r}, but this model carries {model.plugin_config.plugin_type!r} plugins.")
+            raise CTRError(
+                f"Method {method.name!r} trains plugin_type {type(method).plugin_type!r}, but this model carries {model.plugin_config.plugin_type!r} plugins."
+            )
         if method.joint_training or method.needs_task_data:
             raise CTRError(
                 f"Method {method.name!r} cannot be trained through ContinualTrainer ("
-                + ("it learns all tasks at once" if method.joint_training else "it needs each task's raw texts after or during training")
+                + (
+                    "it learns all tasks at once"
+                    if method.joint_training
+                    else "it needs each task's raw texts after or during training"
+                )
                 + "): use ctr_plugin.ContinualLearner."
             )
         self.continual_model = model
@@ -110,7 +126,9 @@ class ContinualTrainer(Trainer):
                 f"trained the earlier tasks (method=...), not its name."
             )
         if args is not None and args.load_best_model_at_end:
-            raise CTRError("load_best_model_at_end is not supported: the Trainer would reload weights in its own format. Keep the last epoch, or select epochs with ContinualLearner.")
+            raise CTRError(
+                "load_best_model_at_end is not supported: the Trainer would reload weights in its own format. Keep the last epoch, or select epochs with ContinualLearner."
+            )
         collator = data_collator or DataCollatorWithPadding(model.tokenizer)
         super().__init__(model=model, args=args, data_collator=TaskCollator(collator, self.task_id), **kwargs)
         self.add_callback(_MethodHooks(self))
@@ -122,7 +140,9 @@ class ContinualTrainer(Trainer):
         """The Trainer's optimizer class and settings over the loop's parameter groups."""
         if self.optimizer is None:
             optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, self.continual_model)
-            groups = parameter_groups(self.continual_model, self.continual_method, self.args.learning_rate, self.args.weight_decay)
+            groups = parameter_groups(
+                self.continual_model, self.continual_method, self.args.learning_rate, self.args.weight_decay
+            )
             self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
         return self.optimizer
 
@@ -141,7 +161,9 @@ class ContinualTrainer(Trainer):
             outputs = model(**inputs, labels=labels)
             return (outputs.loss, outputs) if return_outputs else outputs.loss
         self._step = Step(self.task_id, max(self._epoch, 0), self._batch, self._num_batches, self._num_epochs, inputs)
-        with self.continual_model.context.using(**self.continual_method.plugin_inputs(self.continual_model, self._step)):
+        with self.continual_model.context.using(
+            **self.continual_method.plugin_inputs(self.continual_model, self._step)
+        ):
             outputs = model(**inputs)
         outputs.loss = self.continual_method.loss(self.continual_model, outputs.logits.float(), labels, self._step)
         return (outputs.loss, outputs) if return_outputs else outputs.loss
@@ -167,10 +189,20 @@ class ContinualTrainer(Trainer):
         try:
             self._num_batches = max(1, len(self.get_train_dataloader()))
         except TypeError:
-            raise CTRError("ContinualTrainer needs a training dataset with a length: HAT's temperature anneals over each epoch's batches.") from None
-        self._num_epochs = max(1, math.ceil(self.args.num_train_epochs)) if self.args.max_steps <= 0 else max(1, math.ceil(self.args.max_steps / self._num_batches))
+            raise CTRError(
+                "ContinualTrainer needs a training dataset with a length: HAT's temperature anneals over each epoch's batches."
+            ) from None
+        self._num_epochs = (
+            max(1, math.ceil(self.args.num_train_epochs))
+            if self.args.max_steps <= 0
+            else max(1, math.ceil(self.args.max_steps / self._num_batches))
+        )
         if self.task_id == 0:
-            method.before_sequence(model, [], TrainingConfig(batch_size=self.args.per_device_train_batch_size, seed=self.args.seed, progress=False))
+            method.before_sequence(
+                model,
+                [],
+                TrainingConfig(batch_size=self.args.per_device_train_batch_size, seed=self.args.seed, progress=False),
+            )
         with model.method_rules(method.name):
             method.before_task(model, self.task_id, None)
             output = super().train(**kwargs)
@@ -189,4 +221,7 @@ class ContinualTrainer(Trainer):
                 f"({', '.join(sorted(p.name for p in directory.iterdir())[:3])}, ...): pass a new or empty directory."
             )
         if self.args.should_save:
-            self.continual_model.save_pretrained(directory, extra={"method": self.continual_method.name, "method_options": self.continual_method.options()})
+            self.continual_model.save_pretrained(
+                directory,
+                extra={"method": self.continual_method.name, "method_options": self.continual_method.options()},
+            )

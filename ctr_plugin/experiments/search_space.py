@@ -27,7 +27,7 @@ class LogUniform:
         return f"log-uniform [{self.low:g}, {self.high:g}]"
 
     def edge(self, value: float) -> str | None:
-        """"low" or "high" when ``value`` lies in the outer tenth of the range (in log space)."""
+        """ "low" or "high" when ``value`` lies in the outer tenth of the range (in log space)."""
         return _edge(math.log(value), math.log(self.low), math.log(self.high))
 
 
@@ -45,7 +45,7 @@ class Uniform:
         return f"uniform [{self.low:g}, {self.high:g}]"
 
     def edge(self, value: float) -> str | None:
-        """"low" or "high" when ``value`` lies in the outer tenth of the range."""
+        """ "low" or "high" when ``value`` lies in the outer tenth of the range."""
         return _edge(value, self.low, self.high)
 
 
@@ -62,7 +62,7 @@ class Choice:
         return "one of {" + ", ".join(str(v) for v in self.values) + "}"
 
     def edge(self, value: Any) -> str | None:
-        """"low" or "high" when ``value`` is the smallest or largest of several numbers."""
+        """ "low" or "high" when ``value`` is the smallest or largest of several numbers."""
         if len(self.values) < 2 or not all(isinstance(v, (int, float)) for v in self.values):
             return None
         return "low" if value == min(self.values) else "high" if value == max(self.values) else None

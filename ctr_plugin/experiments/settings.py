@@ -77,7 +77,13 @@ def add_option_flags(parser: argparse.ArgumentParser, only: set[str] | None = No
                 group.add_argument(flag(f.name), type=int, nargs="+", metavar="N", help=help_text)
             else:
                 hint = hints[f.name]
-                group.add_argument(flag(f.name), type=hint if hint in (int, float) else str, choices=choices, metavar=None if choices else f.name.upper(), help=help_text)
+                group.add_argument(
+                    flag(f.name),
+                    type=hint if hint in (int, float) else str,
+                    choices=choices,
+                    metavar=None if choices else f.name.upper(),
+                    help=help_text,
+                )
 
 
 def option_flags_given(args: argparse.Namespace) -> dict[str, Any]:
@@ -113,12 +119,22 @@ class _Layers:
         return {k: v for k, (v, _) in self.values.items()}
 
 
-def _resolve(method_class, config_training: dict | None, config_name: str, flags: dict | None, method_args: dict | None, tuned: str | None, extra_training: dict):
+def _resolve(
+    method_class,
+    config_training: dict | None,
+    config_name: str,
+    flags: dict | None,
+    method_args: dict | None,
+    tuned: str | None,
+    extra_training: dict,
+):
     """(TrainingConfig, PluginConfig, method options) by the order and rules of the module doc;
     ``method_class`` None: the options every method starts from (no tuned file, no method)."""
     unknown = sorted(set(config_training or {}) - OPTION_NAMES)
     if unknown:
-        raise CTRError(f"Unknown training option(s) {unknown} in {config_name}. Valid options: {', '.join(sorted(OPTION_NAMES))}.")
+        raise CTRError(
+            f"Unknown training option(s) {unknown} in {config_name}. Valid options: {', '.join(sorted(OPTION_NAMES))}."
+        )
     options = _Layers(TRAINING_FIELDS | PLUGIN_FIELDS)
     own = _Layers({f.name: f for f in dataclasses.fields(method_class)} if method_class is not None else {})
     options.add(config_training or {}, f"{config_name} (`training:`)")
@@ -129,7 +145,9 @@ def _resolve(method_class, config_training: dict | None, config_name: str, flags
         tuned_training, tuned_method = tuned_options(tuned, method_class.name)
         options.add(tuned_training, tuned_source)
         own.add(tuned_method, tuned_source)
-    options.add({k: v for k, v in (flags or {}).items() if k in OPTION_NAMES}, "The command line", contradicts=(tuned_source,))
+    options.add(
+        {k: v for k, v in (flags or {}).items() if k in OPTION_NAMES}, "The command line", contradicts=(tuned_source,)
+    )
     own.add(method_args or {}, "--method-arg", contradicts=(tuned_source,))
     if method_class is not None:
         _fix_plugin_options(method_class, options)
@@ -152,7 +170,9 @@ def _fix_plugin_options(method_class, options: _Layers) -> None:
         options.values[key] = (value, f"method {name!r}")
 
 
-def base_options(config_training: dict | None = None, config_name: str = "the config", flags: dict | None = None, **training: Any) -> tuple[TrainingConfig, PluginConfig]:
+def base_options(
+    config_training: dict | None = None, config_name: str = "the config", flags: dict | None = None, **training: Any
+) -> tuple[TrainingConfig, PluginConfig]:
     """The training and plugin options every method starts from (config, then flags, then
     ``training`` keyword values such as ``seed`` and ``progress``): what tuning and validation
     sweeps vary per method or trial."""
@@ -179,7 +199,9 @@ def build_settings(
     if run.get("from_checkpoint"):
         method = _continued_method(run["from_checkpoint"], method, flags or {})
     method = method or "ctr"
-    training, plugin, method_options = _resolve(method_class(method), config_training, config_name, flags, method_args, tuned, {"progress": progress})
+    training, plugin, method_options = _resolve(
+        method_class(method), config_training, config_name, flags, method_args, tuned, {"progress": progress}
+    )
     return RunSettings(method=get_method(method, method_options), training=training, plugin=plugin, **run)
 
 
@@ -204,8 +226,14 @@ def _continued_method(checkpoint: str, method: str | None, flags: dict) -> str |
     return method or config.get("method")
 
 
-def select_tasks(sequence: SequenceConfig, order: int | None = None, *, max_train: int | None = None, max_test: int | None = None,
-                 test_cap_from_config: bool = True) -> SequenceConfig:
+def select_tasks(
+    sequence: SequenceConfig,
+    order: int | None = None,
+    *,
+    max_train: int | None = None,
+    max_test: int | None = None,
+    test_cap_from_config: bool = True,
+) -> SequenceConfig:
     """``sequence`` with its tasks in permutation ``order`` of its orders file (None: as listed),
     capped at ``max_train`` and ``max_test`` examples per task (None: the config's caps; with
     ``test_cap_from_config`` False, a test split is not capped unless ``max_test`` says so)."""

@@ -33,8 +33,10 @@ def check_report_to(report_to: str) -> None:
         raise CTRError(f"--report-to must be one of {', '.join(REPORT_TO)}, not {report_to!r}.")
     package = TRACKERS.get(report_to)
     if package is not None and importlib.util.find_spec(package) is None:
-        raise CTRError(f"--report-to {report_to} needs the package {package!r}, which is not installed: `pip install {package}` "
-                       f"(or `pip install ctr_plugin[{report_to}]`), or drop --report-to.")
+        raise CTRError(
+            f"--report-to {report_to} needs the package {package!r}, which is not installed: `pip install {package}` "
+            f"(or `pip install ctr_plugin[{report_to}]`), or drop --report-to."
+        )
 
 
 def tracker_settings(report_to: str, output_dir: Path) -> dict:
@@ -53,7 +55,9 @@ def start_trackers(accelerator, report_to: str, output_dir: Path, hyperparameter
     init_kwargs = {"wandb": {"name": run_name}, "mlflow": {"run_name": run_name}}
     # TensorBoard writes to project_dir/<project name>: one folder per run (a resumed run gets its own)
     name = run_name if report_to == "tensorboard" else PROJECT
-    accelerator.init_trackers(name, config=flatten(hyperparameters), init_kwargs={report_to: init_kwargs.get(report_to, {})})
+    accelerator.init_trackers(
+        name, config=flatten(hyperparameters), init_kwargs={report_to: init_kwargs.get(report_to, {})}
+    )
 
 
 def finish_trackers(accelerator) -> None:

@@ -111,11 +111,17 @@ def tune_method(
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
         storage.set_trial_user_attr(trial._trial_id, "interrupted", True)  # killed mid-trial: not counted
         storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
-    finished = [t for t in study.get_trials(deepcopy=False) if not t.user_attrs.get("interrupted") and t.state in (TrialState.COMPLETE, TrialState.FAIL)]
+    finished = [
+        t
+        for t in study.get_trials(deepcopy=False)
+        if not t.user_attrs.get("interrupted") and t.state in (TrialState.COMPLETE, TrialState.FAIL)
+    ]
     remaining = n_trials - len(finished)
     if remaining <= 0:
         return study
-    study.sampler = optuna.samplers.TPESampler(seed=seed + len(finished), n_startup_trials=max(1, min(4, n_trials // 2)))
+    study.sampler = optuna.samplers.TPESampler(
+        seed=seed + len(finished), n_startup_trials=max(1, min(4, n_trials // 2))
+    )
 
     def objective(trial) -> float:
         params = {k: dist.suggest(trial, k) for k, dist in space.items()}
@@ -126,7 +132,10 @@ def tune_method(
         trial.set_user_attr("val_acc_matrix", row["val_acc_matrix"])
         trial.set_user_attr("seconds", row["seconds"])
         if on_trial is not None:
-            on_trial({"method": method, "trial": trial.number, "params": params} | {k: row[k] for k in ("val_final_acc", "val_final_mf1", "seconds")})
+            on_trial(
+                {"method": method, "trial": trial.number, "params": params}
+                | {k: row[k] for k in ("val_final_acc", "val_final_mf1", "seconds")}
+            )
         return row["val_final_acc"]
 
     study.optimize(objective, n_trials=remaining, catch=(FloatingPointError,))
@@ -137,7 +146,11 @@ def best_entry(study, method: str) -> dict:
     """What the tuned-options file records for one method's study."""
     from optuna.trial import TrialState
 
-    counted = [t for t in study.get_trials(deepcopy=False) if not t.user_attrs.get("interrupted") and t.state in (TrialState.COMPLETE, TrialState.FAIL)]
+    counted = [
+        t
+        for t in study.get_trials(deepcopy=False)
+        if not t.user_attrs.get("interrupted") and t.state in (TrialState.COMPLETE, TrialState.FAIL)
+    ]
     complete = [t for t in counted if t.state == TrialState.COMPLETE]
     if not complete:
         raise CTRError(f"No trial of {method!r} finished: nothing to choose from (see the log for the failures).")
@@ -212,7 +225,9 @@ def summarize_tuned(data: dict) -> str:
         options = ", ".join(f"{key} {_short(value)}" for key, value in chosen.items())
         mf1 = entry.get("objective_mf1")
         trials = f"{entry['trials']}" + (f" ({entry['failed_trials']} failed)" if entry.get("failed_trials") else "")
-        rows.append(f"| {method} | {entry['objective']:.2f} | {'-' if mf1 is None else f'{mf1:.2f}'} | {options} | {trials} | {', '.join(edges) or '-'} |")
+        rows.append(
+            f"| {method} | {entry['objective']:.2f} | {'-' if mf1 is None else f'{mf1:.2f}'} | {options} | {trials} | {', '.join(edges) or '-'} |"
+        )
     head = [
         f"Objective: {data.get('objective', 'validation accuracy')} (one seed; the best of each method's trials).",
         "",
@@ -232,4 +247,13 @@ def _short(value: Any) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
-__all__ = ["best_entry", "describe_search_space", "read_tuned", "summarize_tuned", "search_space", "tune_method", "tuned_options", "write_tuned"]
+__all__ = [
+    "best_entry",
+    "describe_search_space",
+    "read_tuned",
+    "summarize_tuned",
+    "search_space",
+    "tune_method",
+    "tuned_options",
+    "write_tuned",
+]

@@ -105,7 +105,9 @@ def validation_run(
             score_task(model, runner, task, "validation", training, (acc, f1), j, rows, accelerator)
 
     start = time.perf_counter()
-    ContinualLearner(model, runner, training, accelerator=accelerator).learn_sequence(sealed, on_task_end=score, evaluate_test=False)
+    ContinualLearner(model, runner, training, accelerator=accelerator).learn_sequence(
+        sealed, on_task_end=score, evaluate_test=False
+    )
     metrics = {f"val_{k}": v for k, v in summarize(acc, f1).items()}
     return {
         "method": method,

@@ -45,7 +45,15 @@ class UnprotectedTrainingWarning(UserWarning):
 class ContinualModel(nn.Module):
     """Encoder + plugins + per-task heads. The task of each example is given by its task id."""
 
-    def __init__(self, encoder: nn.Module, tokenizer, plugin_config: PluginConfig, encoder_name: str | None = None, head_dropout: float | None = None, train_encoder: bool = False):
+    def __init__(
+        self,
+        encoder: nn.Module,
+        tokenizer,
+        plugin_config: PluginConfig,
+        encoder_name: str | None = None,
+        head_dropout: float | None = None,
+        train_encoder: bool = False,
+    ):
         """The plugin kind ``plugin_config.plugin_type`` puts its plugins into ``encoder`` (in
         place); ``"none"`` injects nothing (frozen-encoder heads, or full fine-tuning with
         ``train_encoder=True``, in which case checkpoints hold the encoder too). ``head_dropout``
@@ -73,7 +81,17 @@ class ContinualModel(nn.Module):
         self.kind.inject(self)
         if head_dropout is None:
             config = encoder.config
-            head_dropout = next((p for p in (getattr(config, "classifier_dropout", None), getattr(config, "hidden_dropout_prob", None)) if p is not None), 0.1)
+            head_dropout = next(
+                (
+                    p
+                    for p in (
+                        getattr(config, "classifier_dropout", None),
+                        getattr(config, "hidden_dropout_prob", None),
+                    )
+                    if p is not None
+                ),
+                0.1,
+            )
         self.head_dropout = nn.Dropout(head_dropout)
         self.heads = nn.ModuleList()
         self.task_names: list[str] = []
@@ -227,7 +245,13 @@ class ContinualModel(nn.Module):
             self.context.task_ids = self.context.token_mask = None
         pooled = self.head_dropout(self._pool(out, attention_mask))
         logits = rows_by_task(task_ids, pooled, lambda t, rows: self.heads[t](rows), fill=float("-inf"))
-        if self.training and logits.requires_grad and self._rules_applied_by is None and not self._warned_unprotected and self.kind.hat_masked:
+        if (
+            self.training
+            and logits.requires_grad
+            and self._rules_applied_by is None
+            and not self._warned_unprotected
+            and self.kind.hat_masked
+        ):
             logits.register_hook(self._warn_if_unprotected)  # warns when a backward pass goes through it
         loss = None
         if labels is not None:

@@ -30,11 +30,15 @@ def _checked_texts(texts: Iterable[str], what: str) -> list[str]:
     """``texts`` as a list, if it is an iterable of non-blank strings; else a CTRError naming the
     offending positions."""
     if isinstance(texts, (str, bytes)) or not isinstance(texts, Iterable):
-        raise CTRError(f"predict() takes {what} as a list (or any iterable) of strings, got {type(texts).__name__}; wrap a single text in a list.")
+        raise CTRError(
+            f"predict() takes {what} as a list (or any iterable) of strings, got {type(texts).__name__}; wrap a single text in a list."
+        )
     texts = list(texts)
     wrong = [i for i, x in enumerate(texts) if not isinstance(x, str)]
     if wrong:
-        raise CTRError(f"predict(): {what} must be strings, but those at positions {wrong[:5]} are {type(texts[wrong[0]]).__name__}.")
+        raise CTRError(
+            f"predict(): {what} must be strings, but those at positions {wrong[:5]} are {type(texts[wrong[0]]).__name__}."
+        )
     blank = [i for i, x in enumerate(texts) if not x.strip()]
     if blank:
         raise CTRError(
@@ -49,10 +53,14 @@ def _tasks_per_text(model: ContinualModel, task, count: int) -> tuple[list[int],
     if isinstance(task, (str, numbers.Integral)):
         return [model.task_id(task)] * count, False
     if not isinstance(task, Iterable):
-        raise TaskError(f"predict(): task must be a task name or id, or a list of them (one per text), got {type(task).__name__}.")
+        raise TaskError(
+            f"predict(): task must be a task name or id, or a list of them (one per text), got {type(task).__name__}."
+        )
     per_text = [model.task_id(t) for t in task]
     if len(per_text) != count:
-        raise CTRError(f"predict() got {count} texts but {len(per_text)} tasks: give one task per text, or one task for all.")
+        raise CTRError(
+            f"predict() got {count} texts but {len(per_text)} tasks: give one task per text, or one task for all."
+        )
     return per_text, True
 
 
@@ -62,7 +70,9 @@ def _checked_pairs(model: ContinualModel, pairs, per_text: list[int], mixed: boo
     if pairs is not None:
         pairs = list(pairs) if mixed and not isinstance(pairs, (str, bytes)) else _checked_texts(pairs, "pairs")
         if len(pairs) != len(per_text):
-            raise CTRError(f"predict() got {len(per_text)} texts but {len(pairs)} pairs: give one second text per text.")
+            raise CTRError(
+                f"predict() got {len(per_text)} texts but {len(pairs)} pairs: give one second text per text."
+            )
         given = [i for i, p in enumerate(pairs) if p is not None]
         _checked_texts([pairs[i] for i in given], "pairs")
         if not given:
@@ -76,7 +86,9 @@ def _checked_pairs(model: ContinualModel, pairs, per_text: list[int], mixed: boo
                 f"texts too (pairs=[...] in Python, --pair on the command line)."
             )
         if model.task_pairs[t] is False and with_pair:
-            raise CTRError(f"Task {model.task_names[t]!r} was trained on single texts: call predict() without pairs for its texts.")
+            raise CTRError(
+                f"Task {model.task_names[t]!r} was trained on single texts: call predict() without pairs for its texts."
+            )
     return pairs
 
 
@@ -107,7 +119,9 @@ def predict(
     def batch_key(i: int):
         return (has_pair(i), per_text[i] if model.task_weights else 0)
 
-    order = sorted(range(len(texts)), key=lambda i: (*batch_key(i), len(texts[i]) + (len(pairs[i]) if has_pair(i) else 0)))
+    order = sorted(
+        range(len(texts)), key=lambda i: (*batch_key(i), len(texts[i]) + (len(pairs[i]) if has_pair(i) else 0))
+    )
     batches: list[list[int]] = []
     for i in order:
         if batches and len(batches[-1]) < int(batch_size) and batch_key(batches[-1][0]) == batch_key(i):

@@ -7,7 +7,30 @@ from ctr_plugin.plugins.base import Plugin, PluginConfig
 from ctr_plugin.plugins.context import PluginContext
 from ctr_plugin.plugins.ctr import CTRPlugin
 from ctr_plugin.plugins.lora import LoraKind, LoraPerTaskKind
-from ctr_plugin.plugins.registry import PLUGIN_KINDS, PluginKind, SublayerKind, build_plugin, plugin_kind, register_kind, register_plugin_kind
+from ctr_plugin.plugins.registry import (
+    PLUGIN_KINDS,
+    PluginKind,
+    SublayerKind,
+    build_plugin,
+    plugin_kind,
+    register_kind,
+    register_plugin_kind,
+)
 
-__all__ = ["PLUGIN_KINDS", "AdapterPlugin", "CTRPlugin", "LoraKind", "LoraPerTaskKind", "PerTaskAdapterPlugin", "Plugin", "PluginConfig", "PluginContext",
-           "PluginKind", "SublayerKind", "build_plugin", "plugin_kind", "register_kind", "register_plugin_kind"]
+__all__ = [
+    "PLUGIN_KINDS",
+    "AdapterPlugin",
+    "CTRPlugin",
+    "LoraKind",
+    "LoraPerTaskKind",
+    "PerTaskAdapterPlugin",
+    "Plugin",
+    "PluginConfig",
+    "PluginContext",
+    "PluginKind",
+    "SublayerKind",
+    "build_plugin",
+    "plugin_kind",
+    "register_kind",
+    "register_plugin_kind",
+]

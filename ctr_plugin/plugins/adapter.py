@@ -54,5 +54,14 @@ class PerTaskAdapterPlugin(Plugin):
         return rows_by_task(task_ids, x, lambda t, rows: self.adapters[t](rows))
 
 
-register_kind(SublayerKind("adapter", "a Houlsby adapter shared by all tasks", AdapterPlugin, default_method="adapter_ncl"))
-register_kind(SublayerKind("adapter_per_task", "one Houlsby adapter per task, chosen by the task id", PerTaskAdapterPlugin, default_method="adapter_one"))
+register_kind(
+    SublayerKind("adapter", "a Houlsby adapter shared by all tasks", AdapterPlugin, default_method="adapter_ncl")
+)
+register_kind(
+    SublayerKind(
+        "adapter_per_task",
+        "one Houlsby adapter per task, chosen by the task id",
+        PerTaskAdapterPlugin,
+        default_method="adapter_one",
+    )
+)

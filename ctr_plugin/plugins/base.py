@@ -29,33 +29,49 @@ class PluginConfig:
         '"lora_per_task" (one such LoRA per task), "none"; the method decides it',
         flag=False,
     )
-    adapter_size: int = option(2000, "a: width of the TSM / adapter bottleneck (paper: 2000 at d = 768)", Range("int", 1, 1_000_000))
+    adapter_size: int = option(
+        2000, "a: width of the TSM / adapter bottleneck (paper: 2000 at d = 768)", Range("int", 1, 1_000_000)
+    )
     capsule_size: int = option(3, "c: size of a task capsule and of each transfer capsule", Range("int", 1, 100_000))
     num_transfer_capsules: int = option(3, "N: transfer capsules", Range("int", 1, 100_000))
     task_capsule_hidden: int = option(8, "hidden width of each task's 2-layer capsule net", Range("int", 1, 100_000))
     routing_filters: int = option(100, "filters per kernel size in the routing CNNs", Range("int", 1, 100_000))
-    routing_kernel_sizes: tuple[int, ...] = option((3, 4, 5), "kernel sizes of the routing CNNs", Range("int", 1, 10_000))
-    s_max: float = option(400.0, "HAT: the largest temperature, used at evaluation", Range("float", 0, None, low_open=True))
+    routing_kernel_sizes: tuple[int, ...] = option(
+        (3, 4, 5), "kernel sizes of the routing CNNs", Range("int", 1, 10_000)
+    )
+    s_max: float = option(
+        400.0, "HAT: the largest temperature, used at evaluation", Range("float", 0, None, low_open=True)
+    )
     train_layernorm: bool = option(True, "train the LayerNorm after each plugin (the paper's code does)")
     freeze_old_capsules: bool = option(False, "protect earlier tasks' capsules and routes (not in the paper)")
     tsm_activation: str = option(
         "relu",
-        'the activation on the TSM\'s up-projection W2: "relu" as in the paper\'s code (the module can then only add '
+        "the activation on the TSM's up-projection W2: \"relu\" as in the paper's code (the module can then only add "
         'non-negative vectors to the residual stream) or "none" as in Houlsby adapters',
         choices=TSM_ACTIVATIONS,
     )
     # HAT clamps the mask embeddings to [-6, 6].
-    mask_init_mean: float = option(0.0, "HAT mask embeddings e_t ~ N(mean, std^2) (HAT: N(0, 1)): the mean", Range("float", -6, 6))
-    mask_init_std: float = option(1.0, "HAT mask embeddings e_t ~ N(mean, std^2) (HAT: N(0, 1)): the standard deviation", Range("float", 0, 10))
+    mask_init_mean: float = option(
+        0.0, "HAT mask embeddings e_t ~ N(mean, std^2) (HAT: N(0, 1)): the mean", Range("float", -6, 6)
+    )
+    mask_init_std: float = option(
+        1.0, "HAT mask embeddings e_t ~ N(mean, std^2) (HAT: N(0, 1)): the standard deviation", Range("float", 0, 10)
+    )
     pooling: str = option(
         "pooler",
-        'what the task heads read: "pooler" (BERT\'s frozen pooler, the paper\'s choice; the first token where the encoder '
+        "what the task heads read: \"pooler\" (BERT's frozen pooler, the paper's choice; the first token where the encoder "
         'has none), "cls" (the first token), or "mean" (mean over real tokens: what sentence-transformers encoders such as '
         "the bundled MiniLM were trained for)",
         choices=POOLINGS,
     )
-    lora_rank: int = option(8, 'r: rank of the LoRA update of each query / value projection (plugin types "lora", "lora_per_task")', Range("int", 1, 100_000))
-    lora_alpha: float = option(16.0, "LoRA scaling: the update is (alpha / r) B A", Range("float", 0, None, low_open=True))
+    lora_rank: int = option(
+        8,
+        'r: rank of the LoRA update of each query / value projection (plugin types "lora", "lora_per_task")',
+        Range("int", 1, 100_000),
+    )
+    lora_alpha: float = option(
+        16.0, "LoRA scaling: the update is (alpha / r) B A", Range("float", 0, None, low_open=True)
+    )
 
     def __post_init__(self):
         plugin_kind(self.plugin_type)  # a registered kind (plugins/registry.py)
@@ -63,7 +79,9 @@ class PluginConfig:
         if self.pooling not in POOLINGS:
             raise CTRError(f"Unknown pooling {self.pooling!r}; choose one of {', '.join(POOLINGS)}.")
         if self.tsm_activation not in TSM_ACTIVATIONS:
-            raise CTRError(f"Unknown tsm_activation {self.tsm_activation!r}; choose one of {', '.join(TSM_ACTIVATIONS)}.")
+            raise CTRError(
+                f"Unknown tsm_activation {self.tsm_activation!r}; choose one of {', '.join(TSM_ACTIVATIONS)}."
+            )
 
     def to_dict(self) -> dict:
         d = asdict(self)

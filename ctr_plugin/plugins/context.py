@@ -53,7 +53,9 @@ class PluginContext:
                 setattr(self, key, value)
 
 
-def rows_by_task(task_ids: torch.Tensor, x: torch.Tensor, apply: Callable[[int, torch.Tensor], torch.Tensor], fill: float = 0.0) -> torch.Tensor:
+def rows_by_task(
+    task_ids: torch.Tensor, x: torch.Tensor, apply: Callable[[int, torch.Tensor], torch.Tensor], fill: float = 0.0
+) -> torch.Tensor:
     """Each example of ``x`` through its own task's module: ``apply(t, x[rows of task t])`` for
     every task t of the batch, put back in the batch's order. Outputs narrower than the widest in
     the last axis (a head with fewer labels) have ``fill`` in the columns they lack. A batch of

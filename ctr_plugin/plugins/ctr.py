@@ -98,7 +98,12 @@ class TaskCapsules(nn.Module):
 
     def add_task(self) -> None:
         d, k, c = self.hidden_size, self.capsule_hidden, self.capsule_size
-        for name, part in (("w1", _uniform(d, k, fan_in=d)), ("b1", _uniform(k, fan_in=d)), ("w2", _uniform(1, k, c, fan_in=k)), ("b2", _uniform(c, fan_in=k))):
+        for name, part in (
+            ("w1", _uniform(d, k, fan_in=d)),
+            ("b1", _uniform(k, fan_in=d)),
+            ("w2", _uniform(1, k, c, fan_in=k)),
+            ("b2", _uniform(c, fan_in=k)),
+        ):
             _append_task(self, name, part, self.task_axes[name])
 
     def every_task(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -164,7 +169,9 @@ class TransferRouting(nn.Module):
         super().__init__()
         c, n = config.capsule_size, config.num_transfer_capsules
         self.capsule_size, self.num_capsules = c, n
-        self.routes = nn.Parameter(torch.empty(0, n, c, c))  # (T, N, c, c): task i's W_{i,j} for every transfer capsule j
+        self.routes = nn.Parameter(
+            torch.empty(0, n, c, c)
+        )  # (T, N, c, c): task i's W_{i,j} for every transfer capsule j
         if config.freeze_old_capsules:
             self.register_buffer("routes_frozen", torch.empty(0, n, c, c))
         self.current_code = TokenCNN(n * c, config.routing_filters, config.routing_kernel_sizes)
@@ -242,7 +249,10 @@ class TaskMasks(nn.Module):
         if len(tasks) == 1:  # the usual batch, one task: its embeddings as they are, no copy
             task = int(tasks[0])
             return [torch.sigmoid(s * per_task[task]).expand(len(task_ids), -1) for per_task in self.embeddings]
-        return [torch.sigmoid(s * torch.stack([per_task[t] for t in tasks.tolist()]))[which] for per_task in self.embeddings]
+        return [
+            torch.sigmoid(s * torch.stack([per_task[t] for t in tasks.tolist()]))[which]
+            for per_task in self.embeddings
+        ]
 
     @torch.no_grad()
     def accumulate(self, task: int, s_max: float) -> None:
@@ -259,7 +269,9 @@ class CTRPlugin(Plugin):
         self.config = config
         self.knowledge_sharing = knowledge_sharing
         if knowledge_sharing:
-            self.task_capsules = TaskCapsules(hidden_size, config.task_capsule_hidden, config.capsule_size, config.freeze_old_capsules)
+            self.task_capsules = TaskCapsules(
+                hidden_size, config.task_capsule_hidden, config.capsule_size, config.freeze_old_capsules
+            )
             self.transfer_routing = TransferRouting(config, hidden_size)
         self.fc1 = nn.Linear(hidden_size, config.adapter_size)  # W1: d -> a
         self.fc2 = nn.Linear(config.adapter_size, hidden_size)  # W2: a -> d
@@ -288,7 +300,21 @@ class CTRPlugin(Plugin):
         return x + h2
 
 
-register_kind(SublayerKind("ctr", "CTR: knowledge sharing (task capsules, transfer routing) + the HAT-masked task-specific module",
-                           partial(CTRPlugin, knowledge_sharing=True), default_method="ctr", hat_masked=True))
-register_kind(SublayerKind("hat_adapter", "CTR's HAT-masked task-specific module alone (Adapter-BERT + HAT)",
-                           partial(CTRPlugin, knowledge_sharing=False), default_method="adapter_hat", hat_masked=True))
+register_kind(
+    SublayerKind(
+        "ctr",
+        "CTR: knowledge sharing (task capsules, transfer routing) + the HAT-masked task-specific module",
+        partial(CTRPlugin, knowledge_sharing=True),
+        default_method="ctr",
+        hat_masked=True,
+    )
+)
+register_kind(
+    SublayerKind(
+        "hat_adapter",
+        "CTR's HAT-masked task-specific module alone (Adapter-BERT + HAT)",
+        partial(CTRPlugin, knowledge_sharing=False),
+        default_method="adapter_hat",
+        hat_masked=True,
+    )
+)

@@ -31,14 +31,20 @@ def inject_lora(encoder: nn.Module, config: PluginConfig, adapter_name: str = "d
     from peft import LoraConfig, inject_adapter_in_model
     from peft.tuners.lora import LoraLayer
 
-    targets = [n for n, m in encoder.named_modules() if n.rsplit(".", 1)[-1] in ("query", "value") and isinstance(m, (nn.Linear, LoraLayer))]
+    targets = [
+        n
+        for n, m in encoder.named_modules()
+        if n.rsplit(".", 1)[-1] in ("query", "value") and isinstance(m, (nn.Linear, LoraLayer))
+    ]
     if not targets:
         raise CTRError(
             f"LoRA goes on the attention `query` and `value` projections, and the encoder {type(encoder).__name__} "
             f"({encoder.config.model_type}) has no modules of those names (DistilBERT, for one, calls them q_lin / "
             f"v_lin). Use a BERT-like encoder (BERT, RoBERTa, ELECTRA, MiniLM, ...) or another method."
         )
-    lora = LoraConfig(r=config.lora_rank, lora_alpha=config.lora_alpha, lora_dropout=0.0, target_modules=["query", "value"])
+    lora = LoraConfig(
+        r=config.lora_rank, lora_alpha=config.lora_alpha, lora_dropout=0.0, target_modules=["query", "value"]
+    )
     inject_adapter_in_model(lora, encoder, adapter_name=adapter_name)
 
 
@@ -94,5 +100,17 @@ def _choose_adapters(context: PluginContext, _module, args, kwargs):
     return args, kwargs
 
 
-register_kind(LoraKind("lora", "peft LoRA on the attention query and value projections, shared by all tasks", default_method="lora_ncl"))
-register_kind(LoraPerTaskKind("lora_per_task", "one peft LoRA adapter per task on query and value, chosen per example", default_method="lora_one"))
+register_kind(
+    LoraKind(
+        "lora",
+        "peft LoRA on the attention query and value projections, shared by all tasks",
+        default_method="lora_ncl",
+    )
+)
+register_kind(
+    LoraPerTaskKind(
+        "lora_per_task",
+        "one peft LoRA adapter per task on query and value, chosen per example",
+        default_method="lora_one",
+    )
+)

@@ -49,7 +49,9 @@ class PluginKind:
     def __init__(self, name: str, description: str, default_method: str | None = None, hat_masked: bool = False):
         self.name = name
         self.description = description
-        self.default_method = default_method  # the method (a name in continual.methods.METHODS) that trains it by default
+        self.default_method = (
+            default_method  # the method (a name in continual.methods.METHODS) that trains it by default
+        )
         self.hat_masked = hat_masked
 
     def __repr__(self) -> str:
@@ -77,13 +79,22 @@ class SublayerKind(PluginKind):
 
     placement: ClassVar[str] = "sublayer"
 
-    def __init__(self, name: str, description: str, build: Callable[[PluginConfig, int, PluginContext], Plugin], default_method: str | None = None, hat_masked: bool = False):
+    def __init__(
+        self,
+        name: str,
+        description: str,
+        build: Callable[[PluginConfig, int, PluginContext], Plugin],
+        default_method: str | None = None,
+        hat_masked: bool = False,
+    ):
         super().__init__(name, description, default_method, hat_masked)
         self.build = build
 
     def inject(self, model: ContinualModel) -> None:
         config = model.plugin_config
-        norms = inject_plugins(model.encoder, model.hidden_size, lambda: self.build(config, model.hidden_size, model.context))
+        norms = inject_plugins(
+            model.encoder, model.hidden_size, lambda: self.build(config, model.hidden_size, model.context)
+        )
         for norm in norms:
             norm.requires_grad_(config.train_layernorm or model.train_encoder)
 
@@ -112,7 +123,14 @@ def register_kind(kind: PluginKind) -> PluginKind:
     return kind
 
 
-def register_plugin_kind(name: str, placement: str, description: str, build=None, default_method: str | None = None, hat_masked: bool = False) -> PluginKind:
+def register_plugin_kind(
+    name: str,
+    placement: str,
+    description: str,
+    build=None,
+    default_method: str | None = None,
+    hat_masked: bool = False,
+) -> PluginKind:
     """Register a plugin kind ``name`` placed as ``placement`` (``"sublayer"``: ``build`` makes
     its module for one sublayer, ``build(config, hidden_size, context)``)."""
     if placement not in KIND_CLASSES:
@@ -136,8 +154,14 @@ def build_plugin(config: PluginConfig, hidden_size: int, context: PluginContext)
     """The plugin module of kind ``config.plugin_type`` for one sublayer of width ``hidden_size``."""
     kind = plugin_kind(config.plugin_type)
     if kind.build is None:
-        raise CTRError(f"plugin_type {kind.name!r} is not a sublayer plugin (its placement is {kind.placement!r}): nothing to build per sublayer.")
+        raise CTRError(
+            f"plugin_type {kind.name!r} is not a sublayer plugin (its placement is {kind.placement!r}): nothing to build per sublayer."
+        )
     return kind.build(config, hidden_size, context)
 
 
-register_kind(PluginKind("none", "nothing injected: the task heads on the encoder, frozen or fine-tuned", default_method="frozen_heads"))
+register_kind(
+    PluginKind(
+        "none", "nothing injected: the task heads on the encoder, frozen or fine-tuned", default_method="frozen_heads"
+    )
+)

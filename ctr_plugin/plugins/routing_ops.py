@@ -13,7 +13,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-FEATURE_MAP_CHUNK = 1 << 18  # elements of routing feature map computed at once (1 MB in float32: about a core's L2 cache)
+FEATURE_MAP_CHUNK = (
+    1 << 18
+)  # elements of routing feature map computed at once (1 MB in float32: about a core's L2 cache)
 
 
 class ConvMaxOverTime(torch.autograd.Function):
@@ -33,7 +35,9 @@ class ConvMaxOverTime(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, valid: torch.Tensor, masked: bool = True) -> torch.Tensor:
+    def forward(
+        ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, valid: torch.Tensor, masked: bool = True
+    ) -> torch.Tensor:
         K = weight.shape[3]
         padded = F.pad(x, (0, K - 1))  # (N, G, C, L + K - 1)
         best, where = _window_maxima(padded, weight, bias, valid, masked, keep_index=True)  # (N, G, F) each
@@ -48,7 +52,9 @@ class ConvMaxOverTime(torch.autograd.Function):
         N, G, C, padded_length = padded.shape
         filters, K = weight.shape[1], weight.shape[3]
         L = padded_length - K + 1
-        grad = (grad * positive).to(padded.dtype)[:, :, None, None, :]  # ReLU: nothing flows where the best window is <= 0; (N, G, 1, 1, F)
+        grad = (grad * positive).to(padded.dtype)[
+            :, :, None, None, :
+        ]  # ReLU: nothing flows where the best window is <= 0; (N, G, 1, 1, F)
         # The winning window of (n, g, f) is x[n, g, :, where : where + K]: input (c, k) of window l
         # is windows[n, g, c, k, l], so every gather and scatter below runs along the last axis.
         index = where[:, :, None, None, :].expand(N, G, C, K, filters)
@@ -60,16 +66,22 @@ class ConvMaxOverTime(torch.autograd.Function):
         if ctx.needs_input_grad[2]:
             grad_bias = grad.sum(dim=(0, 1)).view(filters).to(ctx.input_dtypes[2])
         if ctx.needs_input_grad[0]:
-            spread = grad * weight.to(padded.dtype).permute(0, 2, 3, 1)  # (N, G, C, K, F): what window where gets at (c, k)
+            spread = grad * weight.to(padded.dtype).permute(
+                0, 2, 3, 1
+            )  # (N, G, C, K, F): what window where gets at (c, k)
             grad_windows = padded.new_zeros(N, G, C, K, L).scatter_add_(4, index, spread)
-            grad_x = grad_windows[:, :, :, 0].clone()  # window l's input (c, k) is x[..., c, l + k]: sum the shifted grads
+            grad_x = grad_windows[
+                :, :, :, 0
+            ].clone()  # window l's input (c, k) is x[..., c, l + k]: sum the shifted grads
             for k in range(1, min(K, L)):  # offsets k >= L reach only the right padding
                 grad_x[..., k:] += grad_windows[:, :, :, k, : L - k]
             grad_x = grad_x.to(ctx.input_dtypes[0])
         return grad_x, grad_weight, grad_bias, None, None
 
 
-def _window_maxima(padded: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, valid: torch.Tensor, masked: bool, keep_index: bool):
+def _window_maxima(
+    padded: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, valid: torch.Tensor, masked: bool, keep_index: bool
+):
     """The max over the valid starts of the relu-less feature map, and (``keep_index``) the start
     of a window reaching it: (N, G, F) each (index None without ``keep_index``). ``padded``: x
     right-padded by K - 1 zeros.
@@ -89,7 +101,9 @@ def _window_maxima(padded: torch.Tensor, weight: torch.Tensor, bias: torch.Tenso
     if masked:
         weight = torch.cat((weight, weight.new_ones(G, filters, 1)), 2)
         invalid = ~valid.expand(N, G, L).transpose(0, 1)  # (G, N, L)
-    windows = padded.unfold(3, K, 1).permute(1, 2, 4, 0, 3)  # (G, C, K, N, L): a view, the window of start l at [..., l]
+    windows = padded.unfold(3, K, 1).permute(
+        1, 2, 4, 0, 3
+    )  # (G, C, K, N, L): a view, the window of start l at [..., l]
     examples = max(1, min(N, FEATURE_MAP_CHUNK // (filters * L)))  # examples per chunk
     groups = max(1, FEATURE_MAP_CHUNK // (filters * N * L)) if examples == N else 1  # groups per chunk
     best = padded.new_empty(N, G, filters)
@@ -102,7 +116,9 @@ def _window_maxima(padded: torch.Tensor, weight: torch.Tensor, bias: torch.Tenso
             unfolded[:, : C * K].view(n, C, K, m, L).copy_(windows[g : g + n, :, :, e : e + m])
             if masked:
                 unfolded[:, C * K].zero_().masked_fill_(invalid[g : g + n, e : e + m], torch.finfo(padded.dtype).min)
-            feats = torch.baddbmm(bias[:, None], weight[g : g + n], unfolded.view(n, inputs, m * L)).view(n, filters, m, L)
+            feats = torch.baddbmm(bias[:, None], weight[g : g + n], unfolded.view(n, inputs, m * L)).view(
+                n, filters, m, L
+            )
             if keep_index:
                 value, index = _max_and_first_index(feats)
                 where[e : e + m, g : g + n] = index.permute(2, 0, 1)
@@ -121,12 +137,16 @@ def _max_and_first_index(feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
     if not feats.is_floating_point() or L * torch.finfo(feats.dtype).eps > 2:  # ranks up to 2 / eps are exact
         return feats.max(dim=-1)
     value = feats.amax(dim=-1, keepdim=True)
-    rank = torch.arange(L, 0, -1, dtype=feats.dtype, device=feats.device)  # L - l at start l: the first maximum ranks highest
+    rank = torch.arange(
+        L, 0, -1, dtype=feats.dtype, device=feats.device
+    )  # L - l at start l: the first maximum ranks highest
     first = feats.eq_(value).mul_(rank).amax(dim=-1)  # 0 only where nothing equals the max (a NaN)
     return value[..., 0], (L - first).long().clamp_(max=L - 1)
 
 
-def conv_max_over_time(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, valid: torch.Tensor, masked: bool | None = None) -> torch.Tensor:
+def conv_max_over_time(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, valid: torch.Tensor, masked: bool | None = None
+) -> torch.Tensor:
     """``ConvMaxOverTime`` where a gradient is needed; without one (inference), the same values
     from the max alone (no winning starts kept). ``masked``: whether some start is not valid
     (found from ``valid`` if not given, one sync)."""
@@ -136,4 +156,3 @@ def conv_max_over_time(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
         return ConvMaxOverTime.apply(x, weight, bias, valid, masked)
     padded = F.pad(x, (0, weight.shape[3] - 1))
     return _window_maxima(padded, weight, bias, valid, masked, keep_index=False)[0].clamp_min(0)
-

@@ -39,7 +39,9 @@ def accuracy(labels: Sequence[int], predictions: Sequence[int]) -> float:
 
 def macro_f1(labels: Sequence[int], predictions: Sequence[int], num_labels: int) -> float:
     """Macro-F1 over all ``num_labels`` classes (a class never predicted counts with F1 = 0)."""
-    return 100.0 * float(f1_score(labels, predictions, labels=list(range(num_labels)), average="macro", zero_division=0))
+    return 100.0 * float(
+        f1_score(labels, predictions, labels=list(range(num_labels)), average="macro", zero_division=0)
+    )
 
 
 def empty_matrix(num_tasks: int) -> Matrix:
@@ -115,7 +117,9 @@ def summarize(acc: Matrix, f1: Matrix) -> dict[str, float]:
     would not be the metric over all tasks."""
     for name, matrix in (("accuracy", acc), ("macro-F1", f1)):
         if missing := untested_tasks(matrix):
-            raise ValueError(f"The {name} matrix has no scores for task(s) {missing} (learned without test data): the summary metrics need every task tested.")
+            raise ValueError(
+                f"The {name} matrix has no scores for task(s) {missing} (learned without test data): the summary metrics need every task tested."
+            )
     return {
         "final_acc": final_average(acc),
         "final_mf1": final_average(f1),

@@ -35,8 +35,23 @@ from ctr_plugin.reporting.metrics import summarize
 
 RESULTS_FILE = "results.json"
 REQUIRED = ("tasks", "acc_matrix", "f1_matrix", "completed_tasks")
-RUN_KEYS = ("method", "method_options", "encoder", "seed", "training", "plugin", "processes", "mixed_precision", "data", "task_sizes",
-            "data_notes", "truncated_texts", "provenance", "continued_from", "earlier_tasks")
+RUN_KEYS = (
+    "method",
+    "method_options",
+    "encoder",
+    "seed",
+    "training",
+    "plugin",
+    "processes",
+    "mixed_precision",
+    "data",
+    "task_sizes",
+    "data_notes",
+    "truncated_texts",
+    "provenance",
+    "continued_from",
+    "earlier_tasks",
+)
 
 
 def upgrade(data: dict) -> dict:
@@ -93,16 +108,24 @@ def validate(data: object) -> list[str]:
     T = len(tasks)
     for key in ("acc_matrix", "f1_matrix"):
         matrix = data[key]
-        if not isinstance(matrix, list) or len(matrix) != T or not all(isinstance(row, list) and len(row) == T for row in matrix):
+        if (
+            not isinstance(matrix, list)
+            or len(matrix) != T
+            or not all(isinstance(row, list) and len(row) == T for row in matrix)
+        ):
             problems.append(f"`{key}` must be {T} rows of {T} values (one per task)")
             continue
         for i, row in enumerate(matrix):
             for j, value in enumerate(row):
                 expected = i < done and j <= i
                 if expected and not (isinstance(value, int | float) and 0 <= value <= 100):
-                    problems.append(f"`{key}`[{i}][{j}] must be a percentage (task {j} is tested after task {i}), got {value!r}")
+                    problems.append(
+                        f"`{key}`[{i}][{j}] must be a percentage (task {j} is tested after task {i}), got {value!r}"
+                    )
                 elif not expected and value is not None:
-                    problems.append(f"`{key}`[{i}][{j}] must be null (task {j} is not tested after task {i} yet), got {value!r}")
+                    problems.append(
+                        f"`{key}`[{i}][{j}] must be null (task {j} is not tested after task {i} yet), got {value!r}"
+                    )
     problems += _curve_problems(data.get("curves", []), tasks, done)
     if not problems and done == T and "final_acc" in data:
         headline = summarize(data["acc_matrix"], data["f1_matrix"])
@@ -143,7 +166,9 @@ def read(path: str | os.PathLike) -> dict:
     except OSError as err:
         raise CTRError(f"Cannot read {path} ({err.strerror or err}): is this a run's output directory?") from None
     except ValueError as err:
-        raise CTRError(f"{path} is not valid JSON ({err}): the run that wrote it was cut off, or the file was edited. Run it again.") from None
+        raise CTRError(
+            f"{path} is not valid JSON ({err}): the run that wrote it was cut off, or the file was edited. Run it again."
+        ) from None
     problems = validate(data)
     if problems:
         raise CTRError(f"{path} is not a valid results file: {'; '.join(problems)}. Run it again.")

@@ -25,7 +25,9 @@ def format_summary(results: dict) -> str:
     """The accuracy and macro-F1 matrices and the headline numbers of one results.json."""
     tasks = results["tasks"]
     parts = [
-        format_matrix(results["acc_matrix"], tasks, "Test accuracy (%) after each task (rows) on each task (columns):"),
+        format_matrix(
+            results["acc_matrix"], tasks, "Test accuracy (%) after each task (rows) on each task (columns):"
+        ),
         "",
         format_matrix(results["f1_matrix"], tasks, "Test macro-F1 (%):"),
         "",
@@ -65,7 +67,15 @@ def plot_matrix(matrix: Matrix, tasks: list[str], path: str | Path, title: str =
     for i in range(len(tasks)):
         for j in range(len(tasks)):
             if np.isfinite(values[i, j]):
-                ax.text(j, i, f"{values[i, j]:.1f}", ha="center", va="center", color="white" if values[i, j] < 80 else "black", fontsize=8)
+                ax.text(
+                    j,
+                    i,
+                    f"{values[i, j]:.1f}",
+                    ha="center",
+                    va="center",
+                    color="white" if values[i, j] < 80 else "black",
+                    fontsize=8,
+                )
     fig.colorbar(image, ax=ax, fraction=0.046)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -86,14 +96,24 @@ def plot_curves(curves: list[dict], path: str | Path, title: str = "Per-epoch tr
     for curve in curves:
         name = curve["task"]
         epochs = list(range(start, start + len(curve["train_loss"])))
-        loss_ax.plot(epochs, curve["train_loss"], "o-", color="tab:blue", label="training (the method's loss)" if start == 1 else None)
+        loss_ax.plot(
+            epochs,
+            curve["train_loss"],
+            "o-",
+            color="tab:blue",
+            label="training (the method's loss)" if start == 1 else None,
+        )
         if curve.get("validation_loss"):  # none for a task given without validation data
-            loss_ax.plot(epochs, curve["validation_loss"], "s--", color="tab:orange", label=None if validated else "validation")
+            loss_ax.plot(
+                epochs, curve["validation_loss"], "s--", color="tab:orange", label=None if validated else "validation"
+            )
             acc_ax.plot(epochs, curve["validation_accuracy"], "s--", color="tab:orange")
             validated = True
         for ax in (loss_ax, acc_ax):
             ax.axvline(start - 0.5, color="grey", lw=0.5)
-            ax.annotate(name[:14], (start - 0.4, 1.0), xycoords=("data", "axes fraction"), va="top", fontsize=7, rotation=90)
+            ax.annotate(
+                name[:14], (start - 0.4, 1.0), xycoords=("data", "axes fraction"), va="top", fontsize=7, rotation=90
+            )
         start += len(epochs)
     loss_ax.set(xlabel="epoch (all tasks)", ylabel="loss", title="loss")
     acc_ax.set(xlabel="epoch (all tasks)", ylabel="accuracy (%)", title="validation accuracy")

@@ -72,7 +72,7 @@ class PairedComparison:
 
 
 def verdict(estimate: Estimate) -> str:
-    """"better" / "worse" when the interval of the differences excludes 0, else "within noise"."""
+    """ "better" / "worse" when the interval of the differences excludes 0, else "within noise"."""
     if estimate.ci_low is None:
         return TOO_FEW
     if estimate.ci_low > 0:
@@ -105,4 +105,6 @@ def paired_comparison(
     estimate = t_interval(diffs, confidence)
     wins = sum(d > 0 for d in diffs)
     losses = sum(d < 0 for d in diffs)
-    return PairedComparison(reference, method, metric, estimate, wins, losses, len(diffs) - wins - losses, verdict(estimate))
+    return PairedComparison(
+        reference, method, metric, estimate, wins, losses, len(diffs) - wins - losses, verdict(estimate)
+    )

@@ -152,14 +152,19 @@ class MethodRow:
 def mean_matrix(matrices: list[Matrix]) -> Matrix:
     """Element-wise mean of equally sized lower-triangular matrices (None stays None)."""
     T = len(matrices[0])
-    return [[None if matrices[0][i][j] is None else float(np.mean([m[i][j] for m in matrices])) for j in range(T)] for i in range(T)]
+    return [
+        [None if matrices[0][i][j] is None else float(np.mean([m[i][j] for m in matrices])) for j in range(T)]
+        for i in range(T)
+    ]
 
 
 def _method_order(methods) -> list[str]:
     registered, declared, _ = _method_registry()
     registry = list(registered)
     groups = list(declared) + sorted({group_of(m) for m in methods} - set(declared) - {"other"}) + ["other"]
-    return sorted(methods, key=lambda m: (groups.index(group_of(m)), registry.index(m) if m in registry else len(registry), m))
+    return sorted(
+        methods, key=lambda m: (groups.index(group_of(m)), registry.index(m) if m in registry else len(registry), m)
+    )
 
 
 def by_run(runs: list[Run], key: str) -> dict[str, float]:
@@ -176,7 +181,13 @@ def summarize_runs(runs: dict[str, list[Run]]) -> list[MethodRow]:
             values = list(by_run(runs[method], metric.key).values())
             if len(values) == len(runs[method]):  # a cost not recorded for every run (metrics.cost_per_task) stays out
                 estimates[metric.key] = t_interval(values)
-        rows[method] = MethodRow(method, group_of(method), len(runs[method]), estimates, mean_matrix([r.results["acc_matrix"] for r in runs[method]]))
+        rows[method] = MethodRow(
+            method,
+            group_of(method),
+            len(runs[method]),
+            estimates,
+            mean_matrix([r.results["acc_matrix"] for r in runs[method]]),
+        )
     for row in rows.values():
         ref = one_reference(row.method)
         if ref in rows:
@@ -198,7 +209,14 @@ def compare_methods(runs: dict[str, list[Run]], reference_group: str | None = No
     for ref in (m for m in order if group_of(m) == reference_group):
         for other in (m for m in order if m != ref):
             for metric in (m for m in METRICS if m.key in COMPARED):
-                c = paired_comparison(ref, by_run(runs[ref], metric.key), other, by_run(runs[other], metric.key), metric.key, metric.higher_is_better)
+                c = paired_comparison(
+                    ref,
+                    by_run(runs[ref], metric.key),
+                    other,
+                    by_run(runs[other], metric.key),
+                    metric.key,
+                    metric.higher_is_better,
+                )
                 if c is not None:
                     out.append(c)
     return out
@@ -235,13 +253,25 @@ def _signed_ci(e: Estimate) -> str:
 
 
 MAIN_COLUMNS = [
-    "method", "runs",
-    *[c for m in ACCURACY_METRICS if m.key != "bwt" for c in ([m.label, "95 % CI"] if m.key in WITH_CI else [m.label])],  # BWT: in the CSV
+    "method",
+    "runs",
+    *[
+        c
+        for m in ACCURACY_METRICS
+        if m.key != "bwt"
+        for c in ([m.label, "95 % CI"] if m.key in WITH_CI else [m.label])
+    ],  # BWT: in the CSV
     "transfer vs ONE [95 % CI]",
 ]
 COMPARISON_COLUMNS = [
-    "reference", "vs method", "matched runs",
-    *[c for key in COMPARED for c in (f"Δ {next(m.label for m in METRICS if m.key == key)} [95 % CI]", "wins / losses / ties", "verdict")],
+    "reference",
+    "vs method",
+    "matched runs",
+    *[
+        c
+        for key in COMPARED
+        for c in (f"Δ {next(m.label for m in METRICS if m.key == key)} [95 % CI]", "wins / losses / ties", "verdict")
+    ],
 ]
 COST_COLUMNS = ["method", "runs"] + [m.label for m in COST_METRICS]
 
@@ -270,7 +300,9 @@ def _comparison_rows(comparisons: list[PairedComparison]) -> list[list[str]]:
         cells = [ref, method, str(max(c.difference.n for c in by_metric.values()))]
         for key in COMPARED:
             c = by_metric.get(key)
-            cells += [DASH] * 3 if c is None else [_signed_ci(c.difference), f"{c.wins} / {c.losses} / {c.ties}", c.verdict]
+            cells += (
+                [DASH] * 3 if c is None else [_signed_ci(c.difference), f"{c.wins} / {c.losses} / {c.ties}", c.verdict]
+            )
         rows.append(cells)
     return rows
 
@@ -289,7 +321,11 @@ def sizes_line(sizes: dict[str, dict[str, tuple[int, int]]]) -> str:
         return "?" if lo_hi is None else str(lo_hi[0]) if lo_hi[0] == lo_hi[1] else f"{lo_hi[0]}–{lo_hi[1]}"
 
     parts = [f"{task} {span(s.get('train'))} / {span(s.get('test'))}" for task, s in sizes.items()]
-    return "Examples per task in these runs (train / test; a range where runs differ): " + ", ".join(parts) + "." if parts else ""
+    return (
+        "Examples per task in these runs (train / test; a range where runs differ): " + ", ".join(parts) + "."
+        if parts
+        else ""
+    )
 
 
 NOTES = (
@@ -323,11 +359,17 @@ def _md_table(columns: list[str], sections: list[tuple[str | None, list[list[str
     return lines
 
 
-def to_markdown(rows: list[MethodRow], title: str = "", comparisons: list[PairedComparison] = (), sizes: dict | None = None) -> str:
+def to_markdown(
+    rows: list[MethodRow], title: str = "", comparisons: list[PairedComparison] = (), sizes: dict | None = None
+) -> str:
     lines = [f"### {title}", ""] if title else []
     lines += _md_table(MAIN_COLUMNS, [(g, [_main_cells(r, "±") for r in members]) for g, members in _grouped(rows)])
     if comparisons:
-        lines += ["", f"#### Paired comparison ({', '.join(dict.fromkeys(c.reference for c in comparisons))} against each method)", ""]
+        lines += [
+            "",
+            f"#### Paired comparison ({', '.join(dict.fromkeys(c.reference for c in comparisons))} against each method)",
+            "",
+        ]
         lines += _md_table(COMPARISON_COLUMNS, [(None, _comparison_rows(comparisons))])
     lines += ["", "#### Cost per task", ""]
     lines += _md_table(COST_COLUMNS, [(None, [_cost_cells(r, "±") for r in rows])])
@@ -336,13 +378,27 @@ def to_markdown(rows: list[MethodRow], title: str = "", comparisons: list[Paired
 
 
 def _tex_escape(s: str) -> str:
-    return (s.replace("_", r"\_").replace("%", r"\%").replace("±", r"$\pm$").replace("—", "--")
-            .replace("Δ", r"$\Delta$").replace("–", "--").replace("−", "-"))
+    return (
+        s.replace("_", r"\_")
+        .replace("%", r"\%")
+        .replace("±", r"$\pm$")
+        .replace("—", "--")
+        .replace("Δ", r"$\Delta$")
+        .replace("–", "--")
+        .replace("−", "-")
+    )
 
 
 def _tex_table(columns: list[str], sections: list[tuple[str | None, list[list[str]]]], caption: str = "") -> list[str]:
-    lines = [r"\begin{table}[t]", r"\centering", r"\resizebox{\linewidth}{!}{%", r"\begin{tabular}{ll" + "c" * (len(columns) - 2) + "}", r"\toprule",
-             " & ".join(_tex_escape(c) for c in columns) + r" \\", r"\midrule"]
+    lines = [
+        r"\begin{table}[t]",
+        r"\centering",
+        r"\resizebox{\linewidth}{!}{%",
+        r"\begin{tabular}{ll" + "c" * (len(columns) - 2) + "}",
+        r"\toprule",
+        " & ".join(_tex_escape(c) for c in columns) + r" \\",
+        r"\midrule",
+    ]
     for i, (title, rows) in enumerate(sections):
         if i:
             lines.append(r"\midrule")
@@ -357,10 +413,20 @@ def _tex_table(columns: list[str], sections: list[tuple[str | None, list[list[st
 
 def to_latex(rows: list[MethodRow], title: str = "", comparisons: list[PairedComparison] = ()) -> str:
     """The three tables as LaTeX (booktabs; ``\\resizebox`` from graphicx fits them to the page)."""
-    lines = _tex_table(MAIN_COLUMNS, [(g, [_main_cells(r, "±") for r in members]) for g, members in _grouped(rows)], title)
+    lines = _tex_table(
+        MAIN_COLUMNS, [(g, [_main_cells(r, "±") for r in members]) for g, members in _grouped(rows)], title
+    )
     if comparisons:
-        lines += _tex_table(COMPARISON_COLUMNS, [(None, _comparison_rows(comparisons))], f"{title}: paired comparison" if title else "Paired comparison")
-    lines += _tex_table(COST_COLUMNS, [(None, [_cost_cells(r, "±") for r in rows])], f"{title}: cost per task" if title else "Cost per task")
+        lines += _tex_table(
+            COMPARISON_COLUMNS,
+            [(None, _comparison_rows(comparisons))],
+            f"{title}: paired comparison" if title else "Paired comparison",
+        )
+    lines += _tex_table(
+        COST_COLUMNS,
+        [(None, [_cost_cells(r, "±") for r in rows])],
+        f"{title}: cost per task" if title else "Cost per task",
+    )
     return "\n".join(lines)
 
 
@@ -373,8 +439,11 @@ def write_csv(rows: list[MethodRow], path: Path) -> None:
     with open(path, "w", newline="") as fh:
         writer = csv.writer(fh)
         stats = ("mean", "std", "ci_low", "ci_high")
-        writer.writerow(["group", "method", "runs"] + [f"{m.key}_{s}" for m in METRICS for s in stats]
-                        + ["transfer", "transfer_ci_low", "transfer_ci_high", "transfer_runs", "reference"])
+        writer.writerow(
+            ["group", "method", "runs"]
+            + [f"{m.key}_{s}" for m in METRICS for s in stats]
+            + ["transfer", "transfer_ci_low", "transfer_ci_high", "transfer_runs", "reference"]
+        )
         for r in rows:
             cells = []
             for m in METRICS:
@@ -388,10 +457,38 @@ def write_csv(rows: list[MethodRow], path: Path) -> None:
 def write_comparisons_csv(comparisons: list[PairedComparison], path: Path) -> None:
     with open(path, "w", newline="") as fh:
         writer = csv.writer(fh)
-        writer.writerow(["reference", "method", "metric", "matched_runs", "mean_difference", "ci_low", "ci_high", "wins", "losses", "ties", "verdict"])
+        writer.writerow(
+            [
+                "reference",
+                "method",
+                "metric",
+                "matched_runs",
+                "mean_difference",
+                "ci_low",
+                "ci_high",
+                "wins",
+                "losses",
+                "ties",
+                "verdict",
+            ]
+        )
         for c in comparisons:
             d = c.difference
-            writer.writerow([c.reference, c.method, c.metric, d.n, _num(d.mean), _num(d.ci_low), _num(d.ci_high), c.wins, c.losses, c.ties, c.verdict])
+            writer.writerow(
+                [
+                    c.reference,
+                    c.method,
+                    c.metric,
+                    d.n,
+                    _num(d.mean),
+                    _num(d.ci_low),
+                    _num(d.ci_high),
+                    c.wins,
+                    c.losses,
+                    c.ties,
+                    c.verdict,
+                ]
+            )
 
 
 def plot_final_scores(rows: list[MethodRow], path: Path) -> None:
@@ -452,7 +549,12 @@ def build_tables(grid_dir: str | Path, title: str = "") -> list[MethodRow]:
     (grid_dir / "heatmaps").mkdir(exist_ok=True)
     for r in rows:
         positions = [f"task {j + 1}" for j in range(len(r.mean_acc_matrix))]
-        plot_matrix(r.mean_acc_matrix, positions, grid_dir / "heatmaps" / f"{r.method}.png", f"{r.method}: mean test accuracy (%), {r.runs} runs")
+        plot_matrix(
+            r.mean_acc_matrix,
+            positions,
+            grid_dir / "heatmaps" / f"{r.method}.png",
+            f"{r.method}: mean test accuracy (%), {r.runs} runs",
+        )
     plot_final_scores(rows, grid_dir / "final_scores.png")
     plot_comparisons(comparisons, grid_dir / "comparisons.png")
     return rows

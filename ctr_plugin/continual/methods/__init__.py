@@ -22,7 +22,23 @@ from ctr_plugin.errors import CTRError
 
 METHODS: dict[str, type[ContinualMethod]] = {
     m.name: m
-    for m in (CTR, CTRLinearUp, AdapterHAT, AdapterNCL, AdapterONE, BertNCL, BertONE, BertMTL, FrozenHeads, EWC, L2, Replay, LwF, LoraNCL, LoraONE)
+    for m in (
+        CTR,
+        CTRLinearUp,
+        AdapterHAT,
+        AdapterNCL,
+        AdapterONE,
+        BertNCL,
+        BertONE,
+        BertMTL,
+        FrozenHeads,
+        EWC,
+        L2,
+        Replay,
+        LwF,
+        LoraNCL,
+        LoraONE,
+    )
 }
 
 

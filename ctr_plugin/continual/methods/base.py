@@ -86,7 +86,9 @@ class ContinualMethod:
 
     def plugin_config(self, base: PluginConfig, **changes) -> PluginConfig:
         """``base`` with this method's plugin type, the plugin options it fixes, and ``changes``."""
-        return PluginConfig(**{**base.to_dict(), "plugin_type": self.plugin_type, **self.fixed_plugin_options, **changes})
+        return PluginConfig(
+            **{**base.to_dict(), "plugin_type": self.plugin_type, **self.fixed_plugin_options, **changes}
+        )
 
     # ---- hooks (no-ops by default) ---------------------------------------------------------
     def before_sequence(self, model: ContinualModel, tasks: list[TaskData], cfg: TrainingConfig) -> None:
@@ -134,7 +136,10 @@ class ContinualMethod:
 
     @classmethod
     def option_help(cls) -> str:
-        lines = [f"  {f.name} (default {f.default!r}{'; ' + rule.describe() if (rule := rule_of(f)) else ''}): {f.metadata.get('help', '')}" for f in fields(cls)]
+        lines = [
+            f"  {f.name} (default {f.default!r}{'; ' + rule.describe() if (rule := rule_of(f)) else ''}): {f.metadata.get('help', '')}"
+            for f in fields(cls)
+        ]
         return "\n".join(lines) or "  (this method has no options)"
 
     @classmethod
@@ -147,7 +152,9 @@ class ContinualMethod:
         for key, value in (options or {}).items():
             if key not in known:
                 raise CTRError(f"Method {cls.name!r} has no option {key!r}. Its options:\n{cls.option_help()}")
-            values[key] = checked_field(known[key], value, f"Option of method {cls.name!r}", f" (--method-arg {key}=...)")
+            values[key] = checked_field(
+                known[key], value, f"Option of method {cls.name!r}", f" (--method-arg {key}=...)"
+            )
         return cls(**values)
 
 

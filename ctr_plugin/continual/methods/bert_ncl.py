@@ -22,7 +22,11 @@ class BertNCL(ContinualMethod):
     one_reference = "bert_one"
     plugin_type = "none"
 
-    encoder_lr: float = option(1e-4, "learning rate of the encoder's weights (the heads use the loop's lr)", Range("float", 0, 10, low_open=True))
+    encoder_lr: float = option(
+        1e-4,
+        "learning rate of the encoder's weights (the heads use the loop's lr)",
+        Range("float", 0, 10, low_open=True),
+    )
 
     def build_model(self, encoder, tokenizer, plugin_config: PluginConfig, encoder_name: str | None) -> ContinualModel:
         return ContinualModel(encoder, tokenizer, self.plugin_config(plugin_config), encoder_name, train_encoder=True)

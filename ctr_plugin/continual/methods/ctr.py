@@ -32,18 +32,30 @@ class CTR(ContinualMethod):
     plugin_type = "ctr"
     search_space = {"mask_lambda": Uniform(0.0, 1.5)}
 
-    mask_lambda: float = option(0.75, "weight of HAT's mask regulariser in the loss (paper: 0.75)", Range("float", 0, None))
-    anneal: str = option("epoch", "HAT's temperature s anneals 1/s_max -> s_max over each 'epoch' (paper) or over the whole 'task'")
-    mask_lr_scale: float = option(1.0, "learning rate of the HAT mask embeddings, as a multiple of --lr (paper: 1)", Range("float", 0, None, low_open=True))
+    mask_lambda: float = option(
+        0.75, "weight of HAT's mask regulariser in the loss (paper: 0.75)", Range("float", 0, None)
+    )
+    anneal: str = option(
+        "epoch", "HAT's temperature s anneals 1/s_max -> s_max over each 'epoch' (paper) or over the whole 'task'"
+    )
+    mask_lr_scale: float = option(
+        1.0,
+        "learning rate of the HAT mask embeddings, as a multiple of --lr (paper: 1)",
+        Range("float", 0, None, low_open=True),
+    )
 
     def __post_init__(self):
         if self.anneal not in ANNEAL_SPANS:
-            raise CTRError(f"Option anneal={self.anneal!r} of method {self.name!r} must be one of {', '.join(ANNEAL_SPANS)}.")
+            raise CTRError(
+                f"Option anneal={self.anneal!r} of method {self.name!r} must be one of {', '.join(ANNEAL_SPANS)}."
+            )
 
     def temperature(self, model: ContinualModel, step: Step) -> float:
         s_max = model.plugin_config.s_max
         if self.anneal == "task":
-            return hat.temperature(step.epoch * step.num_batches + step.batch, step.num_epochs * step.num_batches, s_max)
+            return hat.temperature(
+                step.epoch * step.num_batches + step.batch, step.num_epochs * step.num_batches, s_max
+            )
         return hat.temperature(step.batch, step.num_batches, s_max)
 
     def plugin_inputs(self, model: ContinualModel, step: Step) -> dict:

@@ -29,7 +29,9 @@ class EWC(L2):
     needs_task_data = True  # the Fisher information is estimated on the task's training examples
 
     strength: float = option(5000.0, "lambda: weight of the Fisher-weighted penalty", Range("float", 0, None))
-    fisher_samples: int = option(256, "training examples of a task used to estimate its Fisher information", Range("int", 1, None))
+    fisher_samples: int = option(
+        256, "training examples of a task used to estimate its Fisher information", Range("int", 1, None)
+    )
 
     def task_importance(self, model: ContinualModel, task: int, data: TaskData) -> dict[str, torch.Tensor]:
         params = shared_parameters(model)

@@ -32,7 +32,9 @@ class LwF(ContinualMethod):
     continuable = True  # a continued run's previous model is the checkpoint itself (copied before each task)
 
     strength: float = option(1.0, "lambda: weight of the distillation term", Range("float", 0, None))
-    temperature: float = option(2.0, "T: softmax temperature of the distillation", Range("float", 0, None, low_open=True))
+    temperature: float = option(
+        2.0, "T: softmax temperature of the distillation", Range("float", 0, None, low_open=True)
+    )
 
     def __post_init__(self):
         self.previous: ContinualModel | None = None

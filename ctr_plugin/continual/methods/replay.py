@@ -53,6 +53,8 @@ class Replay(ContinualMethod):
         quota = self.memory_size // (len(self.memory) + 1)
         train = data.train
         chosen = self.rng.sample(range(len(train)), min(quota, len(train)))
-        self.memory[task] = [(train.texts[i], train.pairs[i] if train.pairs else None, train.labels[i]) for i in chosen]
+        self.memory[task] = [
+            (train.texts[i], train.pairs[i] if train.pairs else None, train.labels[i]) for i in chosen
+        ]
         for t in self.memory:
             del self.memory[t][quota:]
