@@ -1,7 +1,8 @@
-"""Indicative A/B of the routing's convolution + max over time (``conv_max_over_time``): the working
+r"""Indicative A/B of the routing's convolution + max over time (``conv_max_over_time``): the working
 tree's against a git revision's, interleaved in one process, median of several repetitions.
 
-    OMP_NUM_THREADS=1 python benchmarks/routing_ab.py [--before REV] [--reps 9] [--chunks 131072,262144] [--shapes 1,10,50,cur]
+    OMP_NUM_THREADS=1 python benchmarks/routing_ab.py [--before REV] [--reps 9] \
+        [--chunks 131072,262144] [--shapes 1,10,50,cur]
 
 (``--before 985eef0``: the routing before the batched-matmul change; the default HEAD compares
 the working tree with the last commit.) Run it with nothing else on the machine for figures
@@ -28,7 +29,8 @@ from ctr_plugin.plugins import routing_ops as after
 
 
 def load_revision(rev: str):
-    """The routing kernel's module at ``rev``: ``plugins/routing_ops.py``, or ``plugins/ctr.py`` where it lived before."""
+    """The routing kernel's module at ``rev``: ``plugins/routing_ops.py``, or ``plugins/ctr.py`` where it lived
+    before."""
     for path in ("ctr_plugin/plugins/routing_ops.py", "ctr_plugin/plugins/ctr.py"):
         shown = subprocess.run(["git", "show", f"{rev}:{path}"], capture_output=True, text=True)
         if shown.returncode == 0:

@@ -39,6 +39,8 @@ VARIANTS: dict[str, dict[str, dict]] = {
     # The reference code builds the plugins inside transformers' BertModel, whose _init_weights
     # draws every nn.Embedding (HAT's e_t included) from N(0, initializer_range = 0.02).
     "mask_init_0.02": {"plugin": {"mask_init_std": 0.02}},
+    # Masks that learn, and the knowledge-sharing path's earlier capsules protected too.
+    "mask_init_0.02+freeze_old_capsules": {"plugin": {"mask_init_std": 0.02, "freeze_old_capsules": True}},
 }
 # Most telling first: cells run variant by variant, every seed of a variant before the next.
 HAT_VARIANTS = [
@@ -81,6 +83,7 @@ STAGES = {
             "ctr": [
                 "paper",
                 "mask_init_0.02",
+                "mask_init_0.02+freeze_old_capsules",
                 "mask_lr_x50",
                 "freeze_old_capsules",
                 "layernorm_frozen",

@@ -1,10 +1,10 @@
 #!/usr/bin/env python
 """Train a frozen BERT with CTR plugins (or a baseline) over a sequence of classification tasks.
 
-    python scripts/train_ctr.py --output-dir runs/hl5                          # CTR on the five Hu & Liu product domains
-    python scripts/train_ctr.py --config offline_mix --output-dir runs/mix      # another shipped sequence, by name
-    python scripts/train_ctr.py --method adapter_hat --output-dir runs/hat      # a baseline instead of CTR
-    python scripts/train_ctr.py --help                                          # every option
+    python scripts/train_ctr.py --output-dir runs/hl5                      # CTR on the five Hu & Liu product domains
+    python scripts/train_ctr.py --config offline_mix --output-dir runs/mix  # another shipped sequence, by name
+    python scripts/train_ctr.py --method adapter_hat --output-dir runs/hat  # a baseline instead of CTR
+    python scripts/train_ctr.py --help                                      # every option
 
 The same program as the ``ctr-train`` command (``make install`` installs the package and both).
 Its code is ``ctr_plugin/commands/train.py``; every method trains in the one loop,

@@ -163,7 +163,8 @@ def training_cases(tmp: Path, finished_run: Path, distilbert: str) -> dict[str, 
                 yaml_config(
                     tmp,
                     "only_test",
-                    f"  - {{name: a, train: {ok}, test: {write_csv(tmp / 'test3.csv', rows(9, ('pos', 'neg', 'meh'), 'held out'))}}}",
+                    f"  - {{name: a, train: {ok}, "
+                    f"test: {write_csv(tmp / 'test3.csv', rows(9, ('pos', 'neg', 'meh'), 'held out'))}}}",
                 ),
             ],
             "never in the training data",
@@ -655,7 +656,8 @@ def pair_run(tiny_bert_dir, tmp_path_factory):
     config = yaml_config(
         tmp,
         "pairs",
-        f"  - {{name: aspects, train: {pairs}, text: [term, sentence]}}\n  - {{name: plain, train: {write_csv(tmp / 'plain.csv', rows(30))}}}",
+        f"  - {{name: aspects, train: {pairs}, text: [term, sentence]}}\n"
+        f"  - {{name: plain, train: {write_csv(tmp / 'plain.csv', rows(30))}}}",
     )
     module = load_command("train")
     assert module.main(["--config", config, "--encoder", tiny_bert_dir, "--output-dir", str(tmp / "run"), *TINY]) == 0

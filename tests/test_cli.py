@@ -151,7 +151,8 @@ def bad_inputs(tmp: Path, tiny: str) -> dict[str, tuple[list[str], str]]:
                 "--config",
                 write_text(
                     tmp / "lab.yaml",
-                    f"tasks:\n  - {{name: a, train: {write_csv(tmp / 'maybe.csv', good + [('hm', 'maybe')])}, labels: [pos, neg]}}\n",
+                    f"tasks:\n  - {{name: a, train: {write_csv(tmp / 'maybe.csv', good + [('hm', 'maybe')])}, "
+                    "labels: [pos, neg]}\n",
                 ),
             ],
             "outside the declared `labels:`",

@@ -114,3 +114,89 @@ def test_no_module_outside_the_plugins_branches_on_a_plugin_kind_name():
                     assert not named, (
                         f"{path.relative_to(PACKAGE)}:{node.lineno} compares with plugin kind {sorted(named)}"
                     )
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _import_graph() -> dict[str, set[str]]:
+    """Module -> the package modules it imports: every import, lazy ones inside functions too,
+    except those under ``if TYPE_CHECKING:`` (which never run)."""
+    files = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
+    graph = {}
+    for name, path in files.items():
+        tree = ast.parse(path.read_text())
+        skipped = {
+            id(n)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+            for n in ast.walk(node)
+        }
+        found = set()
+        for node in ast.walk(tree):
+            if id(node) in skipped:
+                continue
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                assert node.level == 0, f"{path}: relative import (the house imports absolutely)"
+                targets = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+            else:
+                continue
+            for target in targets:
+                while target and target not in files:
+                    target = target.rpartition(".")[0]
+                if target and target != name:
+                    found.add(target)
+        graph[name] = found
+    return graph
+
+
+def test_no_import_circle_counting_lazy_imports():
+    graph = _import_graph()
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+
+    def visit(module: str, path: list[str]) -> None:
+        state[module] = 1
+        for target in sorted(graph[module]):
+            if state.get(target) == 1:
+                loop = path[path.index(target) :] + [module, target] if target in path else [module, target]
+                raise AssertionError("import circle: " + " -> ".join(loop))
+            if target not in state:
+                visit(target, path + [module])
+        state[module] = 2
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [])
+
+
+def test_nothing_inside_the_package_imports_its_face():
+    for module, targets in _import_graph().items():
+        if module != "ctr_plugin":
+            assert "ctr_plugin" not in targets, f"{module} imports the package face (import the defining module)"
+
+
+def test_no_class_over_300_lines_and_no_module_over_500():
+    for path in PACKAGE.rglob("*.py"):
+        text = path.read_text()
+        assert text.count("\n") <= 500, f"{path.relative_to(PACKAGE)}: {text.count(chr(10))} lines"
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.ClassDef):
+                size = node.end_lineno - node.lineno + 1
+                assert size <= 300, f"{path.relative_to(PACKAGE)}: class {node.name} is {size} lines"
+
+
+def test_at_most_eight_modules_loose_at_the_top_level():
+    loose = sorted(p.name for p in PACKAGE.glob("*.py") if p.name != "__init__.py")
+    assert len(loose) <= 8, loose
+
+
+def test_ruff_keeps_lines_at_most_119_characters():
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+    ruff = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())["tool"]["ruff"]
+    assert ruff["line-length"] <= 119
+    assert "C901" in ruff["lint"]["select"] or "C90" in ruff["lint"]["select"]

@@ -126,7 +126,8 @@ def test_the_wheel_in_a_fresh_venv_trains_predicts_and_builds_tables(tiny_bert_d
             "python",
             "-c",
             "import ctr_plugin, json, sys; from ctr_plugin.data import resolve_config; print(json.dumps("
-            "[ctr_plugin.__file__, str(resolve_config('hl5_products')), str(resolve_config('hl5_products', 'tuned')), sys.path]))",
+            "[ctr_plugin.__file__, str(resolve_config('hl5_products')), "
+            "str(resolve_config('hl5_products', 'tuned')), sys.path]))",
         )
     )
     package, config, tuned, path = where

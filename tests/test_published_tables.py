@@ -216,7 +216,8 @@ def test_every_interval_the_docs_quote_is_in_a_current_committed_table(doc):
             break
         else:
             pytest.fail(
-                f"{doc.name}: {shown[0]} [{shown[1]}, {shown[2]}] is in no current committed table ({', '.join(g.name for g in CURRENT)})"
+                f"{doc.name}: {shown[0]} [{shown[1]}, {shown[2]}] is in no current committed table "
+                f"({', '.join(g.name for g in CURRENT)})"
             )
 
 
@@ -332,7 +333,8 @@ QUOTES = [
     ),
     (
         "docs/methods.md",
-        "CTR's validation accuracy is 88.77 against 88.89 for one adapter per task, 86.91 for adapter_hat, 87.49 for LwF and 89.65 for replay",
+        "CTR's validation accuracy is 88.77 against 88.89 for one adapter per task, 86.91 for adapter_hat, "
+        "87.49 for LwF and 89.65 for replay",
         [tuned(m) for m in ("ctr", "adapter_one", "adapter_hat", "lwf", "replay")],
     ),
     (

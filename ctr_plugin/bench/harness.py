@@ -93,7 +93,10 @@ class Configuration:
             if self.series == "main"
             else f"{(self.encoder or 'MiniLM').removeprefix('random:')} {self.seq_len}x{self.batch_size}, "
         )
-        return f"{self.kind}{' compiled' if self.compile else ''} ({where}{self.tasks} task{'s' if self.tasks != 1 else ''})"
+        return (
+            f"{self.kind}{' compiled' if self.compile else ''} "
+            f"({where}{self.tasks} task{'s' if self.tasks != 1 else ''})"
+        )
 
 
 def build_encoder(name: str | None):
@@ -435,23 +438,28 @@ def _fmt(value: float | None, digits: int = 2) -> str:
 
 def report(rows: list[dict], table: list[dict], in_process: bool) -> None:
     print(
-        f"\n{'configuration':<36}{'train step s':>13}{'eval ex/s':>11}{'trainable':>12}{'ckpt MB':>9}{'peak MB':>9}{'train GMAC':>12}{'infer MMAC/ex':>15}"
+        f"\n{'configuration':<36}{'train step s':>13}{'eval ex/s':>11}{'trainable':>12}{'ckpt MB':>9}"
+        f"{'peak MB':>9}{'train GMAC':>12}{'infer MMAC/ex':>15}"
     )
     for r in rows:
         print(
-            f"{r['label']:<36}{r['train_step_s']:>13.3f}{r['eval_examples_per_s']:>11.1f}{r['trainable_params']:>12,}{r['checkpoint_bytes'] / 1e6:>9.2f}"
-            f"{r['peak_memory_bytes'] / 1e6:>9.0f}{r['train_multiply_adds'] / 1e9:>12.2f}{r['inference_multiply_adds_per_example'] / 1e6:>15.1f}"
+            f"{r['label']:<36}{r['train_step_s']:>13.3f}{r['eval_examples_per_s']:>11.1f}"
+            f"{r['trainable_params']:>12,}{r['checkpoint_bytes'] / 1e6:>9.2f}"
+            f"{r['peak_memory_bytes'] / 1e6:>9.0f}{r['train_multiply_adds'] / 1e9:>12.2f}"
+            f"{r['inference_multiply_adds_per_example'] / 1e6:>15.1f}"
         )
     if in_process:
         print(
-            "(--quick measures every configuration in this one process: its peak memory is the process's, not each configuration's)"
+            "(--quick measures every configuration in this one process: its peak memory is the process's, "
+            "not each configuration's)"
         )
     print(f"\n{'ratio':<52}{'measured':>9}{'arithmetic':>11}{'target':>8}  verdict")
     for item in table:
         measured, target = item["measured"], item["target"]
         verdict = "" if target is None or measured is None else ("met" if measured <= target else "MISSED")
         print(
-            f"{item['name']:<52}{_fmt(measured):>9}{_fmt(item['arithmetic']):>11}{_fmt(target, 1) if target else '-':>8}  {verdict}"
+            f"{item['name']:<52}{_fmt(measured):>9}{_fmt(item['arithmetic']):>11}"
+            f"{_fmt(target, 1) if target else '-':>8}  {verdict}"
         )
 
 

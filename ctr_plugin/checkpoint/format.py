@@ -133,7 +133,8 @@ def read_config(directory: str | os.PathLike) -> dict:
     path = Path(directory) / CONFIG_FILE
     if not Path(directory).is_dir():
         raise CheckpointError(
-            f"Checkpoint directory {str(directory)!r} does not exist. Pass the `checkpoint/` folder a training run wrote."
+            f"Checkpoint directory {str(directory)!r} does not exist. "
+            "Pass the `checkpoint/` folder a training run wrote."
         )
     if not path.is_file():
         raise CheckpointError(
@@ -247,11 +248,13 @@ def _task_weights(
         task, _, name = key[len(TASK_WEIGHTS_PREFIX) :].partition(".")
         if not task.isdigit() or name not in params or params[name].shape != value.shape:
             raise CheckpointError(
-                f"{weights_file} holds a per-task tensor {key!r} that fits no parameter of this model: the files come from different runs or were edited; re-run training."
+                f"{weights_file} holds a per-task tensor {key!r} that fits no parameter of this model: "
+                "the files come from different runs or were edited; re-run training."
             )
         found.setdefault(int(task), {})[name] = value
     if sorted(found) != sorted(tasks):
         raise CheckpointError(
-            f"{weights_file} holds per-task weights for tasks {sorted(found)}, but its config lists {sorted(tasks)}: the files do not belong together; re-run training."
+            f"{weights_file} holds per-task weights for tasks {sorted(found)}, but its config lists {sorted(tasks)}: "
+            "the files do not belong together; re-run training."
         )
     return found

@@ -83,13 +83,8 @@ def _matrix_table(tasks: list[str], matrix: list[list[float | None]]) -> str:
     return "\n".join(lines)
 
 
-def model_card(config: dict, version: str | None = None) -> str:
-    """The card for a checkpoint whose ``ctr_config.json`` content is ``config``."""
-    if version is None:
-        from ctr_plugin._version import __version__ as version
-    encoder = config["encoder"]["name_or_path"]
-    hub_id, encoder_licence = encoder_identity(encoder)
-    tasks = config["tasks"]
+def _task_rows(tasks: list[dict]) -> tuple[list[str], list[str], list[str]]:
+    """(the table rows of the tasks, the tasks trained on non-commercial data, the Hub data sets used)."""
     rows, non_commercial, datasets = [], [], []
     for task in tasks:
         terms, nc = data_terms(task.get("source"))
@@ -99,11 +94,22 @@ def model_card(config: dict, version: str | None = None) -> str:
             datasets.append(hub.group(1))
         labels = ", ".join(f"`{_cell(label)}`" for label in task["labels"])
         kind = " (text pairs)" if task.get("pair") else ""
+        source = _cell(task.get("source") or "not recorded")
         rows.append(
-            f"| `{_cell(task['name'])}`{kind} | {labels} | {_cell(task.get('source') or 'not recorded')} | {terms}{' **(non-commercial)**' if nc else ''} |"
+            f"| `{_cell(task['name'])}`{kind} | {labels} | {source} | {terms}{' **(non-commercial)**' if nc else ''} |"
         )
-    method = config.get("method")
-    progress = config.get("progress") or {}
+    return rows, non_commercial, datasets
+
+
+def _front_matter(
+    method: str | None,
+    progress: dict,
+    hub_id: str | None,
+    encoder_licence: str | None,
+    non_commercial: list[str],
+    datasets: list[str],
+) -> dict:
+    """The YAML front matter the Hugging Face Hub reads."""
     meta: dict = {"library_name": "ctr_plugin", "pipeline_tag": "text-classification"}
     if non_commercial:
         meta |= {"license": "other", "license_name": "non-commercial-training-data"}
@@ -120,6 +126,63 @@ def model_card(config: dict, version: str | None = None) -> str:
         meta["datasets"] = sorted(set(datasets))
     if progress.get("acc_matrix"):
         meta["metrics"] = ["accuracy", "f1"]
+    return meta
+
+
+def _results_section(progress: dict) -> list[str]:
+    """The "Results" section: the accuracy matrix and summary metrics, when the run measured them."""
+    if not progress.get("acc_matrix"):
+        return ["## Results", "", "Not recorded with this checkpoint.", ""]
+    out = [
+        "## Results",
+        "",
+        "Test accuracy (%) after learning each task (rows) on each task (columns):",
+        "",
+        _matrix_table(progress["tasks"], progress["acc_matrix"]),
+        "",
+    ]
+    metrics = {
+        k: progress[k]
+        for k in ("final_acc", "final_mf1", "forward_acc", "forgetting_rate", "bwt", "max_forgetting")
+        if progress.get(k) is not None
+    }
+    if metrics:
+        out += ["| metric | value |", "|---|---|", *(f"| {k} | {v:.2f} |" for k, v in metrics.items()), ""]
+    elif progress.get("metrics_unavailable"):
+        out += [f"Summary metrics not available: {progress['metrics_unavailable']}", ""]
+    out += [
+        "Definitions: final accuracy = mean of the last row; forward accuracy = mean of the diagonal; "
+        "forgetting rate = mean over earlier tasks of (accuracy when learned − final accuracy).",
+        "",
+    ]
+    return out
+
+
+def _training_section(config: dict, method: str | None, version: str) -> list[str]:
+    """The "Training" section: the method, its options, the seed, the settings and the package version."""
+    out = ["## Training", "", f"- method: `{method or 'not recorded'}`"]
+    if config.get("method_options"):
+        out.append("- method options: " + ", ".join(f"`{k}={v}`" for k, v in config["method_options"].items()))
+    if config.get("seed") is not None:
+        out.append(f"- seed: {config['seed']}")
+    if config.get("training"):
+        out.append("- training: " + ", ".join(f"`{k}={v}`" for k, v in config["training"].items()))
+    out.append("- plugin config: " + ", ".join(f"`{k}={v}`" for k, v in config["plugin"].items()))
+    out += [f"- ctr_plugin version: {version}", ""]
+    return out
+
+
+def model_card(config: dict, version: str | None = None) -> str:
+    """The card for a checkpoint whose ``ctr_config.json`` content is ``config``."""
+    if version is None:
+        from ctr_plugin._version import __version__ as version
+    encoder = config["encoder"]["name_or_path"]
+    hub_id, encoder_licence = encoder_identity(encoder)
+    tasks = config["tasks"]
+    rows, non_commercial, datasets = _task_rows(tasks)
+    method = config.get("method")
+    progress = config.get("progress") or {}
+    meta = _front_matter(method, progress, hub_id, encoder_licence, non_commercial, datasets)
 
     out = ["---", yaml.safe_dump(meta, sort_keys=False).strip(), "---", ""]
     title = f"{method or 'ctr_plugin'} continual-learning plugins for {hub_id or encoder}"
@@ -127,16 +190,17 @@ def model_card(config: dict, version: str | None = None) -> str:
     if non_commercial:
         out += [
             (
-                f"> **Non-commercial use only.** The tasks {', '.join(f'`{n}`' for n in non_commercial)} were trained on "
-                "data whose terms forbid commercial use (see the table below); these weights carry those terms."
+                f"> **Non-commercial use only.** The tasks {', '.join(f'`{n}`' for n in non_commercial)} "
+                "were trained on data whose terms forbid commercial use (see the table below); "
+                "these weights carry those terms."
             ),
             "",
         ]
     out += [
         (
-            f"Plugins (CL-plugins: {config['plugin']['plugin_type']}) injected into every layer of a frozen encoder, with "
-            f"one classification head per task, trained task after task by ctr_plugin {version}. The task of each text "
-            "is given at prediction time (task-incremental learning)."
+            f"Plugins (CL-plugins: {config['plugin']['plugin_type']}) injected into every layer of a frozen "
+            f"encoder, with one classification head per task, trained task after task by ctr_plugin {version}. "
+            "The task of each text is given at prediction time (task-incremental learning)."
         ),
         "",
         "## Use",
@@ -168,37 +232,6 @@ def model_card(config: dict, version: str | None = None) -> str:
         *rows,
         "",
     ]
-    if progress.get("acc_matrix"):
-        out += [
-            "## Results",
-            "",
-            "Test accuracy (%) after learning each task (rows) on each task (columns):",
-            "",
-            _matrix_table(progress["tasks"], progress["acc_matrix"]),
-            "",
-        ]
-        metrics = {
-            k: progress[k]
-            for k in ("final_acc", "final_mf1", "forward_acc", "forgetting_rate", "bwt", "max_forgetting")
-            if progress.get(k) is not None
-        }
-        if metrics:
-            out += ["| metric | value |", "|---|---|", *(f"| {k} | {v:.2f} |" for k, v in metrics.items()), ""]
-        elif progress.get("metrics_unavailable"):
-            out += [f"Summary metrics not available: {progress['metrics_unavailable']}", ""]
-        out += [
-            "Definitions: final accuracy = mean of the last row; forward accuracy = mean of the diagonal; forgetting rate = mean over earlier tasks of (accuracy when learned − final accuracy).",
-            "",
-        ]
-    else:
-        out += ["## Results", "", "Not recorded with this checkpoint.", ""]
-    out += ["## Training", "", f"- method: `{method or 'not recorded'}`"]
-    if config.get("method_options"):
-        out.append("- method options: " + ", ".join(f"`{k}={v}`" for k, v in config["method_options"].items()))
-    if config.get("seed") is not None:
-        out.append(f"- seed: {config['seed']}")
-    if config.get("training"):
-        out.append("- training: " + ", ".join(f"`{k}={v}`" for k, v in config["training"].items()))
-    out.append("- plugin config: " + ", ".join(f"`{k}={v}`" for k, v in config["plugin"].items()))
-    out += [f"- ctr_plugin version: {version}", ""]
+    out += _results_section(progress)
+    out += _training_section(config, method, version)
     return "\n".join(out)

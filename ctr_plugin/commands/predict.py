@@ -61,7 +61,8 @@ def main(argv=None) -> int:
         blank = [i + 1 for i, line in enumerate(lines) if not line.strip()]
         if blank:
             raise CTRError(
-                f"stdin lines {blank[:5]} are empty or whitespace only: there is nothing to classify in them. Remove them."
+                f"stdin lines {blank[:5]} are empty or whitespace only: "
+                "there is nothing to classify in them. Remove them."
             )
         texts, pairs = lines, None
         if wants_pairs:
@@ -69,7 +70,8 @@ def main(argv=None) -> int:
             bad = [i + 1 for i, parts in enumerate(split) if len(parts) != 2]
             if bad:
                 raise CTRError(
-                    f"Task {args.task!r} takes text pairs: each stdin line must be FIRST<TAB>SECOND, but lines {bad[:5]} have no tab."
+                    f"Task {args.task!r} takes text pairs: each stdin line must be FIRST<TAB>SECOND, "
+                    f"but lines {bad[:5]} have no tab."
                 )
             texts, pairs = [a for a, _ in split], [b for _, b in split]
     if not texts:

@@ -35,7 +35,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     data = p.add_argument_group("data")
     data.add_argument(
         "--config",
-        help=f"YAML task sequence: a path, or the name of a shipped one (default: {DEFAULT_SEQUENCE} unless --datasets)",
+        help=(
+            f"YAML task sequence: a path, or the name of a shipped one (default: {DEFAULT_SEQUENCE} unless --datasets)"
+        ),
     )
     data.add_argument(
         "--datasets",
@@ -116,12 +118,14 @@ def resolve_resume(args: argparse.Namespace, argv: list[str]) -> argparse.Namesp
     extra = [a for a in argv if a.startswith("--") and a.split("=")[0] not in allowed]
     if extra:
         raise CTRError(
-            f"--resume takes its options from the interrupted run; remove {extra} (only {', '.join(allowed[1:])} may be added)."
+            f"--resume takes its options from the interrupted run; remove {extra} "
+            f"(only {', '.join(allowed[1:])} may be added)."
         )
     recorded = Path(args.resume) / COMMAND_FILE
     if not recorded.is_file():
         raise CTRError(
-            f"Cannot resume {args.resume}: it has no {COMMAND_FILE}, so it is not a run started by ctr-train. Check the directory."
+            f"Cannot resume {args.resume}: it has no {COMMAND_FILE}, "
+            "so it is not a run started by ctr-train. Check the directory."
         )
     try:
         old = json.loads(recorded.read_text())["argv"]
@@ -213,7 +217,8 @@ def main(argv=None) -> int:
 
     if PartialState().is_main_process:
         print(
-            f"final_acc={results['final_acc']:.2f} final_mf1={results['final_mf1']:.2f} forgetting_rate={results['forgetting_rate']:.2f} -> {args.output_dir}"
+            f"final_acc={results['final_acc']:.2f} final_mf1={results['final_mf1']:.2f} "
+            f"forgetting_rate={results['forgetting_rate']:.2f} -> {args.output_dir}"
         )
     return 0
 

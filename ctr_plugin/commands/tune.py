@@ -6,7 +6,8 @@
 A trial trains a method over the first K tasks of the sequence (test splits sealed) and scores the
 mean validation accuracy over those K tasks after the K-th. Every method searches the learning
 rate and the epochs over the same ranges plus its own options' ranges (``--show-space`` prints
-them; ``--summary`` prints the tuned file as a table). Trials are journaled (``--storage``), so an interrupted call continues where it stopped.
+them; ``--summary`` prints the tuned file as a table). Trials are journaled (``--storage``), so
+an interrupted call continues where it stopped.
 The chosen options go to ``<config stem>.tuned.yaml`` beside the config (in the current
 directory for a config shipped inside an installed package), which ``ctr-train --tuned`` and
 ``ctr-tables --tuned`` read.
@@ -110,7 +111,9 @@ def main(argv=None) -> int:
         "objective": f"mean validation accuracy over the first {args.tasks} tasks, measured after task {args.tasks}",
         "tasks": [t.name for t in tasks],
         "task_sizes": {t.name: {"train": len(t.train), "validation": len(t.validation)} for t in tasks},
-        "budget": f"{args.trials} trials per method (Optuna TPE, seed {seed}); one trial = one training run over the tasks",
+        "budget": (
+            f"{args.trials} trials per method (Optuna TPE, seed {seed}); one trial = one training run over the tasks"
+        ),
         "base_training": training.to_dict(),
         "base_plugin": plugin.to_dict(),
     }
@@ -125,7 +128,8 @@ def main(argv=None) -> int:
         entry = best_entry(study, method)
         write_tuned(output, {method: entry}, meta)
         print(
-            f"{method}: best validation accuracy {entry['objective']:.2f} with {entry['training'] | entry['method_options']} "
+            f"{method}: best validation accuracy {entry['objective']:.2f} "
+            f"with {entry['training'] | entry['method_options']} "
             f"({entry['trials']} trials) -> {output}",
             flush=True,
         )

@@ -81,17 +81,19 @@ def get_continual_model(
         raise CTRError(f"config must be a ctr_plugin.PluginConfig, got {type(base).__name__}.")
     method = resolve_method(method, method_options, base.plugin_type)
     if config is not None and config.plugin_type != type(method).plugin_type:
+        fitting = sorted(n for n, m in METHODS.items() if m.plugin_type == config.plugin_type)
         raise CTRError(
             f"Method {method.name!r} trains plugin_type {type(method).plugin_type!r}, but the config says "
-            f"{config.plugin_type!r}. Pass PluginConfig(plugin_type={type(method).plugin_type!r}, ...), or a method that "
-            f"trains {config.plugin_type!r} ({', '.join(sorted(n for n, m in METHODS.items() if m.plugin_type == config.plugin_type))})."
+            f"{config.plugin_type!r}. Pass PluginConfig(plugin_type={type(method).plugin_type!r}, ...), "
+            f"or a method that trains {config.plugin_type!r} ({', '.join(fitting)})."
         )
     if isinstance(encoder_or_name, nn.Module):
         encoder = encoder_or_name
         name = getattr(encoder, "name_or_path", "") or getattr(getattr(encoder, "config", None), "_name_or_path", "")
         if not hasattr(encoder, "config") or not hasattr(encoder, "get_input_embeddings"):
             raise CTRError(
-                f"The encoder must be a transformers model (e.g. AutoModel.from_pretrained(...)), got {type(encoder).__name__}."
+                "The encoder must be a transformers model (e.g. AutoModel.from_pretrained(...)), "
+                f"got {type(encoder).__name__}."
             )
         if tokenizer is None:
             from transformers import AutoTokenizer
@@ -100,7 +102,8 @@ def get_continual_model(
                 tokenizer = AutoTokenizer.from_pretrained(name)
             except (OSError, ValueError):
                 raise CTRError(
-                    f"Could not load the tokenizer of the encoder given (its name_or_path is {name!r}): pass tokenizer=..."
+                    f"Could not load the tokenizer of the encoder given (its name_or_path is {name!r}): "
+                    "pass tokenizer=..."
                 ) from None
         if name and Path(name).is_dir():
             name = str(Path(name).resolve())
@@ -152,18 +155,21 @@ class ContinualLearner:
     ):
         if not isinstance(model, ContinualModel):
             raise CTRError(
-                f"ContinualLearner trains a ctr_plugin ContinualModel (get_continual_model(...)), got {type(model).__name__}."
+                "ContinualLearner trains a ctr_plugin ContinualModel (get_continual_model(...)), "
+                f"got {type(model).__name__}."
             )
         self.method = resolve_method(method or model.method_name, method_options, model.plugin_config.plugin_type)
         if type(self.method).plugin_type != model.plugin_config.plugin_type:
             raise CTRError(
-                f"Method {self.method.name!r} trains plugin_type {type(self.method).plugin_type!r}, but this model carries "
-                f"{model.plugin_config.plugin_type!r} plugins (made for method {model.method_name!r}). Use that method, or "
-                f"build the model with get_continual_model(..., method={self.method.name!r})."
+                f"Method {self.method.name!r} trains plugin_type {type(self.method).plugin_type!r}, "
+                f"but this model carries {model.plugin_config.plugin_type!r} plugins "
+                f"(made for method {model.method_name!r}). Use that method, "
+                f"or build the model with get_continual_model(..., method={self.method.name!r})."
             )
         if model.method_name not in (None, self.method.name):
             raise CTRError(
-                f"This model was trained with method {model.method_name!r}; a learner must go on with the same method, not {self.method.name!r}."
+                f"This model was trained with method {model.method_name!r}; "
+                f"a learner must go on with the same method, not {self.method.name!r}."
             )
         if training is not None and training_options:
             raise CTRError("Pass either training=TrainingConfig(...) or its options as keyword arguments, not both.")
@@ -183,9 +189,9 @@ class ContinualLearner:
             method.resumable if method.continuable is None else method.continuable
         ):
             raise CTRError(
-                f"This model already learned {self.model.num_tasks} tasks, and method {method.name!r} keeps state across "
-                f"tasks that a checkpoint does not hold: it cannot go on without silently losing it. Learn all tasks with "
-                f"one learner instead."
+                f"This model already learned {self.model.num_tasks} tasks, and method {method.name!r} "
+                "keeps state across tasks that a checkpoint does not hold: "
+                "it cannot go on without silently losing it. Learn all tasks with one learner instead."
             )
 
     def learn_task(
@@ -212,8 +218,9 @@ class ContinualLearner:
             )
         if len(self.tasks) > self.results.completed_tasks:
             raise CTRError(
-                f"Task {self.tasks[-1].name!r} stopped part way, and the model keeps it half-learned: this learner cannot go "
-                f"on. Load the checkpoint saved before that task (or start again) and learn it with a new ContinualLearner."
+                f"Task {self.tasks[-1].name!r} stopped part way, and the model keeps it half-learned: "
+                "this learner cannot go on. Load the checkpoint saved before that task (or start again) "
+                "and learn it with a new ContinualLearner."
             )
         if isinstance(train, TaskData):
             if any(x is not None for x in (validation, test, labels)):
@@ -268,7 +275,8 @@ class ContinualLearner:
         ``on_task_end(model, results)`` runs after each task (``experiment.run`` saves there)."""
         if self.tasks:
             raise CTRError(
-                "learn_sequence() starts a sequence: this learner has learned tasks already; continue with learn_task()."
+                "learn_sequence() starts a sequence: this learner has learned tasks already; "
+                "continue with learn_task()."
             )
         if results is None:
             self._check_can_continue()

@@ -122,8 +122,9 @@ class ContinualResults:
             untested = [self.tasks[j] for j in untested_tasks(self.acc_matrix)]
             if untested:  # no summary rather than one over some of the tasks only
                 out["metrics_unavailable"] = (
-                    f"no summary metrics (final_acc, forward_acc, forgetting_rate, ...): task(s) {', '.join(map(repr, untested))} "
-                    f"were learned without test data, and these metrics need every task's test score after every task."
+                    "no summary metrics (final_acc, forward_acc, forgetting_rate, ...): "
+                    f"task(s) {', '.join(map(repr, untested))} were learned without test data, "
+                    "and these metrics need every task's test score after every task."
                 )
             else:
                 out |= summarize(self.acc_matrix, self.f1_matrix)

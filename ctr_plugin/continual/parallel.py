@@ -44,7 +44,8 @@ def check_device(device: str | None, mixed_precision: str | None = None) -> None
         raise CTRError(f"--device {device} was asked for, but PyTorch sees no CUDA GPU here. Use --device cpu.")
     if index and int(index) >= torch.cuda.device_count():
         raise CTRError(
-            f"--device {device}: this machine has {torch.cuda.device_count()} CUDA GPU(s), numbered 0..{torch.cuda.device_count() - 1}."
+            f"--device {device}: this machine has {torch.cuda.device_count()} CUDA GPU(s), "
+            f"numbered 0..{torch.cuda.device_count() - 1}."
         )
 
 

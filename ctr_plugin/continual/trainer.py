@@ -82,10 +82,12 @@ class ContinualTrainer(Trainer):
     keeps state across tasks in its object (L2's anchors, bert_one's initial weights) needs the
     same object for every task: pass it. Methods that read each task's training examples in their
     hooks (``needs_task_data``: ``ewc``, ``replay``) are not supported here (use
-    :class:`ctr_plugin.ContinualLearner`); neither is ``bert_mtl`` (all tasks at once). The datasets hold tokenized examples
-    (``input_ids``, ``attention_mask``, ``label`` or ``labels``, and optionally ``task_ids``);
-    the default collator pads them and adds the task id. ``load_best_model_at_end`` and
-    ``resume_from_checkpoint`` are not supported. Everything else is ``Trainer``'s.
+    :class:`ctr_plugin.ContinualLearner`); neither is ``bert_mtl`` (all tasks at once). The
+    datasets hold tokenized examples (``input_ids``, ``attention_mask``, ``label`` or ``labels``,
+    and optionally ``task_ids``); the default collator pads them and adds the task id.
+    ``load_best_model_at_end`` and ``resume_from_checkpoint`` are not supported. Everything else
+    is ``Trainer``'s.
+
     """
 
     def __init__(
@@ -105,7 +107,8 @@ class ContinualTrainer(Trainer):
         method = resolve_method(method or model.method_name, method_options, model.plugin_config.plugin_type)
         if type(method).plugin_type != model.plugin_config.plugin_type:
             raise CTRError(
-                f"Method {method.name!r} trains plugin_type {type(method).plugin_type!r}, but this model carries {model.plugin_config.plugin_type!r} plugins."
+                f"Method {method.name!r} trains plugin_type {type(method).plugin_type!r}, "
+                f"but this model carries {model.plugin_config.plugin_type!r} plugins."
             )
         if method.joint_training or method.needs_task_data:
             raise CTRError(
@@ -127,7 +130,8 @@ class ContinualTrainer(Trainer):
             )
         if args is not None and args.load_best_model_at_end:
             raise CTRError(
-                "load_best_model_at_end is not supported: the Trainer would reload weights in its own format. Keep the last epoch, or select epochs with ContinualLearner."
+                "load_best_model_at_end is not supported: the Trainer would reload weights in its own format. "
+                "Keep the last epoch, or select epochs with ContinualLearner."
             )
         collator = data_collator or DataCollatorWithPadding(model.tokenizer)
         super().__init__(model=model, args=args, data_collator=TaskCollator(collator, self.task_id), **kwargs)
@@ -190,7 +194,8 @@ class ContinualTrainer(Trainer):
             self._num_batches = max(1, len(self.get_train_dataloader()))
         except TypeError:
             raise CTRError(
-                "ContinualTrainer needs a training dataset with a length: HAT's temperature anneals over each epoch's batches."
+                "ContinualTrainer needs a training dataset with a length: "
+                "HAT's temperature anneals over each epoch's batches."
             ) from None
         self._num_epochs = (
             max(1, math.ceil(self.args.num_train_epochs))

@@ -71,14 +71,25 @@ class TaskSpec:
 
     def __post_init__(self) -> None:
         where = f"Task '{self.name}'"
+        self._check_name()
+        self._resolve_source(where)
+        self._check_text(where)
+        self._check_sizes(where)
+        self._check_key_shapes(where)
+
+    def _check_name(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
             raise DataError(f"A task has no name (got {self.name!r}): give every task a non-empty `name:`.")
+
+    def _resolve_source(self, where: str) -> None:
+        """Check that the task names one source, infer ``source`` when omitted, and require its key."""
         named = {source: [key for key in keys if getattr(self, key)] for source, keys in SOURCE_KEYS.items()}
         named = {source: keys for source, keys in named.items() if keys}
         if len(named) > 1 or (self.source in SOURCE_KEYS and set(named) - {self.source}):
             listed = "; ".join(f"{', '.join(f'`{k}:`' for k in keys)} ({source})" for source, keys in named.items())
             raise DataError(
-                f"{where} names more than one source: {listed}{f', with `source: {self.source}`' if self.source else ''}. "
+                f"{where} names more than one source: "
+                f"{listed}{f', with `source: {self.source}`' if self.source else ''}. "
                 "A task reads one source: keep the keys of one (check `defaults:` too, which every task inherits)."
             )
         if self.source is None:
@@ -92,6 +103,9 @@ class TaskSpec:
         required = {"bundled": "dataset", "files": "train", "hub": "path"}[self.source]
         if not getattr(self, required):
             raise DataError(f"{where} has source '{self.source}' but no `{required}:` key: add it.")
+
+    def _check_text(self, where: str) -> None:
+        """``text:`` is one column name or a pair of them (normalized to a list)."""
         if isinstance(self.text, list | tuple):
             if len(self.text) != 2 or not all(isinstance(c, str) for c in self.text):
                 raise DataError(
@@ -101,6 +115,9 @@ class TaskSpec:
             self.text = list(self.text)
         elif not isinstance(self.text, str):
             raise DataError(f"{where}: `text:` must be a column name, got {self.text!r}.")
+
+    def _check_sizes(self, where: str) -> None:
+        """The ``max_*`` caps and the carving fractions."""
         for key in ("max_train", "max_validation", "max_test"):
             cap = getattr(self, key)
             if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap <= 0):
@@ -112,6 +129,9 @@ class TaskSpec:
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1:
                 raise DataError(f"{where}: `{key}: {value!r}` must be a number strictly between 0 and 1.")
+
+    def _check_key_shapes(self, where: str) -> None:
+        """``format:``, ``split_names:``, ``labels:`` and ``label_names:``."""
         if self.format is not None and self.format not in FILE_FORMATS:
             raise DataError(f"{where}: `format: {self.format}` is not one of {', '.join(FILE_FORMATS)}.")
         if self.split_names is not None and (
@@ -379,7 +399,8 @@ def sequence_orders(sequence: SequenceConfig, flag: str) -> list[list[int]]:
     ``flag`` (the option that asked for them) when it has none."""
     if sequence.orders_file is None:
         raise DataError(
-            f"{flag} needs the task orders of the sequence {sequence.name!r}, and it has none: write an orders file beside "
-            f"its config (<config stem>.orders.yaml, one permutation of the task indices per line). A --datasets sequence has none."
+            f"{flag} needs the task orders of the sequence {sequence.name!r}, and it has none: "
+            "write an orders file beside its config (<config stem>.orders.yaml, "
+            "one permutation of the task indices per line). A --datasets sequence has none."
         )
     return load_orders(sequence.orders_file, len(sequence.tasks))

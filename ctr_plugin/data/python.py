@@ -47,11 +47,13 @@ def as_task_data(
             label_names = [str(i) for i in range(max(values) + 1)]
         else:
             raise DataError(
-                f"Task {name!r}: labels must be all names (strings) or all ids (integers); got {sorted(map(repr, values))[:5]}. Pass labels=[...] too."
+                f"Task {name!r}: labels must be all names (strings) or all ids (integers); "
+                f"got {sorted(map(repr, values))[:5]}. Pass labels=[...] too."
             )
     if len(label_names) < 2:
         raise DataError(
-            f"Task {name!r} has one class only ({label_names}): a classifier needs at least two. Check the label column."
+            f"Task {name!r} has one class only ({label_names}): a classifier needs at least two. "
+            "Check the label column."
         )
     index = {str(n): i for i, n in enumerate(label_names)}
     splits = {}
@@ -96,7 +98,8 @@ def _rows(data: Any, split: str, task: str, text_column: str, label_column: str,
         missing = [c for c in (text_column, label_column, pair_column) if c and c not in data.column_names]
         if missing:
             raise DataError(
-                f"{where}: no column {missing[0]!r} (columns: {data.column_names}). Pass text_column= / label_column= / pair_column=."
+                f"{where}: no column {missing[0]!r} (columns: {data.column_names}). "
+                "Pass text_column= / label_column= / pair_column=."
             )
         texts, labels = list(data[text_column]), list(data[label_column])
         pairs = list(data[pair_column]) if pair_column else None

@@ -65,7 +65,8 @@ def build_task(spec: TaskSpec, seed: int = 0) -> TaskData:
                     f"labels to `labels:`, or set `drop_other_labels: true` to keep only the listed classes."
                 )
             notes.append(
-                f"{split}: dropped {len(rows.labels) - len(keep)} examples with labels not in `labels:` ({', '.join(others[:5])})"
+                f"{split}: dropped {len(rows.labels) - len(keep)} examples with labels not in `labels:` "
+                f"({', '.join(others[:5])})"
             )
         kept = rows.take(keep)
         kept.labels = [vocab[keys[split][i]] for i in keep]
@@ -239,7 +240,8 @@ def _carve_missing_splits(spec: TaskSpec, seed: int, splits: dict[str, Rows], no
     keep, n_repeats, n_conflicting = deduplicate(train.texts, train.labels, train.pairs)
     if n_repeats or n_conflicting:
         notes.append(
-            f"train pool: dropped {n_repeats} repeated texts and {n_conflicting} texts whose copies disagree on the label"
+            f"train pool: dropped {n_repeats} repeated texts and {n_conflicting} texts "
+            "whose copies disagree on the label"
         )
     train = train.take(keep)
     for split, fraction in (("test", spec.test_fraction), ("validation", spec.validation_fraction)):
@@ -275,8 +277,8 @@ def _check_overlap(spec: TaskSpec, splits: dict[str, Rows], notes: list[str]) ->
             raise DataError(
                 f"Task '{spec.name}': {len(repeated)} of {len(keys)} examples in {rows.origin} also occur in "
                 f"{train.origin} ({shown(where)}); scores on them would measure memory, not the task. Remove them "
-                f"from one of the files, give the {split} file the task really means, or set `drop_test_overlap: true` "
-                f"to drop them from the {split} split."
+                f"from one of the files, give the {split} file the task really means, "
+                f"or set `drop_test_overlap: true` to drop them from the {split} split."
             )
         notes.append(f"{split}: dropped {len(repeated)} examples that also occur in train")
         splits[split] = rows.take([i for i, key in enumerate(keys) if key not in seen])

@@ -82,7 +82,8 @@ def check_output_dir(
     output_dir = Path(output_dir)
     if output_dir.exists() and not output_dir.is_dir():
         raise CTRError(
-            f"--output-dir {output_dir} is a file, not a directory. Choose a directory path (it is created if missing)."
+            f"--output-dir {output_dir} is a file, not a directory. "
+            "Choose a directory path (it is created if missing)."
         )
     base = _existing_ancestor(output_dir)
     if not base.is_dir():

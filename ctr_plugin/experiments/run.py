@@ -132,9 +132,10 @@ def _check_resumed_options(output_dir: Path, run: dict) -> None:
             changed.append(f"{key}: {old!r} then, {new!r} now")
     if changed:
         raise CTRError(
-            f"Cannot resume {output_dir}: its completed tasks were trained with other options than this command now "
-            f"gives ({'; '.join(changed)}), e.g. because a config or tuned-options file changed since. Restore that "
-            f"file to continue the run as it started, or start a new --output-dir. Nothing in {output_dir} was changed."
+            f"Cannot resume {output_dir}: its completed tasks were trained with other options than this command "
+            f"now gives ({'; '.join(changed)}), e.g. because a config or tuned-options file changed since. "
+            "Restore that file to continue the run as it started, or start a new --output-dir. "
+            f"Nothing in {output_dir} was changed."
         )
 
 
@@ -185,9 +186,31 @@ def run(
     if callable(tasks):
         tasks = tasks()
     method = copy.deepcopy(settings.method)  # the run's own: a method keeps state across tasks
-    cfg = settings.training
-    seed_everything(cfg.seed)
+    seed_everything(settings.training.seed)
+    model, results = _starting_point(tasks, settings, method, accelerator, output_dir)
+    base = _run_record(model, method, tasks, settings, accelerator, output_dir, source)
 
+    accelerator.wait_for_everyone()  # every process has checked everything before the main one writes
+    lock = OutputLock(output_dir).acquire() if main else None
+    try:
+        results, wall_seconds = _train_with_saving(
+            model, method, tasks, results, settings, accelerator, output_dir, base, command
+        )
+        out = _report(results, base, wall_seconds, method, output_dir, main)
+    finally:
+        finish_trackers(accelerator)
+        if lock is not None:
+            lock.release()
+    accelerator.wait_for_everyone()
+    return out
+
+
+def _starting_point(
+    tasks, settings: RunSettings, method, accelerator, output_dir: Path
+) -> tuple[ContinualModel, ContinualResults | None]:
+    """The model a run trains and the results it starts from: those of the interrupted run it
+    resumes, or a fresh model or the checkpoint it continues (with its earlier tasks re-tested);
+    the maximum length checked against them, and the model on the run's device."""
     model, results = _resume_state(output_dir, tasks, settings) if settings.resume else (None, None)
     if model is None:
         model = _initial_model(tasks, settings, method)
@@ -195,14 +218,23 @@ def run(
             results = _retest_earlier_tasks(model, method, tasks, settings, accelerator)
     pair = any(t.train.pairs is not None for t in tasks)
     check_max_length(
-        cfg.max_length,
+        settings.training.max_length,
         model.tokenizer,
         model.encoder.config,
         pair=pair,
         option="Training option `max_length` (--max-length, or `max_length:` under `training:`)",
     )
     model.to(accelerator.device)
-    truncated = count_truncated(model, tasks, cfg.max_length, log_counts=main)
+    return model, results
+
+
+def _run_record(
+    model: ContinualModel, method, tasks, settings: RunSettings, accelerator, output_dir: Path, source: dict | None
+) -> dict:
+    """What results.json records about the run besides its results (options, data, provenance);
+    a resumed run's options are checked against those the interrupted run recorded."""
+    cfg = settings.training
+    truncated = count_truncated(model, tasks, cfg.max_length, log_counts=accelerator.is_main_process)
     base = {
         "method": method.name,
         "method_options": method.options(),
@@ -225,9 +257,24 @@ def run(
     if settings.from_checkpoint:
         base["continued_from"] = str(settings.from_checkpoint)
         base["earlier_tasks"] = _earlier_tasks(settings.from_checkpoint, tasks)
+    return base
 
-    accelerator.wait_for_everyone()  # every process has checked everything before the main one writes
-    lock = OutputLock(output_dir).acquire() if main else None
+
+def _train_with_saving(
+    model: ContinualModel,
+    method,
+    tasks,
+    results: ContinualResults | None,
+    settings: RunSettings,
+    accelerator,
+    output_dir: Path,
+    base: dict,
+    command: dict | None,
+) -> tuple[ContinualResults, float]:
+    """Learn the tasks, saving the checkpoint and results.json after each one (the first one saved
+    replaces a previous run in ``output_dir``); return the results and the seconds training took.
+    A run that stops early raises an error that says what ``output_dir`` holds now."""
+    main = accelerator.is_main_process
     replacing = main and not settings.resume and (output_dir / RESULTS_FILE).exists()
     # tasks the checkpoint in output_dir holds: what a failure message may say is intact
     on_disk = (
@@ -236,68 +283,70 @@ def run(
         else 0
     )
     saved = {"tasks": on_disk, "this_run": 0}
-    try:
-        if main and not replacing and command is not None:
-            write_json_atomic(output_dir / COMMAND_FILE, command)
-        start_trackers(
-            accelerator,
-            settings.report_to,
-            output_dir,
-            {k: base[k] for k in ("method", "method_options", "encoder", "seed", "training", "plugin")},
+    if main and not replacing and command is not None:
+        write_json_atomic(output_dir / COMMAND_FILE, command)
+    start_trackers(
+        accelerator,
+        settings.report_to,
+        output_dir,
+        {k: base[k] for k in ("method", "method_options", "encoder", "seed", "training", "plugin")},
+    )
+
+    def save(model: ContinualModel, results: ContinualResults) -> None:
+        nonlocal replacing
+        if replacing:  # the first task of the new run is done: now it replaces the old run
+            (output_dir / "accuracy_matrix.png").unlink(missing_ok=True)
+            (output_dir / "training_curves.png").unlink(missing_ok=True)
+            if command is not None:
+                write_json_atomic(output_dir / COMMAND_FILE, command)
+            replacing = False
+        model.save_pretrained(
+            output_dir / CHECKPOINT_DIR,
+            extra=learner.card_fields() | {"progress": results.to_dict(), "provenance": base["provenance"]},
         )
+        saved["tasks"], saved["this_run"] = (
+            results.completed_tasks,
+            saved["this_run"] + 1,
+        )  # the checkpoint is what resumes
+        results.checkpoint_bytes.append(directory_bytes(output_dir / CHECKPOINT_DIR))
+        results_file.write(output_dir, results_file.assemble(results.to_dict(), base))
 
-        def save(model: ContinualModel, results: ContinualResults) -> None:
-            nonlocal replacing
-            if replacing:  # the first task of the new run is done: now it replaces the old run
-                (output_dir / "accuracy_matrix.png").unlink(missing_ok=True)
-                (output_dir / "training_curves.png").unlink(missing_ok=True)
-                if command is not None:
-                    write_json_atomic(output_dir / COMMAND_FILE, command)
-                replacing = False
-            model.save_pretrained(
-                output_dir / CHECKPOINT_DIR,
-                extra=learner.card_fields() | {"progress": results.to_dict(), "provenance": base["provenance"]},
-            )
-            saved["tasks"], saved["this_run"] = (
-                results.completed_tasks,
-                saved["this_run"] + 1,
-            )  # the checkpoint is what resumes
-            results.checkpoint_bytes.append(directory_bytes(output_dir / CHECKPOINT_DIR))
-            results_file.write(output_dir, results_file.assemble(results.to_dict(), base))
+    start = time.perf_counter()
+    learner = ContinualLearner(model, method, settings.training, accelerator=accelerator)
+    try:
+        results = learner.learn_sequence(tasks, results=results, on_task_end=save)
+    except FloatingPointError as err:
+        raise CTRError(
+            f"Training stopped: {err}. {_state_after_failure(output_dir, tasks, saved, replacing)} "
+            "Lower --lr (or check the data), then start again."
+        ) from None
+    except KeyboardInterrupt:
+        raise RunInterrupted(_state_after_failure(output_dir, tasks, saved, replacing)) from None
+    except OSError as err:  # a full disk, a permission changed mid-run ...
+        raise CTRError(
+            f"Training stopped: writing {err.filename or output_dir} failed ({err.strerror or err}). "
+            f"{_state_after_failure(output_dir, tasks, saved, replacing)} "
+            "Free space or fix the permissions, then continue."
+        ) from None
+    return results, time.perf_counter() - start
 
-        start = time.perf_counter()
-        learner = ContinualLearner(model, method, cfg, accelerator=accelerator)
-        try:
-            results = learner.learn_sequence(tasks, results=results, on_task_end=save)
-        except FloatingPointError as err:
-            raise CTRError(
-                f"Training stopped: {err}. {_state_after_failure(output_dir, tasks, saved, replacing)} Lower --lr (or check the data), then start again."
-            ) from None
-        except KeyboardInterrupt:
-            raise RunInterrupted(_state_after_failure(output_dir, tasks, saved, replacing)) from None
-        except OSError as err:  # a full disk, a permission changed mid-run ...
-            raise CTRError(
-                f"Training stopped: writing {err.filename or output_dir} failed ({err.strerror or err}). "
-                f"{_state_after_failure(output_dir, tasks, saved, replacing)} Free space or fix the permissions, then continue."
-            ) from None
-        out = results_file.assemble(results.to_dict(), base, wall_seconds=time.perf_counter() - start)
-        if main:
-            results_file.write(output_dir, out)
-            plot_matrix(
-                results.acc_matrix,
-                results.tasks,
-                output_dir / "accuracy_matrix.png",
-                f"{method.name}: test accuracy (%)",
-            )
-            plot_curves(
-                results.curves, output_dir / "training_curves.png", f"{method.name}: per-epoch training and validation"
-            )
-            log.info("\n%s", format_summary(out))
-    finally:
-        finish_trackers(accelerator)
-        if lock is not None:
-            lock.release()
-    accelerator.wait_for_everyone()
+
+def _report(results: ContinualResults, base: dict, wall_seconds: float, method, output_dir: Path, main: bool) -> dict:
+    """The results dictionary of the finished run; the main process writes it to results.json,
+    plots the accuracy matrix and the training curves, and logs the summary."""
+    out = results_file.assemble(results.to_dict(), base, wall_seconds=wall_seconds)
+    if main:
+        results_file.write(output_dir, out)
+        plot_matrix(
+            results.acc_matrix,
+            results.tasks,
+            output_dir / "accuracy_matrix.png",
+            f"{method.name}: test accuracy (%)",
+        )
+        plot_curves(
+            results.curves, output_dir / "training_curves.png", f"{method.name}: per-epoch training and validation"
+        )
+        log.info("\n%s", format_summary(out))
     return out
 
 
@@ -333,7 +382,8 @@ def count_truncated(model: ContinualModel, tasks, max_length: int, log_counts: b
         if n and log_counts:
             total = len(task.train) + len(task.validation) + len(task.test)
             log.info(
-                "%s: %d of %d texts are longer than %d tokens and will be truncated (raise --max-length to keep more).",
+                "%s: %d of %d texts are longer than %d tokens and will be truncated "
+                "(raise --max-length to keep more).",
                 task.name,
                 n,
                 total,
@@ -353,8 +403,9 @@ def _initial_model(tasks, settings: RunSettings, method) -> ContinualModel:
     trained_by = config.get("method")
     if trained_by is not None and trained_by != method.name:
         raise CTRError(
-            f"The checkpoint {settings.from_checkpoint} was trained with method {trained_by!r}, but this run asks for "
-            f"{method.name!r}. A continued run keeps the checkpoint's method: drop --method, or pass --method {trained_by}."
+            f"The checkpoint {settings.from_checkpoint} was trained with method {trained_by!r}, "
+            f"but this run asks for {method.name!r}. A continued run keeps the checkpoint's method: "
+            f"drop --method, or pass --method {trained_by}."
         )
     if not (method.resumable if method.continuable is None else method.continuable):
         raise CTRError(
@@ -367,27 +418,31 @@ def _initial_model(tasks, settings: RunSettings, method) -> ContinualModel:
     known = [n for n in names if n in model.task_names]
     if names[: len(known)] != known:
         raise CTRError(
-            f"The checkpoint {settings.from_checkpoint} already learned {known}. Tasks it knows are re-tested, not "
-            f"trained again, and must come before the new ones: order the tasks as {known + [n for n in names if n not in known]}."
+            f"The checkpoint {settings.from_checkpoint} already learned {known}. Tasks it knows are re-tested, "
+            "not trained again, and must come before the new ones: "
+            f"order the tasks as {known + [n for n in names if n not in known]}."
         )
     if len(known) == len(names):
         raise CTRError(
-            f"Every task given ({', '.join(names)}) is already in the checkpoint {settings.from_checkpoint}: add at least one new task."
+            f"Every task given ({', '.join(names)}) is already in the checkpoint {settings.from_checkpoint}: "
+            "add at least one new task."
         )
     for task in tasks[: len(known)]:
         stored = model.label_names[model.task_id(task.name)]
         if list(task.label_names) != list(stored):
             raise CTRError(
-                f"Task {task.name!r} has labels {task.label_names} here, but the checkpoint {settings.from_checkpoint} "
-                f"learned it with labels {stored}: its test data would be scored against the wrong classes. Give the "
-                f"task's original data (or `labels:` in the checkpoint's order)."
+                f"Task {task.name!r} has labels {task.label_names} here, "
+                f"but the checkpoint {settings.from_checkpoint} learned it with labels {stored}: "
+                "its test data would be scored against the wrong classes. "
+                "Give the task's original data (or `labels:` in the checkpoint's order)."
             )
         carved = any(note.startswith("test: carved") for note in task.notes)
         if carved and config.get("seed") is not None and config["seed"] != settings.training.seed:
             raise CTRError(
-                f"Task {task.name!r}'s test split is carved from its data with the run's seed, and the checkpoint was "
-                f"trained with seed {config['seed']}, not {settings.training.seed}: with another seed its test split would "
-                f"hold examples it was trained on. Pass --seed {config['seed']}, or give the task a test file."
+                f"Task {task.name!r}'s test split is carved from its data with the run's seed, "
+                f"and the checkpoint was trained with seed {config['seed']}, not {settings.training.seed}: "
+                "with another seed its test split would hold examples it was trained on. "
+                f"Pass --seed {config['seed']}, or give the task a test file."
             )
     return model
 
@@ -439,12 +494,13 @@ def _earlier_tasks(checkpoint, tasks) -> dict:
     notes = []
     if retested:
         notes.append(
-            "the rows of the re-tested tasks hold the checkpoint's scores before this run: their forgetting is measured from there"
+            "the rows of the re-tested tasks hold the checkpoint's scores before this run: "
+            "their forgetting is measured from there"
         )
     if untested:
         log.warning(
-            "Continuing %s: its tasks %s are not re-tested, because their data is not part of this run, so their forgetting "
-            "is not measured (give them first, before the new tasks, to measure it).",
+            "Continuing %s: its tasks %s are not re-tested, because their data is not part of this run, "
+            "so their forgetting is not measured (give them first, before the new tasks, to measure it).",
             checkpoint,
             ", ".join(untested),
         )

@@ -164,8 +164,9 @@ def _fix_plugin_options(method_class, options: _Layers) -> None:
         if key in options.values and options.values[key][0] != value:
             given, source = options.values[key]
             raise CTRError(
-                f"Method {name!r} runs with the plugin option {key}={value} (see its file in ctr_plugin/continual/methods/), but "
-                f"{source} sets {key}={given}. Drop that setting, or choose another method."
+                f"Method {name!r} runs with the plugin option {key}={value} "
+                f"(see its file in ctr_plugin/continual/methods/), but {source} sets {key}={given}. "
+                "Drop that setting, or choose another method."
             )
         options.values[key] = (value, f"method {name!r}")
 

@@ -6,7 +6,9 @@ epoch, and after each task the test accuracy on every task learned so far (see
 ``continual/loop.py``). This module checks the choice before anything is written and starts the
 trackers with the run's settings as their hyper-parameters.
 
-* ``tensorboard``: event files under ``OUTPUT_DIR/tracking/<run start>/`` (``tensorboard --logdir OUTPUT_DIR/tracking``);
+* ``tensorboard``: event files under ``OUTPUT_DIR/tracking/<run start>/``
+  (``tensorboard --logdir OUTPUT_DIR/tracking``);
+
 * ``wandb``: a Weights & Biases run in project ``ctr_plugin`` named after the output directory
   (``WANDB_MODE=offline`` keeps it local);
 * ``mlflow``: an MLflow run in experiment ``ctr_plugin`` (``MLFLOW_TRACKING_URI`` chooses the store).

@@ -226,7 +226,8 @@ def summarize_tuned(data: dict) -> str:
         mf1 = entry.get("objective_mf1")
         trials = f"{entry['trials']}" + (f" ({entry['failed_trials']} failed)" if entry.get("failed_trials") else "")
         rows.append(
-            f"| {method} | {entry['objective']:.2f} | {'-' if mf1 is None else f'{mf1:.2f}'} | {options} | {trials} | {', '.join(edges) or '-'} |"
+            f"| {method} | {entry['objective']:.2f} | {'-' if mf1 is None else f'{mf1:.2f}'} | "
+            f"{options} | {trials} | {', '.join(edges) or '-'} |"
         )
     head = [
         f"Objective: {data.get('objective', 'validation accuracy')} (one seed; the best of each method's trials).",

@@ -31,13 +31,15 @@ def _checked_texts(texts: Iterable[str], what: str) -> list[str]:
     offending positions."""
     if isinstance(texts, (str, bytes)) or not isinstance(texts, Iterable):
         raise CTRError(
-            f"predict() takes {what} as a list (or any iterable) of strings, got {type(texts).__name__}; wrap a single text in a list."
+            f"predict() takes {what} as a list (or any iterable) of strings, got {type(texts).__name__}; "
+            "wrap a single text in a list."
         )
     texts = list(texts)
     wrong = [i for i, x in enumerate(texts) if not isinstance(x, str)]
     if wrong:
         raise CTRError(
-            f"predict(): {what} must be strings, but those at positions {wrong[:5]} are {type(texts[wrong[0]]).__name__}."
+            f"predict(): {what} must be strings, but those at positions {wrong[:5]} "
+            f"are {type(texts[wrong[0]]).__name__}."
         )
     blank = [i for i, x in enumerate(texts) if not x.strip()]
     if blank:
@@ -87,7 +89,8 @@ def _checked_pairs(model: ContinualModel, pairs, per_text: list[int], mixed: boo
             )
         if model.task_pairs[t] is False and with_pair:
             raise CTRError(
-                f"Task {model.task_names[t]!r} was trained on single texts: call predict() without pairs for its texts."
+                f"Task {model.task_names[t]!r} was trained on single texts: "
+                "call predict() without pairs for its texts."
             )
     return pairs
 

@@ -24,9 +24,9 @@ class PluginConfig:
 
     plugin_type: str = option(
         "ctr",
-        'a registered plugin kind (plugins/registry.py): "ctr" (KSM + TSM), "hat_adapter" (TSM alone), "adapter" (Houlsby), '
-        '"adapter_per_task" (one Houlsby adapter per task, chosen by the task id), "lora" (peft LoRA on query/value), '
-        '"lora_per_task" (one such LoRA per task), "none"; the method decides it',
+        'a registered plugin kind (plugins/registry.py): "ctr" (KSM + TSM), "hat_adapter" (TSM alone), '
+        '"adapter" (Houlsby), "adapter_per_task" (one Houlsby adapter per task, chosen by the task id), '
+        '"lora" (peft LoRA on query/value), "lora_per_task" (one such LoRA per task), "none"; the method decides it',
         flag=False,
     )
     adapter_size: int = option(
@@ -59,9 +59,9 @@ class PluginConfig:
     )
     pooling: str = option(
         "pooler",
-        "what the task heads read: \"pooler\" (BERT's frozen pooler, the paper's choice; the first token where the encoder "
-        'has none), "cls" (the first token), or "mean" (mean over real tokens: what sentence-transformers encoders such as '
-        "the bundled MiniLM were trained for)",
+        "what the task heads read: \"pooler\" (BERT's frozen pooler, the paper's choice; the first token where "
+        'the encoder has none), "cls" (the first token), or "mean" (mean over real tokens: what '
+        "sentence-transformers encoders such as the bundled MiniLM were trained for)",
         choices=POOLINGS,
     )
     lora_rank: int = option(

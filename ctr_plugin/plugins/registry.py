@@ -55,7 +55,10 @@ class PluginKind:
         self.hat_masked = hat_masked
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.name!r}, placement={self.placement!r}, default_method={self.default_method!r})"
+        return (
+            f"{type(self).__name__}({self.name!r}, placement={self.placement!r}, "
+            f"default_method={self.default_method!r})"
+        )
 
     def inject(self, model: ContinualModel) -> None:
         """Put this kind's modules into ``model.encoder`` (once, when the model is built)."""
@@ -155,7 +158,8 @@ def build_plugin(config: PluginConfig, hidden_size: int, context: PluginContext)
     kind = plugin_kind(config.plugin_type)
     if kind.build is None:
         raise CTRError(
-            f"plugin_type {kind.name!r} is not a sublayer plugin (its placement is {kind.placement!r}): nothing to build per sublayer."
+            f"plugin_type {kind.name!r} is not a sublayer plugin (its placement is {kind.placement!r}): "
+            "nothing to build per sublayer."
         )
     return kind.build(config, hidden_size, context)
 

@@ -118,7 +118,8 @@ def summarize(acc: Matrix, f1: Matrix) -> dict[str, float]:
     for name, matrix in (("accuracy", acc), ("macro-F1", f1)):
         if missing := untested_tasks(matrix):
             raise ValueError(
-                f"The {name} matrix has no scores for task(s) {missing} (learned without test data): the summary metrics need every task tested."
+                f"The {name} matrix has no scores for task(s) {missing} (learned without test data): "
+                "the summary metrics need every task tested."
             )
     return {
         "final_acc": final_average(acc),

@@ -167,7 +167,8 @@ def read(path: str | os.PathLike) -> dict:
         raise CTRError(f"Cannot read {path} ({err.strerror or err}): is this a run's output directory?") from None
     except ValueError as err:
         raise CTRError(
-            f"{path} is not valid JSON ({err}): the run that wrote it was cut off, or the file was edited. Run it again."
+            f"{path} is not valid JSON ({err}): the run that wrote it was cut off, or the file was edited. "
+            "Run it again."
         ) from None
     problems = validate(data)
     if problems:
@@ -191,5 +192,6 @@ def read_complete(path: str | os.PathLike) -> dict | None:
 
 
 def finished(output_dir: str | os.PathLike) -> dict | None:
-    """The results of the finished run in ``output_dir``, else None (``--resume`` on a finished run changes nothing)."""
+    """The results of the finished run in ``output_dir``, else None (``--resume`` on a finished run changes
+    nothing)."""
     return read_complete(Path(output_dir) / RESULTS_FILE)

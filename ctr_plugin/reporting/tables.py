@@ -367,7 +367,8 @@ def to_markdown(
     if comparisons:
         lines += [
             "",
-            f"#### Paired comparison ({', '.join(dict.fromkeys(c.reference for c in comparisons))} against each method)",
+            f"#### Paired comparison ({', '.join(dict.fromkeys(c.reference for c in comparisons))} "
+            "against each method)",
             "",
         ]
         lines += _md_table(COMPARISON_COLUMNS, [(None, _comparison_rows(comparisons))])

@@ -137,7 +137,8 @@ class ContinualMethod:
     @classmethod
     def option_help(cls) -> str:
         lines = [
-            f"  {f.name} (default {f.default!r}{'; ' + rule.describe() if (rule := rule_of(f)) else ''}): {f.metadata.get('help', '')}"
+            f"  {f.name} (default {f.default!r}{'; ' + rule.describe() if (rule := rule_of(f)) else ''}): "
+            f"{f.metadata.get('help', '')}"
             for f in fields(cls)
         ]
         return "\n".join(lines) or "  (this method has no options)"
