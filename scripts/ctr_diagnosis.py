@@ -216,7 +216,8 @@ def report(runs_file: Path) -> str:
             f"### Stage {stage}: {which}, validation accuracy after the last, mean ± std over seeds",
             "",
             "| method | variant | seeds | val acc | val macro-F1 | Δ acc vs paper [95 % CI] "
-            "| Δ acc vs adapter_one [95 % CI] | forgetting | task-1 masks open | used after the last task | mean abs(e_1) | s/run |",
+            "| Δ acc vs adapter_one [95 % CI] | forgetting | task-1 masks open | used after the last task "
+            "| mean abs(e_1) | s/run |",
             "|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         methods = list(spec["cells"])
