@@ -13,13 +13,15 @@
 """
 
 from ctr_plugin._version import __version__ as __version__
+from ctr_plugin.continual.config import TrainingConfig
 from ctr_plugin.continual.learner import ContinualLearner, get_continual_model
-from ctr_plugin.continual.loop import ContinualResults, TrainingConfig
 from ctr_plugin.continual.methods import METHODS, ContinualMethod, get_method
+from ctr_plugin.continual.results import ContinualResults
 from ctr_plugin.data.python import as_task_data
 from ctr_plugin.errors import CheckpointError, CTRError, DataError, TaskError
-from ctr_plugin.modeling.model import ContinualModel, UnprotectedTrainingWarning
+from ctr_plugin.modeling.model import ContinualModel
 from ctr_plugin.modeling.prediction import Prediction
+from ctr_plugin.modeling.training_rules import UnprotectedTrainingWarning
 from ctr_plugin.plugins import PluginConfig
 
 

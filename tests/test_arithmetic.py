@@ -13,7 +13,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from ctr_plugin.bench.arithmetic import EncoderShape, multiply_adds
-from ctr_plugin.modeling.encoder import load_encoder
+from ctr_plugin.encoders.loading import load_encoder
 from ctr_plugin.modeling.model import ContinualModel
 from ctr_plugin.plugins import PluginConfig
 
@@ -115,7 +115,7 @@ def test_bench_quick_runs_every_configuration_and_prints_the_arithmetic_beside_t
 
 def test_every_kind_of_bench_row_is_a_registered_method_whose_plugins_are_counted():
     from ctr_plugin.bench.arithmetic import COUNTED_PLUGINS
-    from ctr_plugin.bench.harness import METHOD_OF
+    from ctr_plugin.bench.measure import METHOD_OF
     from ctr_plugin.continual.methods import METHODS
 
     assert all(METHODS[method].plugin_type in COUNTED_PLUGINS for method in METHOD_OF.values())

@@ -20,13 +20,14 @@ import pytest
 import torch
 
 from ctr_plugin.checkpoint.format import CONFIG_FILE, WEIGHTS_FILE
-from ctr_plugin.continual.loop import TrainingConfig, evaluate
+from ctr_plugin.continual.config import TrainingConfig
+from ctr_plugin.continual.evaluation import evaluate
 from ctr_plugin.data import TaskSpec, build_task, load_sequence_config
+from ctr_plugin.encoders.loading import load_encoder
 from ctr_plugin.errors import CheckpointError, CTRError, DataError, TaskError
 from ctr_plugin.experiments.output_dir import LOCK_FILE
 from ctr_plugin.experiments.run import RunSettings, run
 from ctr_plugin.experiments.settings import base_options
-from ctr_plugin.modeling.encoder import load_encoder
 from ctr_plugin.modeling.model import ContinualModel
 from ctr_plugin.plugins import PluginConfig
 

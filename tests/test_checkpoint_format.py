@@ -16,8 +16,8 @@ import torch
 from safetensors.torch import load_file
 
 from ctr_plugin.checkpoint.format import CONFIG_FILE, FORMAT_VERSION, WEIGHTS_FILE
+from ctr_plugin.encoders.loading import load_encoder
 from ctr_plugin.errors import TaskError
-from ctr_plugin.modeling.encoder import load_encoder
 from ctr_plugin.modeling.model import ContinualModel
 from ctr_plugin.plugins import PluginConfig
 

@@ -45,7 +45,7 @@ class Scale(Plugin):
 
 
 def test_a_new_plugin_kind_is_one_registration(tiny_bert_dir, monkeypatch):
-    from ctr_plugin.modeling.encoder import load_encoder
+    from ctr_plugin.encoders.loading import load_encoder
     from ctr_plugin.modeling.model import ContinualModel
 
     monkeypatch.setattr(
@@ -200,3 +200,38 @@ def test_ruff_keeps_lines_at_most_119_characters():
     ruff = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())["tool"]["ruff"]
     assert ruff["line-length"] <= 119
     assert "C901" in ruff["lint"]["select"] or "C90" in ruff["lint"]["select"]
+
+
+# The rooms, floor by floor: a module may import from its own room and from rooms on lower floors
+# only (docs/architecture.md draws the same picture).
+FLOORS = [
+    {"_version", "errors"},
+    {"options", "search_space"},
+    {"data", "reporting"},
+    {"encoders", "plugins"},
+    {"checkpoint"},
+    {"modeling"},
+    {"continual"},
+    {"experiments"},
+    {"commands"},
+    {"bench"},
+    {"ctr_plugin"},  # the package face
+]
+
+
+def _room(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else parts[0]
+
+
+def test_every_import_goes_to_the_same_room_or_a_lower_floor():
+    floor = {room: level for level, rooms in enumerate(FLOORS) for room in rooms}
+    rooms_on_disk = {_room(_module_name(p)) for p in PACKAGE.rglob("*.py")}
+    assert rooms_on_disk == set(floor), "a room is missing from FLOORS (or FLOORS names one that is gone)"
+    upward = [
+        f"{module} -> {target}"
+        for module, targets in _import_graph().items()
+        for target in targets
+        if _room(target) != _room(module) and floor[_room(target)] >= floor[_room(module)]
+    ]
+    assert not upward, upward

@@ -9,12 +9,14 @@ import json
 import pytest
 import torch
 
-from ctr_plugin.continual.loop import TrainingConfig, evaluate, run_sequence
+from ctr_plugin.continual.config import TrainingConfig
+from ctr_plugin.continual.evaluation import evaluate
+from ctr_plugin.continual.loop import run_sequence
 from ctr_plugin.continual.methods import METHODS, get_method
 from ctr_plugin.continual.methods.base import shared_parameters
+from ctr_plugin.encoders.loading import load_encoder
 from ctr_plugin.errors import CTRError
 from ctr_plugin.experiments.run import RunSettings, run
-from ctr_plugin.modeling.encoder import load_encoder
 from ctr_plugin.modeling.model import ContinualModel
 
 from conftest import TINY_PLUGIN, keyword_task

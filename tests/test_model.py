@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from ctr_plugin.checkpoint.format import CONFIG_FILE, WEIGHTS_FILE
+from ctr_plugin.encoders.loading import load_encoder
 from ctr_plugin.errors import CheckpointError, TaskError
-from ctr_plugin.modeling.encoder import load_encoder
 from ctr_plugin.modeling.model import ContinualModel
 
 from conftest import TINY_PLUGIN

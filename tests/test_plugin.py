@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ctr_plugin.modeling.encoder import load_encoder
+from ctr_plugin.encoders.loading import load_encoder
 from ctr_plugin.modeling.model import ContinualModel
 from ctr_plugin.plugins import CTRPlugin, PluginConfig
 from ctr_plugin.plugins.injection import PluggedDropout

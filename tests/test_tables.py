@@ -9,15 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from ctr_plugin.reporting.metrics import summarize
-from ctr_plugin.reporting.tables import (
-    build_tables,
+from ctr_plugin.experiments.table_files import build_tables
+from ctr_plugin.experiments.tables import (
     compare_methods,
     group_of,
     load_runs,
     one_reference,
     summarize_runs,
 )
+from ctr_plugin.reporting.metrics import summarize
 
 from conftest import keyword_task
 from test_cli import call, write_csv

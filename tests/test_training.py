@@ -7,9 +7,9 @@ import json
 import pytest
 import torch
 
-from ctr_plugin.continual.loop import TrainingConfig
+from ctr_plugin.continual.config import TrainingConfig
+from ctr_plugin.encoders.loading import load_encoder
 from ctr_plugin.experiments.run import RunSettings, run
-from ctr_plugin.modeling.encoder import load_encoder
 from ctr_plugin.modeling.model import ContinualModel
 from ctr_plugin.reporting.metrics import forgetting_rate, summarize
 

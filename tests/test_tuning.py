@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ctr_plugin.continual.loop import TrainingConfig
+from ctr_plugin.continual.config import TrainingConfig
 from ctr_plugin.errors import CTRError
 from ctr_plugin.experiments.tuning import best_entry, read_tuned, search_space, tune_method, tuned_options, write_tuned
 from ctr_plugin.experiments.validation_runs import (
@@ -153,8 +153,8 @@ def test_the_tuned_file_round_trips_and_a_contradicting_flag_is_refused(tmp_path
 
 
 def test_the_summary_ranks_methods_and_flags_values_at_a_range_edge(tmp_path):
-    from ctr_plugin.experiments.search_space import Choice, LogUniform, Uniform
     from ctr_plugin.experiments.tuning import summarize_tuned
+    from ctr_plugin.search_space import Choice, LogUniform, Uniform
 
     assert (
         LogUniform(1e-4, 1e-2).edge(1.1e-4) == "low" and LogUniform(1e-4, 1e-2).edge(1e-3) is None

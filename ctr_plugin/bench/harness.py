@@ -8,12 +8,12 @@ BertModel with bert-base's config, built in code: no download), sequence 128, ba
     ctr-bench --compile                         # also: the plugins under torch.compile
     ctr-bench --quick --output /tmp/bench.json  # a smoke run on tiny sizes, in seconds
 
-Every configuration runs in its own child process (so its peak memory is its own), one after the
-other in this one invocation, and the ratios printed at the end compare configurations measured
-in the same run. Beside each measured ratio stands the ratio the multiply-adds predict
-(``ctr_plugin/bench/arithmetic.py``): the limit the measurement would reach if nothing but arithmetic
-cost time. Tasks are added with random heads: timing needs no training. Writes the tables to
-stdout and everything to --output (JSON).
+Every configuration runs in its own child process (so its peak memory is its own;
+``ctr_plugin/bench/measure.py`` measures it), one after the other in this one invocation, and the
+ratios printed at the end compare configurations measured in the same run. Beside each measured
+ratio stands the ratio the multiply-adds predict (``ctr_plugin/bench/arithmetic.py``): the limit
+the measurement would reach if nothing but arithmetic cost time. Tasks are added with random
+heads: timing needs no training. Writes the tables to stdout and everything to --output (JSON).
 """
 
 from __future__ import annotations
@@ -24,12 +24,12 @@ import os
 import platform
 import subprocess
 import sys
-import tempfile
 import time
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
+from ctr_plugin.bench.measure import Configuration, measure
 from ctr_plugin.commands.runner import run_main
 
 # The bound each ratio should stay under at the default sizes (bundled MiniLM, length 64, batch
@@ -41,183 +41,6 @@ TARGETS = {
     "ctr_peak_memory_vs_adapter_at_50_tasks": 1.5,
     "checkpoint_growth_per_task_pct": 2.0,
 }
-
-# Each kind of row is the model of this registered method (``continual.methods.METHODS``): the method
-# builds it (its plugin kind, whether the encoder trains) and gives its forward pass's arguments.
-METHOD_OF = {"ctr": "ctr", "adapter": "adapter_ncl", "frozen_heads": "frozen_heads", "full_finetune": "bert_ncl"}
-
-# Randomly initialised encoders built in code: bert-base's geometry (Devlin et al. 2019), and a tiny
-# one for --quick.
-GEOMETRIES = {
-    "bert-base": {
-        "vocab_size": 30522,
-        "hidden_size": 768,
-        "num_hidden_layers": 12,
-        "num_attention_heads": 12,
-        "intermediate_size": 3072,
-        "max_position_embeddings": 512,
-    },
-    "tiny": {
-        "vocab_size": 200,
-        "hidden_size": 32,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 2,
-        "intermediate_size": 64,
-        "max_position_embeddings": 64,
-    },
-}
-
-
-@dataclass
-class Configuration:
-    """One measured row: a kind of model, its learned tasks, its encoder and its sizes."""
-
-    kind: str  # a key of METHOD_OF
-    tasks: int
-    encoder: str | None  # hub name or directory (None: the bundled MiniLM), or "random:<geometry>"
-    seq_len: int
-    batch_size: int
-    adapter_size: int
-    steps: int
-    warmup: int
-    device: str = "cpu"
-    compile: bool = False  # each plugin under torch.compile
-    series: str = "main"  # "main", or "second" for the rows at a second geometry (bert-base's)
-    routing_filters: int = 100
-    task_capsule_hidden: int = 8
-
-    @property
-    def label(self) -> str:
-        where = (
-            ""
-            if self.series == "main"
-            else f"{(self.encoder or 'MiniLM').removeprefix('random:')} {self.seq_len}x{self.batch_size}, "
-        )
-        return (
-            f"{self.kind}{' compiled' if self.compile else ''} "
-            f"({where}{self.tasks} task{'s' if self.tasks != 1 else ''})"
-        )
-
-
-def build_encoder(name: str | None):
-    """(encoder, tokenizer): a named or bundled pretrained one, or a random one of a known geometry
-    with a small word-piece tokenizer (the tokenizer only travels into the checkpoint)."""
-    from ctr_plugin.modeling.encoder import load_encoder
-
-    if name is None or not name.startswith("random:"):
-        return load_encoder(name)
-    from transformers import BertConfig, BertModel, BertTokenizerFast
-
-    geometry = name.removeprefix("random:")
-    if geometry not in GEOMETRIES:
-        raise SystemExit(f"unknown geometry {geometry!r}; known: {', '.join(GEOMETRIES)}")
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *(f"w{i}" for i in range(20))]
-    tokenizer = BertTokenizerFast(vocab={w: i for i, w in enumerate(vocab)})
-    return BertModel(BertConfig(**GEOMETRIES[geometry])), tokenizer
-
-
-def measure(cfg: Configuration) -> dict:
-    """Build one configuration, time it, count its multiply-adds."""
-    import resource
-
-    import torch
-
-    from ctr_plugin.bench.arithmetic import EncoderShape, multiply_adds
-    from ctr_plugin.continual.methods import Step, get_method
-    from ctr_plugin.plugins import PluginConfig
-
-    torch.manual_seed(0)
-    device = torch.device(cfg.device)
-    encoder, tokenizer = build_encoder(cfg.encoder)
-    method = get_method(METHOD_OF[cfg.kind])
-    base = PluginConfig(
-        adapter_size=cfg.adapter_size,
-        pooling="mean",
-        routing_filters=cfg.routing_filters,
-        task_capsule_hidden=cfg.task_capsule_hidden,
-    )
-    model = method.build_model(encoder, tokenizer, base, cfg.encoder)
-    config = model.plugin_config
-    for t in range(cfg.tasks):
-        model.add_task(f"task{t}", ["negative", "positive"])
-    model.to(device)
-    if cfg.compile:
-        for plugin in model.plugins:
-            plugin.compile()
-    params = [p for _, p in model.trainable_parameters()]
-    optimizer = torch.optim.AdamW(params, lr=1e-5, foreach=True)  # as the training loop's
-    vocab = model.encoder.config.vocab_size
-    ids = torch.randint(min(1000, vocab // 2), vocab, (cfg.batch_size, cfg.seq_len), device=device)
-    mask = torch.ones_like(ids)
-    task_ids = torch.full(
-        (cfg.batch_size,), cfg.tasks - 1, dtype=torch.long, device=device
-    )  # the newest task routes over all
-    labels = torch.randint(0, 2, (cfg.batch_size,), device=device)
-    plugin_inputs = method.plugin_inputs(
-        model, Step(cfg.tasks - 1, 0, 0, 1)
-    )  # as the loop's training sets them (HAT's s)
-
-    def sync():
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-
-    def train_step():
-        with model.context.using(**plugin_inputs):
-            loss = model(ids, mask, task_ids, labels=labels).loss
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
-    model.train()
-    step_times = []
-    for _ in range(cfg.warmup + cfg.steps):
-        sync()
-        start = time.perf_counter()
-        train_step()
-        sync()
-        step_times.append(time.perf_counter() - start)
-    first_step = step_times[0]  # with torch.compile: includes compiling
-    step_times = sorted(step_times[cfg.warmup :])
-    model.eval()
-    with torch.no_grad():
-        for _ in range(max(1, cfg.warmup)):
-            model(ids, mask, task_ids)
-        sync()
-        start = time.perf_counter()
-        for _ in range(cfg.steps):
-            model(ids, mask, task_ids)
-        sync()
-        eval_seconds = time.perf_counter() - start
-    with tempfile.TemporaryDirectory() as tmp:
-        model.save_pretrained(tmp)
-        checkpoint = sum(f.stat().st_size for f in Path(tmp).iterdir() if f.suffix == ".safetensors")
-    peak = (
-        torch.cuda.max_memory_allocated()
-        if device.type == "cuda"
-        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    )
-    counts = multiply_adds(
-        config,
-        cfg.tasks,
-        EncoderShape.of(model.encoder),
-        cfg.batch_size,
-        cfg.seq_len,
-        train_encoder=model.train_encoder,
-    )
-    return {
-        **asdict(cfg),
-        "label": cfg.label,
-        "train_step_s": step_times[len(step_times) // 2],  # median
-        "first_step_s": first_step,
-        "eval_examples_per_s": cfg.steps * cfg.batch_size / eval_seconds,
-        "trainable_params": sum(p.numel() for p in params),
-        "checkpoint_bytes": checkpoint,
-        "peak_memory_bytes": peak,
-        "peak_memory_kind": "cuda max allocated" if device.type == "cuda" else "process peak RSS",
-        "train_multiply_adds": counts.training_step,
-        "inference_multiply_adds_per_example": counts.inference / cfg.batch_size,
-        "multiply_adds": {"forward": counts.forward, "backward": counts.backward},
-    }
 
 
 def plan(args) -> list[Configuration]:
@@ -492,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--output", default="bench_results.json")
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    from ctr_plugin.modeling.model import UnprotectedTrainingWarning
+    from ctr_plugin.modeling.training_rules import UnprotectedTrainingWarning
 
     # The timed steps are bare optimizer steps (HAT's rules are not the cost being measured).
     warnings.simplefilter("ignore", UnprotectedTrainingWarning)

@@ -33,8 +33,8 @@ from torch import nn
 from ctr_plugin.checkpoint.hub import checkpoint_directory
 from ctr_plugin.checkpoint.legacy import join_format1_tensors, refuse_tasks_without_weights
 from ctr_plugin.checkpoint.model_card import model_card
+from ctr_plugin.encoders.loading import encoder_fingerprint, load_encoder
 from ctr_plugin.errors import CheckpointError
-from ctr_plugin.modeling.encoder import encoder_fingerprint, load_encoder
 from ctr_plugin.plugins.base import PluginConfig
 
 if TYPE_CHECKING:

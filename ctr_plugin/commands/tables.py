@@ -12,7 +12,7 @@ interrupted grid continues where it stopped and a grid can be extended. Order k 
 of the orders file beside the config (<config stem>.orders.yaml). Test sets are not capped unless
 --max-test-per-task says so (the config's max_test is lifted). Then OUTPUT_DIR gets table.md,
 table.tex, table.csv, comparisons.csv, heatmaps/<method>.png, final_scores.png and comparisons.png
-(see ctr_plugin/reporting/tables.py): per method mean ± std and 95 % CI over runs, and CTR paired with every
+(see ctr_plugin/experiments/tables.py): per method mean ± std and 95 % CI over runs, and CTR paired with every
 other method over matched runs, with the verdict "better", "worse" or "within noise".
 """
 
@@ -99,8 +99,9 @@ def main(argv=None) -> int:
     from ctr_plugin.errors import CTRError
     from ctr_plugin.experiments.output_dir import check_output_dir
     from ctr_plugin.experiments.run import run
+    from ctr_plugin.experiments.table_files import build_tables
+    from ctr_plugin.experiments.tables import RUNS_DIR
     from ctr_plugin.reporting.results import read_complete
-    from ctr_plugin.reporting.tables import RUNS_DIR, build_tables
 
     output_dir = Path(args.output_dir)
     if not args.rebuild_only:

@@ -22,18 +22,15 @@ from typing import Any
 from accelerate import Accelerator
 from torch import nn
 
-from ctr_plugin.continual.loop import (
-    ContinualResults,
-    TrainingConfig,
-    evaluate,
-    learn_next_task,
-    run_sequence,
-)
+from ctr_plugin.continual.config import TrainingConfig
+from ctr_plugin.continual.evaluation import evaluate
+from ctr_plugin.continual.loop import learn_next_task, run_sequence
 from ctr_plugin.continual.methods import METHODS, ContinualMethod, get_method
+from ctr_plugin.continual.results import ContinualResults
 from ctr_plugin.data.python import as_task_data
 from ctr_plugin.data.types import TaskData
+from ctr_plugin.encoders.loading import BUNDLED_ENCODER, load_encoder, resolve_encoder
 from ctr_plugin.errors import CTRError
-from ctr_plugin.modeling.encoder import BUNDLED_ENCODER, load_encoder, resolve_encoder
 from ctr_plugin.modeling.model import ContinualModel
 from ctr_plugin.plugins.base import PluginConfig
 from ctr_plugin.plugins.registry import plugin_kind
@@ -111,7 +108,7 @@ def get_continual_model(
                 name = BUNDLED_ENCODER
         encoder_name = name or "unrecorded (pass encoder= to from_pretrained)"
     else:
-        from ctr_plugin.modeling.encoder import recorded_encoder_name
+        from ctr_plugin.encoders.loading import recorded_encoder_name
 
         encoder_name = recorded_encoder_name(str(encoder_or_name)) if encoder_or_name is not None else None
         encoder, own_tokenizer = load_encoder(encoder_name)

@@ -12,6 +12,11 @@ and ``test_accuracy/<task>`` for every learned task after each task (the accurac
 
 It runs on Hugging Face Accelerate: one process, or several under ``accelerate launch`` (data
 parallel, see ``parallel.py``), with mixed precision on GPUs where asked for.
+
+This module owns the training: :func:`run_sequence`, :func:`learn_next_task`, :func:`train_task`
+and the optimizer set-up (:func:`parameter_groups`). What it records lives in
+``ctr_plugin.continual.results`` (:class:`ContinualResults`, :class:`TaskCurve`); how it measures
+(:func:`evaluate`, :func:`score_task`) in ``ctr_plugin.continual.evaluation``.
 """
 
 from __future__ import annotations
@@ -21,195 +26,41 @@ import logging
 import math
 import random
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from accelerate import Accelerator
 from tqdm.auto import tqdm
 
-from ctr_plugin.continual.batching import batches, encode_batch, evaluation_mode
+from ctr_plugin.continual.batching import batches, encode_batch
 from ctr_plugin.continual.config import TrainingConfig
+from ctr_plugin.continual.evaluation import evaluate, given_or_own, score_task
 from ctr_plugin.continual.methods import ContinualMethod, Step
-from ctr_plugin.continual.parallel import any_process, average_gradients, gather, make_accelerator
+from ctr_plugin.continual.parallel import any_process, average_gradients
+from ctr_plugin.continual.results import ContinualResults, TaskCurve
 from ctr_plugin.continual.services import LoopServices
 from ctr_plugin.data.types import Split, TaskData
 from ctr_plugin.errors import CTRError
 from ctr_plugin.modeling.model import ContinualModel
-from ctr_plugin.reporting.metrics import Matrix, accuracy, empty_matrix, macro_f1, summarize, untested_tasks
-from ctr_plugin.reporting.results import upgrade
+from ctr_plugin.reporting.metrics import empty_matrix
 
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "ContinualResults",
-    "TaskCurve",
-    "TrainingConfig",
-    "evaluate",
+    "learn_next_task",
     "parameter_count",
+    "parameter_groups",
     "run_sequence",
-    "score_task",
     "seed_everything",
     "train_task",
 ]
-
-
-@dataclass
-class TaskCurve:
-    """One task's training, epoch by epoch: the mean training loss, the validation loss and
-    accuracy (percent; empty for a task without validation data), and the optimizer steps taken.
-    ``task``: the task trained ("a+b+c" for a joint training of tasks a, b and c)."""
-
-    task: str = ""
-    train_loss: list[float] = field(default_factory=list)
-    validation_loss: list[float] = field(default_factory=list)
-    validation_accuracy: list[float] = field(default_factory=list)
-    steps: int = 0
-
-    def to_dict(self) -> dict:
-        return {
-            "task": self.task,
-            "train_loss": self.train_loss,
-            "validation_loss": self.validation_loss,
-            "validation_accuracy": self.validation_accuracy,
-            "steps": self.steps,
-        }
-
-
-@dataclass
-class ContinualResults:
-    """The accuracy and macro-F1 matrices of a run and what produced them."""
-
-    tasks: list[str]
-    acc_matrix: Matrix
-    f1_matrix: Matrix
-    completed_tasks: int = 0
-    train_seconds: float = 0.0
-    epochs_kept: list[int] = field(default_factory=list)  # best epoch (1-based) per task
-    # Cost per task (metrics.cost_per_task): parameters the model gained for each task, and the
-    # checkpoint's size in bytes after each task (filled by whoever saves it: ctr_plugin.experiments.run).
-    params_added: list[int] = field(default_factory=list)
-    checkpoint_bytes: list[int] = field(default_factory=list)
-    # The completed tasks are a checkpoint's, re-tested at the start of a run that continues it
-    # (not an interrupted run of this one): methods that cannot resume may still go on.
-    continuing_checkpoint: bool = False
-    curves: list[dict] = field(default_factory=list)  # TaskCurve.to_dict() per trained task (none for re-tested ones)
-    train_steps: int = 0  # optimizer steps so far: the trackers' step count
-
-    @classmethod
-    def from_dict(cls, data: dict) -> ContinualResults:
-        """The progress recorded in a results.json or a checkpoint (``to_dict``'s keys)."""
-        data = upgrade(data)
-        keys = (
-            "tasks",
-            "acc_matrix",
-            "f1_matrix",
-            "completed_tasks",
-            "train_seconds",
-            "epochs_kept",
-            "params_added",
-            "checkpoint_bytes",
-            "curves",
-            "train_steps",
-        )
-        return cls(**{k: data[k] for k in keys})
-
-    def to_dict(self) -> dict:
-        out = {"tasks": self.tasks, "acc_matrix": self.acc_matrix, "f1_matrix": self.f1_matrix}
-        if self.completed_tasks == len(self.tasks):
-            untested = [self.tasks[j] for j in untested_tasks(self.acc_matrix)]
-            if untested:  # no summary rather than one over some of the tasks only
-                out["metrics_unavailable"] = (
-                    "no summary metrics (final_acc, forward_acc, forgetting_rate, ...): "
-                    f"task(s) {', '.join(map(repr, untested))} were learned without test data, "
-                    "and these metrics need every task's test score after every task."
-                )
-            else:
-                out |= summarize(self.acc_matrix, self.f1_matrix)
-        out |= {
-            "completed_tasks": self.completed_tasks,
-            "train_seconds": round(self.train_seconds, 1),
-            "epochs_kept": self.epochs_kept,
-        }
-        return out | {
-            "params_added": self.params_added,
-            "checkpoint_bytes": self.checkpoint_bytes,
-            "curves": self.curves,
-            "train_steps": self.train_steps,
-        }
 
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-@torch.no_grad()
-def evaluate(
-    model: ContinualModel,
-    split: Split,
-    task_id: int,
-    cfg: TrainingConfig,
-    desc: str = "eval",
-    accelerator: Accelerator | None = None,
-) -> dict[str, float]:
-    """Accuracy, macro-F1 (percent) and mean loss of ``model`` on ``split`` as task ``task_id``.
-
-    Batches are sorted by length, so little padding is computed; results do not depend on it.
-    With several processes, each takes every N-th batch and the predictions are gathered.
-    """
-    accelerator = _given_or_own(accelerator, model)
-    order = sorted(range(len(split)), key=lambda i: len(split.texts[i]) + (len(split.pairs[i]) if split.pairs else 0))
-    mine = list(batches(split, cfg.eval_batch_size, order))[accelerator.process_index :: accelerator.num_processes]
-    scored: list[tuple[int, int, float]] = []  # example, prediction, loss
-    bar = tqdm(mine, desc=desc, leave=False, disable=not (cfg.progress and accelerator.is_local_main_process))
-    with evaluation_mode(model):
-        for idx in bar:
-            batch, task_ids, labels, _ = encode_batch(model, split, idx, task_id, cfg.max_length)
-            with accelerator.autocast():
-                logits = model(**batch, task_ids=task_ids).logits.float()
-            losses = F.cross_entropy(logits, labels, reduction="none").tolist()
-            scored += zip(idx, logits.argmax(-1).tolist(), losses)
-    predictions = [0] * len(split)
-    total_loss = 0.0
-    for i, p, loss in gather(scored, accelerator):
-        predictions[i] = p
-        total_loss += loss
-    num_labels = len(model.label_names[task_id])
-    return {
-        "acc": accuracy(split.labels, predictions),
-        "mf1": macro_f1(split.labels, predictions, num_labels),
-        "loss": total_loss / max(1, len(split)),
-    }
-
-
-def score_task(
-    model: ContinualModel,
-    method: ContinualMethod,
-    data: TaskData,
-    split: str,
-    cfg: TrainingConfig,
-    matrices: tuple[Matrix, Matrix],
-    column: int,
-    rows: Iterable[int],
-    accelerator: Accelerator | None = None,
-) -> None:
-    """Score task ``data`` on its ``split`` ("test" or "validation"), after the method's
-    ``before_evaluate``, and write the accuracy and macro-F1 (percent, 2 decimals) into cells
-    ``(row, column)`` of ``matrices`` (accuracy, macro-F1) for each of ``rows``. A split without
-    examples (a task given from Python without test data) leaves the cells empty."""
-    examples = getattr(data, split)
-    if not len(examples):
-        return
-    task_id = model.task_id(data.name)
-    method.before_evaluate(model, task_id)
-    scores = evaluate(model, examples, task_id, cfg, desc=f"{split} {data.name}", accelerator=accelerator)
-    acc, f1 = matrices
-    for row in rows:
-        acc[row][column], f1[row][column] = round(scores["acc"], 2), round(scores["mf1"], 2)
 
 
 def parameter_groups(model: ContinualModel, method: ContinualMethod, lr: float, weight_decay: float) -> list[dict]:
@@ -393,7 +244,7 @@ def run_sequence(
             f"Method {method.name!r} keeps state across tasks that a checkpoint does not hold, so its "
             f"run cannot be resumed after task {results.completed_tasks}: start it again."
         )
-    accelerator = _given_or_own(accelerator, model)
+    accelerator = given_or_own(accelerator, model)
     method.services = LoopServices(cfg)
     method.before_sequence(model, tasks, cfg)
     if method.joint_training:
@@ -416,7 +267,7 @@ def learn_next_task(
     """One step of ``run_sequence``: add task ``tasks[results.completed_tasks]`` to the model,
     train it with the method's rules, then test every task learned so far (row t of the
     matrices). ``ContinualLearner.learn_task`` takes this step one task at a time."""
-    accelerator = _given_or_own(accelerator, model)
+    accelerator = given_or_own(accelerator, model)
     method.services = LoopServices(cfg)  # this call's settings, also for a method used before with others
     t = results.completed_tasks
     data = tasks[t]
@@ -448,12 +299,6 @@ def learn_next_task(
 def parameter_count(model: torch.nn.Module) -> int:
     """All parameters of ``model`` (shared ones once), trainable or not."""
     return sum(p.numel() for p in model.parameters())
-
-
-def _given_or_own(accelerator: Accelerator | None, model: ContinualModel) -> Accelerator:
-    """The accelerator a run passes down; a call from Python without one gets one process on the
-    model's device, built here once and passed on to everything below it."""
-    return accelerator if accelerator is not None else make_accelerator(model.device.type)
 
 
 def _task_end(model, results, on_task_end, accelerator: Accelerator) -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +36,13 @@ SOURCE_KEYS = {
     "hub": ("path", "config", "split_names"),
 }
 DATA_ROOT_ENV = "CTR_DATA_ROOT"
+# Limits on the YAML files read (configs, task orders, tuned options): the shipped ones are a few KB,
+# and their anchors (`&shared`, `<<: *shared`) add some hundred nodes.
+YAML_MAX_BYTES = 1024**2
+YAML_MAX_ALIAS_NODES = 10_000  # nodes that aliases may repeat, all aliases together
+YAML_MAX_DEPTH = 100  # nesting of mappings and lists
+# Task keys whose values are names, paths or column names: strings (or null), never numbers or lists.
+STRING_KEYS = ("source", "dataset", "train", "validation", "test", "format", "encoding", "path", "config", "label")
 
 
 @dataclass
@@ -72,6 +80,7 @@ class TaskSpec:
     def __post_init__(self) -> None:
         where = f"Task '{self.name}'"
         self._check_name()
+        self._check_value_types(where)
         self._resolve_source(where)
         self._check_text(where)
         self._check_sizes(where)
@@ -80,6 +89,28 @@ class TaskSpec:
     def _check_name(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
             raise DataError(f"A task has no name (got {self.name!r}): give every task a non-empty `name:`.")
+
+    def _check_value_types(self, where: str) -> None:
+        """Names, paths and column names are strings; switches are true/false; listed labels are values."""
+        for key in STRING_KEYS:
+            value = getattr(self, key)
+            if value is not None and not isinstance(value, str):
+                raise DataError(
+                    f"{where}: `{key}:` must be a string, got {_described(value)}. Quote it in the YAML "
+                    f"(`{key}: '...'`) if it is meant as written."
+                )
+        if isinstance(self.split_names, dict) and not all(isinstance(v, str) for v in self.split_names.values()):
+            raise DataError(f"{where}: `split_names:` must map splits to hub split names (strings).")
+        for key in ("drop_empty_texts", "drop_other_labels", "drop_test_overlap"):
+            if not isinstance(getattr(self, key), bool):
+                raise DataError(f"{where}: `{key}:` must be true or false, got {_described(getattr(self, key))}.")
+        for key in ("labels", "label_names"):
+            values = getattr(self, key)
+            if isinstance(values, list) and not all(isinstance(v, str | int | float) for v in values):
+                raise DataError(
+                    f"{where}: `{key}:` must list single values (names or numbers), but one of them is a list "
+                    "or mapping."
+                )
 
     def _resolve_source(self, where: str) -> None:
         """Check that the task names one source, infer ``source`` when omitted, and require its key."""
@@ -182,7 +213,16 @@ class SequenceConfig:
 SEQUENCE_KEYS = ("name", "description", "encoder", "training", "data_root", "defaults", "tasks")
 
 
-def _unknown_key_error(key: str, valid: tuple[str, ...], where: str) -> DataError:
+def _described(value: Any) -> str:
+    """``value`` for a message: its repr when short, else its type (an alias-built value may be huge)."""
+    if isinstance(value, str | int | float | bool) or value is None:
+        text = repr(value)
+        return text if len(text) <= 80 else f"{text[:77]}..."
+    return f"a {type(value).__name__}"
+
+
+def _unknown_key_error(key: Any, valid: tuple[str, ...], where: str) -> DataError:
+    key = str(key) if isinstance(key, str | int | float | bool) or key is None else _described(key)
     close = difflib.get_close_matches(key, valid, n=1)
     hint = f" Did you mean '{close[0]}'?" if close else ""
     return DataError(f"{where} has an unknown key '{key}'.{hint} Valid keys: {', '.join(valid)}.")
@@ -278,17 +318,8 @@ def load_sequence_config(path: str | os.PathLike, data_root: str | os.PathLike |
 
     Raises DataError for a missing or malformed file, unknown keys, and invalid task options.
     """
-    import yaml
-
     path = resolve_config(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise DataError(
-            f"The sequence config '{path}' is not valid YAML ({exc}). Fix the syntax at the position shown."
-        ) from exc
-    except UnicodeDecodeError as exc:
-        raise DataError(f"The sequence config '{path}' is not UTF-8 text ({exc}). Re-save it as UTF-8.") from exc
+    raw = load_yaml_file(path, "sequence config")
     where = f"The sequence config '{path}'"
     if not isinstance(raw, dict):
         raise DataError(f"{where} must be a YAML mapping with a `tasks:` list, but it holds {type(raw).__name__}.")
@@ -305,6 +336,12 @@ def load_sequence_config(path: str | os.PathLike, data_root: str | os.PathLike |
             raise DataError(f"{where}: `{key}:` must be a mapping, got {value!r}.")
     if "name" in defaults:
         raise DataError(f"{where}: `defaults:` cannot set `name:` (task names must be distinct).")
+    for key in ("name", "description", "encoder", "data_root"):
+        if raw.get(key) is not None and not isinstance(raw[key], str):
+            raise DataError(
+                f"{where}: `{key}:` must be a string, got {_described(raw[key])}. Quote it in the YAML "
+                f"(`{key}: '...'`) if it is meant as written."
+            )
     root = resolve_data_root(path, raw.get("data_root"), data_root)
     specs = [
         _with_resolved_paths(task_spec_from_dict(entry, defaults, f"Task #{i + 1} in {path}"), root)
@@ -357,20 +394,15 @@ def load_orders(path: str | os.PathLike, num_tasks: int | None = None) -> list[l
     one permutation per line (integers separated by spaces or commas; ``#`` starts a comment).
     All orders must have the same length, equal to ``num_tasks`` when given.
     """
-    import yaml
-
     path = Path(path)
     if not path.is_file():
         raise DataError(f"The task-order file '{path}' does not exist. Check the path.")
-    text = path.read_text(encoding="utf-8")
     if path.suffix in (".yaml", ".yml"):
-        try:
-            raw = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise DataError(f"The task-order file '{path}' is not valid YAML ({exc}).") from exc
+        raw = load_yaml_file(path, "task-order file")
         if isinstance(raw, dict):
             raw = raw.get("orders")
     else:
+        text = _read_text(path, "task-order file")
         raw = []
         for line in text.splitlines():
             line = line.split("#", 1)[0].replace(",", " ").strip()
@@ -404,3 +436,98 @@ def sequence_orders(sequence: SequenceConfig, flag: str) -> list[list[int]]:
             "one permutation of the task indices per line). A --datasets sequence has none."
         )
     return load_orders(sequence.orders_file, len(sequence.tasks))
+
+
+# --- reading YAML with limits -------------------------------------------------------------------
+
+
+def _read_text(path: Path, what: str, max_bytes: int = YAML_MAX_BYTES) -> str:
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise DataError(
+            f"The {what} '{path}' is {size:,} bytes; a {what} is a few KB, and more than {max_bytes:,} bytes are "
+            "not read. Check that the path names the file meant."
+        )
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"The {what} '{path}' is not UTF-8 text ({exc}). Re-save it as UTF-8.") from exc
+
+
+def _where(event: Any) -> str:
+    mark = event.start_mark
+    return f" at line {mark.line + 1}, column {mark.column + 1}"
+
+
+class YAMLTooLarge(Exception):
+    """What the bounded loader raises: the document would be larger than its limits once read."""
+
+
+@functools.cache
+def bounded_yaml_loader() -> type:
+    """``yaml.SafeLoader`` that refuses (:class:`YAMLTooLarge`) documents whose aliases would repeat
+    more than :data:`YAML_MAX_ALIAS_NODES` nodes in all (a few hundred bytes of nested aliases, a
+    "billion laughs", stand for billions of nodes once anything walks them: ``str()``, JSON, a deep
+    copy), recursive aliases, and nesting deeper than :data:`YAML_MAX_DEPTH`."""
+    import yaml
+    from yaml.events import AliasEvent
+
+    class BoundedSafeLoader(yaml.SafeLoader):
+        def __init__(self, stream: Any) -> None:
+            super().__init__(stream)
+            self._sizes: dict[int, tuple[Any, int]] = {}  # id(node) -> (node, its size with aliases expanded)
+            self._expanded = 0  # nodes composed so far, each alias counted as the size of its node
+            self._repeated = 0  # of those, the nodes that aliases repeat
+            self._depth = 0
+
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            if self.check_event(AliasEvent):
+                mark = _where(self.peek_event())
+                node = super().compose_node(parent, index)
+                known = self._sizes.get(id(node))
+                if known is None:
+                    raise YAMLTooLarge(
+                        f"an alias{mark} refers to a node that contains it (a recursive structure): write the "
+                        "values out instead"
+                    )
+                self._expanded += known[1]
+                self._repeated += known[1]
+                if self._repeated > YAML_MAX_ALIAS_NODES:
+                    raise YAMLTooLarge(
+                        f"its aliases (`*name`, `<<: *name`) repeat more than {YAML_MAX_ALIAS_NODES:,} nodes by the "
+                        f"one{mark} (nested aliases, each repeating the one before, can stand for billions): write "
+                        "the values out instead"
+                    )
+                return node
+            self._depth += 1
+            if self._depth > YAML_MAX_DEPTH:
+                raise YAMLTooLarge(
+                    f"it nests lists and mappings more than {YAML_MAX_DEPTH} levels deep{_where(self.peek_event())}"
+                )
+            start = self._expanded
+            node = super().compose_node(parent, index)
+            self._depth -= 1
+            self._expanded += 1
+            self._sizes[id(node)] = (node, self._expanded - start)
+            return node
+
+    return BoundedSafeLoader
+
+
+def load_yaml_file(path: str | os.PathLike, what: str, max_bytes: int = YAML_MAX_BYTES) -> Any:
+    """The YAML document in the file ``path``, read safely and within limits: at most ``max_bytes``
+    bytes, UTF-8, and the limits of :func:`bounded_yaml_loader` (aliases and merges such as
+    ``&shared`` / ``<<: *shared`` are fine while they repeat few nodes). ``what`` names the file in
+    messages ("sequence config", "task-order file", "tuned-options file"). Raises DataError."""
+    import yaml
+
+    path = Path(path)
+    text = _read_text(path, what, max_bytes)
+    try:
+        return yaml.load(text, Loader=bounded_yaml_loader())  # a SafeLoader subclass
+    except YAMLTooLarge as exc:
+        raise DataError(f"The {what} '{path}' is not read: {exc}.") from None
+    except yaml.YAMLError as exc:
+        raise DataError(
+            f"The {what} '{path}' is not valid YAML ({exc}). Fix the syntax at the position shown."
+        ) from exc

@@ -7,8 +7,19 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from ctr_plugin.data.readers import Rows
+from ctr_plugin.data.sources import (
+    check_overlap,
+    check_unseen_labels,
+    is_scalar_label,
+    label_key,
+    note_label_spellings,
+    ordered_labels,
+)
 from ctr_plugin.data.types import Split, TaskData
 from ctr_plugin.errors import DataError
+
+SPLIT_ARGUMENTS = ("train", "validation", "test")
 
 
 def as_task_data(
@@ -27,41 +38,49 @@ def as_task_data(
     or ``(text, second_text, label)`` tuples, or lists of dicts with those keys.
 
     Labels may be names or ids. ``labels`` lists the label names in id order; by default they
-    come from a ``ClassLabel`` column, else from the training labels (names sorted; ids 0..K-1 as
-    "0", "1", ...). ``validation`` and ``test`` may be None (no best-epoch selection; no test
-    scores). ``source``: where the data comes from and under which terms (the model card shows it).
+    come from a ``ClassLabel`` column, else from the training labels (names sorted, numbers by
+    value; ids 0..K-1 as "0", "1", ...). The ids of a ``ClassLabel`` column are read as that
+    split's own names, so splits whose ``ClassLabel`` lists the names in another order agree.
+    ``validation`` and ``test`` may be None (no best-epoch selection; no test scores).
+    ``source``: where the data comes from and under which terms (the model card shows it).
+
+    The checks are the file loader's (:mod:`ctr_plugin.data.sources`): validation or test examples
+    that repeat training examples and classes that occur only in validation or test are refused;
+    spellings of one label (" pos", "pos"; "1", "1.0") are one class, noted in ``notes``.
     """
-    label_names = list(labels) if labels is not None else _class_label_names(train, label_column)
-    raw = {
-        split: _rows(data, split, name, text_column, label_column, pair_column)
-        for split, data in (("train", train), ("validation", validation), ("test", test))
-        if data is not None
-    }
+    given = {split: data for split, data in zip(SPLIT_ARGUMENTS, (train, validation, test)) if data is not None}
+    raw = {split: _rows(data, split, name, text_column, label_column, pair_column) for split, data in given.items()}
     if not raw["train"][0]:
         raise DataError(f"Task {name!r}: the training data is empty.")
+    class_names = {split: _class_label_names(data, label_column) for split, data in given.items()}
+    label_names = [str(n) for n in labels] if labels is not None else class_names["train"]
+    values = {
+        split: _named_labels(name, split, ys, class_names[split], label_names) for split, (_, _, ys) in raw.items()
+    }
+    notes: list[str] = []
     if label_names is None:
-        values = {y for y in raw["train"][2]}
-        if all(isinstance(y, str) for y in values):
-            label_names = sorted(values)
-        elif all(isinstance(y, int) and not isinstance(y, bool) for y in values):
-            label_names = [str(i) for i in range(max(values) + 1)]
+        present = {y for y in values["train"]}
+        if all(isinstance(y, str) for y in present):
+            label_names = ordered_labels({label_key(y) for y in present})
+        elif all(isinstance(y, int) and not isinstance(y, bool) for y in present):
+            label_names = [str(i) for i in range(max(present) + 1)]
         else:
             raise DataError(
                 f"Task {name!r}: labels must be all names (strings) or all ids (integers); "
-                f"got {sorted(map(repr, values))[:5]}. Pass labels=[...] too."
+                f"got {sorted(map(repr, present))[:5]}. Pass labels=[...] too."
             )
     if len(label_names) < 2:
         raise DataError(
             f"Task {name!r} has one class only ({label_names}): a classifier needs at least two. "
             "Check the label column."
         )
-    index = {str(n): i for i, n in enumerate(label_names)}
-    splits = {}
-    for split, (texts, pairs, ys) in raw.items():
+    index = _label_index(name, label_names)
+    rows: dict[str, Rows] = {}
+    for split, (texts, pairs, _) in raw.items():
         ids = []
-        for row, y in enumerate(ys):
-            if isinstance(y, str) and y in index:
-                ids.append(index[y])
+        for row, y in enumerate(values[split]):
+            if isinstance(y, str) and label_key(y) in index:
+                ids.append(index[label_key(y)])
             elif isinstance(y, int) and not isinstance(y, bool) and 0 <= y < len(label_names):
                 ids.append(int(y))
             else:
@@ -69,26 +88,95 @@ def as_task_data(
                     f"Task {name!r}: the {split} label {y!r} (row {row}) is not one of the labels {list(label_names)} "
                     f"(nor an id 0..{len(label_names) - 1}). Pass labels=[...] listing every class, in id order."
                 )
-        splits[split] = Split(texts, ids, pairs)
-    has_pairs = [s.pairs is not None for s in splits.values()]
+        rows[split] = Rows(texts, ids, pairs, [f"row {i}" for i in range(len(ids))], f"the `{split}` argument")
+    has_pairs = [r.pairs is not None for r in rows.values()]
     if any(has_pairs) and not all(has_pairs):
         raise DataError(
             f"Task {name!r}: some splits are text pairs and others are not; give the second texts in every split."
         )
+    named = {split: rows[split].take(range(len(rows[split].labels))) for split in rows}
+    for split in named:
+        named[split].labels = values[split]
+    keys = {split: [label_key(y) if isinstance(y, str) else label_names[y] for y in values[split]] for split in rows}
+    note_label_spellings(name, named, keys, notes)
+    check_overlap(name, rows, notes, api=True)
+    check_unseen_labels(name, rows, label_names, api=True)
     empty = Split([], [], [] if any(has_pairs) else None)
+    splits = {split: Split(r.texts, r.labels, r.pairs) for split, r in rows.items()}
     return TaskData(
         name=name,
-        label_names=[str(n) for n in label_names],
+        label_names=label_names,
         train=splits["train"],
         validation=splits.get("validation", empty),
         test=splits.get("test", empty),
         source=source or "given from Python",
+        notes=notes,
     )
+
+
+def check_task_data(data: TaskData) -> None:
+    """The checks of :func:`as_task_data` on a ready :class:`TaskData` (one made by hand): label ids
+    index ``label_names``, no validation or test example repeats a training example, no class
+    occurs only in validation or test. DataError otherwise."""
+    rows = {}
+    for split in SPLIT_ARGUMENTS:
+        part = getattr(data, split)
+        bad = [i for i, y in enumerate(part.labels) if not isinstance(y, int) or not 0 <= y < data.num_labels]
+        if bad:
+            raise DataError(
+                f"Task {data.name!r}: the {split} split has label ids outside 0..{data.num_labels - 1} "
+                f"(rows {bad[:5]}), which do not index its label_names {data.label_names}."
+            )
+        if part.labels or split == "train":
+            origin = f"the {split} split of the TaskData"
+            rows[split] = Rows(part.texts, part.labels, part.pairs, [f"row {i}" for i in range(len(part))], origin)
+    check_overlap(data.name, rows, [], api=True)
+    check_unseen_labels(data.name, rows, data.label_names, api=True)
+
+
+def _named_labels(task: str, split: str, ys: list, names: list[str] | None, label_names: list[str] | None) -> list:
+    """The labels of one split, ids of a ``ClassLabel`` column (its ``names``) read as names; ids of
+    a ``ClassLabel`` that lists the task's names in the task's order stay ids."""
+    listed = [i for i, y in enumerate(ys) if not is_scalar_label(y) or isinstance(y, float)]
+    if listed:
+        raise DataError(
+            f"Task {task!r}: the {split} labels of rows {listed[:5]} are {ys[listed[0]]!r}, ...; a label is a name "
+            "(string) or an id (integer)."
+        )
+    if names is None or names == label_names:
+        return ys
+    out = []
+    for row, y in enumerate(ys):
+        if isinstance(y, int) and not isinstance(y, bool):
+            if not 0 <= y < len(names):
+                raise DataError(
+                    f"Task {task!r}: the {split} label id {y} (row {row}) is outside its ClassLabel names {names}."
+                )
+            y = names[y]
+        out.append(y)
+    return out
+
+
+def _label_index(task: str, label_names: list[str]) -> dict[str, int]:
+    """Label key -> id. Two names that are spellings of one label (" pos" and "pos", "1" and "1.0")
+    are refused; a name listed twice as written is left to the model, which refuses it."""
+    index: dict[str, int] = {}
+    for i, n in enumerate(label_names):
+        key = label_key(n)
+        if key is None:
+            raise DataError(f"Task {task!r}: the label names {label_names} include an empty one; name every class.")
+        if key in index and label_names[index[key]] != n:
+            raise DataError(
+                f"Task {task!r}: the label names {label_names[index[key]]!r} and {n!r} are spellings of one "
+                f"label ({key!r}), so its examples cannot be told apart. Name each class once."
+            )
+        index[key] = i
+    return index
 
 
 def _class_label_names(data: Any, column: str) -> list[str] | None:
     feature = getattr(data, "features", {}).get(column) if hasattr(data, "features") else None
-    return list(feature.names) if feature is not None and hasattr(feature, "names") else None
+    return [str(n) for n in feature.names] if feature is not None and hasattr(feature, "names") else None
 
 
 def _rows(data: Any, split: str, task: str, text_column: str, label_column: str, pair_column: str | None):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import difflib
 import json
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,23 @@ from ctr_plugin.data.packages import hub_offline
 from ctr_plugin.errors import DataError
 
 SHOWN = 5  # how many offending rows or values an error message names
+# One data file is read whole into memory (several times its size as Python objects): larger ones are refused
+# unless this environment variable raises the limit (a number of bytes; 0 for no limit).
+MAX_DATA_FILE_ENV = "CTR_MAX_DATA_FILE_BYTES"
+MAX_DATA_FILE_BYTES = 2 * 1024**3
+
+
+def max_data_file_bytes() -> int | None:
+    """The largest data file read, in bytes (None: no limit): ``$CTR_MAX_DATA_FILE_BYTES``, else 2 GiB."""
+    value = os.environ.get(MAX_DATA_FILE_ENV, "").strip()
+    if not value:
+        return MAX_DATA_FILE_BYTES
+    if not value.isdecimal():
+        raise DataError(
+            f"{MAX_DATA_FILE_ENV}={value!r} is not a number of bytes: set it to the largest data file to read "
+            "(e.g. 8000000000), or 0 for no limit."
+        )
+    return int(value) or None
 
 
 @dataclass
@@ -85,6 +103,14 @@ def _read_file(spec: TaskSpec, split: str, path: Path) -> Rows:
             f"{where} has an extension this loader does not read. Use one of {', '.join(FILE_FORMATS)} "
             "files, or set `format:` to the format the file is in."
         )
+    limit, size = max_data_file_bytes(), path.stat().st_size
+    if limit is not None and size > limit:
+        raise DataError(
+            f"{where} is {size:,} bytes, more than the {limit:,} bytes one data file may have: it is read whole "
+            f"into memory. If this machine has the memory (several times the file's size), raise the limit with "
+            f"the environment variable {MAX_DATA_FILE_ENV} (a number of bytes, 0 for none); or cap the data "
+            "with a smaller file."
+        )
     # utf-8-sig also accepts UTF-8 with a byte-order mark, as spreadsheet programs save it.
     encoding = "utf-8-sig" if spec.encoding.lower().replace("_", "-") in ("utf-8", "utf8") else spec.encoding
     try:
@@ -116,6 +142,11 @@ def _read_file(spec: TaskSpec, split: str, path: Path) -> Rows:
             f"{where} cannot be read as {fmt} ({exc}). Check that the file is complete and really "
             f"is {fmt}, or set `format:` to the format it is in."
         ) from exc
+    except RecursionError:
+        raise DataError(
+            f"{where} nests JSON arrays or objects too deeply to be read (thousands of levels). A record is "
+            "one object of text and label fields: check that the file is the data it should be."
+        ) from None
     if not records:
         raise DataError(f"{where} holds no examples. Add examples, or remove the file from the task.")
     columns = list(dict.fromkeys(key for record in records for key in record if key is not None))
@@ -210,7 +241,7 @@ def read_hub(spec: TaskSpec) -> tuple[dict[str, Rows], str, list[str] | None]:
                 continue
         ds = loaded[hub_split]
         names = getattr(ds.features.get(spec.label), "names", None)
-        if names:  # a ClassLabel column: read label ids as their names
+        if names and class_order is None:  # the first split's (train's) order numbers the classes
             class_order = list(names)
         raw[split] = _select_columns(
             spec,
@@ -219,7 +250,7 @@ def read_hub(spec: TaskSpec) -> tuple[dict[str, Rows], str, list[str] | None]:
             [f"row {i}" for i in range(len(ds))],
             f"the hub split '{hub_split}' of {described}",
         )
-        if names:
+        if names:  # a ClassLabel column: read each split's label ids as its own names
             raw[split].labels = [
                 names[y] if isinstance(y, int) and 0 <= y < len(names) else y for y in raw[split].labels
             ]

@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from collections import Counter
+from decimal import Decimal
 from typing import Any
 
 from ctr_plugin.data.config import SPLITS, SequenceConfig, TaskSpec
-from ctr_plugin.data.readers import Rows, read_bundled, read_files, read_hub, shown
+from ctr_plugin.data.readers import SHOWN, Rows, read_bundled, read_files, read_hub, shown
 from ctr_plugin.data.splits import dedup_key, deduplicate, derived_seed, stratified_sample, stratified_split
 from ctr_plugin.data.types import Split, TaskData
 from ctr_plugin.errors import DataError
@@ -51,7 +53,7 @@ def build_task(spec: TaskSpec, seed: int = 0) -> TaskData:
     notes: list[str] = []
     raw = {split: _with_valid_texts(spec, split, rows, notes) for split, rows in raw.items()}
     keys = {split: _label_keys(spec, rows) for split, rows in raw.items()}
-    _note_label_spellings(spec, raw, keys, notes)
+    note_label_spellings(spec.name, raw, keys, notes)
     vocab = _label_vocabulary(spec, raw, keys, class_order)
     splits: dict[str, Rows] = {}
     for split, rows in raw.items():
@@ -71,7 +73,7 @@ def build_task(spec: TaskSpec, seed: int = 0) -> TaskData:
         kept = rows.take(keep)
         kept.labels = [vocab[keys[split][i]] for i in keep]
         splits[split] = kept
-    _check_overlap(spec, splits, notes)
+    check_overlap(spec.name, splits, notes, drop=spec.drop_test_overlap)
     _carve_missing_splits(spec, seed, splits, notes)
     for split in SPLITS:
         cap = getattr(spec, f"max_{split}")
@@ -123,24 +125,64 @@ def _with_valid_texts(spec: TaskSpec, split: str, rows: Rows, notes: list[str]) 
 MISSING_MARKERS = frozenset({"", "na", "n/a", "nan", "-nan", "null", "none", "#n/a", "#na", "<na>", "nil"})
 
 
-def _label_key(value: Any, markers: frozenset[str] = frozenset()) -> str | None:
-    """The label value as a string, so that 1, 1.0 and "1" (and " 1") are one label; None when
-    missing, or when it is one of ``markers`` (missing-value spellings such as "NA")."""
+# A decimal number as a label may be spelled: 1, +1, 01, 1.0, 1., .5 (no exponent: "1e3" may be a code).
+NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)", re.ASCII)
+
+
+def number_key(text: str) -> str | None:
+    """The one spelling of the decimal number ``text`` ("1.0", "+1", "01" -> "1"; "1.50" -> "1.5";
+    "-0.0" -> "0"), exact for any number of digits; None when ``text`` is not a plain decimal."""
+    if not NUMBER.fullmatch(text):
+        return None
+    sign, text = ("-", text[1:]) if text[0] == "-" else ("", text.lstrip("+"))
+    whole, _, fraction = text.partition(".")
+    whole, fraction = whole.lstrip("0") or "0", fraction.rstrip("0")
+    if whole == "0" and not fraction:
+        return "0"
+    return sign + whole + (f".{fraction}" if fraction else "")
+
+
+def label_key(value: Any, markers: frozenset[str] = frozenset()) -> str | None:
+    """The label value as a string, so that the spellings of one label are one key: 1, 1.0, "1",
+    "1.0", " 1 " and "01" are "1"; "1.50" and 1.5 are "1.5". None when missing, or when it is one
+    of ``markers`` (missing-value spellings such as "NA")."""
     if value is None or isinstance(value, float) and math.isnan(value):
         return None
     if isinstance(value, bool):
         return str(value).lower()
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return str(value)
+        if value.is_integer():
+            return str(int(value))
+        return number_key(format(Decimal(repr(value)), "f")) or repr(value)
     key = str(value).strip()
-    return None if not key or key.lower() in markers else key
+    if not key or key.lower() in markers:
+        return None
+    return number_key(key) or key
+
+
+def label_spelling(value: Any) -> str:
+    """How ``value`` is written in the data, for messages and notes."""
+    return repr(value) if isinstance(value, float) else str(value).strip()
+
+
+def is_scalar_label(value: Any) -> bool:
+    return value is None or isinstance(value, str | int | float)
 
 
 def _label_keys(spec: TaskSpec, rows: Rows) -> list[str]:
     # A missing-value marker is a label only where `labels:` lists it.
     declared = {str(v).strip().lower() for v in spec.labels or []}
     markers = frozenset(MISSING_MARKERS - declared)
-    keys = [_label_key(y, markers) for y in rows.labels]
+    listed = [i for i, y in enumerate(rows.labels) if not is_scalar_label(y)]
+    if listed:
+        raise DataError(
+            f"Task '{spec.name}': {len(listed)} of {len(rows.labels)} examples in {rows.origin} have a list or "
+            f"mapping as the label in column '{spec.label}' ({shown([rows.row_ids[i] for i in listed])}); a label "
+            "is one value (a name or a number). Write one label per example."
+        )
+    keys = [label_key(y, markers) for y in rows.labels]
     missing = [i for i, k in enumerate(keys) if k is None]
     if missing:
         spelled = sorted(
@@ -164,11 +206,29 @@ def _label_keys(spec: TaskSpec, rows: Rows) -> list[str]:
     return keys
 
 
-def _note_label_spellings(spec: TaskSpec, raw: dict[str, Rows], keys: dict[str, list[str]], notes: list[str]) -> None:
+def note_label_spellings(task: str, raw: dict[str, Rows], keys: dict[str, list[str]], notes: list[str]) -> None:
     """Warn (log and notes) about labels that differ only in case: they stay separate classes,
     as written, but are likely one class spelled two ways. Labels that differ only in surrounding
-    spaces are one class; that is noted too."""
+    spaces are one class; so are the spellings of one number ("1", "1.0", 1.0, "01"); both are
+    noted. ``keys`` are the :func:`label_key` of the labels in ``raw``, split by split.
+
+    The file loader and the Python API (:mod:`ctr_plugin.data.python`) both call this."""
     present = sorted({k for split_keys in keys.values() for k in split_keys})
+    numbers: dict[str, set[str]] = {}
+    for split, rows in raw.items():
+        for value, key in zip(rows.labels, keys[split]):
+            if isinstance(value, str | float) and NUMBER.fullmatch(key):
+                numbers.setdefault(key, set()).add(label_spelling(value))
+    merged = [
+        f"{', '.join(repr(s) for s in sorted(spellings))} -> {key!r}"
+        for key, spellings in sorted(numbers.items())
+        if spellings - {key}
+    ]
+    if merged:
+        message = f"number-like labels were read as numbers, each number one label: {'; '.join(merged[:SHOWN])}"
+        message += f" and {len(merged) - SHOWN} more" if len(merged) > SHOWN else ""
+        log.info("Task '%s': %s.", task, message)
+        notes.append(message)
     by_case: dict[str, list[str]] = {}
     for key in present:
         by_case.setdefault(key.casefold(), []).append(key)
@@ -178,7 +238,7 @@ def _note_label_spellings(spec: TaskSpec, raw: dict[str, Rows], keys: dict[str, 
                 f"warning: labels {spellings} differ only in case and are kept as {len(spellings)} separate classes; "
                 "if they are one class, write them the same way in the data"
             )
-            log.warning("Task '%s': %s.", spec.name, message)
+            log.warning("Task '%s': %s.", task, message)
             notes.append(message)
     padded = sorted({repr(y) for rows in raw.values() for y in rows.labels if isinstance(y, str) and y != y.strip()})
     if padded:
@@ -192,19 +252,17 @@ def _label_vocabulary(
     present = Counter(key for split_keys in keys.values() for key in split_keys)
     if spec.labels is None:
         if class_order is not None:
-            ordered = [name for name in class_order if name in present]
+            ordered = list(dict.fromkeys(key for key in map(label_key, class_order) if key in present))
             ordered += sorted(set(present) - set(ordered))
-        elif all(k.lstrip("-").isdigit() for k in present):
-            ordered = sorted(present, key=int)
         else:
-            ordered = sorted(present)
+            ordered = ordered_labels(present)
         return {key: i for i, key in enumerate(ordered)}
     declared = []
     for value in spec.labels:
         # A ClassLabel column may be filtered by id as well as by name.
         if class_order is not None and type(value) is int and 0 <= value < len(class_order):
             value = class_order[value]
-        declared.append(_label_key(value))  # listed values are labels even if they spell "missing"
+        declared.append(label_key(value))  # listed values are labels even if they spell "missing"
     if len(set(declared)) < len(declared):
         raise DataError(f"Task '{spec.name}': `labels:` lists a value twice ({spec.labels!r}): list each label once.")
     in_train = set(keys["train"])
@@ -216,6 +274,13 @@ def _label_vocabulary(
             f"occur are: {shown(sorted(in_train, key=str))}. Correct `labels:` to use those values."
         )
     return {key: i for i, key in enumerate(declared)}
+
+
+def ordered_labels(keys) -> list[str]:
+    """Label keys in id order when nothing else gives one: by value when all are numbers, else sorted."""
+    if all(NUMBER.fullmatch(k) for k in keys):
+        return sorted(keys, key=Decimal)
+    return sorted(keys)
 
 
 def _display_names(spec: TaskSpec, keys: list[str]) -> list[str]:
@@ -254,10 +319,11 @@ def _carve_missing_splits(spec: TaskSpec, seed: int, splits: dict[str, Rows], no
     splits["train"] = train
 
 
-def _check_overlap(spec: TaskSpec, splits: dict[str, Rows], notes: list[str]) -> None:
+def check_overlap(task: str, splits: dict[str, Rows], notes: list[str], drop: bool = False, api: bool = False) -> None:
     """Refuse given validation / test data that repeats training examples (the same text, or text
     pair, up to case and spacing): scores on them would measure memory, not generalisation.
-    ``drop_test_overlap`` drops them from the validation / test split instead (noted)."""
+    ``drop`` (the task's ``drop_test_overlap``) drops them from the validation / test split instead
+    (noted). ``api``: the splits came as arguments of the Python API, which the message names."""
     if "train" not in splits:
         return
     train = splits["train"]
@@ -272,16 +338,44 @@ def _check_overlap(spec: TaskSpec, splits: dict[str, Rows], notes: list[str]) ->
         repeated = [i for i, key in enumerate(keys) if key in seen]
         if not repeated:
             continue
-        if not spec.drop_test_overlap:
+        if not drop:
             where = [f"{rows.row_ids[i]} = {seen[keys[i]]} of the training data" for i in repeated]
-            raise DataError(
-                f"Task '{spec.name}': {len(repeated)} of {len(keys)} examples in {rows.origin} also occur in "
-                f"{train.origin} ({shown(where)}); scores on them would measure memory, not the task. Remove them "
-                f"from one of the files, give the {split} file the task really means, "
+            fix = (
+                f"Remove them from `{split}` (or from `train`), or pass the {split} data the task really means."
+                if api
+                else f"Remove them from one of the files, give the {split} file the task really means, "
                 f"or set `drop_test_overlap: true` to drop them from the {split} split."
+            )
+            raise DataError(
+                f"Task '{task}': {len(repeated)} of {len(keys)} examples in {rows.origin} also occur in "
+                f"{train.origin} ({shown(where)}); scores on them would measure memory, not the task. {fix}"
             )
         notes.append(f"{split}: dropped {len(repeated)} examples that also occur in train")
         splits[split] = rows.take([i for i, key in enumerate(keys) if key not in seen])
+
+
+def check_unseen_labels(task: str, splits: dict[str, Rows], names: list[str], api: bool = False) -> None:
+    """Refuse classes (label ids, naming ``names``) that occur in the validation or test split but
+    never in the training split: no model can learn them. ``api`` as for :func:`check_overlap`."""
+    classes = set(splits["train"].labels)
+    for split in ("validation", "test"):
+        rows = splits.get(split)
+        if rows is None:
+            continue
+        unseen = sorted({y for y in rows.labels if y not in classes})
+        if unseen:
+            where = [rows.row_ids[i] for i, y in enumerate(rows.labels) if y in unseen]
+            fix = (
+                f"Add training examples of them, remove those rows from `{split}`, or correct their spelling."
+                if api
+                else "Add training examples of them, leave them out with `labels:` "
+                "(and `drop_other_labels: true`), or correct their spelling."
+            )
+            raise DataError(
+                f"Task '{task}': the label(s) {[names[y] for y in unseen]} occur in the {split} split "
+                f"({rows.origin}: {shown(where)}) but never in the training data, so no model can learn them "
+                f"and the scores would be wrong. {fix}"
+            )
 
 
 def _check_splits(spec: TaskSpec, splits: dict[str, Rows], names: list[str]) -> None:
@@ -292,18 +386,8 @@ def _check_splits(spec: TaskSpec, splits: dict[str, Rows], names: list[str]) -> 
                 "usable examples after filtering). Provide examples for it, check `labels:`, or "
                 "remove the file so the split is carved from train."
             )
+    check_unseen_labels(spec.name, splits, names)
     classes = set(splits["train"].labels)
-    for split in ("validation", "test"):
-        rows = splits[split]
-        unseen = sorted({y for y in rows.labels if y not in classes})
-        if unseen:
-            where = [rows.row_ids[i] for i, y in enumerate(rows.labels) if y in unseen]
-            raise DataError(
-                f"Task '{spec.name}': the label(s) {[names[y] for y in unseen]} occur in the {split} split "
-                f"({rows.origin}: {shown(where)}) but never in the training data, so no model can learn them "
-                "and the scores would be wrong. Add training examples of them, leave them out with `labels:` "
-                "(and `drop_other_labels: true`), or correct their spelling."
-            )
     num_labels = len(names)
     if len(classes) < 2 or num_labels < 2:
         raise DataError(

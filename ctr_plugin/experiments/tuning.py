@@ -40,9 +40,9 @@ from ctr_plugin.continual.config import TrainingConfig
 from ctr_plugin.continual.methods import method_class
 from ctr_plugin.data.types import TaskData
 from ctr_plugin.errors import CTRError
-from ctr_plugin.experiments.search_space import SHARED_SEARCH_SPACE, Distribution
 from ctr_plugin.experiments.validation_runs import EncoderCache, validation_run
 from ctr_plugin.plugins import PluginConfig
+from ctr_plugin.search_space import SHARED_SEARCH_SPACE, Distribution
 
 log = logging.getLogger(__name__)
 

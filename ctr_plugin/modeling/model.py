@@ -6,6 +6,7 @@ seams are modules of their own, peft- and transformers-style:
 * the plugin kind (``plugins/registry.py``) puts the plugins into the encoder and grows them per task;
 * ``task_weights.py`` keeps each task's own copy of shared weights (one model per task, bert_one);
 * ``prediction.py`` serves :meth:`ContinualModel.predict`;
+* ``training_rules.py`` warns when a HAT-masked model is trained outside its method's rules;
 * ``ctr_plugin/checkpoint/`` writes and reads checkpoints (``format.py``: plugins, heads, trained
   LayerNorms, HAT masks and the tokenizer; the frozen encoder is referenced, not copied) and
   the Hub (``hub.py``).
@@ -13,11 +14,9 @@ seams are modules of their own, peft- and transformers-style:
 
 from __future__ import annotations
 
-import contextlib
 import difflib
 import numbers
 import os
-import warnings
 from collections.abc import Iterable, Sequence
 
 import torch
@@ -27,10 +26,11 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 
 from ctr_plugin.checkpoint import hub
 from ctr_plugin.checkpoint.format import load_checkpoint, read_config, save_checkpoint
+from ctr_plugin.encoders.loading import BUNDLED_ENCODER, encoder_fingerprint
 from ctr_plugin.errors import CTRError, TaskError
-from ctr_plugin.modeling.encoder import BUNDLED_ENCODER, encoder_fingerprint
 from ctr_plugin.modeling.prediction import Prediction, predict
 from ctr_plugin.modeling.task_weights import TaskWeights
+from ctr_plugin.modeling.training_rules import TrainingRules
 from ctr_plugin.plugins.base import Plugin, PluginConfig
 from ctr_plugin.plugins.context import PluginContext, rows_by_task
 from ctr_plugin.plugins.injection import injected_plugins
@@ -38,12 +38,17 @@ from ctr_plugin.plugins.lora import lora_layers
 from ctr_plugin.plugins.registry import plugin_kind
 
 
-class UnprotectedTrainingWarning(UserWarning):
-    """A HAT-masked model is trained without its method's rules: earlier tasks will be forgotten."""
+def default_head_dropout(config) -> float:
+    """As ``BertForSequenceClassification``: ``classifier_dropout``, else ``hidden_dropout_prob``, else 0.1."""
+    for p in (getattr(config, "classifier_dropout", None), getattr(config, "hidden_dropout_prob", None)):
+        if p is not None:
+            return p
+    return 0.1
 
 
-class ContinualModel(nn.Module):
-    """Encoder + plugins + per-task heads. The task of each example is given by its task id."""
+class ContinualModel(TrainingRules, nn.Module):
+    """Encoder + plugins + per-task heads. The task of each example is given by its task id.
+    ``method_rules`` (training under a method's rules) comes from ``training_rules.TrainingRules``."""
 
     def __init__(
         self,
@@ -79,20 +84,7 @@ class ContinualModel(nn.Module):
         self.encoder_fingerprint = encoder_fingerprint(encoder)
         self.encoder.requires_grad_(train_encoder)
         self.kind.inject(self)
-        if head_dropout is None:
-            config = encoder.config
-            head_dropout = next(
-                (
-                    p
-                    for p in (
-                        getattr(config, "classifier_dropout", None),
-                        getattr(config, "hidden_dropout_prob", None),
-                    )
-                    if p is not None
-                ),
-                0.1,
-            )
-        self.head_dropout = nn.Dropout(head_dropout)
+        self.head_dropout = nn.Dropout(default_head_dropout(encoder.config) if head_dropout is None else head_dropout)
         self.heads = nn.ModuleList()
         self.task_names: list[str] = []
         self.label_names: list[list[str]] = []
@@ -100,9 +92,7 @@ class ContinualModel(nn.Module):
         self.task_sources: list[str | None] = []  # each task's data source and its terms (None: not recorded)
         # The continual-learning method that trains this model (its name); checkpoints record it.
         self.method_name: str | None = None
-        # Set while a method's rules are applied to the training steps (``method_rules``); a
-        # backward pass outside them warns once, since HAT's protection would silently be lost.
-        self._rules_applied_by: str | None = None
+        self._rules_applied_by: str | None = None  # training_rules.TrainingRules: under whose rules it trains
         self._warned_unprotected = False
         self.task_weights = TaskWeights(self)  # each task's own copy of shared weights, if its method keeps one
 
@@ -172,34 +162,6 @@ class ContinualModel(nn.Module):
             f"{', '.join(self.task_names) or '(none)'}."
         )
 
-    # ---- training under a method's rules -----------------------------------------------------
-    @contextlib.contextmanager
-    def method_rules(self, method_name: str):
-        """Marks the training steps taken inside as governed by ``method_name``'s rules (the loop
-        and ``ContinualTrainer`` use it); outside it, a backward pass through a HAT-masked model
-        in training mode warns (``UnprotectedTrainingWarning``, once per model)."""
-        previous, self._rules_applied_by = self._rules_applied_by, method_name
-        try:
-            yield self
-        finally:
-            self._rules_applied_by = previous
-
-    def _warn_if_unprotected(self, _grad: torch.Tensor | None = None) -> None:
-        """Warn, once, that a HAT-masked model is being trained without its method's rules."""
-        if self._warned_unprotected:
-            return
-        self._warned_unprotected = True
-        warnings.warn(
-            "This ContinualModel's plugins are HAT-masked, and it is being trained outside "
-            "ctr_plugin's rules (a plain optimizer loop, or transformers' Trainer): HAT's gradient "
-            "masking, gradient compensation, temperature schedule and mask accumulation are not "
-            "applied, so earlier tasks' weights WILL change (forgetting) and the task trained now "
-            "will not be protected later. Train with ctr_plugin.ContinualLearner or "
-            "ctr_plugin.ContinualTrainer instead.",
-            UnprotectedTrainingWarning,
-            stacklevel=2,
-        )
-
     # ---- forward ---------------------------------------------------------------------------
     def forward(
         self,
@@ -245,14 +207,7 @@ class ContinualModel(nn.Module):
             self.context.task_ids = self.context.token_mask = None
         pooled = self.head_dropout(self._pool(out, attention_mask))
         logits = rows_by_task(task_ids, pooled, lambda t, rows: self.heads[t](rows), fill=float("-inf"))
-        if (
-            self.training
-            and logits.requires_grad
-            and self._rules_applied_by is None
-            and not self._warned_unprotected
-            and self.kind.hat_masked
-        ):
-            logits.register_hook(self._warn_if_unprotected)  # warns when a backward pass goes through it
+        self._watch_for_unprotected_training(logits)  # training_rules.py: warns outside a method's rules
         loss = None
         if labels is not None:
             loss = F.cross_entropy(logits.float(), torch.as_tensor(labels, dtype=torch.long, device=logits.device))

@@ -6,7 +6,7 @@ A run (``ctr_plugin.experiments.run.run``) writes it after every task and at the
 the tables read every run of a grid (:func:`read_complete`); the report prints one
 (``run_report.format_summary``). The keys, in three parts:
 
-* the progress of the loop (``continual.loop.ContinualResults.to_dict``): ``tasks``,
+* the progress of the loop (``continual.results.ContinualResults.to_dict``): ``tasks``,
   ``acc_matrix``, ``f1_matrix`` (row i = after task i, column j = task j, percent, ``null`` where
   not yet learned), ``completed_tasks``, ``train_seconds``, ``epochs_kept``, ``params_added``,
   ``checkpoint_bytes``, ``curves`` (per task trained: its name, the losses and validation accuracy per

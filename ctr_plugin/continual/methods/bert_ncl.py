@@ -9,10 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ctr_plugin.continual.methods.base import ContinualMethod
-from ctr_plugin.experiments.search_space import LogUniform
 from ctr_plugin.modeling.model import ContinualModel
 from ctr_plugin.options import Range, option
 from ctr_plugin.plugins import PluginConfig
+from ctr_plugin.search_space import LogUniform
 
 
 @dataclass

@@ -18,9 +18,9 @@ from ctr_plugin.continual import hat
 from ctr_plugin.continual.methods.base import ContinualMethod, Step
 from ctr_plugin.data.types import TaskData
 from ctr_plugin.errors import CTRError
-from ctr_plugin.experiments.search_space import Uniform
 from ctr_plugin.modeling.model import ContinualModel
 from ctr_plugin.options import Range, option
+from ctr_plugin.search_space import Uniform
 
 ANNEAL_SPANS = ("epoch", "task")
 

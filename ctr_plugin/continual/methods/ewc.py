@@ -17,9 +17,9 @@ import torch
 from ctr_plugin.continual.methods.base import shared_parameters
 from ctr_plugin.continual.methods.l2 import L2
 from ctr_plugin.data.types import TaskData
-from ctr_plugin.experiments.search_space import LogUniform
 from ctr_plugin.modeling.model import ContinualModel
 from ctr_plugin.options import Range, option
+from ctr_plugin.search_space import LogUniform
 
 
 @dataclass

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ctr_plugin.continual.methods.base import ContinualMethod
-from ctr_plugin.experiments.search_space import Choice
+from ctr_plugin.search_space import Choice
 
 
 @dataclass

@@ -18,9 +18,9 @@ import torch.nn.functional as F
 
 from ctr_plugin.continual.methods.base import ContinualMethod, Step
 from ctr_plugin.data.types import TaskData
-from ctr_plugin.experiments.search_space import Choice, LogUniform
 from ctr_plugin.modeling.model import ContinualModel
 from ctr_plugin.options import Range, option
+from ctr_plugin.search_space import Choice, LogUniform
 
 
 @dataclass

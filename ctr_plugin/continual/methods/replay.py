@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 from ctr_plugin.continual.methods.base import ContinualMethod, Step
 from ctr_plugin.data.types import Split, TaskData
-from ctr_plugin.experiments.search_space import Choice
 from ctr_plugin.modeling.model import ContinualModel
 from ctr_plugin.options import Range, option
+from ctr_plugin.search_space import Choice
 
 Example = tuple[str, str | None, int]  # text, second text (or None), label
 
