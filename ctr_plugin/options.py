@@ -141,6 +141,9 @@ def checked_field(f: dataclasses.Field, value: Any, where: str, hint: str = "") 
             if rule
             else tuple(value)
         )
+    choices = f.metadata.get("choices")
+    if choices and value not in choices:
+        raise CTRError(f"{where} `{f.name}`{hint} is {value!r}; it must be one of {', '.join(map(repr, choices))}.")
     return checked(f.name, value, rule, where, hint) if rule is not None else value
 
 

@@ -31,6 +31,26 @@ class TrainingConfig:
         0.1, "share of each task's steps over which the learning rate warms up linearly", Range("float", 0, 1)
     )
     max_grad_norm: float = option(1.0, "gradients are clipped to this norm", Range("float", 0, None, low_open=True))
+    # The three below default to this package's choices; the CTR authors' code makes the others
+    # (data_configs/paper_reference.tuned.yaml sets them, with the file each comes from).
+    optimizer: str = option(
+        "adamw",
+        "'adamw' (PyTorch's AdamW), or 'bertadam' (the CTR reference code's BertAdam: Adam without bias "
+        "correction, weight decay added to the update)",
+        choices=("adamw", "bertadam"),
+    )
+    clip: str = option(
+        "global",
+        "clip the norm of all gradients together ('global') or of each parameter tensor ('per_tensor', as "
+        "the reference code's BertAdam does)",
+        choices=("global", "per_tensor"),
+    )
+    lr_schedule: str = option(
+        "linear",
+        "'linear': warmup, then linear decay to zero; 'linear_squared': that factor applied twice, as the "
+        "reference code does (BertAdam's own schedule and the approach's lr rescaling on top)",
+        choices=("linear", "linear_squared"),
+    )
     max_length: int = option(
         64, "tokens per text; batches pad to their longest text, not to this", Range("int", 1, 1_000_000)
     )

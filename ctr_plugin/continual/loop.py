@@ -37,6 +37,7 @@ from ctr_plugin.continual.batching import batches, encode_batch
 from ctr_plugin.continual.config import TrainingConfig
 from ctr_plugin.continual.evaluation import evaluate, given_or_own, score_task
 from ctr_plugin.continual.methods import ContinualMethod, Step
+from ctr_plugin.continual.optim import BertAdam
 from ctr_plugin.continual.parallel import any_process, average_gradients
 from ctr_plugin.continual.results import ContinualResults, TaskCurve
 from ctr_plugin.continual.services import LoopServices
@@ -80,20 +81,36 @@ def parameter_groups(model: ContinualModel, method: ContinualMethod, lr: float, 
 
 
 def _optimizer(model: ContinualModel, method: ContinualMethod, cfg: TrainingConfig, total_steps: int):
-    """AdamW over ``parameter_groups``, with linear warmup and decay."""
-    optimizer = torch.optim.AdamW(
-        parameter_groups(model, method, cfg.lr, cfg.weight_decay),
-        lr=cfg.lr,
-        foreach=True,  # one fused update over the many small per-task tensors (the CPU default loops)
-    )
+    """AdamW (or ``BertAdam``, ``cfg.optimizer``) over ``parameter_groups``, with linear warmup and
+    decay (applied twice with ``cfg.lr_schedule == "linear_squared"``)."""
+    groups = parameter_groups(model, method, cfg.lr, cfg.weight_decay)
+    if cfg.optimizer == "bertadam":
+        optimizer = BertAdam(groups, lr=cfg.lr)
+    else:
+        # foreach: one fused update over the many small per-task tensors (the CPU default loops)
+        optimizer = torch.optim.AdamW(groups, lr=cfg.lr, foreach=True)
     warmup = max(1, int(cfg.warmup_ratio * total_steps))
+    power = 2 if cfg.lr_schedule == "linear_squared" else 1
 
     def schedule(step: int) -> float:  # linear warmup, then linear decay to zero
         if step < warmup:
-            return (step + 1) / warmup
-        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+            return ((step + 1) / warmup) ** power
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup)) ** power
 
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+
+
+def clip_gradients(params: list[torch.nn.Parameter], cfg: TrainingConfig, accelerator: Accelerator) -> None:
+    """Clip to ``cfg.max_grad_norm`` the norm of all gradients together (``clip == "global"``) or of
+    each parameter tensor's gradient on its own (``"per_tensor"``, as BertAdam in the reference
+    code does)."""
+    if cfg.clip == "global":
+        accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
+        return
+    accelerator.unscale_gradients()
+    for p in params:
+        if p.grad is not None:
+            torch.nn.utils.clip_grad_norm_(p, cfg.max_grad_norm)
 
 
 def train_task(
@@ -169,7 +186,7 @@ def _train_task(
             accelerator.backward(loss * weight if accelerator.num_processes > 1 else loss)
             average_gradients(params, accelerator)
             method.before_step(model, step)
-            accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
+            clip_gradients(params, cfg, accelerator)
             optimizer.step()
             scheduler.step()
             method.after_step(model, step)

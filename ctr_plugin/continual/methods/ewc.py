@@ -4,7 +4,9 @@ Fisher information of the shared weights, so the weights earlier tasks rely on m
 The Fisher of a task is estimated after it is learned, as in Avalanche's EWC: the squared
 gradient of the training loss, per mini-batch, averaged over at most ``fisher_samples`` training
 examples. Tasks add up (F = F_0 + ... + F_t) around one anchor, the weights after the last task
-("online" EWC without decay: one penalty term however many tasks).
+("online" EWC without decay: one penalty term however many tasks). ``fisher_merge: average``
+instead keeps the running mean (F_t + t F_old) / (t + 1), as the CTR reference code's EWC does,
+which weakens each earlier task's share as tasks accumulate.
 """
 
 from __future__ import annotations
@@ -32,6 +34,12 @@ class EWC(L2):
     fisher_samples: int = option(
         256, "training examples of a task used to estimate its Fisher information", Range("int", 1, None)
     )
+    fisher_merge: str = option(
+        "sum",
+        "how tasks' Fisher information combine: 'sum' (F_0 + ... + F_t) or 'average' (the running mean, "
+        "as the CTR reference code)",
+        choices=("sum", "average"),
+    )
 
     def task_importance(self, model: ContinualModel, task: int, data: TaskData) -> dict[str, torch.Tensor]:
         params = shared_parameters(model)
@@ -48,4 +56,10 @@ class EWC(L2):
                     fisher[n] += p.grad.detach() ** 2 / len(batches)
         model.zero_grad(set_to_none=True)
         model.train(was_training)
+        return self.merged(fisher, task)
+
+    def merged(self, fisher: dict[str, torch.Tensor], task: int) -> dict[str, torch.Tensor]:
+        """Task ``task``'s Fisher information combined with the earlier tasks' (``importance``)."""
+        if self.fisher_merge == "average":  # task is the 0-based id t: (F_t + t F_old) / (t + 1)
+            return {n: (fisher[n] + task * self.importance.get(n, 0.0)) / (task + 1) for n in fisher}
         return {n: fisher[n] + self.importance.get(n, 0.0) for n in fisher}
