@@ -5,7 +5,6 @@ and the evaluation mode a pass that trains nothing runs the model in."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
 
 import torch
 from accelerate import Accelerator
@@ -13,18 +12,6 @@ from accelerate import Accelerator
 from ctr_plugin.continual.parallel import shard
 from ctr_plugin.data.types import Split
 from ctr_plugin.modeling.model import ContinualModel
-
-
-@contextmanager
-def evaluation_mode(model: torch.nn.Module) -> Iterator[None]:
-    """``model`` in evaluation mode (no dropout) inside the block, and back in the mode it was in
-    after it, also when the block raises."""
-    was_training = model.training
-    model.eval()
-    try:
-        yield
-    finally:
-        model.train(was_training)
 
 
 def batches(split: Split, batch_size: int, order: list[int]) -> Iterator[list[int]]:

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from accelerate import Accelerator
 from tqdm.auto import tqdm
 
-from ctr_plugin.continual.batching import batches, encode_batch, evaluation_mode
+from ctr_plugin.continual.batching import batches, encode_batch
 from ctr_plugin.continual.config import TrainingConfig
 from ctr_plugin.continual.methods import ContinualMethod
 from ctr_plugin.continual.parallel import gather, make_accelerator
@@ -45,7 +45,7 @@ def evaluate(
     mine = list(batches(split, cfg.eval_batch_size, order))[accelerator.process_index :: accelerator.num_processes]
     scored: list[tuple[int, int, float]] = []  # example, prediction, loss
     bar = tqdm(mine, desc=desc, leave=False, disable=not (cfg.progress and accelerator.is_local_main_process))
-    with evaluation_mode(model):
+    with model.evaluating():
         for idx in bar:
             batch, task_ids, labels, _ = encode_batch(model, split, idx, task_id, cfg.max_length)
             with accelerator.autocast():

@@ -14,10 +14,11 @@ seams are modules of their own, peft- and transformers-style:
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import numbers
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -112,6 +113,17 @@ class ContinualModel(TrainingRules, nn.Module):
 
     def trainable_parameters(self) -> list[tuple[str, nn.Parameter]]:
         return [(n, p) for n, p in self.named_parameters() if p.requires_grad]
+
+    @contextlib.contextmanager
+    def evaluating(self) -> Iterator[ContinualModel]:
+        """The model in evaluation mode (no dropout) inside the block, and back in the mode it was
+        in after it, also when the block raises."""
+        was_training = self.training
+        self.eval()
+        try:
+            yield self
+        finally:
+            self.train(was_training)
 
     def check_new_task(self, name: str, label_names: list[str]) -> None:
         """TaskError if :meth:`add_task` would refuse a task ``name`` with ``label_names``; changes nothing."""

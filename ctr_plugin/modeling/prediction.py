@@ -131,10 +131,8 @@ def predict(
             batches[-1].append(i)
         else:
             batches.append([i])
-    was_training = model.training
-    model.eval()
     results: list[Prediction | None] = [None] * len(texts)
-    try:
+    with model.evaluating():
         for idx in batches:
             second = [pairs[i] for i in idx] if has_pair(idx[0]) else None
             batch = model.tokenize([texts[i] for i in idx], second, int(max_length))
@@ -146,6 +144,4 @@ def predict(
                 probs = own.softmax(-1)
                 k = int(probs.argmax())
                 results[i] = Prediction(names[k], float(probs[k]), own.tolist(), model.task_names[per_text[i]])
-    finally:
-        model.train(was_training)
     return results  # type: ignore[return-value]

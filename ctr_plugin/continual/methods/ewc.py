@@ -44,18 +44,16 @@ class EWC(L2):
     def task_importance(self, model: ContinualModel, task: int, data: TaskData) -> dict[str, torch.Tensor]:
         params = shared_parameters(model)
         fisher = {n: torch.zeros_like(p) for n, p in params.items()}
-        was_training = model.training
-        model.eval()
         idx = sorted(random.Random(task).sample(range(len(data.train)), min(len(data.train), self.fisher_samples)))
         batches = list(self.services.training_batches(model, data.train, idx, task))  # batched as the loop does
-        for inputs, task_ids, labels in batches:
+        with model.evaluating():
+            for inputs, task_ids, labels in batches:
+                model.zero_grad(set_to_none=True)
+                model(**inputs, task_ids=task_ids, labels=labels).loss.backward()
+                for n, p in params.items():
+                    if p.grad is not None:
+                        fisher[n] += p.grad.detach() ** 2 / len(batches)
             model.zero_grad(set_to_none=True)
-            model(**inputs, task_ids=task_ids, labels=labels).loss.backward()
-            for n, p in params.items():
-                if p.grad is not None:
-                    fisher[n] += p.grad.detach() ** 2 / len(batches)
-        model.zero_grad(set_to_none=True)
-        model.train(was_training)
         return self.merged(fisher, task)
 
     def merged(self, fisher: dict[str, torch.Tensor], task: int) -> dict[str, torch.Tensor]:
