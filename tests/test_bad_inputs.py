@@ -889,6 +889,61 @@ def test_a_task_naming_several_sources_is_refused(entry, phrase, tmp_path):
     assert phrase in str(err.value), str(err.value)
 
 
+def csv_rows(path: str) -> list[tuple[str, str]]:
+    import csv
+
+    with open(path, newline="", encoding="utf-8") as f:
+        return [(record["text"], record["label"]) for record in csv.DictReader(f)]
+
+
+@pytest.mark.parametrize(
+    "case, labels, phrase",
+    [
+        (
+            "class only in the test file",
+            ["pos", "neg", "meh"],
+            "['meh'] occur in the test split (the `test` argument: row 2",
+        ),
+        (
+            "class only in the validation file",
+            ["pos", "neg", "meh"],
+            "occur in the validation split (the `validation`",
+        ),
+        (
+            "test file repeats training examples",
+            None,
+            "in the `test` argument also occur in the `train` argument (row 6 = row 0",
+        ),
+    ],
+)
+def test_the_python_api_refuses_what_the_file_loader_refuses(case, labels, phrase, tiny_bert_dir, tmp_path):
+    from ctr_plugin.continual.learner import ContinualLearner, get_continual_model
+
+    spec = data_case(tmp_path, case)
+    with pytest.raises(DataError):
+        build_task(spec)
+    splits = {
+        split: csv_rows(getattr(spec, split)) for split in ("train", "validation", "test") if getattr(spec, split)
+    }
+    learner = ContinualLearner(get_continual_model(tiny_bert_dir, TINY_PLUGIN), training=FAST)
+    with pytest.raises(DataError) as err:
+        learner.learn_task("a", labels=labels, **splits)
+    assert phrase in str(err.value), str(err.value)
+    assert learner.tasks == [] and learner.model.task_names == []  # refused before anything changed
+
+
+def test_learn_task_reads_one_label_spelled_several_ways_in_a_list_as_one_class(tiny_bert_dir):
+    from ctr_plugin.continual.learner import ContinualLearner, get_continual_model
+
+    train = [(t, {"pos": "1", "neg": "0"}[y]) for t, y in rows(12)]
+    train += [(f"good and {y}", y) for y in ("1.0", " 1", "+1")] + [("bad and 0.0", "0.0")]
+    learner = ContinualLearner(get_continual_model(tiny_bert_dir, TINY_PLUGIN), training=FAST)
+    learner.learn_task("numbers", train)
+    assert learner.model.label_names == [["0", "1"]]
+    assert learner.tasks[0].train.labels[-4:] == [1, 1, 1, 0]
+    assert any("'+1', '1', '1.0' -> '1'" in note for note in learner.tasks[0].notes), learner.tasks[0].notes
+
+
 # --- 1: a continued run re-tests the checkpoint's tasks it is given ---------------------------------
 
 
@@ -995,6 +1050,8 @@ def test_an_old_one_checkpoint_with_only_the_last_tasks_weights_refuses_earlier_
     config_file = tmp_path / "run" / "checkpoint" / CONFIG_FILE
     config = json.loads(config_file.read_text())
     config["method"] = "lora_one"  # what lora_one wrote before it kept one adapter per task
+    config["format_version"] = 2  # ... in a format that had no config digest yet
+    del config["config_sha256"]
     config_file.write_text(json.dumps(config))
     old = ContinualModel.from_pretrained(tmp_path / "run" / "checkpoint")
     assert old.predict(["red"], task="colour")[0].label in ("class_0", "class_1")

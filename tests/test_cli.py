@@ -244,3 +244,80 @@ def test_a_real_process_exits_with_status_2_and_no_traceback(tmp_path):
         timeout=300,
     )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and "absent.csv" in proc.stderr
+
+
+# --- every numeric argument range-checked by argparse, before anything runs -----------------------
+
+# (--max-train-per-task / --max-test-per-task: checked by select_tasks, "must be at least 2", see bad_inputs)
+RANGE_CASES = {
+    "train --order -1": ("train", ["--order", "-1"], "--order", ">= 0"),
+    "tables --orders 0": ("tables", ["--orders", "0", "--output-dir", "T"], "--orders", ">= 1"),
+    "tables --seeds 0": ("tables", ["--seeds", "0", "--output-dir", "T"], "--seeds", ">= 1"),
+    "tune --trials 0": ("tune", ["--trials", "0"], "--trials", ">= 1"),
+    "tune --tasks 0": ("tune", ["--tasks", "0"], "--tasks", ">= 1"),
+    "tune --seed -1": ("tune", ["--seed", "-1"], "--seed", "from 0 to"),
+    "predict --batch-size 0": (
+        "predict",
+        ["--checkpoint", "C", "--task", "t", "--batch-size", "0", "x"],
+        "--batch-size",
+        ">= 1",
+    ),
+    "predict --max-length 0": (
+        "predict",
+        ["--checkpoint", "C", "--task", "t", "--max-length", "0", "x"],
+        "--max-length",
+        ">= 1",
+    ),
+    "bench --steps 0": ("bench", ["--steps", "0"], "--steps", ">= 1"),
+    "bench --seq-len 0": ("bench", ["--seq-len", "0"], "--seq-len", ">= 1"),
+    "bench --warmup -1": ("bench", ["--warmup", "-1"], "--warmup", ">= 0"),
+    "bench --task-counts 0 10": ("bench", ["--task-counts", "0", "10"], "--task-counts", ">= 1"),
+    "bench --batch-size 2.5": ("bench", ["--batch-size", "2.5"], "--batch-size", ">= 1"),
+}
+
+
+@pytest.mark.parametrize("case", RANGE_CASES)
+def test_every_numeric_argument_is_range_checked_before_anything_runs(case, tmp_path, capsys, monkeypatch):
+    command, argv, option, allowed = RANGE_CASES[case]
+    monkeypatch.chdir(tmp_path)
+    if command == "bench":
+        import ctr_plugin.bench.harness as module
+
+        monkeypatch.setattr(module, "plan", lambda args: pytest.fail(f"{case}: the arguments were accepted"))
+    else:
+        module = load_command(command)
+    import ctr_plugin.commands.runner as runner
+
+    monkeypatch.setattr(runner, "setup_logging", lambda *a: pytest.fail(f"{case}: the arguments were accepted"))
+    monkeypatch.setattr(module, "setup_logging", runner.setup_logging, raising=False)
+    with pytest.raises(SystemExit) as exit_info:
+        runner.run_main(lambda: module.main(argv))
+    _, err = capsys.readouterr()
+    assert exit_info.value.code == 2, err
+    assert f"argument {option}" in err and f"whole number {allowed}" in err and "Traceback" not in err, err
+    assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+def test_an_encoder_whose_tokenizer_outgrows_its_embedding_is_refused_before_the_output_dir_changes(
+    tiny_bert_dir, tmp_path, capsys
+):
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    encoder = tmp_path / "short_embedding"
+    config = BertConfig.from_pretrained(tiny_bert_dir)
+    config.vocab_size = 8  # the tokenizer has more ids than this
+    BertModel(config).save_pretrained(encoder)
+    AutoTokenizer.from_pretrained(tiny_bert_dir).save_pretrained(encoder)
+    files = [task_csv(tmp_path, "sentiment", [["good", "great"], ["bad", "awful"]])]
+    out = tmp_path / "run"
+    code, _, err = call(
+        "train", [*TINY, "--datasets", *files, "--encoder", str(encoder), "--output-dir", str(out)], capsys
+    )
+    assert code == 2 and "token ids" in err and "only 8 rows" in err, err
+    assert not out.exists()
+
+    out.mkdir()  # an existing directory is left as it was too
+    code, _, err = call(
+        "train", [*TINY, "--datasets", *files, "--encoder", str(encoder), "--output-dir", str(out)], capsys
+    )
+    assert code == 2 and list(out.iterdir()) == [], err

@@ -463,3 +463,202 @@ def test_labels_outside_the_declared_set_are_an_error_unless_dropping_is_asked_f
         build_task(TaskSpec(name="x", train=train, labels=["neg", "pos"]))
     task = build_task(TaskSpec(name="x", train=train, labels=["neg", "pos"], drop_other_labels=True))
     assert any("maybe" in note for note in task.notes)
+
+
+# --- one identity for a label, one set of checks behind every door, bounded input ------------------
+
+
+@pytest.mark.parametrize("fmt", ["csv", "tsv", "jsonl"])
+def test_number_like_spellings_of_one_label_in_one_file_are_one_class_and_noted(tmp_path, fmt):
+    spellings = {"0": ["0", "0.0", "00"], "1": ["1", "1.0", " 1 ", "+1"], "1.5": ["1.5", "1.50"]}
+    rows = [
+        (f"review {i} of class {key}", spelling)
+        for i in range(6)
+        for key, options in spellings.items()
+        for spelling in options
+    ]
+    path = tmp_path / f"numbers.{fmt}"
+    if fmt == "jsonl":  # JSON numbers beside their string spellings
+        rows += [(f"json review {i} of class {key}", value) for i, (key, value) in enumerate([("0", 0.0), ("1", 1)])]
+        path.write_text("".join(json.dumps({"text": t, "label": y}) + "\n" for t, y in rows))
+    elif fmt == "tsv":
+        path.write_text("text\tlabel\n" + "".join(f"{t}\t{y}\n" for t, y in rows))
+    else:
+        write_csv(path, rows)
+    task = build_task(TaskSpec(name="numbers", train=str(path)), seed=0)
+    assert task.label_names == ["0", "1", "1.5"]
+    for split in (task.train, task.validation, task.test):
+        assert all(text.endswith(f"class {task.label_names[y]}") for text, y in zip(split.texts, split.labels))
+    note = next(note for note in task.notes if "number-like labels" in note)
+    assert "'+1', '1', '1.0' -> '1'" in note and "'1.5', '1.50' -> '1.5'" in note, note
+
+
+def test_numbers_as_labels_are_ordered_by_value_and_unicode_digits_are_names(tmp_path):
+    train = write_csv(tmp_path / "n.csv", [(f"text {i}", ["10", "2", "-1"][i % 3]) for i in range(30)])
+    assert build_task(TaskSpec(name="n", train=train)).label_names == ["-1", "2", "10"]
+    odd = write_csv(tmp_path / "odd.csv", [(f"text {i}", ["²", "1"][i % 2]) for i in range(30)])
+    assert build_task(TaskSpec(name="odd", train=odd)).label_names == ["1", "²"]  # int("²") raised ValueError
+
+
+def classlabel_split(texts, names, labels):
+    datasets = pytest.importorskip("datasets")
+    features = datasets.Features({"text": datasets.Value("string"), "label": datasets.ClassLabel(names=names)})
+    return datasets.Dataset.from_dict({"text": texts, "label": labels}, features=features)
+
+
+def test_a_classlabel_listing_the_names_in_another_order_is_read_through_its_own_names():
+    from ctr_plugin.data.python import as_task_data
+
+    texts = [f"good one {i}" for i in range(4)] + [f"bad one {i}" for i in range(4)]
+    train = classlabel_split(texts, ["neg", "pos"], [1] * 4 + [0] * 4)
+    test = classlabel_split(["good again", "bad again", "bad once more"], ["pos", "neg"], [0, 1, 1])
+    task = as_task_data("t", train, test=test)
+    assert task.label_names == ["neg", "pos"]
+    assert [task.label_names[y] for y in task.test.labels] == ["pos", "neg", "neg"]
+    other = classlabel_split(["good again", "bad again"], ["positive", "negative"], [0, 1])
+    with pytest.raises(DataError, match=r"'positive' \(row 0\) \(read through its ClassLabel names"):
+        as_task_data("t", train, test=other)
+
+
+API_CASES = {
+    "test repeats training examples": (
+        dict(test=[("held out one", "pos"), ("  GOOD text number 0", "pos")]),
+        "1 of 2 examples in the `test` argument also occur in the `train` argument (row 1 = row 0 of the training "
+        "data); scores on them would measure memory, not the task. Remove them from `test`",
+    ),
+    "validation repeats training examples": (
+        dict(validation=[("good text number 2", "pos"), ("held out", "neg")]),
+        "examples in the `validation` argument also occur in the `train` argument",
+    ),
+    "class only in the test data": (
+        dict(test=[("held out", "meh"), ("held out two", "pos")], labels=["pos", "neg", "meh"]),
+        "the label(s) ['meh'] occur in the test split (the `test` argument: row 0) but never in the training data",
+    ),
+    "spellings of one label as names": (dict(labels=["pos", "neg", " pos"]), "are spellings of one label ('pos')"),
+}
+
+
+@pytest.mark.parametrize("case", list(API_CASES))
+def test_the_python_api_makes_the_file_loaders_checks(case):
+    from ctr_plugin.data.python import as_task_data
+
+    train = [(f"good text number {i}", "pos") for i in range(0, 8, 2)] + [(f"bad text {i}", "neg") for i in range(4)]
+    arguments, phrase = API_CASES[case]
+    with pytest.raises(DataError) as err:
+        as_task_data("t", train, **arguments)
+    assert phrase in str(err.value), str(err.value)
+
+
+def test_the_python_api_reads_label_spellings_as_the_file_loader_does():
+    from ctr_plugin.data.python import as_task_data
+
+    train = [(f"one {i}", y) for i, y in enumerate(["1", "1.0", " 1"])] + [(f"zero {i}", "0") for i in range(3)]
+    task = as_task_data("t", train, test=[("one more", "1.00"), ("zero more", "0")])
+    assert task.label_names == ["0", "1"] and task.test.labels == [1, 0]
+    assert [task.label_names[y] for y in task.train.labels] == ["1", "1", "1", "0", "0", "0"]
+    assert any("'1', '1.0', '1.00' -> '1'" in note for note in task.notes), task.notes
+
+
+def test_a_task_data_made_by_hand_gets_the_same_checks():
+    from ctr_plugin.data.python import check_task_data
+    from ctr_plugin.data.types import Split, TaskData
+
+    train = Split(["good a", "bad b", "good c"], [0, 1, 0])
+    check_task_data(TaskData("t", ["pos", "neg"], train, Split([], []), Split(["good d"], [0])))
+    with pytest.raises(DataError, match="also occur in the train split of the TaskData"):
+        check_task_data(TaskData("t", ["pos", "neg"], train, Split([], []), Split(["GOOD  a"], [0])))
+    with pytest.raises(DataError, match="label ids outside 0..1"):
+        check_task_data(TaskData("t", ["pos", "neg"], train, Split([], []), Split(["good e"], [2])))
+
+
+# A "billion laughs" in 1.2 KB: each anchor a list of nine aliases to the one before, 9**9 strings in the last.
+LAUGHS = "training:\n  lols:\n    - &a0 lol\n" + "".join(
+    f"    - &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]\n" for i in range(1, 10)
+)
+TASK = "tasks: [{name: a, dataset: hl_apex_dvd}]\n"
+
+
+@pytest.mark.parametrize(
+    "text, phrase",
+    [
+        ("name: lol\n" + LAUGHS + "description: *a9\n" + TASK, "repeat more than 10,000 nodes"),
+        ("name: lol\ndescription: &d [x, *d]\n" + TASK, "refers to a node that contains it"),
+        ("name: deep\ndescription: " + "[" * 300 + "]" * 300 + "\n" + TASK, "more than 100 levels deep"),
+    ],
+)
+def test_yaml_aliases_and_nesting_are_bounded(tmp_path, text, phrase):
+    import time
+
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    start = time.perf_counter()
+    with pytest.raises(DataError) as err:
+        load_sequence_config(path)
+    assert phrase in str(err.value) and str(path) in str(err.value), str(err.value)
+    assert time.perf_counter() - start < 5
+
+
+def test_yaml_anchors_that_repeat_little_still_work(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "name: anchored\ndescription: a sequence\ntasks:\n"
+        "  - &first {name: a, dataset: hl_apex_dvd, max_train: 50}\n"
+        "  - {<<: *first, name: b, dataset: hl_canon_g3}\n"
+    )
+    config = load_sequence_config(path)
+    assert [(t.name, t.dataset, t.max_train) for t in config.tasks] == [
+        ("a", "hl_apex_dvd", 50),
+        ("b", "hl_canon_g3", 50),
+    ]
+
+
+@pytest.mark.parametrize(
+    "body, phrase",
+    [
+        ("description: [not, text]\ntasks: [{name: a, dataset: hl_apex_dvd}]", "`description:` must be a string"),
+        ("name: 2024\ntasks: [{name: a, dataset: hl_apex_dvd}]", "`name:` must be a string, got 2024"),
+        ("tasks: [{name: a, train: x.csv, label: 0}]", "`label:` must be a string, got 0. Quote it"),
+        ("tasks: [{name: a, dataset: [hl_apex_dvd]}]", "`dataset:` must be a string, got a list"),
+        ("tasks: [{name: a, train: x.csv, encoding: 8}]", "`encoding:` must be a string"),
+        ("tasks: [{name: a, train: x.csv, drop_empty_texts: 'no'}]", "`drop_empty_texts:` must be true or false"),
+        ("tasks: [{name: a, train: x.csv, labels: [[a], b]}]", "`labels:` must list single values"),
+        ("tasks: [{name: a, train: x.csv, 1: x}]", "unknown key '1'"),
+    ],
+)
+def test_config_text_fields_must_be_strings_and_switches_booleans(tmp_path, body, phrase):
+    path = tmp_path / "c.yaml"
+    path.write_text(body + "\n")
+    with pytest.raises(DataError) as err:
+        load_sequence_config(path)
+    assert phrase in str(err.value), str(err.value)
+
+
+def test_config_and_data_files_have_size_limits(tmp_path, monkeypatch):
+    big = tmp_path / "big.yaml"
+    big.write_text("tasks: [{name: a, dataset: hl_apex_dvd}]\n" + "# padding\n" * 120_000)
+    with pytest.raises(DataError, match=r"is 1,200,04\d bytes; a sequence config is a few KB"):
+        load_sequence_config(big)
+    train = write_csv(tmp_path / "d.csv", labelled_rows(40))
+    monkeypatch.setenv("CTR_MAX_DATA_FILE_BYTES", "100")
+    with pytest.raises(DataError, match=r"more than the 100 bytes one data file may have.*CTR_MAX_DATA_FILE_BYTES"):
+        build_task(TaskSpec(name="d", train=train))
+    monkeypatch.setenv("CTR_MAX_DATA_FILE_BYTES", "0")  # no limit
+    assert build_task(TaskSpec(name="d", train=train)).label_names == ["neg", "pos"]
+    monkeypatch.setenv("CTR_MAX_DATA_FILE_BYTES", "lots")
+    with pytest.raises(DataError, match="not a number of bytes"):
+        build_task(TaskSpec(name="d", train=train))
+
+
+@pytest.mark.parametrize(
+    "content, phrase",
+    [
+        ("[" * 100_000 + "]" * 100_000, "nests JSON arrays or objects too deeply"),
+        (json.dumps([{"text": f"t {i}", "label": [i % 2]} for i in range(10)]), "a list or mapping as the label"),
+    ],
+)
+def test_hostile_json_files_are_refused(tmp_path, content, phrase):
+    path = tmp_path / "d.json"
+    path.write_text(content)
+    with pytest.raises(DataError) as err:
+        build_task(TaskSpec(name="d", train=str(path)))
+    assert phrase in str(err.value), str(err.value)

@@ -19,7 +19,7 @@ from conftest import keyword_task
 from test_cli import write_csv
 
 ROOT = Path(__file__).resolve().parents[1]
-COMMANDS = ["ctr-train", "ctr-predict", "ctr-tables", "ctr-tune", "ctr-bench"]
+COMMANDS = ["ctr-train", "ctr-predict", "ctr-tables", "ctr-tune", "ctr-relabel", "ctr-bench"]
 
 
 def test_pyproject_lists_every_package_of_the_source_tree():

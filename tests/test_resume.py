@@ -159,3 +159,32 @@ def test_resume_refuses_options_other_than_those_the_completed_tasks_were_traine
         resume=True,
     )
     assert run(three_tasks, same, tmp_path / "run")["completed_tasks"] == 3  # the progress bars may differ
+
+
+def test_resume_refuses_data_that_changed_since_the_interrupted_run(tiny_bert_dir, tmp_path, capsys, monkeypatch):
+    """A finished task's data file edited between the interruption and --resume: its row of the
+    matrix was tested on the old test set, so the resumed run would mix two test sets."""
+    from test_bad_inputs import stop_in_task, tree_digest, two_task_files
+
+    from test_cli import TINY, call
+
+    files = two_task_files(tmp_path)
+    out = tmp_path / "run"
+    stop_in_task(monkeypatch, 1, KeyboardInterrupt)
+    code, _, _ = call(
+        "train", [*TINY, "--datasets", *files, "--encoder", tiny_bert_dir, "--output-dir", str(out)], capsys
+    )
+    assert code == 130 and completed_tasks(out) == 1
+    monkeypatch.undo()
+
+    lines = Path(files[0]).read_text().splitlines()
+    lines[-1] = lines[-1].replace("good", "great", 1) if "good" in lines[-1] else lines[-1] + " indeed"
+    Path(files[0]).write_text("\n".join(lines) + "\n")  # one example edited
+    before = tree_digest(out)
+    code, _, err = call("train", ["--resume", str(out)], capsys)
+    assert code == 2 and "the data changed" in err and "task 'sentiment'" in err, err
+    assert files[0] in err  # the file it came from
+    assert "colour" not in err.split("the data changed")[1].split(")")[0]  # only the changed task is named
+    assert tree_digest(out) == before
+    recorded = json.loads((out / "checkpoint" / CONFIG_FILE).read_text())["data_fingerprints"]
+    assert set(recorded) == {"sentiment", "colour"} and set(recorded["sentiment"]) == {"train", "validation", "test"}

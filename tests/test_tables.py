@@ -249,6 +249,18 @@ def test_ctr_tables_runs_the_grid_skips_finished_runs_and_rebuilds(tiny_bert_dir
     code, stdout, _ = call("tables", ["--config", str(config), "--output-dir", str(out), "--rebuild-only"], capsys)
     assert code == 0 and "| replay | 2 |" in stdout
 
+    # the same grid under other options, or on other data: the old runs are not counted as its own
+    table = (out / "table.md").read_text()
+    code, stdout, err = call("tables", [*argv, "--epochs", "2"], capsys)
+    assert code == 2 and "training.epochs: 1 then, 2 now" in err and "order0_seed0" in err, err
+    assert stdout == "" and (out / "table.md").read_text() == table
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    sentiment = tmp_path / "sentiment.csv"
+    sentiment.write_text(sentiment.read_text().replace("good", "fine", 1))
+    code, stdout, err = call("tables", argv, capsys)
+    assert code == 2 and "the data of task 'sentiment'" in err and str(sentiment) in err, err
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+
 
 def test_ctr_tables_rejects_unknown_methods_before_training(tmp_path, capsys):
     code, _, err = call("tables", ["--methods", "gem", "--output-dir", str(tmp_path)], capsys)

@@ -302,3 +302,80 @@ def test_tune_script_writes_options_that_train_ctr_uses_and_never_loads_test_dat
                 str(tmp_path / "run2"),
             ]
         )
+
+
+# --- a journal cut off by a kill, damaged, or not a journal at all ---------------------------------
+
+
+def test_a_journal_whose_last_record_was_cut_off_by_a_kill_is_repaired_not_made_worse(
+    tasks, tiny_bert_dir, tmp_path, caplog
+):
+    import optuna
+
+    journal, encoders = tmp_path / "journal.log", EncoderCache(tiny_bert_dir)
+    sealed = poisoned(tasks)
+    tune_method("frozen_heads", sealed, 1, journal, FAST, TINY_PLUGIN, encoders, seed=0)
+    whole = journal.read_bytes()
+    last = whole.splitlines(keepends=True)[-1]
+    journal.write_bytes(whole + last[: len(last) // 2])  # killed while Optuna wrote a record
+    with caplog.at_level("WARNING"):
+        study = tune_method("frozen_heads", sealed, 2, journal, FAST, TINY_PLUGIN, encoders, seed=0)
+    assert len(study.trials) == 2
+    assert "cut off" in caplog.text and str(journal) in caplog.text
+    assert (tmp_path / "journal.log.cut-off").read_bytes() == last[: len(last) // 2]
+    assert journal.read_bytes().startswith(whole)
+    assert all(line.endswith(b"\n") and json.loads(line) for line in journal.read_bytes().splitlines(keepends=True))
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(journal)))
+    assert len(optuna.load_study(study_name="frozen_heads", storage=storage).trials) == 2  # Optuna reads it all
+
+
+def test_a_journal_damaged_inside_is_refused_with_its_line_and_left_as_it_was(tasks, tiny_bert_dir, tmp_path):
+    journal = tmp_path / "journal.log"
+    good = b'{"op_code":0,"worker_id":"w","study_name":"x","directions":[1]}\n'
+    damaged = good + b'{"op_code":4,"worker_id"\n' + good
+    journal.write_bytes(damaged)
+    encoders = EncoderCache(tiny_bert_dir)
+    with pytest.raises(CTRError, match=r"damaged at line 2 of 3.*head -n 1"):
+        tune_method("frozen_heads", poisoned(tasks), 1, journal, FAST, TINY_PLUGIN, encoders)
+    assert journal.read_bytes() == damaged
+
+    from ctr_plugin.experiments.tuning import check_journal
+
+    with pytest.raises(CTRError, match=r"damaged at line 2 of 3.*head -n 1"):
+        check_journal(journal)
+    assert journal.read_bytes() == damaged
+
+
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        ("methods:\n  ctr: {}\n", "not an Optuna journal"),
+        ('{"a": 1}\n', "not an Optuna journal"),
+        (b"\x00\xff\xfe binary", "not an Optuna journal"),
+        (None, "is not a file"),
+    ],
+    ids=["yaml", "json-not-journal", "binary", "directory"],
+)
+def test_a_storage_that_is_not_a_journal_is_refused_before_the_data_loads(
+    content, expected, tasks, tiny_bert_dir, tmp_path, monkeypatch, capsys
+):
+    import ctr_plugin.data
+
+    from test_cli import call
+
+    config = _files_config(tmp_path, tasks, tiny_bert_dir)
+    storage = tmp_path / "storage"
+    if content is None:
+        storage.mkdir()
+    elif isinstance(content, bytes):
+        storage.write_bytes(content)
+    else:
+        storage.write_text(content)
+    before = None if content is None else storage.read_bytes()
+    monkeypatch.setattr(ctr_plugin.data, "load_tasks", lambda *a, **k: pytest.fail("the data was loaded"))
+    code, _, err = call(
+        "tune", ["--config", str(config), "--methods", "replay", "--tasks", "2", "--storage", str(storage)], capsys
+    )
+    assert code == 2 and expected in err and str(storage) in err and "Traceback" not in err, err
+    assert before is None or storage.read_bytes() == before
+    assert not (tmp_path / "seq.tuned.yaml").exists()

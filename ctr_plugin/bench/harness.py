@@ -30,7 +30,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from ctr_plugin.bench.measure import Configuration, measure
-from ctr_plugin.commands.runner import run_main
+from ctr_plugin.commands.runner import run_main, whole_number
 
 # The bound each ratio should stay under at the default sizes (bundled MiniLM, length 64, batch
 # 16, a quiet 2-core CPU): printed beside the measurement as met or MISSED.
@@ -289,18 +289,21 @@ def report(rows: list[dict], table: list[dict], in_process: bool) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--encoder", help="hub name or local directory (default: the bundled MiniLM)")
-    p.add_argument("--seq-len", type=int, default=64)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--adapter-size", type=int, default=256, help="CTR's TSM width = the adapter's width")
-    p.add_argument("--task-counts", type=int, nargs="+", default=[1, 5, 10, 20, 50])
-    p.add_argument("--steps", type=int, default=10, help="timed steps per configuration (median reported)")
-    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--seq-len", type=whole_number(1), default=64)
+    p.add_argument("--batch-size", type=whole_number(1), default=16)
+    p.add_argument("--adapter-size", type=whole_number(1), default=256, help="CTR's TSM width = the adapter's width")
+    p.add_argument("--task-counts", type=whole_number(1), nargs="+", default=[1, 5, 10, 20, 50])
+    p.add_argument("--steps", type=whole_number(1), default=10, help="timed steps per configuration (median reported)")
+    p.add_argument("--warmup", type=whole_number(0), default=2)
     p.add_argument(
-        "--bert-base-steps", type=int, default=3, help="timed steps of the bert-base-geometry rows (0: leave them out)"
+        "--bert-base-steps",
+        type=whole_number(0),
+        default=3,
+        help="timed steps of the bert-base-geometry rows (0: leave them out)",
     )
     p.add_argument(
         "--bert-base-task-counts",
-        type=int,
+        type=whole_number(1),
         nargs="+",
         default=[1, 10],
         help="CTR's learned tasks in the bert-base-geometry rows (the adapter at the largest)",

@@ -6,13 +6,15 @@ A checkpoint is one directory:
 * ``ctr_config.json``: the format's name and version, the plugin config, the encoder it was
   trained on (name, architecture and a fingerprint of its embeddings), the tasks (names, labels,
   whether they read text pairs, their data's source), the tasks with their own copy of the shared
-  weights, the SHA-256 of the weights file, and what a learner adds (method, options, progress);
+  weights, the SHA-256 of the weights file and those of the config's parts that change a
+  prediction (``digest.py``), and what a learner adds (method, options, progress);
 * ``plugins.safetensors``: what training changed (plugins, heads, trained LayerNorms, HAT masks;
   the encoder only where it was fine-tuned), never the frozen encoder; each task's own copy of
   the shared weights under ``task_weights.<task>.<parameter name>``;
 * the tokenizer's files, and ``README.md``, the model card (``model_card.py``).
 
-Older formats are converted when they are read (``legacy.py``).
+Older formats are converted when they are read (``legacy.py``). Writing is atomic
+(``atomic.py``): a failed or interrupted save leaves the previous checkpoint loadable.
 """
 
 from __future__ import annotations
@@ -20,8 +22,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -30,6 +30,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from ctr_plugin.checkpoint.atomic import restore_interrupted_save, save_directory
+from ctr_plugin.checkpoint.digest import check_digests, config_digests
 from ctr_plugin.checkpoint.hub import checkpoint_directory
 from ctr_plugin.checkpoint.legacy import join_format1_tensors, refuse_tasks_without_weights
 from ctr_plugin.checkpoint.model_card import model_card
@@ -42,7 +44,9 @@ if TYPE_CHECKING:
 
 FORMAT_NAME = "ctr_plugin"
 # 2: a CTR plugin's task capsules and routes are one tensor per kind, not one per task and kind
-FORMAT_VERSION = 2
+# 3: ctr_config.json records the digests of its prediction parts (`config_sha256`, digest.py), and a
+#    format-3 config without them is refused; the weights file is laid out as in format 2
+FORMAT_VERSION = 3
 CONFIG_FILE = "ctr_config.json"
 WEIGHTS_FILE = "plugins.safetensors"
 CARD_FILE = "README.md"
@@ -97,39 +101,40 @@ def saved_state_dict(model: ContinualModel) -> dict[str, torch.Tensor]:
 
 
 def save_checkpoint(model: ContinualModel, directory: str | os.PathLike, extra: dict | None = None) -> None:
-    """Write ``model``'s checkpoint into ``directory`` atomically: a complete new directory
-    replaces the old one, so a crash at any moment leaves either the old or the new checkpoint,
-    never a mix. ``extra`` adds fields to the config."""
-    directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(staging, 0o777 & ~umask)  # mkdtemp makes it private (0700); a checkpoint is an ordinary folder
-    try:
+    """Write ``model``'s checkpoint into ``directory`` atomically (``atomic.py``): a complete new
+    directory replaces the old one, so a failure or a crash at any moment leaves either the old or
+    the new checkpoint, never a mix; a failure is a CheckpointError saying which. ``extra`` adds
+    fields to the config."""
+
+    def write(staging: Path, doing) -> None:
+        doing("collecting the weights")
         state = saved_state_dict(model)
         for task, weights in model.task_weights.items():
             state |= {
                 f"{TASK_WEIGHTS_PREFIX}{task}.{name}": value.detach().contiguous().cpu()
                 for name, value in weights.items()
             }
+        doing(f"writing {WEIGHTS_FILE}")
         save_file(state, str(staging / WEIGHTS_FILE), metadata={"format": FORMAT_NAME})
-        config = config_dict(model) | {"weights_sha256": sha256(staging / WEIGHTS_FILE)} | (extra or {})
+        doing(f"reading back {WEIGHTS_FILE} for its SHA-256")
+        config = config_dict(model) | (extra or {}) | {"weights_sha256": sha256(staging / WEIGHTS_FILE)}
+        # after `extra`, which may name the method; of the config as JSON gives it back (tuples as lists)
+        config["config_sha256"] = config_digests(json.loads(json.dumps(config)))
+        doing(f"writing {CONFIG_FILE}")
         (staging / CONFIG_FILE).write_text(json.dumps(config, indent=2))
+        doing("writing the tokenizer's files")
         model.tokenizer.save_pretrained(str(staging))
+        doing(f"writing {CARD_FILE} (the model card)")
         (staging / CARD_FILE).write_text(model_card(config), encoding="utf-8")
-        old = directory.with_name(f".{directory.name}.old")
-        if directory.exists():
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(directory, old)
-        os.replace(staging, directory)
-        shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+
+    save_directory(directory, write)
 
 
 def read_config(directory: str | os.PathLike) -> dict:
-    """The checkpoint's config, validated; a clear CheckpointError when it is not one."""
+    """The checkpoint's config, validated (its digests included: ``digest.py``); a clear
+    CheckpointError when it is not one. A checkpoint an interrupted save left as ``.<name>.old``
+    is moved back first."""
+    restore_interrupted_save(directory)
     path = Path(directory) / CONFIG_FILE
     if not Path(directory).is_dir():
         raise CheckpointError(
@@ -158,6 +163,7 @@ def read_config(directory: str | os.PathLike) -> dict:
     for key in ("plugin", "encoder", "tasks"):
         if key not in config:
             raise CheckpointError(f"{path} lacks the field {key!r}: the file is damaged. Re-run training.")
+    check_digests(config, path)
     return config
 
 
@@ -191,6 +197,7 @@ def load_checkpoint(
     cache_dir: str | os.PathLike | None = None,
 ) -> ContinualModel:
     """``ContinualModel.from_pretrained`` (its docstring says what it takes and refuses)."""
+    restore_interrupted_save(directory_or_repo_id)  # before a missing local folder is taken for a repo id
     directory = checkpoint_directory(directory_or_repo_id, revision, token, cache_dir)
     config = read_config(directory)
     weights = Path(directory) / WEIGHTS_FILE

@@ -2,6 +2,9 @@
 
 * Format 1 held a CTR plugin's task capsules and routes as one tensor per task and kind:
   :func:`join_format1_tensors` joins them into today's one tensor per kind.
+* Format 2 is laid out as today's format 3 but has no ``config_sha256`` (the digest of the config's
+  prediction parts, ``digest.py``): it loads without one (its ``weights_sha256`` is still required
+  and checked); format 1 loads without either, and checks each one it has.
 * A checkpoint of a one-model-per-task method that holds only its last task's weights (written
   before those methods kept every task's): :func:`refuse_tasks_without_weights` makes the loaded
   model refuse the other tasks, which would silently get the last task's weights.

@@ -4,7 +4,8 @@
 * ``ctr-predict`` (:mod:`.predict`): classify texts with a checkpoint;
 * ``ctr-tables`` (:mod:`.tables`): methods × task orders × seeds, then paper-style tables;
 * ``ctr-tune`` (:mod:`.tune`): the equal-budget search on validation data;
-* ``ctr-bench`` (:mod:`.bench`): what CTR costs against the baselines.
+* ``ctr-relabel`` (:mod:`.relabel`): rename a trained task's labels, and say how predictions change;
+* ``ctr-bench`` (:mod:`ctr_plugin.bench.harness`): what CTR costs against the baselines.
 
 Each module has ``main(argv) -> exit status`` (for tests and for Python callers) and ``cli()``,
 which runs ``main`` and turns a :class:`~ctr_plugin.errors.CTRError` into one paragraph on stderr

@@ -17,7 +17,7 @@ import argparse
 import json
 import sys
 
-from ctr_plugin.commands.runner import run_main, setup_logging
+from ctr_plugin.commands.runner import run_main, setup_logging, whole_number
 
 
 def main(argv=None) -> int:
@@ -25,8 +25,10 @@ def main(argv=None) -> int:
     p.add_argument("--checkpoint", required=True, help="a checkpoint directory written by ctr-train")
     p.add_argument("--task", help="task name (or id) the texts belong to")
     p.add_argument("--encoder", help="where the checkpoint's encoder lives, if not where it was trained")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--max-length", type=int, help="tokens per text (default: 128, or the encoder's limit if lower)")
+    p.add_argument("--batch-size", type=whole_number(1), default=32, help="texts per forward pass (default 32)")
+    p.add_argument(
+        "--max-length", type=whole_number(1), help="tokens per text (default: 128, or the encoder's limit if lower)"
+    )
     p.add_argument(
         "--pair", action="append", metavar="TEXT", help="the second text of a text-pair task, once per text, in order"
     )

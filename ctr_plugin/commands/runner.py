@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import sys
@@ -9,6 +10,24 @@ import textwrap
 from collections.abc import Callable
 
 from ctr_plugin.errors import CTRError
+
+
+def whole_number(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An argparse ``type=``: a whole number from ``low`` (to ``high``); anything else is refused
+    by argparse (usage, exit status 2) with the range in the message."""
+    allowed = f"a whole number from {low} to {high}" if high is not None else f"a whole number >= {low}"
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {allowed}") from None
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"{value} is out of range: it must be {allowed}")
+        return value
+
+    parse.__name__ = f"whole number >= {low}"
+    return parse
 
 
 def setup_logging(verbose: bool = False) -> None:

@@ -8,7 +8,9 @@
 
 Each (method, order k, seed s) runs through ``ctr_plugin.experiments.run.run`` into
 OUTPUT_DIR/runs/<method>/order<k>_seed<s>/; a run whose results.json is complete is skipped, so an
-interrupted grid continues where it stopped and a grid can be extended. Order k is permutation k
+interrupted grid continues where it stopped and a grid can be extended, but only if it was made with
+this command's options and data (compared first: a finished run made with others is refused, naming
+both values, before anything trains). Order k is permutation k
 of the orders file beside the config (<config stem>.orders.yaml). Test sets are not capped unless
 --max-test-per-task says so (the config's max_test is lifted). Then OUTPUT_DIR gets table.md,
 table.tex, table.csv, comparisons.csv, heatmaps/<method>.png, final_scores.png and comparisons.png
@@ -23,7 +25,7 @@ import logging
 import time
 from pathlib import Path
 
-from ctr_plugin.commands.runner import run_main, setup_logging
+from ctr_plugin.commands.runner import run_main, setup_logging, whole_number
 from ctr_plugin.data.config import DEFAULT_SEQUENCE
 from ctr_plugin.experiments.settings import (
     OPTION_NAMES,
@@ -47,8 +49,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     p.add_argument("--data-root", help="directory relative file paths in --config resolve against")
     p.add_argument("--methods", nargs="+", default=list(METHODS), help="methods to run (default: all)")
-    p.add_argument("--orders", type=int, default=3, help="run the first K task orders of the orders file (default 3)")
-    p.add_argument("--seeds", type=int, default=1, help="run seeds 0..S-1 (default 1)")
+    p.add_argument(
+        "--orders", type=whole_number(1), default=3, help="run the first K task orders of the orders file (default 3)"
+    )
+    p.add_argument("--seeds", type=whole_number(1), default=1, help="run seeds 0..S-1 (default 1)")
     p.add_argument("--output-dir", required=True, help="where runs/ and the tables go")
     p.add_argument("--rebuild-only", action="store_true", help="only rebuild the tables from the runs already there")
     p.add_argument("--encoder", help="hub name or local model directory (default: the config's)")
@@ -98,6 +102,7 @@ def main(argv=None) -> int:
     from ctr_plugin.data import load_sequence_config, load_tasks, resolve_config, sequence_orders
     from ctr_plugin.errors import CTRError
     from ctr_plugin.experiments.output_dir import check_output_dir
+    from ctr_plugin.experiments.resume import check_reused_run
     from ctr_plugin.experiments.run import run
     from ctr_plugin.experiments.table_files import build_tables
     from ctr_plugin.experiments.tables import RUNS_DIR
@@ -149,20 +154,34 @@ def main(argv=None) -> int:
         def run_dir(k: int, s: int, m: str) -> Path:
             return output_dir / RUNS_DIR / m / f"order{k}_seed{s}"
 
-        done = sum(read_complete(run_dir(*cell)) is not None for cell in grid)
-        bar = tqdm(total=len(grid), initial=done, desc="grid", unit="run")
-        start = time.perf_counter()
         loaded: tuple[int, int, list] | None = None
-        for k, s, method in grid:
-            target = run_dir(k, s, method)
-            if read_complete(target) is not None:
-                continue
+
+        def tasks_for(k: int, s: int) -> list:
+            nonlocal loaded
             if loaded is None or loaded[:2] != (k, s):  # the data of one order and seed, loaded once
                 loaded = (k, s, load_tasks(tasks_of(k), seed=s))
+            return loaded[2]
+
+        # A finished run is reused only if this command would make the same one: its options and
+        # data are compared first, before anything trains (else the old runs are tabled as new).
+        finished = set()
+        for cell in grid:
+            recorded = read_complete(run_dir(*cell))
+            if recorded is not None:
+                k, s, method = cell
+                check_reused_run(run_dir(*cell), recorded, settings_of(method, s), tasks_for(k, s))
+                finished.add(cell)
+        done = len(finished)
+        bar = tqdm(total=len(grid), initial=done, desc="grid", unit="run")
+        start = time.perf_counter()
+        for k, s, method in grid:
+            target = run_dir(k, s, method)
+            if (k, s, method) in finished:
+                continue
             bar.set_postfix_str(f"{method} order {k} seed {s}")
             settings = settings_of(method, s)
             source = {"config": str(config_path), "sequence": sequence.name, "order": k, "tuned": args.tuned}
-            run(loaded[2], settings, target, source)
+            run(tasks_for(k, s), settings, target, source)
             bar.update(1)
         bar.close()
         log.info(

@@ -22,7 +22,7 @@ import logging
 import sys
 from pathlib import Path
 
-from ctr_plugin.commands.runner import run_main, setup_logging
+from ctr_plugin.commands.runner import run_main, setup_logging, whole_number
 from ctr_plugin.data.config import DEFAULT_SEQUENCE
 from ctr_plugin.experiments.settings import add_option_flags, build_settings, option_flags_given, select_tasks
 from ctr_plugin.experiments.tracking import REPORT_TO
@@ -46,7 +46,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         "(training options then default to those of the embedded default config)",
     )
     data.add_argument("--data-root", help="directory relative file paths in --config resolve against")
-    data.add_argument("--order", type=int, help="learn the tasks in permutation ORDER of the config's orders file")
+    data.add_argument(
+        "--order", type=whole_number(0), help="learn the tasks in permutation ORDER of the config's orders file"
+    )
     data.add_argument("--max-train-per-task", type=int, help="cap on training examples per task")
     data.add_argument("--max-test-per-task", type=int, help="cap on test examples per task")
     model = p.add_argument_group("model")

@@ -20,8 +20,9 @@ import dataclasses
 import json
 from pathlib import Path
 
-from ctr_plugin.commands.runner import run_main, setup_logging
+from ctr_plugin.commands.runner import run_main, setup_logging, whole_number
 from ctr_plugin.data.config import DEFAULT_SEQUENCE, is_package_data, resolve_config
+from ctr_plugin.options import MAX_SEED
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -34,16 +35,27 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--data-root", help="directory relative file paths in --config resolve against")
     p.add_argument("--methods", nargs="+", help="methods to tune (default: all)")
     p.add_argument(
-        "--trials", type=int, default=8, help="trials per method: the budget, the same for every method (default 8)"
+        "--trials",
+        type=whole_number(1),
+        default=8,
+        help="trials per method: the budget, the same for every method (default 8)",
     )
     p.add_argument(
-        "--tasks", type=int, default=3, help="K: train on the first K tasks, score after the K-th (default 3)"
+        "--tasks",
+        type=whole_number(1),
+        default=3,
+        help="K: train on the first K tasks, score after the K-th (default 3)",
     )
     p.add_argument(
-        "--max-train-per-task", type=int, default=200, help="cap on training examples per task (default 200)"
+        "--max-train-per-task",
+        type=int,
+        default=200,
+        help="cap on training examples per task (default 200)",
     )
     p.add_argument(
-        "--seed", type=int, help="data split, initialisation and sampler seed (default: the config's `seed:`, else 0)"
+        "--seed",
+        type=whole_number(0, MAX_SEED),
+        help="data split, initialisation and sampler seed (default: the config's `seed:`, else 0)",
     )
     p.add_argument("--encoder", help="hub name or local model directory (default: the config's)")
     p.add_argument("--storage", help="Optuna journal file (default: <config stem>.tuning.journal beside the config)")
@@ -66,6 +78,7 @@ def main(argv=None) -> int:
     from ctr_plugin.experiments.settings import base_options, select_tasks
     from ctr_plugin.experiments.tuning import (
         best_entry,
+        check_journal,
         describe_search_space,
         read_tuned,
         summarize_tuned,
@@ -82,8 +95,6 @@ def main(argv=None) -> int:
         for method in methods:
             print(f"{method}: {json.dumps(describe_search_space(method))}")
         return 0
-    if args.trials < 1 or args.tasks < 1:
-        raise CTRError(f"--trials and --tasks must be at least 1 (got {args.trials}, {args.tasks}).")
     config = resolve_config(args.config)
     sequence = load_sequence_config(config, data_root=args.data_root)
     if args.tasks > len(sequence.tasks):
@@ -99,6 +110,7 @@ def main(argv=None) -> int:
         # the file this command writes; else (an installed package, nothing tuned here yet) the shipped one
         print(summarize_tuned(read_tuned(output if output.is_file() or args.output else config.stem)))
         return 0
+    check_journal(storage)  # a journal Optuna cannot read, or would damage further: before any data loads
     training, plugin = base_options(
         sequence.training, f"the config {config}", {"seed": args.seed} if args.seed is not None else {}, progress=False
     )

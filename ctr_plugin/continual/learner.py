@@ -27,7 +27,7 @@ from ctr_plugin.continual.evaluation import evaluate
 from ctr_plugin.continual.loop import learn_next_task, run_sequence
 from ctr_plugin.continual.methods import METHODS, ContinualMethod, get_method
 from ctr_plugin.continual.results import ContinualResults
-from ctr_plugin.data.python import as_task_data
+from ctr_plugin.data.python import as_task_data, check_task_data
 from ctr_plugin.data.types import TaskData
 from ctr_plugin.encoders.loading import BUNDLED_ENCODER, load_encoder, resolve_encoder
 from ctr_plugin.errors import CTRError
@@ -66,7 +66,10 @@ def get_continual_model(
 
     ``encoder_or_name``: an encoder you loaded (``transformers.AutoModel``; the plugins go into
     it in place, peft-style, and its weights stay frozen), a hub name, a local directory, or
-    None for the bundled all-MiniLM-L6-v2. ``tokenizer`` defaults to the encoder's own.
+    None for the bundled all-MiniLM-L6-v2. A task model (``AutoModelForSequenceClassification``,
+    any ``*For*`` class) gives its base model, and the log names the head dropped; an encoder the
+    plugins cannot go into is refused before any work, naming what it lacks. ``tokenizer``
+    defaults to the encoder's own.
     ``config`` sizes the plugins (``PluginConfig``; default: the paper's sizes). ``method``
     (a name from ``METHODS`` or a method object) decides the plugin type: by default the method
     that trains ``config.plugin_type`` ("ctr" for the default config); a method whose plugin
@@ -85,13 +88,11 @@ def get_continual_model(
             f"or a method that trains {config.plugin_type!r} ({', '.join(fitting)})."
         )
     if isinstance(encoder_or_name, nn.Module):
-        encoder = encoder_or_name
+        from ctr_plugin.modeling.given_encoder import check_encoder, unwrap_encoder
+
+        encoder = unwrap_encoder(encoder_or_name)  # a *For* task model gives its base model (logged)
+        check_encoder(encoder, plugin_kind(type(method).plugin_type))  # before any work: names what it lacks
         name = getattr(encoder, "name_or_path", "") or getattr(getattr(encoder, "config", None), "_name_or_path", "")
-        if not hasattr(encoder, "config") or not hasattr(encoder, "get_input_embeddings"):
-            raise CTRError(
-                "The encoder must be a transformers model (e.g. AutoModel.from_pretrained(...)), "
-                f"got {type(encoder).__name__}."
-            )
         if tokenizer is None:
             from transformers import AutoTokenizer
 
@@ -231,6 +232,7 @@ class ContinualLearner:
                     name, train.label_names, train.train, train.validation, train.test, train.source, train.notes
                 )
             )
+            check_task_data(data)  # the checks as_task_data makes
         else:
             data = as_task_data(name, train, validation, test, labels, text_column, label_column, pair_column, source)
         self._check_can_continue()

@@ -84,9 +84,11 @@ def as_task_data(
             elif isinstance(y, int) and not isinstance(y, bool) and 0 <= y < len(label_names):
                 ids.append(int(y))
             else:
+                read = f" (read through its ClassLabel names {class_names[split]})" if class_names[split] else ""
                 raise DataError(
-                    f"Task {name!r}: the {split} label {y!r} (row {row}) is not one of the labels {list(label_names)} "
-                    f"(nor an id 0..{len(label_names) - 1}). Pass labels=[...] listing every class, in id order."
+                    f"Task {name!r}: the {split} label {y!r} (row {row}){read} is not one of the labels "
+                    f"{list(label_names)} (nor an id 0..{len(label_names) - 1}). Pass labels=[...] listing every "
+                    "class, in id order."
                 )
         rows[split] = Rows(texts, ids, pairs, [f"row {i}" for i in range(len(ids))], f"the `{split}` argument")
     has_pairs = [r.pairs is not None for r in rows.values()]

@@ -17,16 +17,18 @@ starts from. This module owns the resume and continuation policy:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import ctr_plugin.reporting.results as results_file
+from ctr_plugin.checkpoint.atomic import restore_interrupted_save
 from ctr_plugin.continual.evaluation import evaluate
 from ctr_plugin.continual.learner import get_continual_model
 from ctr_plugin.continual.results import ContinualResults
-from ctr_plugin.encoders.loading import recorded_encoder_name
+from ctr_plugin.encoders.loading import BUNDLED_ENCODER, recorded_encoder_name
 from ctr_plugin.errors import CheckpointError, CTRError
 from ctr_plugin.experiments.output_dir import CHECKPOINT_DIR
 from ctr_plugin.modeling.model import ContinualModel
@@ -39,7 +41,19 @@ if TYPE_CHECKING:  # run.py imports this module: the settings' type only, never 
 
 log = logging.getLogger(__name__)
 
-__all__ = ["RESUME_MUST_MATCH", "check_resumed_options", "directory_bytes", "earlier_tasks", "starting_point"]
+__all__ = [
+    "RESUME_MUST_MATCH",
+    "changed_data",
+    "changed_options",
+    "check_reused_run",
+    "check_resumed_data",
+    "check_resumed_options",
+    "check_vocabulary",
+    "data_fingerprints",
+    "directory_bytes",
+    "earlier_tasks",
+    "starting_point",
+]
 
 
 def starting_point(
@@ -53,6 +67,7 @@ def starting_point(
         model = _initial_model(tasks, settings, method)
         if settings.from_checkpoint:
             results = _retest_earlier_tasks(model, method, tasks, settings, accelerator)
+    check_vocabulary(model)
     pair = any(t.train.pairs is not None for t in tasks)
     check_max_length(
         settings.training.max_length,
@@ -65,6 +80,20 @@ def starting_point(
     return model, results
 
 
+def check_vocabulary(model: ContinualModel) -> None:
+    """Refuse an encoder whose tokenizer gives ids its embedding has no row for: training would
+    stop at the first such token with an index error, after the run had started writing."""
+    rows = model.encoder.get_input_embeddings().num_embeddings
+    ids = len(model.tokenizer)
+    if ids > rows:
+        raise CTRError(
+            f"The encoder {model.encoder_name} does not fit its tokenizer: the tokenizer has {ids} token ids, but the "
+            f"embedding has only {rows} rows, so a text with a token id >= {rows} cannot be encoded. Use the "
+            "tokenizer saved with the encoder, or resize the encoder's embedding to the tokenizer "
+            "(model.resize_token_embeddings(len(tokenizer)), then save both) and train again."
+        )
+
+
 def _resume_state(output_dir: Path, tasks, settings: RunSettings):
     """The model and results after the last task an interrupted run completed (None, None if none).
 
@@ -72,6 +101,7 @@ def _resume_state(output_dir: Path, tasks, settings: RunSettings):
     results saved inside it always belong to exactly the weights beside them.
     """
     checkpoint = output_dir / CHECKPOINT_DIR
+    restore_interrupted_save(checkpoint)  # a save cut between its two renames left it aside
     if not checkpoint.is_dir():
         log.info("No task of the interrupted run was completed: starting from the first task.")
         return None, None
@@ -83,12 +113,65 @@ def _resume_state(output_dir: Path, tasks, settings: RunSettings):
             f"{(progress or {}).get('tasks')}, but this command gives {names}. Resume with the same "
             f"config, order and datasets as the interrupted run, or start a new --output-dir."
         )
+    check_resumed_data(output_dir, ContinualModel.read_config(checkpoint).get("data_fingerprints"), tasks)
     model = ContinualModel.from_pretrained(checkpoint, encoder=settings.encoder)
     results = ContinualResults.from_dict(progress)
     if len(results.checkpoint_bytes) == results.completed_tasks - 1:  # measured after the checkpoint was written
         results.checkpoint_bytes.append(directory_bytes(checkpoint))
     log.info("Resuming %s after %d of %d tasks.", output_dir, results.completed_tasks, len(tasks))
     return model, results
+
+
+SPLITS = ("train", "validation", "test")
+
+
+def split_fingerprint(split) -> str:
+    """SHA-256 over a split's texts, second texts and labels, example by example, in order."""
+    digest = hashlib.sha256()
+    pairs = split.pairs if split.pairs is not None else [None] * len(split.texts)
+    for text, pair, label in zip(split.texts, pairs, split.labels, strict=True):
+        digest.update(json.dumps([text, pair, int(label)], ensure_ascii=False).encode() + b"\n")
+    return digest.hexdigest()
+
+
+def data_fingerprints(tasks) -> dict[str, dict[str, str]]:
+    """Per task, the fingerprint of each split (:func:`split_fingerprint`): what results.json and
+    the checkpoint record, so that a resumed run or a grid reusing a run can tell the data changed."""
+    return {t.name: {name: split_fingerprint(getattr(t, name)) for name in SPLITS} for t in tasks}
+
+
+def changed_data(recorded: dict, tasks) -> list[str]:
+    """The splits whose data differs from ``recorded`` (:func:`data_fingerprints`), each as
+    "task 'NAME' split (source)"; recorded tasks missing here are left to the task-name checks."""
+    now = data_fingerprints(tasks)
+    by_name = {t.name: t for t in tasks}
+    changed = []
+    for name, splits in recorded.items():
+        if name not in now:
+            continue
+        source = f" (from {by_name[name].source})" if by_name[name].source else ""
+        changed += [f"task {name!r} {split}{source}" for split in SPLITS if splits.get(split) != now[name][split]]
+    return changed
+
+
+def check_resumed_data(output_dir: Path, recorded: dict | None, tasks) -> None:
+    """Refuse to resume with data other than the interrupted run's: its completed tasks' rows of
+    the matrix were tested on the old test sets, so new ones would mix two test sets in one matrix."""
+    if recorded is None:
+        log.warning(
+            "The checkpoint in %s records no data fingerprints (an older version wrote it): whether the "
+            "data changed since the interrupted run cannot be checked.",
+            output_dir,
+        )
+        return
+    changed = changed_data(recorded, tasks)
+    if changed:
+        raise CTRError(
+            f"Cannot resume {output_dir}: the data changed since the interrupted run started "
+            f"({'; '.join(changed)}): its completed tasks were trained and tested on the old data, so the "
+            f"matrix would mix two data sets. Restore the data files, or start a new --output-dir. Nothing in "
+            f"{output_dir} was changed."
+        )
 
 
 RESUME_MUST_MATCH = ("method", "method_options", "encoder", "seed", "training")
@@ -104,10 +187,22 @@ def check_resumed_options(output_dir: Path, run: dict) -> None:
     path = output_dir / RESULTS_FILE
     if not path.is_file():
         return
-    recorded = results_file.read(path)
-    now = json.loads(json.dumps({k: run[k] for k in RESUME_MUST_MATCH}))  # tuples as lists, as recorded
+    changed = changed_options(results_file.read(path), run, RESUME_MUST_MATCH)
+    if changed:
+        raise CTRError(
+            f"Cannot resume {output_dir}: its completed tasks were trained with other options than this command "
+            f"now gives ({'; '.join(changed)}), e.g. because a config or tuned-options file changed since. "
+            "Restore that file to continue the run as it started, or start a new --output-dir. "
+            f"Nothing in {output_dir} was changed."
+        )
+
+
+def changed_options(recorded: dict, now: dict, keys) -> list[str]:
+    """Each option under ``keys`` whose value in the run record ``now`` differs from ``recorded``
+    (a results.json), as "key.option: OLD then, NEW now"; the progress bars are not compared."""
+    now = json.loads(json.dumps({k: now.get(k) for k in keys}))  # tuples as lists, as recorded
     changed = []
-    for key in RESUME_MUST_MATCH:
+    for key in keys:
         old, new = recorded.get(key), now[key]
         if key == "training":
             old, new = ({k: v for k, v in (d or {}).items() if k != "progress"} for d in (old, new))
@@ -119,12 +214,47 @@ def check_resumed_options(output_dir: Path, run: dict) -> None:
             ]
         elif old != new:
             changed.append(f"{key}: {old!r} then, {new!r} now")
+    return changed
+
+
+GRID_MUST_MATCH = (*RESUME_MUST_MATCH, "plugin")
+
+
+def settings_record(settings: RunSettings) -> dict:
+    """What a run made with ``settings`` records under :data:`GRID_MUST_MATCH` in its results.json,
+    known without loading the model: to compare with a run already on disk."""
+    method = settings.method
+    return {
+        "method": method.name,
+        "method_options": method.options(),
+        "encoder": recorded_encoder_name(settings.encoder) or BUNDLED_ENCODER,
+        "seed": settings.training.seed,
+        "training": settings.training.to_dict(),
+        "plugin": method.plugin_config(settings.plugin).to_dict(),
+    }
+
+
+def check_reused_run(run_dir: Path, recorded: dict, settings: RunSettings, tasks=None) -> None:
+    """Refuse to count the finished run in ``run_dir`` (its results.json ``recorded``) as this
+    command's when it was made with other options, or (``tasks`` given) on other data: a grid
+    would otherwise table the old runs under the new command."""
+    changed = changed_options(recorded, settings_record(settings), GRID_MUST_MATCH)
+    if tasks is not None:
+        fingerprints = (recorded.get("data") or {}).get("fingerprints")
+        if fingerprints is not None:
+            changed += [f"the data of {c}" for c in changed_data(fingerprints, tasks)]
+        else:  # written before fingerprints: the sizes at least
+            sizes = {
+                t.name: {"train": len(t.train), "validation": len(t.validation), "test": len(t.test)} for t in tasks
+            }
+            if recorded.get("task_sizes") != sizes:
+                changed.append(f"task_sizes: {recorded.get('task_sizes')} then, {sizes} now")
     if changed:
         raise CTRError(
-            f"Cannot resume {output_dir}: its completed tasks were trained with other options than this command "
-            f"now gives ({'; '.join(changed)}), e.g. because a config or tuned-options file changed since. "
-            "Restore that file to continue the run as it started, or start a new --output-dir. "
-            f"Nothing in {output_dir} was changed."
+            f"{run_dir} holds a finished run made with other options or data than this command gives "
+            f"({'; '.join(changed)}): it would be counted as done and tabled under this command. Give the options "
+            f"it was made with, use another --output-dir for the new ones, or delete {run_dir} (or the whole grid's "
+            "runs/) to make it again with them."
         )
 
 

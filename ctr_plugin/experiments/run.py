@@ -38,10 +38,23 @@ from ctr_plugin.continual.loop import seed_everything
 from ctr_plugin.continual.methods import ContinualMethod, get_method
 from ctr_plugin.continual.parallel import make_accelerator
 from ctr_plugin.continual.results import ContinualResults
-from ctr_plugin.errors import CTRError
-from ctr_plugin.experiments.output_dir import CHECKPOINT_DIR, COMMAND_FILE, OutputLock, check_output_dir
+from ctr_plugin.errors import CheckpointError, CTRError
+from ctr_plugin.experiments.output_dir import (
+    CHECKPOINT_DIR,
+    COMMAND_FILE,
+    OutputLock,
+    check_output_dir,
+    check_unchanged,
+    directory_state,
+)
 from ctr_plugin.experiments.provenance import provenance
-from ctr_plugin.experiments.resume import check_resumed_options, directory_bytes, earlier_tasks, starting_point
+from ctr_plugin.experiments.resume import (
+    check_resumed_options,
+    data_fingerprints,
+    directory_bytes,
+    earlier_tasks,
+    starting_point,
+)
 from ctr_plugin.experiments.tracking import check_report_to, finish_trackers, start_trackers, tracker_settings
 from ctr_plugin.modeling.model import ContinualModel
 from ctr_plugin.plugins import PluginConfig
@@ -118,6 +131,7 @@ def run(
     main = accelerator.is_main_process
     if not main:  # one log, not one per process
         logging.getLogger("ctr_plugin").setLevel(logging.WARNING)
+    state = directory_state(output_dir)  # what the checks see; compared again once the lock is held
     check_output_dir(
         output_dir, settings.overwrite, settings.resume, None if settings.resume else settings.from_checkpoint
     )
@@ -131,6 +145,8 @@ def run(
     accelerator.wait_for_everyone()  # every process has checked everything before the main one writes
     lock = OutputLock(output_dir).acquire() if main else None
     try:
+        if main:
+            check_unchanged(output_dir, state)  # no writer came and went while this one checked and loaded
         results, wall_seconds = _train_with_saving(
             model, method, tasks, results, settings, accelerator, output_dir, base, command
         )
@@ -159,7 +175,8 @@ def _run_record(
         "processes": accelerator.num_processes,
         "mixed_precision": accelerator.mixed_precision,
         "plugin": model.plugin_config.to_dict(),
-        "data": source or {},
+        # with the SHA-256 of every split, which --resume and ctr-tables compare
+        "data": (source or {}) | {"fingerprints": data_fingerprints(tasks)},
         "task_sizes": {
             t.name: {"train": len(t.train), "validation": len(t.validation), "test": len(t.test)} for t in tasks
         },
@@ -217,7 +234,12 @@ def _train_with_saving(
             replacing = False
         model.save_pretrained(
             output_dir / CHECKPOINT_DIR,
-            extra=learner.card_fields() | {"progress": results.to_dict(), "provenance": base["provenance"]},
+            extra=learner.card_fields()
+            | {
+                "progress": results.to_dict(),
+                "provenance": base["provenance"],
+                "data_fingerprints": base["data"]["fingerprints"],
+            },
         )
         saved["tasks"], saved["this_run"] = (
             results.completed_tasks,
@@ -237,6 +259,11 @@ def _train_with_saving(
         ) from None
     except KeyboardInterrupt:
         raise RunInterrupted(_state_after_failure(output_dir, tasks, saved, replacing)) from None
+    except CheckpointError as err:  # the save said what failed and what is on disk
+        raise CTRError(
+            f"Training stopped: {err} {_state_after_failure(output_dir, tasks, saved, replacing)} "
+            "Fix the cause, then continue."
+        ) from None
     except OSError as err:  # a full disk, a permission changed mid-run ...
         raise CTRError(
             f"Training stopped: writing {err.filename or output_dir} failed ({err.strerror or err}). "

@@ -28,7 +28,9 @@ holds training and plugin options::
 from __future__ import annotations
 
 import datetime
+import json
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
@@ -77,8 +79,92 @@ def _storage(path: Path):
     import optuna
     from optuna.storages.journal import JournalFileBackend
 
+    check_journal(path)  # before Optuna appends anything to it
     path.parent.mkdir(parents=True, exist_ok=True)
     return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+
+
+def _journal_problem(lines: list[bytes]) -> tuple[int, str] | None:
+    """The first record of a journal's ``lines`` that is not a whole Optuna record: (its line
+    number, from 1; what is wrong), or None when every line is one."""
+    for number, line in enumerate(lines, start=1):
+        if not line.endswith(b"\n"):
+            return number, "it is cut off (no line end)"
+        try:
+            record = json.loads(line)
+        except ValueError:
+            return number, "it is not a JSON record"
+        if not isinstance(record, dict) or "op_code" not in record:
+            return number, "it is JSON but not an Optuna journal record (no op_code)"
+    return None
+
+
+def check_journal(path: str | Path) -> None:
+    """Refuse a tuning journal Optuna would damage further or cannot read, before anything is appended.
+
+    A journal is one JSON record per line. A last record cut off by a kill (no line end) was never
+    read by Optuna; it is dropped (kept beside the journal in ``<journal>.cut-off``) with a
+    warning, because Optuna would otherwise append the next record onto the broken line and make
+    the whole journal unreadable. Anything else that is not a journal record, a file that is not a
+    journal at all and a path that is not a file are errors naming the path (and the line).
+    """
+    path = Path(path)
+    if not path.exists():
+        return
+    if not path.is_file():
+        raise CTRError(f"--storage {path} is not a file: name an Optuna journal file (it is created if missing).")
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise CTRError(f"Cannot read the tuning journal {path} ({err.strerror or err}).") from None
+    lines = [line + b"\n" for line in data.split(b"\n")]  # records end in "\n" only (JSON escapes the rest)
+    lines[-1] = lines[-1][:-1]
+    if not lines[-1]:
+        lines.pop()
+    problem = _journal_problem(lines)
+    if problem is None:
+        return
+    number, what = problem
+    head = b'{"op_code":'  # how Optuna begins every record
+    last = lines[-1]
+    cut_off_record = number == len(lines) and "cut off" in what and (last.startswith(head) or head.startswith(last))
+    if cut_off_record:
+        _drop_cut_off_record(path, len(data) - len(lines[-1]))
+        return
+    if number == 1:
+        raise CTRError(
+            f"--storage {path} is not an Optuna journal written by ctr-tune (line 1: {what}). Name another file "
+            "(a new one is created), or move this one away."
+        )
+    raise CTRError(
+        f"The tuning journal {path} is damaged at line {number} of {len(lines)}: {what}. Optuna cannot read past "
+        f"it, and ctr-tune appends nothing to a damaged journal. To keep the trials before it, cut the journal "
+        f"before that line (head -n {number - 1} {path} > fixed.journal, then pass --storage fixed.journal); "
+        "or name a new --storage file to tune from scratch."
+    )
+
+
+def _drop_cut_off_record(path: Path, keep: int) -> None:
+    """Cut the journal at byte ``keep`` (after its last whole record) under Optuna's own lock;
+    the cut-off bytes go to ``<journal>.cut-off``."""
+    from optuna.storages.journal import JournalFileSymlinkLock
+    from optuna.storages.journal._file import get_lock_file
+
+    with get_lock_file(JournalFileSymlinkLock(str(path))):
+        data = path.read_bytes()
+        if len(data) <= keep or data[:keep].count(b"\n") != data.count(b"\n"):
+            return  # another process finished or extended the journal meanwhile: nothing to drop
+        kept = path.with_name(path.name + ".cut-off")
+        kept.write_bytes(data[keep:])
+        os.truncate(path, keep)
+    log.warning(
+        "The tuning journal %s ended in a record cut off by an interruption (%d bytes, line %d, never read by "
+        "Optuna); it was dropped (kept in %s) so that new records start on a line of their own.",
+        path,
+        len(data) - keep,
+        data[:keep].count(b"\n") + 1,
+        kept,
+    )
 
 
 def tune_method(
@@ -250,6 +336,7 @@ def _short(value: Any) -> str:
 
 __all__ = [
     "best_entry",
+    "check_journal",
     "describe_search_space",
     "read_tuned",
     "summarize_tuned",

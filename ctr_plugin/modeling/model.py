@@ -7,6 +7,8 @@ seams are modules of their own, peft- and transformers-style:
 * ``task_weights.py`` keeps each task's own copy of shared weights (one model per task, bert_one);
 * ``prediction.py`` serves :meth:`ContinualModel.predict`;
 * ``training_rules.py`` warns when a HAT-masked model is trained outside its method's rules;
+* ``management.py``: peft's model management (trainable parameters, ``delete_task``,
+  ``disable_plugins``, ``unload``); ``given_encoder.py`` unwraps and checks the encoder handed in;
 * ``ctr_plugin/checkpoint/`` writes and reads checkpoints (``format.py``: plugins, heads, trained
   LayerNorms, HAT masks and the tokenizer; the frozen encoder is referenced, not copied) and
   the Hub (``hub.py``).
@@ -29,6 +31,8 @@ from ctr_plugin.checkpoint import hub
 from ctr_plugin.checkpoint.format import load_checkpoint, read_config, save_checkpoint
 from ctr_plugin.encoders.loading import BUNDLED_ENCODER, encoder_fingerprint
 from ctr_plugin.errors import CTRError, TaskError
+from ctr_plugin.modeling.given_encoder import check_encoder, unwrap_encoder
+from ctr_plugin.modeling.management import EncoderOriginals, ModelManagement
 from ctr_plugin.modeling.prediction import Prediction, predict
 from ctr_plugin.modeling.task_weights import TaskWeights
 from ctr_plugin.modeling.training_rules import TrainingRules
@@ -47,9 +51,10 @@ def default_head_dropout(config) -> float:
     return 0.1
 
 
-class ContinualModel(TrainingRules, nn.Module):
+class ContinualModel(TrainingRules, ModelManagement, nn.Module):
     """Encoder + plugins + per-task heads. The task of each example is given by its task id.
-    ``method_rules`` (training under a method's rules) comes from ``training_rules.TrainingRules``."""
+    ``method_rules`` (training under a method's rules) comes from ``training_rules.TrainingRules``;
+    ``delete_task``, ``disable_plugins``, ``unload`` and the parameter counts from ``management.py``."""
 
     def __init__(
         self,
@@ -64,14 +69,18 @@ class ContinualModel(TrainingRules, nn.Module):
         place); ``"none"`` injects nothing (frozen-encoder heads, or full fine-tuning with
         ``train_encoder=True``, in which case checkpoints hold the encoder too). ``head_dropout``
         defaults to the encoder config's, as in ``BertForSequenceClassification``
-        (``classifier_dropout``, else ``hidden_dropout_prob``, else 0.1)."""
+        (``classifier_dropout``, else ``hidden_dropout_prob``, else 0.1). A transformers task model
+        (``*ForSequenceClassification``, ...) gives its base model; an encoder the kind cannot
+        serve is refused before any work (``given_encoder.py``)."""
         super().__init__()
+        encoder = unwrap_encoder(encoder)
         if any(isinstance(m, Plugin) for m in encoder.modules()) or lora_layers(encoder):
             raise CTRError(
                 "This encoder already carries plugins (it belongs to another ContinualModel), so they would be "
                 "injected twice. Pass a freshly loaded encoder (or a copy.deepcopy of one taken before any plugin "
                 "was injected)."
             )
+        check_encoder(encoder, plugin_kind(plugin_config.plugin_type))
         self.encoder = encoder
         self.tokenizer = tokenizer
         self.plugin_config = plugin_config
@@ -83,8 +92,10 @@ class ContinualModel(TrainingRules, nn.Module):
         # Taken before any training: a fine-tuned encoder (train_encoder) must still match the
         # fresh one a checkpoint is loaded onto.
         self.encoder_fingerprint = encoder_fingerprint(encoder)
+        originals = EncoderOriginals(encoder)  # its own weights as given: management.py puts them back
         self.encoder.requires_grad_(train_encoder)
         self.kind.inject(self)
+        self._encoder_originals: EncoderOriginals | None = originals.keep_trained(train_encoder)
         self.head_dropout = nn.Dropout(default_head_dropout(encoder.config) if head_dropout is None else head_dropout)
         self.heads = nn.ModuleList()
         self.task_names: list[str] = []
@@ -194,6 +205,7 @@ class ContinualModel(TrainingRules, nn.Module):
         temperature is ``self.context.s`` (s_max; HAT's training rules anneal it with
         ``self.context.using(s=...)``).
         """
+        self._refuse_if_unloaded("run the model")
         if task_ids is None:
             raise TaskError(
                 "ContinualModel.forward needs task_ids: a (batch,) tensor of task ids, one per example "
@@ -214,7 +226,8 @@ class ContinualModel(TrainingRules, nn.Module):
         self.context.token_mask = attention_mask.to(self.encoder.dtype)
         self.context.active_tasks = int(task_ids.max()) + 1
         try:
-            out = self.encoder(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
+            types = {} if token_type_ids is None else {"token_type_ids": token_type_ids}  # DistilBERT takes none
+            out = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **types)
         finally:
             self.context.task_ids = self.context.token_mask = None
         pooled = self.head_dropout(self._pool(out, attention_mask))
@@ -273,6 +286,7 @@ class ContinualModel(TrainingRules, nn.Module):
         Written atomically: a complete new directory replaces the old one, so a crash at any
         moment leaves either the old or the new checkpoint, never a mix. The config records the
         weights file's SHA-256, so that a foreign file of the same shapes is refused."""
+        self._refuse_if_unloaded("save the model")
         save_checkpoint(self, directory, extra)
 
     def push_to_hub(
@@ -291,6 +305,7 @@ class ContinualModel(TrainingRules, nn.Module):
         never uploaded (a model that fine-tunes its encoder, ``bert_ncl``/``bert_one``, holds its
         trained weights in ``plugins.safetensors``). Load it back with
         ``ContinualModel.from_pretrained(repo_id, encoder=...)``."""
+        self._refuse_if_unloaded("push the model")
         return hub.push_to_hub(self, repo_id, extra, private, token, revision, commit_message, create_pr)
 
     @staticmethod

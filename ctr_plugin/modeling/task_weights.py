@@ -48,6 +48,17 @@ class TaskWeights(Mapping[int, dict[str, torch.Tensor]]):
         self._copies = dict(copies)
         self._in_place = None
 
+    def drop(self, task: int) -> None:
+        """Forget task ``task`` (deleted from the model): its copy goes, the later tasks' copies take
+        the ids one lower, as the tasks do."""
+
+        def shift(by_task: dict) -> dict:
+            return {t - (t > task): value for t, value in by_task.items() if t != task}
+
+        self._copies, self._refused = shift(self._copies), shift(self._refused)
+        if self._in_place is not None:
+            self._in_place = None if self._in_place == task else self._in_place - (self._in_place > task)
+
     @torch.no_grad()
     def put_in_place(self, weights: dict[str, torch.Tensor], task: int | None = None) -> None:
         """Copy ``weights`` into the model's parameters of those names; ``task``: whose they are."""

@@ -48,6 +48,10 @@ class PerTaskAdapterPlugin(Plugin):
         self.adapters.append(AdapterPlugin(self.config, self.hidden_size, self.context))
         super().add_task()
 
+    def remove_task(self, task: int) -> None:
+        del self.adapters[task]  # the later tasks' adapters move down one place, as their task ids do
+        super().remove_task(task)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x (B, L, d) -> (B, L, d): example b through the adapter of task ``task_ids[b]``."""
         task_ids, _ = self.context.require()

@@ -74,6 +74,27 @@ def _every_task(module: nn.Module, name: str, axis: int) -> torch.Tensor:
     return param if frozen is None else torch.cat((frozen, param), axis)
 
 
+def _drop_task(module: nn.Module, name: str, axis: int, start: int, width: int) -> None:
+    """Cut the ``width`` entries from ``start`` along ``axis`` (one task's part) out of the per-task
+    tensor ``name`` of ``module`` (out of ``<name>_frozen`` where that part sits there)."""
+
+    def cut(t: torch.Tensor, at: int) -> torch.Tensor:
+        return torch.cat((t.narrow(axis, 0, at), t.narrow(axis, at + width, t.shape[axis] - at - width)), axis)
+
+    frozen = getattr(module, f"{name}_frozen", None)
+    if frozen is not None and start < frozen.shape[axis]:
+        setattr(module, f"{name}_frozen", cut(frozen, start))
+        return
+    param = getattr(module, name)
+    start -= 0 if frozen is None else frozen.shape[axis]
+    kept = cut(param.detach(), start)
+    if frozen is not None and kept.shape[axis] == 0 and frozen.shape[axis] > 0:
+        # the newest task left: as after add_task, the parameter holds the (now) newest task's part
+        kept = frozen.narrow(axis, frozen.shape[axis] - width, width)
+        setattr(module, f"{name}_frozen", frozen.narrow(axis, 0, frozen.shape[axis] - width))
+    setattr(module, name, nn.Parameter(kept.clone(), requires_grad=param.requires_grad))
+
+
 class TaskCapsules(nn.Module):
     """TK-layer: one small 2-layer network per learned task, p_i = TK_i(x), (B, L, c).
 
@@ -105,6 +126,11 @@ class TaskCapsules(nn.Module):
             ("b2", _uniform(c, fan_in=k)),
         ):
             _append_task(self, name, part, self.task_axes[name])
+
+    def remove_task(self, task: int) -> None:
+        k, c = self.capsule_hidden, self.capsule_size
+        for name, width in (("w1", k), ("b1", k), ("w2", 1), ("b2", c)):
+            _drop_task(self, name, self.task_axes[name], task * width, width)
 
     def every_task(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """(w1 (d, T*k), b1 (T*k,), w2 (T, k, c), b2 (T*c,)) over every learned task."""
@@ -186,6 +212,9 @@ class TransferRouting(nn.Module):
         c = self.capsule_size
         _append_task(self, "routes", _uniform(1, self.num_capsules, c, c, fan_in=c), 0)
 
+    def remove_task(self, task: int) -> None:
+        _drop_task(self, "routes", 0, task, 1)
+
     def every_route(self) -> torch.Tensor:
         """W_ij of every learned task i, (T, N, c, c)."""
         return _every_task(self, "routes", 0)
@@ -235,6 +264,19 @@ class TaskMasks(nn.Module):
     def add_task(self) -> None:
         for size, per_task in zip(self.sizes, self.embeddings):
             per_task.append(nn.Parameter(torch.randn(size) * self.init_std + self.init_mean))  # HAT: N(0, 1)
+
+    @torch.no_grad()
+    def remove_task(self, task: int, s_max: float) -> None:
+        """Drop task ``task``'s embeddings; the units only it claimed in m_pre are freed:
+        m_pre = min(m_pre, max of the remaining tasks' masks at s_max), so every remaining learned
+        task's units stay claimed (its mask is under both) and no unit is newly claimed."""
+        for i, per_task in enumerate(self.embeddings):
+            kept = [e for t, e in enumerate(per_task) if t != task]
+            self.embeddings[i] = nn.ParameterList(kept)
+            remaining = (
+                torch.sigmoid(s_max * torch.stack(kept)).amax(0) if kept else torch.zeros_like(self.cumulative(i))
+            )
+            self.cumulative(i).copy_(torch.minimum(self.cumulative(i), remaining))
 
     def cumulative(self, i: int) -> torch.Tensor:
         return getattr(self, f"cumulative_{i}")
@@ -287,6 +329,23 @@ class CTRPlugin(Plugin):
             self.transfer_routing.add_task()
         self.masks.add_task()
         super().add_task()
+
+    def task_removal_refused(self, task: int) -> str | None:
+        if self.knowledge_sharing and task != self.num_tasks - 1:
+            return (
+                "CTR's knowledge sharing module is shared across tasks: every later task routes through this "
+                "task's capsule (its transfer routing reads the capsules of every task up to its own, and sums "
+                "those whose transfer decision is on), so removing it would change the later tasks' predictions. "
+                "Only the last-added task can be deleted from a ctr model (no earlier task reads its parts)"
+            )
+        return None
+
+    def remove_task(self, task: int) -> None:
+        if self.knowledge_sharing:
+            self.task_capsules.remove_task(task)
+            self.transfer_routing.remove_task(task)
+        self.masks.remove_task(task, self.config.s_max)
+        super().remove_task(task)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         task_ids, token_mask = self.context.require()

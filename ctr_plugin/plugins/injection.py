@@ -6,11 +6,15 @@ shape): ``LayerNorm(dropout(dense(x)) + residual)``. The sublayer's ``dropout`` 
 by a wrapper that keeps it and applies the plugin to its output, which gives exactly
 
     h = plugin(dropout(dense(x)));  out = LayerNorm(h + residual)
+
+:func:`plugins_disabled` bypasses the plugins for a while (peft's ``disable_adapter``) and
+:func:`remove_plugins` undoes the wrappers, giving the sublayers their own dropout back.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 import torch
@@ -23,15 +27,17 @@ if TYPE_CHECKING:
 
 
 class PluggedDropout(nn.Module):
-    """The sublayer's own dropout followed by a plugin."""
+    """The sublayer's own dropout followed by a plugin (bypassed while ``active`` is False)."""
 
     def __init__(self, dropout: nn.Module, plugin: Plugin):
         super().__init__()
         self.dropout = dropout
         self.plugin = plugin
+        self.active = True
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        return self.plugin(self.dropout(hidden_states))
+        hidden_states = self.dropout(hidden_states)
+        return self.plugin(hidden_states) if self.active else hidden_states
 
 
 def _is_output_sublayer(module: nn.Module, hidden_size: int) -> bool:
@@ -73,3 +79,24 @@ def inject_plugins(encoder: nn.Module, hidden_size: int, make_plugin: Callable[[
             raise CTRError("This encoder already carries plugins: build the model from a fresh encoder.")
         module.dropout = PluggedDropout(module.dropout, make_plugin())
     return [module.LayerNorm for _, module in sublayers]
+
+
+@contextlib.contextmanager
+def plugins_disabled(encoder: nn.Module) -> Iterator[None]:
+    """Inside the block every plugin of ``encoder`` is bypassed (the sublayer's own dropout only);
+    each is as it was after the block, also when the block raises."""
+    wrappers = [m for m in encoder.modules() if isinstance(m, PluggedDropout)]
+    before = [w.active for w in wrappers]
+    for wrapper in wrappers:
+        wrapper.active = False
+    try:
+        yield
+    finally:
+        for wrapper, active in zip(wrappers, before):
+            wrapper.active = active
+
+
+def remove_plugins(encoder: nn.Module) -> None:
+    """Undo :func:`inject_plugins`: every plugged sublayer gets its own dropout module back."""
+    for _, module in plugged_sublayers(encoder):
+        module.dropout = module.dropout.dropout

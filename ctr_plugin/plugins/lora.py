@@ -4,12 +4,16 @@ every attention query and value projection, trained task after task: ``lora_ncl`
 an adapter is added per task, and a forward pre-hook on each LoRA layer chooses them per example).
 
 Unlike the sublayer plugins, LoRA is no :class:`~ctr_plugin.plugins.Plugin` module: peft wraps the
-projections in place.
+projections in place. :func:`lora_disabled` bypasses the LoRA layers for a while and
+:func:`remove_lora` puts the encoder's own projections back (peft's ``disable_adapter`` and
+``unload``); :func:`delete_lora_task` deletes one task's adapter of ``lora_per_task``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import warnings
+from collections.abc import Iterator
 from functools import partial
 from typing import TYPE_CHECKING, ClassVar
 
@@ -29,14 +33,8 @@ def inject_lora(encoder: nn.Module, config: PluginConfig, adapter_name: str = "d
     projection, in place, through peft, as the adapter ``adapter_name`` (another name adds one
     more adapter beside the first); everything else in the encoder stays frozen."""
     from peft import LoraConfig, inject_adapter_in_model
-    from peft.tuners.lora import LoraLayer
 
-    targets = [
-        n
-        for n, m in encoder.named_modules()
-        if n.rsplit(".", 1)[-1] in ("query", "value") and isinstance(m, (nn.Linear, LoraLayer))
-    ]
-    if not targets:
+    if not lora_targets(encoder):
         raise CTRError(
             f"LoRA goes on the attention `query` and `value` projections, and the encoder {type(encoder).__name__} "
             f"({encoder.config.model_type}) has no modules of those names (DistilBERT, for one, calls them q_lin / "
@@ -48,13 +46,78 @@ def inject_lora(encoder: nn.Module, config: PluginConfig, adapter_name: str = "d
     inject_adapter_in_model(lora, encoder, adapter_name=adapter_name)
 
 
-def lora_layers(encoder: nn.Module) -> list[nn.Module]:
-    """The encoder's peft LoRA layers (none unless ``plugin_type`` is "lora" or "lora_per_task")."""
+def lora_targets(encoder: nn.Module) -> list[str]:
+    """The names of the attention query and value projections LoRA goes on."""
+    return [
+        n
+        for n, m in encoder.named_modules()
+        if n.rsplit(".", 1)[-1] in ("query", "value") and (isinstance(m, nn.Linear) or _is_lora(m))
+    ]
+
+
+def _is_lora(module: nn.Module) -> bool:
     try:
         from peft.tuners.lora import LoraLayer
     except ImportError:
-        return []
-    return [m for m in encoder.modules() if isinstance(m, LoraLayer)]
+        return False
+    return isinstance(module, LoraLayer)
+
+
+def lora_layers(encoder: nn.Module) -> list[nn.Module]:
+    """The encoder's peft LoRA layers (none unless ``plugin_type`` is "lora" or "lora_per_task")."""
+    return [m for m in encoder.modules() if _is_lora(m)]
+
+
+@contextlib.contextmanager
+def lora_disabled(encoder: nn.Module) -> Iterator[None]:
+    """Inside the block every LoRA layer of ``encoder`` runs its base layer alone (peft's
+    ``enable_adapters(False)``); afterwards each is enabled again with the trainability it had."""
+    layers = lora_layers(encoder)
+    trainable = [(p, p.requires_grad) for layer in layers for p in layer.parameters()]
+    enabled = [not layer.disable_adapters for layer in layers]
+    for layer in layers:
+        layer.enable_adapters(False)
+    try:
+        yield
+    finally:
+        for layer, was_enabled in zip(layers, enabled):
+            layer.enable_adapters(was_enabled)
+        for param, flag in trainable:
+            param.requires_grad_(flag)
+
+
+def remove_lora(encoder: nn.Module) -> None:
+    """Put the encoder's own projection back in the place of every LoRA layer (peft's ``unload``,
+    without merging) and forget peft's config on the encoder."""
+    for name, layer in [(n, m) for n, m in encoder.named_modules() if _is_lora(m)]:
+        parent, _, child = name.rpartition(".")
+        setattr(encoder.get_submodule(parent), child, layer.get_base_layer())
+    if "peft_config" in vars(encoder):
+        del encoder.peft_config
+
+
+def delete_lora_task(encoder: nn.Module, task: int, num_tasks: int) -> None:
+    """Delete the adapter ``task_<task>`` of every LoRA layer and give each later task's adapter
+    the name of its new task id (``task_<id - 1>``), everywhere peft keeps adapters by name."""
+    names = {f"task_{t}": (f"task_{t - 1}" if t > task else f"task_{t}") for t in range(num_tasks) if t != task}
+
+    def renamed(container) -> None:
+        items = [(names[k], v) for k, v in container.items() if k in names]
+        container.clear()
+        container.update(items)
+
+    merged = sorted({a for layer in lora_layers(encoder) for a in layer.merged_adapters})
+    if merged:
+        raise CTRError(f"LoRA adapters {merged} are merged into the encoder: unmerge them before deleting a task.")
+    for layer in lora_layers(encoder):
+        for attr in (*layer.adapter_layer_names, *layer.other_param_names):
+            container = getattr(layer, attr, None)
+            if hasattr(container, "items") and len(container):
+                renamed(container)
+        active = [names[a] for a in layer.active_adapters if a in names] or list(layer.lora_A)[-1:]
+        layer._active_adapter = active  # peft's own attribute; set_adapter would change what trains
+    if isinstance(getattr(encoder, "peft_config", None), dict):
+        renamed(encoder.peft_config)
 
 
 class LoraKind(PluginKind):
@@ -64,6 +127,17 @@ class LoraKind(PluginKind):
 
     def inject(self, model: ContinualModel) -> None:
         inject_lora(model.encoder, model.plugin_config)
+
+    def missing(self, encoder: nn.Module, hidden_size: int) -> str | None:
+        if lora_targets(encoder):
+            return None
+        return "attention projections named `query` and `value`, where LoRA goes (DistilBERT calls them q_lin, v_lin)"
+
+    def disabled(self, model: ContinualModel) -> contextlib.AbstractContextManager:
+        return lora_disabled(model.encoder)
+
+    def remove(self, model: ContinualModel) -> None:
+        remove_lora(model.encoder)
 
     def saved_prefixes(self, model: ContinualModel) -> list[str]:
         names = {id(m): n for n, m in model.named_modules()}
@@ -79,6 +153,9 @@ class LoraPerTaskKind(LoraKind):
 
     def inject(self, model: ContinualModel) -> None:
         """Nothing yet: each task brings its adapter."""
+
+    def delete_task(self, model: ContinualModel, task: int) -> None:
+        delete_lora_task(model.encoder, task, model.num_tasks)
 
     def add_task(self, model: ContinualModel, task: int) -> None:
         with warnings.catch_warnings():  # peft warns that a second adapter makes several: that is the point

@@ -6,6 +6,9 @@ A kind knows
 * how it is put into a ``ContinualModel``'s encoder (:meth:`PluginKind.inject`),
 * what it does when the model takes one more task (:meth:`PluginKind.add_task`),
 * which parts of the model a checkpoint holds for it (:meth:`PluginKind.saved_prefixes`),
+* what the encoder must have for it (:meth:`PluginKind.missing`), and how it is bypassed
+  (:meth:`PluginKind.disabled`), taken out again (:meth:`PluginKind.remove`) and how one task's
+  parts are deleted (:meth:`PluginKind.delete_task`, after :meth:`PluginKind.delete_task_refused`),
 * whether HAT masks it (``hat_masked``: training it outside HAT's rules forgets, and warns),
 * and the method that trains it when none is named (``default_method``).
 
@@ -21,11 +24,20 @@ and ``hat_adapter`` in ``ctr.py``, ``adapter`` and ``adapter_per_task`` in ``ada
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, ClassVar
 
+from torch import nn
+
 from ctr_plugin.errors import CTRError
-from ctr_plugin.plugins.injection import inject_plugins, plugged_sublayers
+from ctr_plugin.plugins.injection import (
+    inject_plugins,
+    output_sublayers,
+    plugged_sublayers,
+    plugins_disabled,
+    remove_plugins,
+)
 
 if TYPE_CHECKING:
     from ctr_plugin.modeling.model import ContinualModel
@@ -71,6 +83,25 @@ class PluginKind:
         and a fine-tuned encoder are the model's own)."""
         return []
 
+    def missing(self, encoder: nn.Module, hidden_size: int) -> str | None:
+        """What ``encoder`` lacks for this kind's modules (a phrase), or None if it can carry them."""
+        return None
+
+    def delete_task_refused(self, model: ContinualModel, task: int) -> str | None:
+        """Why deleting task ``task``'s parts would change the other tasks' outputs or cannot be
+        done (a sentence), or None when :meth:`delete_task` may."""
+        return None
+
+    def delete_task(self, model: ContinualModel, task: int) -> None:
+        """Remove task ``task``'s parts; the later tasks' parts take the ids one lower."""
+
+    def disabled(self, model: ContinualModel) -> contextlib.AbstractContextManager:
+        """A context inside which the encoder runs as if this kind had put nothing into it."""
+        return contextlib.nullcontext()
+
+    def remove(self, model: ContinualModel) -> None:
+        """Take this kind's modules out of ``model.encoder`` again, leaving the encoder's own modules."""
+
 
 KIND_CLASSES[PluginKind.placement] = PluginKind
 
@@ -105,6 +136,27 @@ class SublayerKind(PluginKind):
         for plugin in model.plugins:
             plugin.add_task()
             plugin.to(model.device)
+
+    def missing(self, encoder: nn.Module, hidden_size: int) -> str | None:
+        if output_sublayers(encoder, hidden_size):
+            return None
+        return (
+            f"BERT-style output sublayers (a module with `dense`, `dropout` and `LayerNorm` mapping to hidden size "
+            f"{hidden_size}), where the {self.name!r} plugins go"
+        )
+
+    def delete_task_refused(self, model: ContinualModel, task: int) -> str | None:
+        return next(filter(None, (plugin.task_removal_refused(task) for plugin in model.plugins)), None)
+
+    def delete_task(self, model: ContinualModel, task: int) -> None:
+        for plugin in model.plugins:
+            plugin.remove_task(task)
+
+    def disabled(self, model: ContinualModel) -> contextlib.AbstractContextManager:
+        return plugins_disabled(model.encoder)
+
+    def remove(self, model: ContinualModel) -> None:
+        remove_plugins(model.encoder)
 
     def saved_prefixes(self, model: ContinualModel) -> list[str]:
         prefixes = []
