@@ -29,9 +29,9 @@ from ctr_plugin.plugins import routing_ops as after
 
 
 def load_revision(rev: str):
-    """The routing kernel's module at ``rev``: ``plugins/routing_ops.py``, or ``plugins/ctr.py`` where it lived
+    """The routing kernel's module at ``rev``: ``plugins/routing_ops.py``, or ``plugins/ctr_layer.py`` where it lived
     before."""
-    for path in ("ctr_plugin/plugins/routing_ops.py", "ctr_plugin/plugins/ctr.py"):
+    for path in ("ctr_plugin/plugins/routing_ops.py", "ctr_plugin/plugins/ctr_layer.py"):
         shown = subprocess.run(["git", "show", f"{rev}:{path}"], capture_output=True, text=True)
         if shown.returncode == 0:
             break

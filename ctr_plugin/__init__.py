@@ -13,10 +13,10 @@
 """
 
 from ctr_plugin._version import __version__ as __version__
-from ctr_plugin.continual.config import TrainingConfig
 from ctr_plugin.continual.learner import ContinualLearner, get_continual_model
 from ctr_plugin.continual.methods import METHODS, ContinualMethod, get_method
-from ctr_plugin.continual.results import ContinualResults
+from ctr_plugin.continual.progress import ContinualResults
+from ctr_plugin.continual.training_config import TrainingConfig
 from ctr_plugin.data.python import as_task_data
 from ctr_plugin.errors import CheckpointError, CTRError, DataError, TaskError
 from ctr_plugin.modeling.model import ContinualModel

@@ -159,7 +159,7 @@ def _config_hint(name: str) -> str:
 
 
 def check_training_config(config: Any) -> None:
-    """The checks of :class:`~ctr_plugin.continual.config.TrainingConfig` (called on construction)."""
+    """The checks of :class:`~ctr_plugin.continual.training_config.TrainingConfig` (called on construction)."""
     check_fields(
         config,
         "Training option",
@@ -174,7 +174,7 @@ def check_training_config(config: Any) -> None:
 
 
 def check_plugin_config(config: Any) -> None:
-    """The checks of :class:`~ctr_plugin.plugins.base.PluginConfig` (called on construction)."""
+    """The checks of :class:`~ctr_plugin.plugins.plugin.PluginConfig` (called on construction)."""
     check_fields(config, "Plugin option", _config_hint)
 
 

@@ -20,8 +20,8 @@ import pytest
 import torch
 
 from ctr_plugin.checkpoint.format import CONFIG_FILE, WEIGHTS_FILE
-from ctr_plugin.continual.config import TrainingConfig
 from ctr_plugin.continual.evaluation import evaluate
+from ctr_plugin.continual.training_config import TrainingConfig
 from ctr_plugin.data import TaskSpec, build_task, load_sequence_config
 from ctr_plugin.encoders.loading import load_encoder
 from ctr_plugin.errors import CheckpointError, CTRError, DataError, TaskError

@@ -20,7 +20,7 @@ import torch
 from safetensors.torch import load_file
 
 from ctr_plugin.checkpoint.format import CARD_FILE, CONFIG_FILE, FORMAT_VERSION, WEIGHTS_FILE
-from ctr_plugin.checkpoint.relabel import relabel_task
+from ctr_plugin.checkpoint.relabelling import relabel_task
 from ctr_plugin.encoders.loading import load_encoder
 from ctr_plugin.errors import CheckpointError, TaskError
 from ctr_plugin.modeling.model import ContinualModel

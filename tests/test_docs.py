@@ -2,7 +2,7 @@
 
 Every path they name (``ctr_plugin/...``, ``scripts/...``, ``tests/...``, ``data_configs/...``,
 ``reproducibility/...``, ``benchmarks/...``, ``docs/...``; and a module named inside its room, such as
-``plugins/ctr.py`` or ``methods/ctr.py``) exists, and every relative link resolves. The figures the
+``plugins/ctr_layer.py`` or ``methods/ctr.py``) exists, and every relative link resolves. The figures the
 docs quote are checked in ``test_published_tables.py``. These tests read files only: they do not
 import the package.
 """
@@ -63,7 +63,10 @@ def test_the_path_checks_see_the_paths():
     readme = (ROOT / "README.md").read_text()
     assert "ctr_plugin/experiments/settings.py" in named_paths("see `ctr_plugin/experiments/settings.py`.")
     assert not named_paths("DIR/checkpoint/ and reproducibility/<sequence>/runs/")
-    assert ROOM_MODULE.findall("`plugins/ctr.py` and `methods/ctr.py`") == ["plugins/ctr.py", "methods/ctr.py"]
+    assert ROOM_MODULE.findall("`plugins/ctr_layer.py` and `methods/ctr.py`") == [
+        "plugins/ctr_layer.py",
+        "methods/ctr.py",
+    ]
     assert len(LINK.findall(readme)) >= 10
 
 

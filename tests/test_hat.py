@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from ctr_plugin.continual import hat
-from ctr_plugin.continual.config import TrainingConfig
 from ctr_plugin.continual.loop import run_sequence
 from ctr_plugin.continual.methods import Step, get_method
+from ctr_plugin.continual.training_config import TrainingConfig
 from ctr_plugin.encoders.loading import load_encoder
 from ctr_plugin.errors import CTRError
 from ctr_plugin.plugins import PluginConfig

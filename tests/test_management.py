@@ -15,13 +15,13 @@ import torch
 from torch import nn
 from transformers import AutoModel, BertForSequenceClassification
 
-from ctr_plugin.continual.config import TrainingConfig
 from ctr_plugin.continual.learner import ContinualLearner, get_continual_model
+from ctr_plugin.continual.training_config import TrainingConfig
 from ctr_plugin.errors import CTRError, TaskError
 from ctr_plugin.modeling.model import ContinualModel
-from ctr_plugin.plugins.base import Plugin
 from ctr_plugin.plugins.injection import PluggedDropout
 from ctr_plugin.plugins.lora import lora_layers
+from ctr_plugin.plugins.plugin import Plugin
 from ctr_plugin.plugins.registry import PLUGIN_KINDS, SublayerKind, register_kind
 
 from conftest import TINY_PLUGIN, keyword_task

@@ -9,11 +9,11 @@ import json
 import pytest
 import torch
 
-from ctr_plugin.continual.config import TrainingConfig
 from ctr_plugin.continual.evaluation import evaluate
 from ctr_plugin.continual.loop import run_sequence
 from ctr_plugin.continual.methods import METHODS, get_method
 from ctr_plugin.continual.methods.base import shared_parameters
+from ctr_plugin.continual.training_config import TrainingConfig
 from ctr_plugin.encoders.loading import load_encoder
 from ctr_plugin.errors import CTRError
 from ctr_plugin.experiments.run import RunSettings, run

@@ -105,7 +105,7 @@ def test_old_runs_without_cost_records_get_the_accuracy_metrics_computed_from_th
 
 
 def test_a_run_records_the_parameters_and_checkpoint_bytes_each_task_adds(tiny_bert_dir, three_tasks, tmp_path):
-    from ctr_plugin.continual.config import TrainingConfig
+    from ctr_plugin.continual.training_config import TrainingConfig
     from ctr_plugin.experiments.resume import directory_bytes
     from ctr_plugin.experiments.run import RunSettings, run
 

@@ -64,8 +64,8 @@ def sections(text: str) -> dict[str, str]:
 
 @pytest.mark.parametrize("grid", GRIDS, ids=lambda g: g.name)
 def test_each_committed_table_rebuilds_from_its_committed_runs(grid, tmp_path):
-    from ctr_plugin.experiments.table_files import write_comparisons_csv, write_csv
-    from ctr_plugin.experiments.tables import compare_methods, load_runs, summarize_runs
+    from ctr_plugin.experiments.grid_summary import compare_methods, load_runs, summarize_runs
+    from ctr_plugin.experiments.grid_tables import write_comparisons_csv, write_csv
 
     runs = load_runs(grid)
     write_csv(summarize_runs(runs), tmp_path / "table.csv")

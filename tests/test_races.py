@@ -110,7 +110,7 @@ def test_a_pid_reused_by_another_process_is_a_stale_lock(tmp_path, caplog):
 def test_a_writer_that_came_and_went_while_this_one_loaded_is_noticed(tiny_bert_dir, tmp_path):
     """Both runs passed their checks on an empty directory; the other one finished while this one
     loaded its data (it held the lock then, not now): this one must not train over it."""
-    from ctr_plugin.continual.config import TrainingConfig
+    from ctr_plugin.continual.training_config import TrainingConfig
     from ctr_plugin.experiments.run import RunSettings, run
 
     from conftest import TINY_PLUGIN, keyword_task

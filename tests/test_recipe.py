@@ -11,11 +11,11 @@ import pytest
 import torch
 import yaml
 
-from ctr_plugin.continual.config import TrainingConfig
 from ctr_plugin.continual.loop import _optimizer, clip_gradients
 from ctr_plugin.continual.methods import METHODS
 from ctr_plugin.continual.methods.ewc import EWC
 from ctr_plugin.continual.optim import BertAdam
+from ctr_plugin.continual.training_config import TrainingConfig
 from ctr_plugin.data.config import resolve_config
 from ctr_plugin.errors import CTRError
 from ctr_plugin.experiments.settings import build_settings

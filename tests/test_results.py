@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import pytest
 
 import ctr_plugin.reporting.results as results_file
-from ctr_plugin.continual.results import ContinualResults
+from ctr_plugin.continual.progress import ContinualResults
 from ctr_plugin.errors import CTRError
 from ctr_plugin.reporting.metrics import empty_matrix
 
@@ -71,7 +71,7 @@ def test_a_cut_off_file_is_not_json_and_says_so(tmp_path):
 def test_a_new_method_gets_its_declared_group_and_reference_in_the_tables(monkeypatch):
     from ctr_plugin.continual import methods
     from ctr_plugin.continual.methods.adapter_ncl import AdapterNCL
-    from ctr_plugin.experiments.tables import _method_order, group_of, one_reference
+    from ctr_plugin.experiments.grid_summary import _method_order, group_of, one_reference
 
     @dataclass
     class Newcomer(AdapterNCL):

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from ctr_plugin.checkpoint.format import CONFIG_FILE
-from ctr_plugin.continual.config import TrainingConfig
+from ctr_plugin.continual.training_config import TrainingConfig
 from ctr_plugin.errors import CTRError
 from ctr_plugin.experiments.run import RunSettings, run
 from ctr_plugin.modeling.model import ContinualModel

@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from ctr_plugin.experiments.table_files import build_tables
-from ctr_plugin.experiments.tables import (
+from ctr_plugin.experiments.grid_summary import (
     compare_methods,
     group_of,
     load_runs,
     one_reference,
     summarize_runs,
 )
+from ctr_plugin.experiments.grid_tables import build_tables
 from ctr_plugin.reporting.metrics import summarize
 
 from conftest import keyword_task

@@ -168,7 +168,7 @@ def test_curves_name_their_task_and_results_json_checks_the_names(tmp_path, monk
 
 def test_a_results_json_of_an_earlier_version_reads_with_the_keys_it_lacks_as_not_recorded(tmp_path):
     import ctr_plugin.reporting.results as results_file
-    from ctr_plugin.continual.results import ContinualResults
+    from ctr_plugin.continual.progress import ContinualResults
     from ctr_plugin.reporting.metrics import cost_per_task
 
     matrix = [[80.0, None], [70.0, 90.0]]

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from ctr_plugin.continual.config import TrainingConfig
+from ctr_plugin.continual.training_config import TrainingConfig
 from ctr_plugin.encoders.loading import load_encoder
 from ctr_plugin.experiments.run import RunSettings, run
 from ctr_plugin.modeling.model import ContinualModel

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ctr_plugin.continual.config import TrainingConfig
+from ctr_plugin.continual.training_config import TrainingConfig
 from ctr_plugin.errors import CTRError
 from ctr_plugin.experiments.tuning import best_entry, read_tuned, search_space, tune_method, tuned_options, write_tuned
 from ctr_plugin.experiments.validation_runs import (

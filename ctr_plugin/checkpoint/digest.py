@@ -12,7 +12,7 @@ options a learner records change no prediction and stay free to edit.
 A format that requires a digest refuses a config without it, so deleting the field does not turn
 the check off; an older format, written before the digest existed, loads without it (and checks it
 when present). Renaming or reordering a task's labels on purpose is ``ctr-relabel``
-(``checkpoint/relabel.py``), which rewrites the digest with the labels.
+(``checkpoint/relabelling.py``), which rewrites the digest with the labels.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ A task's head has one output per label: output i is reported as the i-th label. 
 (comma-separated, one label per output, in output order) replaces the names in ctr_config.json and
 the model card, and the config's digest is rewritten with them; the weights are unchanged, so every
 prediction of the task changes meaning. A checkpoint whose config was edited by hand is refused:
-restore it first. From Python: ctr_plugin.checkpoint.relabel.relabel_task (labels with commas).
+restore it first. From Python: ctr_plugin.checkpoint.relabelling.relabel_task (labels with commas).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ def main(argv=None) -> int:
     p.add_argument("--labels", required=True, help="the new labels, comma-separated, in output order")
     args = p.parse_args(argv)
     setup_logging()
-    from ctr_plugin.checkpoint.relabel import relabel_task
+    from ctr_plugin.checkpoint.relabelling import relabel_task
 
     print(relabel_task(args.checkpoint, args.task, [label.strip() for label in args.labels.split(",")]))
     return 0

@@ -14,7 +14,7 @@ both values, before anything trains). Order k is permutation k
 of the orders file beside the config (<config stem>.orders.yaml). Test sets are not capped unless
 --max-test-per-task says so (the config's max_test is lifted). Then OUTPUT_DIR gets table.md,
 table.tex, table.csv, comparisons.csv, heatmaps/<method>.png, final_scores.png and comparisons.png
-(see ctr_plugin/experiments/tables.py): per method mean ± std and 95 % CI over runs, and CTR paired with every
+(see ctr_plugin/experiments/grid_summary.py): per method mean ± std and 95 % CI over runs, and CTR paired with every
 other method over matched runs, with the verdict "better", "worse" or "within noise".
 """
 
@@ -101,11 +101,11 @@ def main(argv=None) -> int:
 
     from ctr_plugin.data import load_sequence_config, load_tasks, resolve_config, sequence_orders
     from ctr_plugin.errors import CTRError
+    from ctr_plugin.experiments.grid_summary import RUNS_DIR
+    from ctr_plugin.experiments.grid_tables import build_tables
     from ctr_plugin.experiments.output_dir import check_output_dir
     from ctr_plugin.experiments.resume import check_reused_run
     from ctr_plugin.experiments.run import run
-    from ctr_plugin.experiments.table_files import build_tables
-    from ctr_plugin.experiments.tables import RUNS_DIR
     from ctr_plugin.reporting.results import read_complete
 
     output_dir = Path(args.output_dir)

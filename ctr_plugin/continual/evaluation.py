@@ -16,9 +16,9 @@ from accelerate import Accelerator
 from tqdm.auto import tqdm
 
 from ctr_plugin.continual.batching import batches, encode_batch
-from ctr_plugin.continual.config import TrainingConfig
 from ctr_plugin.continual.methods import ContinualMethod
 from ctr_plugin.continual.parallel import gather, make_accelerator
+from ctr_plugin.continual.training_config import TrainingConfig
 from ctr_plugin.data.types import Split, TaskData
 from ctr_plugin.modeling.model import ContinualModel
 from ctr_plugin.reporting.metrics import Matrix, accuracy, macro_f1

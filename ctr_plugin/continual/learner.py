@@ -22,17 +22,17 @@ from typing import Any
 from accelerate import Accelerator
 from torch import nn
 
-from ctr_plugin.continual.config import TrainingConfig
 from ctr_plugin.continual.evaluation import evaluate
 from ctr_plugin.continual.loop import learn_next_task, run_sequence
 from ctr_plugin.continual.methods import METHODS, ContinualMethod, get_method
-from ctr_plugin.continual.results import ContinualResults
+from ctr_plugin.continual.progress import ContinualResults
+from ctr_plugin.continual.training_config import TrainingConfig
 from ctr_plugin.data.python import as_task_data, check_task_data
 from ctr_plugin.data.types import TaskData
 from ctr_plugin.encoders.loading import BUNDLED_ENCODER, load_encoder, resolve_encoder
 from ctr_plugin.errors import CTRError
 from ctr_plugin.modeling.model import ContinualModel
-from ctr_plugin.plugins.base import PluginConfig
+from ctr_plugin.plugins.plugin import PluginConfig
 from ctr_plugin.plugins.registry import plugin_kind
 from ctr_plugin.reporting.metrics import empty_matrix
 

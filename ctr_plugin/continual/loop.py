@@ -15,7 +15,7 @@ parallel, see ``parallel.py``), with mixed precision on GPUs where asked for.
 
 This module owns the training: :func:`run_sequence`, :func:`learn_next_task`, :func:`train_task`
 and the optimizer set-up (:func:`parameter_groups`). What it records lives in
-``ctr_plugin.continual.results`` (:class:`ContinualResults`, :class:`TaskCurve`); how it measures
+``ctr_plugin.continual.progress`` (:class:`ContinualResults`, :class:`TaskCurve`); how it measures
 (:func:`evaluate`, :func:`score_task`) in ``ctr_plugin.continual.evaluation``.
 """
 
@@ -34,13 +34,13 @@ from accelerate import Accelerator
 from tqdm.auto import tqdm
 
 from ctr_plugin.continual.batching import batches, encode_batch
-from ctr_plugin.continual.config import TrainingConfig
 from ctr_plugin.continual.evaluation import evaluate, given_or_own, score_task
 from ctr_plugin.continual.methods import ContinualMethod, Step
 from ctr_plugin.continual.optim import BertAdam
 from ctr_plugin.continual.parallel import any_process, average_gradients
-from ctr_plugin.continual.results import ContinualResults, TaskCurve
+from ctr_plugin.continual.progress import ContinualResults, TaskCurve
 from ctr_plugin.continual.services import LoopServices
+from ctr_plugin.continual.training_config import TrainingConfig
 from ctr_plugin.data.types import Split, TaskData
 from ctr_plugin.errors import CTRError
 from ctr_plugin.modeling.model import ContinualModel

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from ctr_plugin.continual.batching import batches, encode_batch
-from ctr_plugin.continual.config import TrainingConfig
+from ctr_plugin.continual.training_config import TrainingConfig
 from ctr_plugin.data.types import Split
 from ctr_plugin.modeling.model import ContinualModel
 

@@ -37,10 +37,10 @@ from transformers import (
 )
 
 from ctr_plugin.checkpoint.format import CONFIG_FILE
-from ctr_plugin.continual.config import TrainingConfig
 from ctr_plugin.continual.learner import resolve_method
 from ctr_plugin.continual.loop import parameter_groups
 from ctr_plugin.continual.methods import ContinualMethod, Step
+from ctr_plugin.continual.training_config import TrainingConfig
 from ctr_plugin.errors import CTRError
 from ctr_plugin.modeling.model import ContinualModel
 

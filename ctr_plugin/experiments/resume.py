@@ -27,7 +27,7 @@ import ctr_plugin.reporting.results as results_file
 from ctr_plugin.checkpoint.atomic import restore_interrupted_save
 from ctr_plugin.continual.evaluation import evaluate
 from ctr_plugin.continual.learner import get_continual_model
-from ctr_plugin.continual.results import ContinualResults
+from ctr_plugin.continual.progress import ContinualResults
 from ctr_plugin.encoders.loading import BUNDLED_ENCODER, recorded_encoder_name
 from ctr_plugin.errors import CheckpointError, CTRError
 from ctr_plugin.experiments.output_dir import CHECKPOINT_DIR

@@ -32,12 +32,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import ctr_plugin.reporting.results as results_file
-from ctr_plugin.continual.config import TrainingConfig
 from ctr_plugin.continual.learner import ContinualLearner
 from ctr_plugin.continual.loop import seed_everything
 from ctr_plugin.continual.methods import ContinualMethod, get_method
 from ctr_plugin.continual.parallel import make_accelerator
-from ctr_plugin.continual.results import ContinualResults
+from ctr_plugin.continual.progress import ContinualResults
+from ctr_plugin.continual.training_config import TrainingConfig
 from ctr_plugin.errors import CheckpointError, CTRError
 from ctr_plugin.experiments.output_dir import (
     CHECKPOINT_DIR,

@@ -32,13 +32,13 @@ import dataclasses
 import typing
 from typing import Any
 
-from ctr_plugin.continual.config import TrainingConfig
 from ctr_plugin.continual.methods import get_method, method_class
+from ctr_plugin.continual.training_config import TrainingConfig
 from ctr_plugin.data.config import SequenceConfig, sequence_orders
 from ctr_plugin.errors import CTRError
 from ctr_plugin.experiments.run import RunSettings
 from ctr_plugin.options import kind_of, parse, rule_of
-from ctr_plugin.plugins.base import PluginConfig
+from ctr_plugin.plugins.plugin import PluginConfig
 
 TRAINING_FIELDS = {f.name: f for f in dataclasses.fields(TrainingConfig)}
 PLUGIN_FIELDS = {f.name: f for f in dataclasses.fields(PluginConfig)}

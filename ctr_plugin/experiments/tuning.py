@@ -38,8 +38,8 @@ from typing import Any
 
 import yaml
 
-from ctr_plugin.continual.config import TrainingConfig
 from ctr_plugin.continual.methods import method_class
+from ctr_plugin.continual.training_config import TrainingConfig
 from ctr_plugin.data.types import TaskData
 from ctr_plugin.errors import CTRError
 from ctr_plugin.experiments.validation_runs import EncoderCache, validation_run

@@ -15,12 +15,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ctr_plugin.continual.config import TrainingConfig
 from ctr_plugin.continual.evaluation import score_task
 from ctr_plugin.continual.learner import ContinualLearner
 from ctr_plugin.continual.loop import seed_everything
 from ctr_plugin.continual.methods import get_method
 from ctr_plugin.continual.parallel import make_accelerator
+from ctr_plugin.continual.training_config import TrainingConfig
 from ctr_plugin.data.types import TaskData
 from ctr_plugin.encoders.loading import load_encoder
 from ctr_plugin.errors import CTRError

@@ -36,10 +36,10 @@ from ctr_plugin.modeling.management import EncoderOriginals, ModelManagement
 from ctr_plugin.modeling.prediction import Prediction, predict
 from ctr_plugin.modeling.task_weights import TaskWeights
 from ctr_plugin.modeling.training_rules import TrainingRules
-from ctr_plugin.plugins.base import Plugin, PluginConfig
 from ctr_plugin.plugins.context import PluginContext, rows_by_task
 from ctr_plugin.plugins.injection import injected_plugins
 from ctr_plugin.plugins.lora import lora_layers
+from ctr_plugin.plugins.plugin import Plugin, PluginConfig
 from ctr_plugin.plugins.registry import plugin_kind
 
 

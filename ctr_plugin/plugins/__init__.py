@@ -3,10 +3,10 @@
 ``adapter_per_task`` (``adapter.py``), ``lora``, ``lora_per_task`` (``lora.py``) and ``none``."""
 
 from ctr_plugin.plugins.adapter import AdapterPlugin, PerTaskAdapterPlugin
-from ctr_plugin.plugins.base import Plugin, PluginConfig
 from ctr_plugin.plugins.context import PluginContext
-from ctr_plugin.plugins.ctr import CTRPlugin
+from ctr_plugin.plugins.ctr_layer import CTRPlugin
 from ctr_plugin.plugins.lora import LoraKind, LoraPerTaskKind
+from ctr_plugin.plugins.plugin import Plugin, PluginConfig
 from ctr_plugin.plugins.registry import (
     PLUGIN_KINDS,
     PluginKind,

@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ctr_plugin.plugins.base import Plugin, PluginConfig
 from ctr_plugin.plugins.context import PluginContext, rows_by_task
+from ctr_plugin.plugins.plugin import Plugin, PluginConfig
 from ctr_plugin.plugins.registry import SublayerKind, register_kind
 
 

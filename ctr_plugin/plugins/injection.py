@@ -23,7 +23,7 @@ from torch import nn
 from ctr_plugin.errors import CTRError
 
 if TYPE_CHECKING:
-    from ctr_plugin.plugins.base import Plugin
+    from ctr_plugin.plugins.plugin import Plugin
 
 
 class PluggedDropout(nn.Module):

@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, ClassVar
 from torch import nn
 
 from ctr_plugin.errors import CTRError
-from ctr_plugin.plugins.base import PluginConfig
 from ctr_plugin.plugins.context import PluginContext
+from ctr_plugin.plugins.plugin import PluginConfig
 from ctr_plugin.plugins.registry import PluginKind, register_kind
 
 if TYPE_CHECKING:

@@ -41,8 +41,8 @@ from ctr_plugin.plugins.injection import (
 
 if TYPE_CHECKING:
     from ctr_plugin.modeling.model import ContinualModel
-    from ctr_plugin.plugins.base import Plugin, PluginConfig
     from ctr_plugin.plugins.context import PluginContext
+    from ctr_plugin.plugins.plugin import Plugin, PluginConfig
 
 # placement name -> the class of the kinds placed that way (filled as the classes are defined)
 KIND_CLASSES: dict[str, type[PluginKind]] = {}

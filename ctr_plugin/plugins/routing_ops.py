@@ -4,7 +4,7 @@
 groups of channels at once (one convolution per group) without keeping the feature map for the
 backward pass: it keeps each filter's winning window instead, so the backward costs
 O(filters * channels * kernel) per group, not that times the length. ``TokenCNN`` in
-``plugins/ctr.py`` calls it; tests/test_routing_equality.py checks its values and gradients
+``plugins/ctr_layer.py`` calls it; tests/test_routing_equality.py checks its values and gradients
 against the plain PyTorch expression.
 """
 

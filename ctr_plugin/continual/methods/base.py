@@ -22,8 +22,8 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 
-from ctr_plugin.continual.config import TrainingConfig
 from ctr_plugin.continual.services import LoopServices
+from ctr_plugin.continual.training_config import TrainingConfig
 from ctr_plugin.data.types import Split, TaskData
 from ctr_plugin.errors import CTRError
 from ctr_plugin.modeling.model import ContinualModel
@@ -31,7 +31,7 @@ from ctr_plugin.options import checked_field, rule_of
 from ctr_plugin.plugins import PluginConfig
 from ctr_plugin.search_space import Distribution
 
-# The groups of rows of the tables (ctr_plugin/experiments/tables.py), in the order shown (a method may declare
+# The groups of rows of the tables (ctr_plugin/experiments/grid_summary.py), in the order shown (a method may declare
 # another group: it follows these), and the group whose methods are compared with every other.
 TABLE_GROUPS = ("non-continual", "continual baselines", "CTR")
 COMPARED_GROUP = "CTR"
@@ -66,7 +66,7 @@ class ContinualMethod:
     # the plugin options its plugin has; the learning rate and epochs are searched for every
     # method alike (``search_space.SHARED_SEARCH_SPACE``).
     search_space: ClassVar[dict[str, Distribution]] = {}
-    # How the tables (ctr_plugin/experiments/tables.py) show the method: its group of rows (TABLE_GROUPS), and
+    # How the tables (ctr_plugin/experiments/grid_summary.py) show the method: its group of rows (TABLE_GROUPS), and
     # the ONE method (a separate model per task) its knowledge transfer is measured against.
     table_group: ClassVar[str] = "continual baselines"
     one_reference: ClassVar[str] = "adapter_one"

@@ -6,7 +6,7 @@ one run per task order and seed (``order<k>_seed<s>``): runs of two methods with
 name saw the same data in the same order, so they are *matched*. This module reads every
 complete run there, computes each run's metrics from its matrices (``metrics.run_metrics``, so
 every run gets every metric, whichever version wrote it), summarises each method and compares them;
-``ctr_plugin.experiments.table_files.build_tables`` writes, beside ``runs/``:
+``ctr_plugin.experiments.grid_tables.build_tables`` writes, beside ``runs/``:
 
 * ``table.md``, ``table.tex``: three tables.
 

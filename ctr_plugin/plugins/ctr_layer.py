@@ -38,8 +38,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ctr_plugin.plugins.base import Plugin, PluginConfig
 from ctr_plugin.plugins.context import PluginContext
+from ctr_plugin.plugins.plugin import Plugin, PluginConfig
 from ctr_plugin.plugins.registry import SublayerKind, register_kind
 from ctr_plugin.plugins.routing_ops import conv_max_over_time
 

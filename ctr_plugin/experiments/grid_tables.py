@@ -1,5 +1,5 @@
 """The files of a grid's tables: markdown, LaTeX and csv renderings of the rows and paired
-comparisons that :mod:`ctr_plugin.experiments.tables` computes, the heatmaps and plots, and
+comparisons that :mod:`ctr_plugin.experiments.grid_summary` computes, the heatmaps and plots, and
 :func:`build_tables`, which reads a grid folder and writes them all beside its ``runs/``."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ctr_plugin.experiments.tables import (
+from ctr_plugin.experiments.grid_summary import (
     ACCURACY_METRICS,
     COMPARED,
     COST_METRICS,
