@@ -718,10 +718,16 @@ def test_predict_cli_takes_pairs_as_flags_or_tab_separated_lines(pair_run, capsy
         (["--task", "plain", "good", "--pair", "extra"], "trained on single texts"),
         (["--task", "plain", "good", "   "], "whitespace only"),
         (["--task", "plain", ""], "empty"),
-        (["--task", "plain", "good", "--max-length", "-3"], "must be at least 3"),
+        (
+            ["--task", "plain", "good", "--max-length", "-3"],
+            "--max-length: -3 is out of range: it must be a whole number >= 1",
+        ),
         (["--task", "plain", "good", "--max-length", "1"], "special tokens"),
         (["--task", "plain", "good", "--max-length", "5000"], "position limit"),
-        (["--task", "plain", "good", "--batch-size", "0"], "--batch-size must be at least 1"),
+        (
+            ["--task", "plain", "good", "--batch-size", "0"],
+            "--batch-size: 0 is out of range: it must be a whole number >= 1",
+        ),
     ],
 )
 def test_bad_prediction_input_on_the_command_line(argv, phrase, pair_run, capsys):

@@ -169,3 +169,36 @@ def test_a_plain_trainer_on_a_hat_model_warns_that_protection_is_lost(tiny_bert_
     )
     with pytest.warns(UnprotectedTrainingWarning, match="ContinualTrainer"):
         trainer.train()
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ("leak", r"1 of \d+ examples in the validation dataset given to the Trainer also occur"),
+        ("unseen", r"the label\(s\) \['bad'\] occur in the validation split"),
+        ("out_of_range", r"label ids outside 0..1 \(rows \[0\]\)"),
+    ],
+)
+def test_the_trainer_gets_the_data_checks_of_the_file_loader_and_of_learn_task(
+    tiny_bert_dir, tmp_path, change, message
+):
+    from ctr_plugin.errors import DataError
+
+    model = get_continual_model(tiny_bert_dir, TINY_PLUGIN, method="ctr")
+    model.add_task("sentiment", ["good", "bad"])
+    train, evaluation = SENTIMENT.train, SENTIMENT.test
+    if change == "leak":  # one validation example is a training example
+        evaluation = dataclasses.replace(evaluation, texts=[train.texts[0], *evaluation.texts[1:]])
+    elif change == "unseen":  # the training data never shows label 1
+        keep = [i for i, y in enumerate(train.labels) if y == 0]
+        train = dataclasses.replace(train, texts=[train.texts[i] for i in keep], labels=[0] * len(keep))
+    else:
+        train = dataclasses.replace(train, labels=[2, *train.labels[1:]])
+    with pytest.raises(DataError, match=message):
+        ContinualTrainer(
+            model,
+            arguments(tmp_path),
+            task="sentiment",
+            train_dataset=tokenized(model, train),
+            eval_dataset=tokenized(model, evaluation),
+        )

@@ -41,6 +41,7 @@ from ctr_plugin.continual.learner import resolve_method
 from ctr_plugin.continual.loop import parameter_groups
 from ctr_plugin.continual.methods import ContinualMethod, Step
 from ctr_plugin.continual.training_config import TrainingConfig
+from ctr_plugin.data.python import check_tokenized_splits
 from ctr_plugin.errors import CTRError
 from ctr_plugin.modeling.model import ContinualModel
 
@@ -134,6 +135,12 @@ class ContinualTrainer(Trainer):
                 "load_best_model_at_end is not supported: the Trainer would reload weights in its own format. "
                 "Keep the last epoch, or select epochs with ContinualLearner."
             )
+        check_tokenized_splits(  # the checks of the file loader and of learn_task
+            model.task_names[self.task_id],
+            model.label_names[self.task_id],
+            model.tokenizer,
+            {"train": kwargs.get("train_dataset"), "validation": kwargs.get("eval_dataset")},
+        )
         collator = data_collator or DataCollatorWithPadding(model.tokenizer)
         super().__init__(model=model, args=args, data_collator=TaskCollator(collator, self.task_id), **kwargs)
         self.add_callback(_MethodHooks(self))

@@ -224,3 +224,32 @@ def _rows(data: Any, split: str, task: str, text_column: str, label_column: str,
         raise DataError(f"{where}: rows {sorted(set(bad))[:5]} have an empty or non-string text; remove them.")
     labels = [int(y) if hasattr(y, "__index__") and not isinstance(y, (bool, str)) else y for y in labels]
     return texts, pairs, labels
+
+
+def check_tokenized_splits(task: str, label_names: list[str], tokenizer, splits: dict) -> None:
+    """The checks of :func:`as_task_data` on tokenized splits, as ``transformers.Trainer`` takes them
+    (``{"train": dataset, "validation": dataset}``, each with ``input_ids`` and a ``label`` or
+    ``labels`` column): label ids index ``label_names``, no validation example repeats a training
+    example (compared as decoded text, up to case and spacing), no class occurs only in
+    validation. DataError otherwise."""
+    rows = {}
+    for split, dataset in splits.items():
+        if dataset is None:
+            continue
+        columns = set(getattr(dataset, "column_names", None) or [])
+        column = next((c for c in ("labels", "label") if c in columns), None)
+        if column is None or "input_ids" not in columns:
+            continue  # not a tokenized datasets.Dataset: the Trainer's own checks apply
+        labels = [int(y) for y in list(dataset[column])]
+        bad = [i for i, y in enumerate(labels) if not 0 <= y < len(label_names)]
+        if bad:
+            raise DataError(
+                f"Task {task!r}: the {split} dataset has label ids outside 0..{len(label_names) - 1} "
+                f"(rows {bad[:5]}), which do not index the task's labels {label_names}."
+            )
+        texts = tokenizer.batch_decode([list(ids) for ids in dataset["input_ids"]], skip_special_tokens=True)
+        origin = f"the {split} dataset given to the Trainer"
+        rows[split] = Rows(texts, labels, None, [f"row {i}" for i in range(len(texts))], origin)
+    if "train" in rows:
+        check_overlap(task, rows, [], api=True)
+        check_unseen_labels(task, rows, label_names, api=True)
