@@ -98,7 +98,7 @@ def test_the_methods_never_import_the_loop():
             path.name
         )
     assert "ctr_plugin.continual.methods" in _imports(PACKAGE / "continual" / "loop.py")
-    for shared in ("config.py", "batching.py", "services.py"):  # what both use lives beside them
+    for shared in ("training_config.py", "batching.py", "services.py"):  # what both use lives beside them
         assert not {m for m in _imports(PACKAGE / "continual" / shared) if "loop" in m or "methods" in m}, shared
 
 
