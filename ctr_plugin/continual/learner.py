@@ -29,8 +29,9 @@ from ctr_plugin.continual.progress import ContinualResults
 from ctr_plugin.continual.training_config import TrainingConfig
 from ctr_plugin.data.python import as_task_data, check_task_data
 from ctr_plugin.data.types import TaskData
-from ctr_plugin.encoders.loading import BUNDLED_ENCODER, load_encoder, resolve_encoder
+from ctr_plugin.encoders.loading import BUNDLED_ENCODER, load_encoder, recorded_encoder_name, resolve_encoder
 from ctr_plugin.errors import CTRError
+from ctr_plugin.modeling.given_encoder import check_encoder, unwrap_encoder
 from ctr_plugin.modeling.model import ContinualModel
 from ctr_plugin.plugins.plugin import PluginConfig
 from ctr_plugin.plugins.registry import plugin_kind
@@ -88,8 +89,6 @@ def get_continual_model(
             f"or a method that trains {config.plugin_type!r} ({', '.join(fitting)})."
         )
     if isinstance(encoder_or_name, nn.Module):
-        from ctr_plugin.modeling.given_encoder import check_encoder, unwrap_encoder
-
         encoder = unwrap_encoder(encoder_or_name)  # a *For* task model gives its base model (logged)
         check_encoder(encoder, plugin_kind(type(method).plugin_type))  # before any work: names what it lacks
         name = getattr(encoder, "name_or_path", "") or getattr(getattr(encoder, "config", None), "_name_or_path", "")
@@ -109,8 +108,6 @@ def get_continual_model(
                 name = BUNDLED_ENCODER
         encoder_name = name or "unrecorded (pass encoder= to from_pretrained)"
     else:
-        from ctr_plugin.encoders.loading import recorded_encoder_name
-
         encoder_name = recorded_encoder_name(str(encoder_or_name)) if encoder_or_name is not None else None
         encoder, own_tokenizer = load_encoder(encoder_name)
         tokenizer = tokenizer or own_tokenizer
