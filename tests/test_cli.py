@@ -321,3 +321,23 @@ def test_an_encoder_whose_tokenizer_outgrows_its_embedding_is_refused_before_the
         "train", [*TINY, "--datasets", *files, "--encoder", str(encoder), "--output-dir", str(out)], capsys
     )
     assert code == 2 and list(out.iterdir()) == [], err
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        "ctr_plugin.commands.train",
+        "ctr_plugin.commands.predict",
+        "ctr_plugin.commands.tables",
+        "ctr_plugin.commands.tune",
+        "ctr_plugin.commands.relabel",
+        "ctr_plugin.bench.harness",
+    ],
+)
+def test_every_command_answers_version_with_the_package_version(module, capsys):
+    from ctr_plugin._version import __version__
+
+    with pytest.raises(SystemExit) as stopped:
+        importlib.import_module(module).main(["--version"])
+    assert stopped.value.code == 0
+    assert capsys.readouterr().out.strip().endswith(f"(ctr_plugin {__version__})")

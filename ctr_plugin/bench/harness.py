@@ -30,7 +30,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from ctr_plugin.bench.measure import Configuration, measure
-from ctr_plugin.commands.runner import run_main, whole_number
+from ctr_plugin.commands.runner import command_parser, run_main, whole_number
 
 # The bound each ratio should stay under at the default sizes (bundled MiniLM, length 64, batch
 # 16, a quiet 2-core CPU): printed beside the measurement as met or MISSED.
@@ -287,7 +287,7 @@ def report(rows: list[dict], table: list[dict], in_process: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = command_parser(__doc__)
     p.add_argument("--encoder", help="hub name or local directory (default: the bundled MiniLM)")
     p.add_argument("--seq-len", type=whole_number(1), default=64)
     p.add_argument("--batch-size", type=whole_number(1), default=16)

@@ -13,15 +13,14 @@ same order, or '-' with one tab-separated pair per line. Empty or whitespace-onl
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 
-from ctr_plugin.commands.runner import run_main, setup_logging, whole_number
+from ctr_plugin.commands.runner import command_parser, run_main, setup_logging, whole_number
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = command_parser(__doc__)
     p.add_argument("--checkpoint", required=True, help="a checkpoint directory written by ctr-train")
     p.add_argument("--task", help="task name (or id) the texts belong to")
     p.add_argument("--encoder", help="where the checkpoint's encoder lives, if not where it was trained")

@@ -11,13 +11,11 @@ restore it first. From Python: ctr_plugin.checkpoint.relabelling.relabel_task (l
 
 from __future__ import annotations
 
-import argparse
-
-from ctr_plugin.commands.runner import run_main, setup_logging
+from ctr_plugin.commands.runner import command_parser, run_main, setup_logging
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = command_parser(__doc__)
     p.add_argument("checkpoint", help="a checkpoint directory written by ctr-train or save_pretrained")
     p.add_argument("--task", required=True, help="the task's name (or id)")
     p.add_argument("--labels", required=True, help="the new labels, comma-separated, in output order")

@@ -9,7 +9,16 @@ import sys
 import textwrap
 from collections.abc import Callable
 
+from ctr_plugin._version import __version__
 from ctr_plugin.errors import CTRError
+
+
+def command_parser(description: str | None) -> argparse.ArgumentParser:
+    """The parser every command starts from: its module docstring as the help text, kept as
+    written, and ``--version``."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"%(prog)s (ctr_plugin {__version__})")
+    return parser
 
 
 def whole_number(low: int, high: int | None = None) -> Callable[[str], int]:

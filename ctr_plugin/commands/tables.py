@@ -25,7 +25,7 @@ import logging
 import time
 from pathlib import Path
 
-from ctr_plugin.commands.runner import run_main, setup_logging, whole_number
+from ctr_plugin.commands.runner import command_parser, run_main, setup_logging, whole_number
 from ctr_plugin.data.config import DEFAULT_SEQUENCE
 from ctr_plugin.experiments.settings import (
     OPTION_NAMES,
@@ -41,7 +41,7 @@ log = logging.getLogger("ctr-tables")
 def parse_args(argv=None) -> argparse.Namespace:
     from ctr_plugin.continual.methods import METHODS
 
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = command_parser(__doc__)
     p.add_argument(
         "--config",
         default=DEFAULT_SEQUENCE,

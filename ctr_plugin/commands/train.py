@@ -22,7 +22,7 @@ import logging
 import sys
 from pathlib import Path
 
-from ctr_plugin.commands.runner import run_main, setup_logging, whole_number
+from ctr_plugin.commands.runner import command_parser, run_main, setup_logging, whole_number
 from ctr_plugin.data.config import DEFAULT_SEQUENCE
 from ctr_plugin.experiments.settings import add_option_flags, build_settings, option_flags_given, select_tasks
 from ctr_plugin.experiments.tracking import REPORT_TO
@@ -31,7 +31,7 @@ log = logging.getLogger("ctr-train")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = command_parser(__doc__)
     data = p.add_argument_group("data")
     data.add_argument(
         "--config",

@@ -20,13 +20,13 @@ import dataclasses
 import json
 from pathlib import Path
 
-from ctr_plugin.commands.runner import run_main, setup_logging, whole_number
+from ctr_plugin.commands.runner import command_parser, run_main, setup_logging, whole_number
 from ctr_plugin.data.config import DEFAULT_SEQUENCE, is_package_data, resolve_config
 from ctr_plugin.options import MAX_SEED
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = command_parser(__doc__)
     p.add_argument(
         "--config",
         default=DEFAULT_SEQUENCE,
