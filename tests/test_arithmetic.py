@@ -78,7 +78,7 @@ def test_bench_quick_runs_every_configuration_and_prints_the_arithmetic_beside_t
     output = tmp_path / "bench.json"
     env = os.environ | {"HF_HUB_OFFLINE": "1"}
     run = subprocess.run(
-        [sys.executable, "-m", "ctr_plugin.bench.harness", "--quick", "--output", str(output)],
+        [sys.executable, "-m", "ctr_plugin.bench.harness", "--quick", "--repeats", "3", "--output", str(output)],
         capture_output=True,
         text=True,
         env=env,
@@ -111,6 +111,14 @@ def test_bench_quick_runs_every_configuration_and_prints_the_arithmetic_beside_t
             by_name[name]["measured"] > 0 and by_name[name]["arithmetic"] > 1.0
         )  # CTR does more arithmetic than the adapter, and more with more tasks
         assert name in run.stdout
+    # every ratio is the median of its three interleaved repeats, with their spread, and the JSON keeps them
+    assert [len(rows) for rows in result["repeats"]][0] == len(result["rows"])
+    assert all(len(rows) < len(result["rows"]) for rows in result["repeats"][1:])  # the rows no ratio reads: once
+    for item in result["ratios"]:
+        assert len(item["repeats"]) == 3
+        assert item["measured"] == sorted(item["repeats"])[1]
+        assert item["spread"] == [min(item["repeats"]), max(item["repeats"])]
+    assert "ctr_step_1_task_vs_adapter" in by_name and "spread" in run.stdout
 
 
 def test_every_kind_of_bench_row_is_a_registered_method_whose_plugins_are_counted():

@@ -7,13 +7,17 @@ BertModel with bert-base's config, built in code: no download), sequence 128, ba
     ctr-bench                                   # bundled MiniLM, length 64, batch 16
     ctr-bench --compile                         # also: the plugins under torch.compile
     ctr-bench --quick --output /tmp/bench.json  # a smoke run on tiny sizes, in seconds
+    ctr-bench --repeats 5                       # more interleaved repeats: a smaller spread, a longer run
 
 Every configuration runs in its own child process (so its peak memory is its own;
-``ctr_plugin/bench/measure.py`` measures it), one after the other in this one invocation, and the
-ratios printed at the end compare configurations measured in the same run. Beside each measured
-ratio stands the ratio the multiply-adds predict (``ctr_plugin/bench/arithmetic.py``): the limit
-the measurement would reach if nothing but arithmetic cost time. Tasks are added with random
-heads: timing needs no training. Writes the tables to stdout and everything to --output (JSON).
+``ctr_plugin/bench/measure.py`` measures it). The configurations that a ratio compares are measured
+``--repeats`` times, interleaved (A B C ... A B C ...), so that a drift of the machine reaches every
+configuration alike; each ratio is the median of its per-repeat ratios, printed with their spread
+(min-max), and the JSON keeps every repeat. Rows no ratio reads (frozen encoder, full fine-tuning,
+the middle task counts) are measured in the first repeat only. Beside each measured ratio stands
+the ratio the multiply-adds predict (``ctr_plugin/bench/arithmetic.py``): the limit the
+measurement would reach if nothing but arithmetic cost time. Tasks are added with random heads:
+timing needs no training. Writes the tables to stdout and everything to --output (JSON).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import time
@@ -34,17 +39,25 @@ from ctr_plugin.commands.runner import command_parser, run_main, whole_number
 
 # The bound each ratio should stay under at the default sizes (bundled MiniLM, length 64, batch
 # 16, a quiet 2-core CPU): printed beside the measurement as met or MISSED.
+# Measured fields of a row that are the median over its repeats in the combined table.
+MEDIAN_FIELDS = ("train_step_s", "eval_examples_per_s", "peak_memory_bytes")
+
 TARGETS = {
     "ctr_step_vs_adapter_at_10_tasks": 1.2,
-    "ctr_step_50_vs_1_tasks": 1.4,
+    "ctr_step_50_vs_1_tasks": 1.3,
     "ctr_eval_vs_adapter_at_10_tasks": 1.1,
+    "ctr_step_1_task_vs_adapter": 1.1,
     "ctr_peak_memory_vs_adapter_at_50_tasks": 1.5,
     "checkpoint_growth_per_task_pct": 2.0,
+    "second geometry: ctr_step_vs_adapter_at_10_tasks": 1.1,
+    "second geometry: ctr_step_10_vs_1_tasks": 1.05,
+    "second geometry: ctr_eval_vs_adapter_at_10_tasks": 1.05,
 }
 
 
-def plan(args) -> list[Configuration]:
-    """The configurations of one run, in the order they are measured."""
+def plan(args) -> list[tuple[Configuration, bool]]:
+    """The configurations of one run, in the order they are measured, each with whether it is
+    measured in every repeat (a ratio reads it) or in the first only."""
     if args.quick:  # tiny sizes: every code path, in seconds
         main = {
             "encoder": "random:tiny",
@@ -80,26 +93,29 @@ def plan(args) -> list[Configuration]:
             "series": "second",
         }
         counts, compare_at, second_counts = args.task_counts, 10, args.bert_base_task_counts
+    ends = {min(counts), compare_at, max(counts)}
     rows = [
-        Configuration("adapter", compare_at, **main),
-        Configuration("adapter", max(counts), **main),
-        Configuration("frozen_heads", compare_at, **main),
-        Configuration("full_finetune", compare_at, **main),
+        (Configuration("adapter", compare_at, **main), True),
+        (Configuration("adapter", max(counts), **main), False),  # its peak memory only: it does not grow with tasks
+        (Configuration("frozen_heads", compare_at, **main), False),
+        (Configuration("full_finetune", compare_at, **main), False),
     ]
-    rows += [Configuration("ctr", n, **main) for n in counts]
+    rows += [(Configuration("ctr", n, **main), n in ends) for n in counts]
     if args.compile:
         rows += [
-            Configuration("adapter", compare_at, **main, compile=True),
-            Configuration("ctr", compare_at, **main, compile=True),
+            (Configuration("adapter", compare_at, **main, compile=True), True),
+            (Configuration("ctr", compare_at, **main, compile=True), True),
         ]
     if args.quick or args.bert_base_steps > 0:
-        rows += [Configuration("adapter", max(second_counts), **second)] + [
-            Configuration("ctr", n, **second) for n in second_counts
-        ]
-    unique = []
-    for row in rows:
-        if row not in unique:
-            unique.append(row)
+        rows += [(Configuration("adapter", max(second_counts), **second), True)]
+        rows += [(Configuration("ctr", n, **second), True) for n in second_counts]
+    unique: list[tuple[Configuration, bool]] = []
+    for cfg, repeated in rows:
+        seen = [i for i, (other, _) in enumerate(unique) if other == cfg]
+        if seen:
+            unique[seen[0]] = (cfg, unique[seen[0]][1] or repeated)
+        else:
+            unique.append((cfg, repeated))
     return unique
 
 
@@ -176,6 +192,14 @@ def ratios(rows: list[dict], quick: bool) -> list[dict]:
             invert=True,
         ),
         ratio(
+            f"ctr_step_{first}_task_vs_adapter",
+            find("ctr", first),
+            find("adapter", at),
+            "train_step_s",
+            "train_multiply_adds",
+            targets.get(f"ctr_step_{first}_task_vs_adapter"),
+        ),
+        ratio(
             f"ctr_peak_memory_vs_adapter_at_{last}_tasks",
             find("ctr", last),
             find("adapter", last),
@@ -204,7 +228,7 @@ def ratios(rows: list[dict], quick: bool) -> list[dict]:
                 find("adapter", big, second=True),
                 "train_step_s",
                 "train_multiply_adds",
-                None,
+                targets.get(f"second geometry: ctr_step_vs_adapter_at_{big}_tasks"),
             )
         )
         out.append(
@@ -214,7 +238,7 @@ def ratios(rows: list[dict], quick: bool) -> list[dict]:
                 find("adapter", big, second=True),
                 "eval_examples_per_s",
                 "inference_multiply_adds_per_example",
-                None,
+                targets.get(f"second geometry: ctr_eval_vs_adapter_at_{big}_tasks"),
                 invert=True,
             )
         )
@@ -226,7 +250,7 @@ def ratios(rows: list[dict], quick: bool) -> list[dict]:
                     find("ctr", second_ctr[0], second=True),
                     "train_step_s",
                     "train_multiply_adds",
-                    None,
+                    targets.get(f"second geometry: ctr_step_{big}_vs_{second_ctr[0]}_tasks"),
                 )
             )
     for kind in ("ctr", "adapter"):
@@ -259,14 +283,45 @@ def _fmt(value: float | None, digits: int = 2) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
+def combine(repeats: list[list[dict]], quick: bool) -> tuple[list[dict], list[dict]]:
+    """(one row per configuration, its times the median over the repeats that measured it; the
+    ratios, each the median of its per-repeat ratios with their spread and every repeat's value).
+    A repeat's ratios read its own rows, and the first repeat's for rows measured once."""
+    first = {r["label"]: r for r in repeats[0]}
+    tables = [ratios(list((first | {r["label"]: r for r in rows}).values()), quick) for rows in repeats]
+    rows = []
+    for label, row in first.items():
+        measured = [r for rows_ in repeats for r in rows_ if r["label"] == label]
+        row = dict(row) | {f: statistics.median(r[f] for r in measured) for f in MEDIAN_FIELDS}
+        rows.append(row | {"repeats": len(measured), "train_step_s_spread": _spread(measured, "train_step_s")})
+    table = []
+    for items in zip(*tables):
+        values = [item["measured"] for item in items]
+        item = dict(items[0])
+        if None not in values:
+            item |= {"measured": statistics.median(values), "spread": [min(values), max(values)], "repeats": values}
+        table.append(item)
+    return rows, table
+
+
+def _spread(rows: list[dict], field: str) -> list[float]:
+    return [min(r[field] for r in rows), max(r[field] for r in rows)]
+
+
+def _fmt(value: float | None, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
 def report(rows: list[dict], table: list[dict], in_process: bool) -> None:
     print(
-        f"\n{'configuration':<36}{'train step s':>13}{'eval ex/s':>11}{'trainable':>12}{'ckpt MB':>9}"
+        f"\n{'configuration':<36}{'train step s (min-max)':>24}{'eval ex/s':>11}{'trainable':>12}{'ckpt MB':>9}"
         f"{'peak MB':>9}{'train GMAC':>12}{'infer MMAC/ex':>15}"
     )
     for r in rows:
+        low, high = r["train_step_s_spread"]
+        step = f"{r['train_step_s']:.3f} ({low:.3f}-{high:.3f})" if r["repeats"] > 1 else f"{r['train_step_s']:.3f}"
         print(
-            f"{r['label']:<36}{r['train_step_s']:>13.3f}{r['eval_examples_per_s']:>11.1f}"
+            f"{r['label']:<36}{step:>24}{r['eval_examples_per_s']:>11.1f}"
             f"{r['trainable_params']:>12,}{r['checkpoint_bytes'] / 1e6:>9.2f}"
             f"{r['peak_memory_bytes'] / 1e6:>9.0f}{r['train_multiply_adds'] / 1e9:>12.2f}"
             f"{r['inference_multiply_adds_per_example'] / 1e6:>15.1f}"
@@ -276,14 +331,30 @@ def report(rows: list[dict], table: list[dict], in_process: bool) -> None:
             "(--quick measures every configuration in this one process: its peak memory is the process's, "
             "not each configuration's)"
         )
-    print(f"\n{'ratio':<52}{'measured':>9}{'arithmetic':>11}{'target':>8}  verdict")
+    header = f"{'ratio (median over repeats)':<52}{'measured':>9}{'spread':>13}{'arithmetic':>11}{'target':>8}"
+    print(f"\n{header}  verdict")
     for item in table:
         measured, target = item["measured"], item["target"]
         verdict = "" if target is None or measured is None else ("met" if measured <= target else "MISSED")
+        spread = "{:.2f}-{:.2f}".format(*item["spread"]) if "spread" in item else "-"
         print(
-            f"{item['name']:<52}{_fmt(measured):>9}{_fmt(item['arithmetic']):>11}"
-            f"{_fmt(target, 1) if target else '-':>8}  {verdict}"
+            f"{item['name']:<52}{_fmt(measured):>9}{spread:>13}{_fmt(item['arithmetic']):>11}"
+            f"{_fmt(target, 2) if target else '-':>8}  {verdict}"
         )
+
+
+def measure_in_child(cfg: Configuration) -> dict:
+    """One configuration measured in a fresh process (its peak memory its own)."""
+    out = subprocess.run(
+        [sys.executable, "-m", "ctr_plugin.bench.harness", "--child", json.dumps(asdict(cfg))],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=os.environ | {"HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1")},
+    )
+    if out.returncode != 0:
+        raise SystemExit(f"{cfg.label} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -292,13 +363,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seq-len", type=whole_number(1), default=64)
     p.add_argument("--batch-size", type=whole_number(1), default=16)
     p.add_argument("--adapter-size", type=whole_number(1), default=256, help="CTR's TSM width = the adapter's width")
-    p.add_argument("--task-counts", type=whole_number(1), nargs="+", default=[1, 5, 10, 20, 50])
+    p.add_argument(
+        "--task-counts",
+        type=whole_number(1),
+        nargs="+",
+        default=[1, 10, 50],
+        help="CTR's learned tasks (10 is compared with the adapter; the others in the first repeat only, "
+        "except the smallest and the largest)",
+    )
+    p.add_argument(
+        "--repeats",
+        type=whole_number(1),
+        default=3,
+        help="interleaved repeats of every configuration a ratio reads (each ratio: their median)",
+    )
     p.add_argument("--steps", type=whole_number(1), default=10, help="timed steps per configuration (median reported)")
     p.add_argument("--warmup", type=whole_number(0), default=2)
     p.add_argument(
         "--bert-base-steps",
         type=whole_number(0),
-        default=3,
+        default=5,
         help="timed steps of the bert-base-geometry rows (0: leave them out)",
     )
     p.add_argument(
@@ -330,26 +414,22 @@ def main(argv: list[str] | None = None) -> int:
 
     from tqdm import tqdm
 
-    rows = []
-    configurations = plan(args)
-    for cfg in tqdm(configurations, desc="configurations"):
-        if args.quick:
-            rows.append(measure(cfg))
-            continue
-        out = subprocess.run(
-            [sys.executable, "-m", "ctr_plugin.bench.harness", "--child", json.dumps(asdict(cfg))],
-            capture_output=True,
-            text=True,
-            check=False,
-            env=os.environ | {"HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1")},
-        )
-        if out.returncode != 0:
-            print(f"{cfg.label} failed:\n{out.stderr[-3000:]}", file=sys.stderr)
-            return 1
-        rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    started = time.perf_counter()
+    schedule = plan(args)
+    rounds = [[cfg for cfg, repeated in schedule if repeated or r == 0] for r in range(args.repeats)]
+    repeats: list[list[dict]] = []
+    with tqdm(total=sum(map(len, rounds)), desc="configurations") as bar:
+        for r, configurations in enumerate(rounds):  # A B C ... A B C ...: each round measures every one once
+            repeats.append([])
+            for cfg in configurations:
+                row = measure(cfg) if args.quick else measure_in_child(cfg)
+                repeats[-1].append(row | {"repeat": r})
+                bar.update()
 
-    table = ratios(rows, args.quick)
+    rows, table = combine(repeats, args.quick)
     report(rows, table, in_process=args.quick)
+    elapsed = time.perf_counter() - started
+    print(f"\n{len(rounds)} interleaved repeats, {sum(map(len, rounds))} measurements in {elapsed / 60:.1f} min")
     import torch
 
     Path(args.output).write_text(
@@ -364,7 +444,9 @@ def main(argv: list[str] | None = None) -> int:
                     "threads": torch.get_num_threads(),
                     "date": time.strftime("%Y-%m-%d"),
                 },
+                "elapsed_s": elapsed,
                 "rows": rows,
+                "repeats": repeats,
                 "ratios": table,
                 "targets": TARGETS,
             },

@@ -9,7 +9,7 @@ from dataclasses import dataclass, fields
 
 import torch
 
-from ctr_plugin.errors import CTRError
+from ctr_plugin.errors import CTRError, TaskError
 
 
 @dataclass
@@ -28,7 +28,40 @@ class PluginContext:
     active_tasks: int = 0  # 1 + the largest task id in the batch: later tasks are never touched
     s: float = 1.0  # HAT temperature: s_max (the model's default), annealed by HAT's rules in training
 
+    def __setattr__(self, name: str, value) -> None:
+        super().__setattr__(name, value)
+        # What every plugin derives from the batch alone is derived here, once per forward pass and
+        # outside the plugins: their forward then needs no host synchronisation of its own.
+        if name == "task_ids":
+            self.__dict__["_tasks"] = None if value is None else _tasks(value)
+        elif name == "token_mask":
+            self.__dict__["_real_tokens"] = None if value is None else _real_tokens(value)
+        elif (
+            name == "s"
+        ):  # as a tensor too: a compiled plugin then takes it as an input, not a constant to recompile for
+            self.__dict__["_s_tensor"] = torch.tensor(float(value), dtype=torch.float64)
+
+    def real_tokens(self) -> tuple[torch.Tensor, bool]:
+        """(token_mask > 0, (B, L) bool; whether some token is padding)."""
+        self.require()
+        return self.__dict__["_real_tokens"]
+
+    def temperature(self) -> torch.Tensor:
+        """s as a 0-d float64 tensor (a product with a float32 tensor rounds it as the Python float would be)."""
+        return self.__dict__["_s_tensor"]
+
+    def tasks(self) -> tuple[list[int], torch.Tensor | None]:
+        """(the batch's tasks in increasing order; each example's index into them, or None when the
+        batch has one task, the usual batch)."""
+        self.require()
+        return self.__dict__["_tasks"]
+
     def require(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.task_ids is None and self.token_mask is not None:  # a forward without task ids (Domain/Class-IL)
+            raise TaskError(
+                "This plugin needs each example's task id, and the forward pass has none: task ids are withheld "
+                "in a domain- or class-incremental evaluation (the task is inferred by running every task)."
+            )
         if self.task_ids is None or self.token_mask is None:
             raise CTRError(
                 "A plugin ran outside ContinualModel.forward: call the model, not its encoder, "
@@ -51,6 +84,19 @@ class PluginContext:
         finally:
             for key, value in previous.items():
                 setattr(self, key, value)
+
+
+def _tasks(task_ids: torch.Tensor) -> tuple[list[int], torch.Tensor | None]:
+    low, high = torch.stack(torch.aminmax(task_ids)).tolist() if task_ids.numel() else (0, -1)  # one sync
+    if low == high:
+        return [low], None
+    tasks, which = torch.unique(task_ids, return_inverse=True)  # a batch that mixes tasks: one more sync
+    return tasks.tolist(), which
+
+
+def _real_tokens(token_mask: torch.Tensor) -> tuple[torch.Tensor, bool]:
+    real = token_mask > 0
+    return real, not bool(real.all())
 
 
 def rows_by_task(

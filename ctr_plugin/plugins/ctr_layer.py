@@ -164,14 +164,21 @@ class TokenCNN(nn.Module):
         self.convs = nn.ModuleList(nn.Conv1d(channels, filters, k) for k in kernel_sizes)
         self.out_features = filters * len(kernel_sizes)
 
-    def forward(self, p: torch.Tensor, routes: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    def forward(self, p: torch.Tensor, routes: torch.Tensor, valid: torch.Tensor, masked: bool) -> torch.Tensor:
         """p (N, G, c, L), zero at padding; routes (G, N*c, c); valid (N or 1, G or 1, L) bool, the
-        real tokens -> code (N, G, filters * kernels) of U_g = routes[g] p[:, g]."""
-        masked = not bool(valid.all())  # some window starts on padding (one sync for every kernel size)
-        codes = []
+        real tokens; masked: whether some start is padding -> code (N, G, filters * kernels) of
+        U_g = routes[g] p[:, g]."""
+        G, channels, c = routes.shape
+        weights = torch.cat([conv.weight for conv in self.convs], dim=2)  # every kernel's W, (filters, N*c, sum K)
+        filters, _, widths = weights.shape
+        # W R_g of every group and kernel size in one product: (G*c, N*c) @ (N*c, filters * sum K)
+        composed = routes.transpose(1, 2).reshape(G * c, channels) @ weights.transpose(0, 1).reshape(channels, -1)
+        composed = composed.view(G, c, filters, widths).transpose(1, 2)  # (G, filters, c, sum K)
+        codes, start = [], 0
         for conv in self.convs:
-            composed = torch.einsum("fjw,gjc->gfcw", conv.weight, routes)  # (G, filters, c, kernel)
-            codes.append(conv_max_over_time(p, composed, conv.bias, valid, masked))
+            width = conv.kernel_size[0]
+            codes.append(conv_max_over_time(p, composed[..., start : start + width], conv.bias, valid, masked))
+            start += width
         return torch.cat(codes, dim=2)
 
 
@@ -219,17 +226,19 @@ class TransferRouting(nn.Module):
         """W_ij of every learned task i, (T, N, c, c)."""
         return _every_task(self, "routes", 0)
 
-    def forward(self, p: torch.Tensor, task_ids: torch.Tensor, token_mask: torch.Tensor) -> torch.Tensor:
-        """p (B, L, T, c) task capsules; task_ids (B,); token_mask (B, L) -> o (B, L, d)."""
+    def forward(
+        self, p: torch.Tensor, task_ids: torch.Tensor, token_mask: torch.Tensor, real: torch.Tensor, padded: bool
+    ) -> torch.Tensor:
+        """p (B, L, T, c) task capsules; task_ids (B,); token_mask (B, L); real (B, L) bool, the real
+        tokens; padded: whether some token is padding -> o (B, L, d)."""
         B, _, T, c = p.shape
         routes = self.every_route()[:T].reshape(T, self.num_capsules * c, c)  # R_i: p_i -> U_i
         p = p * token_mask[:, :, None, None]  # zero at padding, and so is every u_{j|i} = W_ij p_i
         channels = p.permute(0, 2, 3, 1)  # (B, T, c, L): each task's capsule as convolution channels
-        real = token_mask > 0
 
         current = channels[torch.arange(B, device=p.device), task_ids]  # p_t per example (B, c, L)
-        a = self.current_code(current[None], routes[task_ids], real[None])[0]  # a_t = CNN_cur(R_t p_t), (B, F)
-        z = self.previous_code(channels, routes, real[:, None, :])  # every task's CNN_prev(U_i), (B, T, F)
+        a = self.current_code(current[None], routes[task_ids], real[None], padded)[0]  # a_t = CNN_cur(R_t p_t)
+        z = self.previous_code(channels, routes, real[:, None, :], padded)  # every task's CNN_prev(U_i), (B, T, F)
         z = z + self.project_current(a)[:, None, :]
 
         weights = self.similarity(z)  # s_i (B, T, Nc)
@@ -285,16 +294,12 @@ class TaskMasks(nn.Module):
         """The masks of one task: [m_1 (a,), m_2 (d,)]."""
         return [torch.sigmoid(s * per_task[task]) for per_task in self.embeddings]
 
-    def forward(self, task_ids: torch.Tensor, s: float) -> list[torch.Tensor]:
-        """Per-example masks: [(B, a), (B, d)], computed for the batch's own tasks only."""
-        tasks, which = torch.unique(task_ids, return_inverse=True)
-        if len(tasks) == 1:  # the usual batch, one task: its embeddings as they are, no copy
-            task = int(tasks[0])
-            return [torch.sigmoid(s * per_task[task]).expand(len(task_ids), -1) for per_task in self.embeddings]
-        return [
-            torch.sigmoid(s * torch.stack([per_task[t] for t in tasks.tolist()]))[which]
-            for per_task in self.embeddings
-        ]
+    def forward(self, batch: int, s: torch.Tensor | float, tasks: list[int], which: torch.Tensor | None):
+        """Per-example masks [(B, a), (B, d)] of a batch of ``batch`` examples, computed for its own
+        ``tasks`` only; ``which``: each example's index into ``tasks`` (None: one task)."""
+        if which is None:  # the usual batch, one task: its embeddings as they are, no copy
+            return [torch.sigmoid(s * per_task[tasks[0]]).expand(batch, -1) for per_task in self.embeddings]
+        return [torch.sigmoid(s * torch.stack([per_task[t] for t in tasks]))[which] for per_task in self.embeddings]
 
     @torch.no_grad()
     def accumulate(self, task: int, s_max: float) -> None:
@@ -348,12 +353,13 @@ class CTRPlugin(Plugin):
         super().remove_task(task)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        task_ids, token_mask = self.context.require()
+        context = self.context
+        task_ids, token_mask = context.require()
         h = x
         if self.knowledge_sharing:
-            p = self.task_capsules(x, self.context.active_tasks)  # (B, L, T, c)
-            h = x + self.transfer_routing(p, task_ids, token_mask)  # h = x + o
-        m1, m2 = self.masks(task_ids, self.context.s)
+            p = self.task_capsules(x, context.active_tasks)  # (B, L, T, c)
+            h = x + self.transfer_routing(p, task_ids, token_mask, *context.real_tokens())  # h = x + o
+        m1, m2 = self.masks(len(task_ids), context.temperature(), *context.tasks())
         h1 = m1[:, None, :] * F.relu(self.fc1(h))
         h2 = m2[:, None, :] * self.up_activation(self.fc2(h1))
         return x + h2

@@ -55,27 +55,23 @@ class ConvMaxOverTime(torch.autograd.Function):
         grad = (grad * positive).to(padded.dtype)[
             :, :, None, None, :
         ]  # ReLU: nothing flows where the best window is <= 0; (N, G, 1, 1, F)
-        # The winning window of (n, g, f) is x[n, g, :, where : where + K]: input (c, k) of window l
-        # is windows[n, g, c, k, l], so every gather and scatter below runs along the last axis.
-        index = where[:, :, None, None, :].expand(N, G, C, K, filters)
+        # The winning window of (n, g, f) starts at where[n, g, f]: its input (c, k) is position
+        # where + k of the padded x, so both gradients gather or scatter at these K * F positions.
+        offsets = torch.arange(K, device=where.device)[:, None]
+        positions = (where[:, :, None, :] + offsets).view(N, G, 1, K * filters).expand(N, G, C, K * filters)
         grad_x = grad_weight = grad_bias = None
         if ctx.needs_input_grad[1]:
-            windows = padded.unfold(3, K, 1).transpose(3, 4)  # (N, G, C, K, L), a view
-            winners = windows.gather(4, index)  # (N, G, C, K, F)
+            winners = padded.gather(3, positions).view(N, G, C, K, filters)
             grad_weight = (grad * winners).sum(0).permute(0, 3, 1, 2).to(ctx.input_dtypes[1])  # (G, F, C, K)
         if ctx.needs_input_grad[2]:
             grad_bias = grad.sum(dim=(0, 1)).view(filters).to(ctx.input_dtypes[2])
         if ctx.needs_input_grad[0]:
-            spread = grad * weight.to(padded.dtype).permute(
-                0, 2, 3, 1
-            )  # (N, G, C, K, F): what window where gets at (c, k)
-            grad_windows = padded.new_zeros(N, G, C, K, L).scatter_add_(4, index, spread)
-            grad_x = grad_windows[
-                :, :, :, 0
-            ].clone()  # window l's input (c, k) is x[..., c, l + k]: sum the shifted grads
-            for k in range(1, min(K, L)):  # offsets k >= L reach only the right padding
-                grad_x[..., k:] += grad_windows[:, :, :, k, : L - k]
-            grad_x = grad_x.to(ctx.input_dtypes[0])
+            # (N, G, C, K, F): what the winning window of filter f gets at its input (c, k); those
+            # in the right padding are cut off after one scatter
+            spread = grad * weight.to(padded.dtype).permute(0, 2, 3, 1)
+            grad_padded = padded.new_zeros(N, G, C, padded_length)
+            grad_padded.scatter_add_(3, positions, spread.reshape(N, G, C, K * filters))
+            grad_x = grad_padded[..., :L].to(ctx.input_dtypes[0])
         return grad_x, grad_weight, grad_bias, None, None
 
 
@@ -101,6 +97,8 @@ def _window_maxima(
     if masked:
         weight = torch.cat((weight, weight.new_ones(G, filters, 1)), 2)
         invalid = ~valid.expand(N, G, L).transpose(0, 1)  # (G, N, L)
+        padding_input = padded.new_zeros(G, N, L).masked_fill_(invalid, torch.finfo(padded.dtype).min)  # once
+    rank = _ranks(L, padded) if keep_index else None
     windows = padded.unfold(3, K, 1).permute(
         1, 2, 4, 0, 3
     )  # (G, C, K, N, L): a view, the window of start l at [..., l]
@@ -115,12 +113,12 @@ def _window_maxima(
             unfolded = padded.new_empty(n, inputs, m, L)
             unfolded[:, : C * K].view(n, C, K, m, L).copy_(windows[g : g + n, :, :, e : e + m])
             if masked:
-                unfolded[:, C * K].zero_().masked_fill_(invalid[g : g + n, e : e + m], torch.finfo(padded.dtype).min)
+                unfolded[:, C * K].copy_(padding_input[g : g + n, e : e + m])
             feats = torch.baddbmm(bias[:, None], weight[g : g + n], unfolded.view(n, inputs, m * L)).view(
                 n, filters, m, L
             )
             if keep_index:
-                value, index = _max_and_first_index(feats)
+                value, index = _max_and_first_index(feats, rank)
                 where[e : e + m, g : g + n] = index.permute(2, 0, 1)
             else:
                 value = feats.amax(dim=3)
@@ -128,18 +126,25 @@ def _window_maxima(
     return best, where
 
 
-def _max_and_first_index(feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _ranks(L: int, like: torch.Tensor) -> torch.Tensor | None:
+    """L - l at start l (the first maximum ranks highest), or None where the ranks L..1 are not
+    exact in the dtype (up to 2 / eps they are)."""
+    if not like.is_floating_point() or L * torch.finfo(like.dtype).eps > 2:
+        return None
+    return torch.arange(L, 0, -1, dtype=like.dtype, device=like.device)
+
+
+def _max_and_first_index(feats: torch.Tensor, rank: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """``feats.max(dim=-1)`` (values and the first index reaching them), overwriting ``feats``.
 
     In three vectorised passes (max, ==, x rank, then max again) rather than torch's max with
-    indices, several times slower on a CPU; used where the ranks L..1 are exact in the dtype."""
+    indices, several times slower on a CPU; ``rank``: ``_ranks`` of the last axis (made here if
+    not given), torch's max with indices where the ranks would not be exact."""
     L = feats.shape[-1]
-    if not feats.is_floating_point() or L * torch.finfo(feats.dtype).eps > 2:  # ranks up to 2 / eps are exact
+    rank = _ranks(L, feats) if rank is None else rank
+    if rank is None:
         return feats.max(dim=-1)
     value = feats.amax(dim=-1, keepdim=True)
-    rank = torch.arange(
-        L, 0, -1, dtype=feats.dtype, device=feats.device
-    )  # L - l at start l: the first maximum ranks highest
     first = feats.eq_(value).mul_(rank).amax(dim=-1)  # 0 only where nothing equals the max (a NaN)
     return value[..., 0], (L - first).long().clamp_(max=L - 1)
 
