@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 # The loop seeds numpy with seed * 1000 + task index, and numpy takes seeds below 2**32.
 MAX_SEED = (2**32 - 1) // 1000 - 1
 MANY_EPOCHS = 100  # more epochs per task than this gets a warning (a typo is likelier than a plan)
+# The continual-learning scenarios (what each means and requires: ctr_plugin/data/scenarios.py).
+SCENARIOS = ("task", "domain", "class")
 
 
 @dataclass(frozen=True)

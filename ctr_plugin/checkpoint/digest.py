@@ -4,10 +4,11 @@
 (format 3 on) holds one SHA-256 per part of ``ctr_config.json`` that changes a prediction: each
 task's name, label list (in id order: output ``i`` is the label ``labels[i]``) and pair flag, the
 plugin config, the head dropout, ``train_encoder``, the method, the tasks with their own copy of
-the shared weights and the encoder's identity (architecture and embedding fingerprint; not its
-``name_or_path``, which only says where to find it, so a moved encoder can be named anew). One
-digest per part lets a refusal name what was edited. The progress, provenance, data sources and
-options a learner records change no prediction and stay free to edit.
+the shared weights, the scenario (where recorded) and the encoder's identity (architecture and
+embedding fingerprint; not its ``name_or_path``, which only says where to find it, so a moved
+encoder can be named anew). One digest per part lets a refusal name what was edited. The
+progress, provenance, data sources and options a learner records change no prediction and stay
+free to edit.
 
 A format that requires a digest refuses a config without it, so deleting the field does not turn
 the check off; an older format, written before the digest existed, loads without it (and checks it
@@ -50,6 +51,8 @@ def prediction_parts(config: dict) -> dict[str, object]:
     for i, task in enumerate(config.get("tasks") or []):
         for field in TASK_FIELDS:
             parts[f"tasks.{i}.{field}"] = task.get(field) if isinstance(task, dict) else task
+    if "scenario" in config:  # recorded since the scenarios came; a config without it is Task-IL
+        parts["scenario"] = config["scenario"]
     return parts
 
 

@@ -6,8 +6,10 @@ A checkpoint is one directory:
 * ``ctr_config.json``: the format's name and version, the plugin config, the encoder it was
   trained on (name, architecture and a fingerprint of its embeddings), the tasks (names, labels,
   whether they read text pairs, their data's source), the tasks with their own copy of the shared
-  weights, the SHA-256 of the weights file and those of the config's parts that change a
-  prediction (``digest.py``), and what a learner adds (method, options, progress);
+  weights, the scenario (``{"name": "task" | "domain" | "class", "shared_head": bool}``; a
+  checkpoint without it loads as Task-IL with per-task heads), the SHA-256 of the weights file
+  and those of the config's parts that change a prediction (``digest.py``), and what a learner
+  adds (method, options, progress);
 * ``plugins.safetensors``: what training changed (plugins, heads, trained LayerNorms, HAT masks;
   the encoder only where it was fine-tuned), never the frozen encoder; each task's own copy of
   the shared weights under ``task_weights.<task>.<parameter name>``;
@@ -90,6 +92,8 @@ def config_dict(model: ContinualModel) -> dict:
             )
         ],
         "task_weights": sorted(model.task_weights),  # tasks with their own copy of the shared weights
+        # task / domain / class, and whether one head is shared (modeling/scenario_heads.py); absent: Task-IL
+        "scenario": model.scenario.to_config(),
     } | ({"method": model.method_name} if model.method_name else {})
 
 
@@ -223,6 +227,7 @@ def load_checkpoint(
         config.get("train_encoder", False),
     )
     model.method_name = config.get("method")
+    model.scenario.restore(config.get("scenario"))  # before the tasks: it decides their heads
     for task in config["tasks"]:
         model.add_task(task["name"], task["labels"], pair=task.get("pair"), source=task.get("source"))
     per_task = {k: v for k, v in state.items() if k.startswith(TASK_WEIGHTS_PREFIX)}

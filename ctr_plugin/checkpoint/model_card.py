@@ -259,6 +259,12 @@ def _results_section(progress: dict) -> list[str]:
 def _training_section(config: dict, method: str | None, version: str) -> list[str]:
     """The "Training" section: the method, its options, the seed, the settings and the package version."""
     out = ["## Training", "", f"- method: `{method or 'not recorded'}`"]
+    scenario = config.get("scenario") or {}
+    out.append(
+        f"- scenario: {scenario.get('name', 'task')}-incremental"
+        + (" (one head shared by every task's classes)" if scenario.get("shared_head") else "")
+        + ("" if scenario.get("name", "task") == "task" else "; predictions need no task id")
+    )
     if config.get("method_options"):
         out.append(
             "- method options: " + ", ".join(f"`{k}={_scrub(str(v))}`" for k, v in config["method_options"].items())

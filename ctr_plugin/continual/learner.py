@@ -26,6 +26,7 @@ from ctr_plugin.continual.evaluation import evaluate
 from ctr_plugin.continual.loop import learn_next_task, run_sequence
 from ctr_plugin.continual.methods import METHODS, ContinualMethod, get_method
 from ctr_plugin.continual.progress import ContinualResults
+from ctr_plugin.continual.scenarios import configure_scenario
 from ctr_plugin.continual.training_config import TrainingConfig
 from ctr_plugin.data.python import as_task_data, check_task_data
 from ctr_plugin.data.types import TaskData
@@ -90,7 +91,7 @@ def get_continual_model(
         )
     if isinstance(encoder_or_name, nn.Module):
         encoder = unwrap_encoder(encoder_or_name)  # a *For* task model gives its base model (logged)
-        check_encoder(encoder, plugin_kind(type(method).plugin_type))  # before any work: names what it lacks
+        check_encoder(encoder, method.plugin_config(base))  # before any work: names what it lacks
         name = getattr(encoder, "name_or_path", "") or getattr(getattr(encoder, "config", None), "_name_or_path", "")
         if tokenizer is None:
             from transformers import AutoTokenizer
@@ -137,6 +138,11 @@ class ContinualLearner:
     and decay, gradient clipping, the method's hooks (HAT's gradient masking and compensation
     before clipping, its temperature schedule and regulariser, mask accumulation after the task),
     the best epoch by validation loss kept, then every task learned here tested (``results``).
+
+    ``scenario``: ``"task"``, ``"domain"`` or ``"class"`` (``docs/methods.md``, "Scenarios"); None
+    keeps the model's own (Task-IL for a new model). It gives a model without tasks its heads (one
+    shared head, or per-task heads whose task is inferred at test time, as the method declares); a
+    model with tasks must be asked for its own.
     """
 
     def __init__(
@@ -146,6 +152,7 @@ class ContinualLearner:
         training: TrainingConfig | None = None,
         method_options: dict | None = None,
         accelerator: Accelerator | None = None,
+        scenario: str | None = None,
         **training_options,
     ):
         if not isinstance(model, ContinualModel):
@@ -169,6 +176,7 @@ class ContinualLearner:
         if training is not None and training_options:
             raise CTRError("Pass either training=TrainingConfig(...) or its options as keyword arguments, not both.")
         self.training = training or TrainingConfig(**training_options)
+        configure_scenario(model, self.method, scenario)  # continual/scenarios.py: refused with the reason
         self.model = model
         self.model.method_name = self.method.name
         self.accelerator = accelerator

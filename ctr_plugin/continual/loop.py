@@ -124,7 +124,8 @@ def train_task(
     curve: TaskCurve | None = None,
     first_step: int = 0,
 ) -> int:
-    """Train ``model`` on one task (already added to it); keep the best epoch; return it (1-based).
+    """Train ``model`` on one task (already added to it); keep the best epoch; return it (1-based;
+    0 where the method leaves nothing to train).
 
     ``curve`` (if given) receives the epoch-by-epoch losses and accuracy; the accelerator's
     trackers get them too, at step ``first_step`` + the steps taken in this task."""
@@ -145,6 +146,9 @@ def _train_task(
 ) -> int:
     curve = curve if curve is not None else TaskCurve(data.name)
     method.before_task(model, task_id, data)
+    if not model.trainable_parameters():  # nothing to train (the prototype methods): no epoch, no optimizer
+        method.after_task(model, task_id, data)
+        return 0
     num_batches = math.ceil(
         len(data.train) / cfg.batch_size
     )  # global batches: every process steps through all of them
@@ -174,6 +178,7 @@ def _train_task(
             batch, task_ids, labels, weight = encode_batch(
                 model, data.train, idx, task_id, cfg.max_length, method.extra_examples(model, position), accelerator
             )
+            labels = model.scenario.class_labels(task_ids, labels)  # class-space ids under a shared head
             step = dataclasses.replace(position, inputs=batch | {"task_ids": task_ids})
             with accelerator.autocast(), model.context.using(**method.plugin_inputs(model, step)):
                 logits = model(**batch, task_ids=task_ids).logits
@@ -264,6 +269,7 @@ def run_sequence(
     accelerator = given_or_own(accelerator, model)
     method.services = LoopServices(cfg)
     method.before_sequence(model, tasks, cfg)
+    results.scenario = model.scenario.name
     if method.joint_training:
         return _learn_jointly(model, method, tasks, cfg, results, on_task_end, evaluate_test, accelerator)
     while results.completed_tasks < len(tasks):
@@ -286,6 +292,7 @@ def learn_next_task(
     matrices). ``ContinualLearner.learn_task`` takes this step one task at a time."""
     accelerator = given_or_own(accelerator, model)
     method.services = LoopServices(cfg)  # this call's settings, also for a method used before with others
+    results.scenario = model.scenario.name
     t = results.completed_tasks
     data = tasks[t]
     seed_everything(cfg.seed * 1000 + t)
@@ -303,8 +310,11 @@ def learn_next_task(
     results.params_added.append(parameter_count(model) - params_before)
     results.curves.append(curve.to_dict())
     results.train_steps += curve.steps
-    for j in range(t + 1 if evaluate_test else 0):
-        score_task(model, method, tasks[j], "test", cfg, (results.acc_matrix, results.f1_matrix), j, [t], accelerator)
+    matrices = (results.acc_matrix, results.f1_matrix)
+    tested = range(t + 1 if evaluate_test else 0)
+    scores = [score_task(model, method, tasks[j], "test", cfg, matrices, j, [t], accelerator) for j in tested]
+    if evaluate_test:
+        results.record_row(t, scores)  # over the seen tasks together; the task-id accuracy where inferred
     results.completed_tasks = t + 1
     if evaluate_test:
         log.info("after %s: test accuracy %s", data.name, results.acc_matrix[t][: t + 1])
@@ -388,8 +398,9 @@ def _learn_jointly(model, method, tasks, cfg, results, on_task_end, evaluate_tes
     results.curves = [curve.to_dict()]  # one training, of the union
     results.train_steps += curve.steps
     last = len(tasks) - 1
+    scores = []
     for j in range(len(tasks) if evaluate_test else 0):  # the joint model's scores stand in every row from j on
-        score_task(
+        scored = score_task(
             model,
             method,
             tasks[j],
@@ -400,6 +411,8 @@ def _learn_jointly(model, method, tasks, cfg, results, on_task_end, evaluate_tes
             range(j, last + 1),
             accelerator,
         )
+        scores.append(scored)
+        results.record_row(j, scores)
     if evaluate_test:
         _log_matrix_row(results, last, accelerator)
     results.completed_tasks = len(tasks)

@@ -57,6 +57,16 @@ class ContinualResults:
     continuing_checkpoint: bool = False
     curves: list[dict] = field(default_factory=list)  # TaskCurve.to_dict() per trained task (none for re-tested ones)
     train_steps: int = 0  # optimizer steps so far: the trackers' step count
+    # The scenario (data/scenarios.py): "task" (the task given at test time), "domain" or "class"
+    # (not given: the matrices hold each task's accuracy among every class seen so far).
+    scenario: str = "task"
+    # Per row i (after task i), over the test examples of tasks 0..i together: the accuracy (Class-IL:
+    # among all classes seen so far), and for models that infer the task (Domain-/Class-IL,
+    # per-task modules) the task-id accuracy, by the first score (MSP); ``task_scores`` holds both
+    # rows for each score (msp, energy). See ``record_row``.
+    seen_acc: list[float | None] = field(default_factory=list)
+    task_id_acc: list[float | None] = field(default_factory=list)
+    task_scores: dict[str, dict[str, list[float | None]]] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, data: dict) -> ContinualResults:
@@ -73,8 +83,36 @@ class ContinualResults:
             "checkpoint_bytes",
             "curves",
             "train_steps",
+            "scenario",
+            "seen_acc",
+            "task_id_acc",
+            "task_scores",
         )
         return cls(**{k: data[k] for k in keys})
+
+    def record_row(self, row: int, scores: list[dict | None]) -> None:
+        """Row ``row``'s accuracy over the tested tasks' examples together, from each task's
+        ``evaluation.score_task`` result (None: a task without test data, left out); and, where
+        the model inferred the task, the task-id accuracy, per score."""
+        scores = [s for s in scores if s is not None]
+        n = sum(s["n"] for s in scores)
+
+        def share(counts: list[float | None]) -> float | None:
+            return None if not n or None in counts else round(100.0 * sum(counts) / n, 2)
+
+        def at_row(values: list, value) -> None:
+            values.extend([None] * (row + 1 - len(values)))
+            values[row] = value
+
+        at_row(self.seen_acc, share([s["acc"] * s["n"] / 100.0 for s in scores]))
+        by_score = [s["by_score"] for s in scores if "by_score" in s]
+        if not by_score or by_score[0][next(iter(by_score[0]))]["task_correct"] is None:
+            return  # the task given (Task-IL), or a shared head: no task inferred
+        for score in by_score[0]:
+            rows = self.task_scores.setdefault(score, {"seen_acc": [], "task_id_acc": []})
+            at_row(rows["seen_acc"], share([b[score]["correct"] for b in by_score]))
+            at_row(rows["task_id_acc"], share([b[score]["task_correct"] for b in by_score]))
+        at_row(self.task_id_acc, self.task_scores[next(iter(by_score[0]))]["task_id_acc"][row])
 
     def to_dict(self) -> dict:
         out = {"tasks": self.tasks, "acc_matrix": self.acc_matrix, "f1_matrix": self.f1_matrix}
@@ -98,4 +136,8 @@ class ContinualResults:
             "checkpoint_bytes": self.checkpoint_bytes,
             "curves": self.curves,
             "train_steps": self.train_steps,
+            "scenario": self.scenario,
+            "seen_acc": self.seen_acc,
+            "task_id_acc": self.task_id_acc,
+            "task_scores": self.task_scores,
         }

@@ -177,6 +177,7 @@ class ContinualTrainer(Trainer):
             **self.continual_method.plugin_inputs(self.continual_model, self._step)
         ):
             outputs = model(**inputs)
+        labels = self.continual_model.scenario.class_labels(inputs["task_ids"], labels)  # a shared head's ids
         outputs.loss = self.continual_method.loss(self.continual_model, outputs.logits.float(), labels, self._step)
         return (outputs.loss, outputs) if return_outputs else outputs.loss
 

@@ -5,6 +5,9 @@ A sequence config (see ``data_configs/*.yaml``; shipped ones are addressable by 
     name: hl5_products
     description: ...
     encoder: null          # default encoder (null = the bundled MiniLM); the CLI may override
+    scenario: task         # task | domain | class (data/scenarios.py); the CLI's --scenario overrides
+    base: null             # optional: a shipped sequence (or path) whose keys this file's override;
+                           # its task orders serve when this config has no orders file of its own
     training: {...}        # free-form training defaults, passed through untouched
     data_root: ..          # optional; base of relative file paths (see resolve_data_root)
     defaults: {...}        # task options applied to every task unless the task sets them
@@ -24,8 +27,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ctr_plugin.data.scenarios import DEFAULT_SCENARIO
 from ctr_plugin.data.yaml_files import load_yaml_file, read_text
 from ctr_plugin.errors import DataError
+from ctr_plugin.options import SCENARIOS
 
 SOURCES = ("bundled", "files", "hub")
 SPLITS = ("train", "validation", "test")
@@ -191,8 +196,14 @@ class SequenceConfig:
     tasks: list[TaskSpec] = field(default_factory=list)
     data_root: Path | None = None
     orders_file: Path | None = None
+    scenario: str = DEFAULT_SCENARIO  # task | domain | class: whether the task id is given at test time
 
     def __post_init__(self) -> None:
+        if self.scenario not in SCENARIOS:
+            raise DataError(
+                f"Sequence '{self.name}' has `scenario: {_described(self.scenario)}`; it must be one of "
+                f"{', '.join(SCENARIOS)} (task-, domain- or class-incremental; see docs/methods.md, Scenarios)."
+            )
         if not self.tasks:
             raise DataError(f"Sequence '{self.name}' has no tasks: list at least one under `tasks:`.")
         seen: set[str] = set()
@@ -205,7 +216,7 @@ class SequenceConfig:
             seen.add(spec.name)
 
 
-SEQUENCE_KEYS = ("name", "description", "encoder", "training", "data_root", "defaults", "tasks")
+SEQUENCE_KEYS = ("name", "description", "encoder", "scenario", "base", "training", "data_root", "defaults", "tasks")
 
 
 def _described(value: Any) -> str:
@@ -318,6 +329,14 @@ def load_sequence_config(path: str | os.PathLike, data_root: str | os.PathLike |
     where = f"The sequence config '{path}'"
     if not isinstance(raw, dict):
         raise DataError(f"{where} must be a YAML mapping with a `tasks:` list, but it holds {type(raw).__name__}.")
+    base_path = None
+    if raw.get("base") is not None:  # another sequence, whose keys this one overrides (one level)
+        beside = path.parent / str(raw["base"])  # a file beside this one, else a path or a shipped name
+        base_path = beside if beside.is_file() else resolve_config(str(raw["base"]))
+        base = load_yaml_file(base_path, "sequence config")
+        if not isinstance(base, dict) or base.get("base") is not None:
+            raise DataError(f"{where}: `base: {raw['base']}` must name a sequence config that has no `base:` itself.")
+        raw = base | {k: v for k, v in raw.items() if k != "base"}
     for key in raw:
         if key not in SEQUENCE_KEYS:
             raise _unknown_key_error(str(key), SEQUENCE_KEYS, where)
@@ -342,11 +361,13 @@ def load_sequence_config(path: str | os.PathLike, data_root: str | os.PathLike |
         _with_resolved_paths(task_spec_from_dict(entry, defaults, f"Task #{i + 1} in {path}"), root)
         for i, entry in enumerate(tasks)
     ]
-    orders = [path.with_name(f"{path.stem}.orders{ext}") for ext in (".yaml", ".yml", ".txt")]
+    stems = [p for p in (path, base_path) if p is not None]  # its own orders, else its base's
+    orders = [p.with_name(f"{p.stem}.orders{ext}") for p in stems for ext in (".yaml", ".yml", ".txt")]
     return SequenceConfig(
         name=str(raw.get("name") or path.stem),
         description=str(raw.get("description") or ""),
         encoder=raw.get("encoder"),
+        scenario=raw.get("scenario") or DEFAULT_SCENARIO,
         training=training,
         tasks=specs,
         data_root=root,

@@ -95,6 +95,8 @@ class ModelManagement:
         t = self.task_id(task)
         name = self.task_names[t]
         reason = self.kind.delete_task_refused(self, t)
+        if self.scenario.shared_head:  # scenario_heads.py
+            reason = "its classes are rows of the one head every task shares (a shared-head Domain-/Class-IL model)"
         if reason:
             raise TaskError(
                 f"Cannot delete task {name!r} (id {t}) from this {self.kind.name!r} model: {reason}. "
@@ -103,6 +105,7 @@ class ModelManagement:
         self.kind.delete_task(self, t)
         self.task_weights.drop(t)
         del self.heads[t]
+        self.scenario.remove_task(t)
         for per_task in (self.task_names, self.label_names, self.task_pairs, self.task_sources):
             del per_task[t]
         moved = {n: (i + 1, i) for i, n in enumerate(self.task_names) if i >= t}

@@ -34,9 +34,10 @@ from ctr_plugin.errors import CTRError, TaskError
 from ctr_plugin.modeling.given_encoder import check_encoder, unwrap_encoder
 from ctr_plugin.modeling.management import EncoderOriginals, ModelManagement
 from ctr_plugin.modeling.prediction import Prediction, predict
+from ctr_plugin.modeling.scenario_heads import ScenarioHeads
 from ctr_plugin.modeling.task_weights import TaskWeights
 from ctr_plugin.modeling.training_rules import TrainingRules
-from ctr_plugin.plugins.context import PluginContext, rows_by_task
+from ctr_plugin.plugins.context import PluginContext
 from ctr_plugin.plugins.injection import injected_plugins
 from ctr_plugin.plugins.lora import lora_layers
 from ctr_plugin.plugins.plugin import Plugin, PluginConfig
@@ -80,7 +81,7 @@ class ContinualModel(TrainingRules, ModelManagement, nn.Module):
                 "injected twice. Pass a freshly loaded encoder (or a copy.deepcopy of one taken before any plugin "
                 "was injected)."
             )
-        check_encoder(encoder, plugin_kind(plugin_config.plugin_type))
+        check_encoder(encoder, plugin_config)
         self.encoder = encoder
         self.tokenizer = tokenizer
         self.plugin_config = plugin_config
@@ -107,6 +108,7 @@ class ContinualModel(TrainingRules, ModelManagement, nn.Module):
         self._rules_applied_by: str | None = None  # training_rules.TrainingRules: under whose rules it trains
         self._warned_unprotected = False
         self.task_weights = TaskWeights(self)  # each task's own copy of shared weights, if its method keeps one
+        self.scenario = ScenarioHeads()  # scenario_heads.py: task/domain/class, per-task or shared head
 
     # ---- structure -------------------------------------------------------------------------
     @property
@@ -151,6 +153,7 @@ class ContinualModel(TrainingRules, ModelManagement, nn.Module):
                 f"The model already has a task named {name!r} (task id {self.task_names.index(name)}). "
                 f"Give the new task a different name."
             )
+        self.scenario.check_new_task(self, name, label_names)  # Domain-IL: one label set; Class-IL: new classes
 
     def add_task(self, name: str, label_names: list[str], pair: bool | None = False, source: str | None = None) -> int:
         """Grow the plugins and add a head for a new task; return its task id. ``pair``: the
@@ -159,7 +162,7 @@ class ContinualModel(TrainingRules, ModelManagement, nn.Module):
         label_names = list(label_names)
         self.check_new_task(name, label_names)
         self.kind.add_task(self, self.num_tasks)
-        self.heads.append(nn.Linear(self.hidden_size, len(label_names)).to(self.device))
+        self.scenario.add_head(self, label_names)  # a head for the task, or the shared head grown
         self.task_names.append(name)
         self.label_names.append(label_names)
         self.task_pairs.append(pair)
@@ -197,45 +200,38 @@ class ContinualModel(TrainingRules, ModelManagement, nn.Module):
         """Classify a batch whose examples may belong to different tasks.
 
         ``input_ids``, ``attention_mask``, ``token_type_ids``: (B, L) as the tokenizer gives them;
-        ``task_ids``: (B,) long, the task of each example (required); ``labels``: (B,) long, each
-        example's label id within its own task. Returns a ``transformers``
+        ``task_ids``: (B,) long, the task of each example (required, except by a shared head:
+        ``scenario_heads.py``); ``labels``: (B,) long, each example's label id within its own task
+        (a shared head maps them to class-space ids). Returns a ``transformers``
         ``SequenceClassifierOutput`` whose ``logits`` are (B, K) with K the largest label count
-        among the batch's tasks (a task with fewer labels has -inf in the columns it lacks) and
+        among the batch's tasks (a task with fewer labels has -inf in the columns it lacks; a shared
+        head's K is every class seen so far) and
         whose ``loss`` is the mean cross-entropy when ``labels`` are given (else None). HAT's
         temperature is ``self.context.s`` (s_max; HAT's training rules anneal it with
         ``self.context.using(s=...)``).
         """
         self._refuse_if_unloaded("run the model")
-        if task_ids is None:
-            raise TaskError(
-                "ContinualModel.forward needs task_ids: a (batch,) tensor of task ids, one per example "
-                f"(this model's tasks: {', '.join(f'{i}={n}' for i, n in enumerate(self.task_names)) or 'none yet'})."
-            )
-        task_ids = torch.as_tensor(task_ids, dtype=torch.long, device=input_ids.device)
-        if task_ids.ndim == 0:
-            task_ids = task_ids.expand(input_ids.shape[0])
+        task_ids = self.scenario.checked_task_ids(self, task_ids, input_ids)  # None: no task (a shared head)
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
-        if self.num_tasks == 0 or int(task_ids.min()) < 0 or int(task_ids.max()) >= self.num_tasks:
-            raise TaskError(
-                f"task_ids {sorted(set(task_ids.tolist()))} are out of range: this model has {self.num_tasks} tasks "
-                f"(ids 0..{self.num_tasks - 1}). Add a task with model.add_task(name, labels) first."
-            )
-        self.task_weights.select(task_ids)
+        if task_ids is not None:
+            self.task_weights.select(task_ids)
         self.context.task_ids = task_ids
         self.context.token_mask = attention_mask.to(self.encoder.dtype)
-        self.context.active_tasks = int(task_ids.max()) + 1
+        self.context.active_tasks = self.num_tasks if task_ids is None else int(task_ids.max()) + 1
         try:
             types = {} if token_type_ids is None else {"token_type_ids": token_type_ids}  # DistilBERT takes none
             out = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **types)
         finally:
             self.context.task_ids = self.context.token_mask = None
         pooled = self.head_dropout(self._pool(out, attention_mask))
-        logits = rows_by_task(task_ids, pooled, lambda t, rows: self.heads[t](rows), fill=float("-inf"))
+        logits = self.scenario.logits(self, pooled, task_ids)
         self._watch_for_unprotected_training(logits)  # training_rules.py: warns outside a method's rules
         loss = None
         if labels is not None:
-            loss = F.cross_entropy(logits.float(), torch.as_tensor(labels, dtype=torch.long, device=logits.device))
+            targets = torch.as_tensor(labels, dtype=torch.long, device=logits.device)
+            targets = targets if task_ids is None else self.scenario.class_labels(task_ids, targets)
+            loss = F.cross_entropy(logits.float(), targets)
         return SequenceClassifierOutput(loss=loss, logits=logits)
 
     def _pool(self, out, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -255,10 +251,11 @@ class ContinualModel(TrainingRules, ModelManagement, nn.Module):
     def predict(
         self,
         texts: Iterable[str],
-        task: str | int | Sequence[str | int],
+        task: str | int | Sequence[str | int] | None = None,
         pairs: Iterable[str | None] | None = None,
         batch_size: int = 32,
         max_length: int | None = None,
+        score: str | None = None,
     ) -> list[Prediction]:
         """Classify ``texts`` (and, for a text-pair task, their second texts ``pairs``).
 
@@ -271,9 +268,10 @@ class ContinualModel(TrainingRules, ModelManagement, nn.Module):
         single text for a task trained on pairs, and a pair for a task trained on single texts.
         Deterministic, and independent of the batch size and of the other texts: texts are
         batched by length for speed and returned in the order given. ``max_length`` (tokens)
-        defaults to 128 or the encoder's limit if lower.
+        defaults to 128 or the encoder's limit if lower. Without ``task``, the task is inferred
+        (``score``: ``"msp"`` or ``"energy"``, ``task_inference.py``) or a shared head answers.
         """
-        return predict(self, texts, task, pairs, batch_size, max_length)
+        return predict(self, texts, task, pairs, batch_size, max_length, score)
 
     # ---- checkpoints (ctr_plugin/checkpoint/) --------------------------------------------------
     def save_pretrained(self, directory: str | os.PathLike, extra: dict | None = None) -> None:

@@ -10,7 +10,12 @@ the tables read every run of a grid (:func:`read_complete`); the report prints o
   ``acc_matrix``, ``f1_matrix`` (row i = after task i, column j = task j, percent, ``null`` where
   not yet learned), ``completed_tasks``, ``train_seconds``, ``epochs_kept``, ``params_added``,
   ``checkpoint_bytes``, ``curves`` (per task trained: its name, the losses and validation accuracy per
-  epoch, the steps), ``train_steps``, and once every task is learned the headline
+  epoch, the steps), ``train_steps``, ``scenario`` (``task``, ``domain`` or ``class``: whether the
+  tests gave the task id; in Domain-/Class-IL the matrices hold each task's accuracy among every
+  class seen so far, without it), ``seen_acc`` (per row i, the accuracy over the test examples of
+  tasks 0..i together: Class-IL accuracy after each task), ``task_id_acc`` and ``task_scores``
+  (for models that infer the task: the task-id accuracy per row, and both rows per task-id score,
+  ``msp`` and ``energy``; empty otherwise), and once every task is learned the headline
   metrics of ``metrics.summarize`` (``final_acc``, ``final_mf1``, ``forward_acc``, ...), or
   ``metrics_unavailable`` saying why not (a task learned without test data: a checkpoint's
   ``progress`` may say so, a results.json may not, every task of a run being tested);
@@ -31,6 +36,7 @@ import os
 from pathlib import Path
 
 from ctr_plugin.errors import CTRError
+from ctr_plugin.options import SCENARIOS
 from ctr_plugin.reporting.metrics import summarize
 
 RESULTS_FILE = "results.json"
@@ -58,8 +64,10 @@ def upgrade(data: dict) -> dict:
     """``data`` (a results.json's content, or a checkpoint's ``progress``) with the keys a file
     written by an earlier version lacks: ``params_added``, ``checkpoint_bytes`` and ``curves`` empty
     (not recorded, so the cost columns of the tables leave such a run out) and ``train_steps``
-    counted from the curves."""
+    counted from the curves; ``scenario`` "task" (every run before the scenarios was
+    task-incremental) with ``seen_acc``, ``task_id_acc`` and ``task_scores`` empty (not recorded)."""
     data = {"params_added": [], "checkpoint_bytes": [], "curves": []} | data
+    data = {"scenario": "task", "seen_acc": [], "task_id_acc": [], "task_scores": {}} | data
     return {"train_steps": sum(curve.get("steps", 0) for curve in data["curves"])} | data
 
 
@@ -127,6 +135,7 @@ def validate(data: object) -> list[str]:
                         f"`{key}`[{i}][{j}] must be null (task {j} is not tested after task {i} yet), got {value!r}"
                     )
     problems += _curve_problems(data.get("curves", []), tasks, done)
+    problems += _scenario_problems(data, done)
     if not problems and done == T and "final_acc" in data:
         headline = summarize(data["acc_matrix"], data["f1_matrix"])
         wrong = [k for k in ("final_acc", "final_mf1") if k in data and abs(data[k] - headline[k]) > 1e-6]
@@ -154,6 +163,24 @@ def _curve_problems(curves: object, tasks: list[str], done: int) -> list[str]:
         if not isinstance(task, str) or not all(part in tasks for part in task.split("+")):
             problems.append(f"`curves`[{k}] names task {task!r}, which is not a task of the run")
     return problems
+
+
+def _scenario_problems(data: dict, done: int) -> list[str]:
+    """What is wrong with the scenario and its per-row accuracies (absent: an older file, upgraded)."""
+    if data.get("scenario", "task") not in SCENARIOS:
+        return [f"`scenario` must be one of {', '.join(SCENARIOS)}, got {data['scenario']!r}"]
+    rows = {k: data.get(k, []) for k in ("seen_acc", "task_id_acc")}
+    scores = data.get("task_scores", {})
+    if not isinstance(scores, dict) or not all(isinstance(v, dict) for v in scores.values()):
+        return ["`task_scores` must map each task-id score to its `seen_acc` and `task_id_acc` rows"]
+    rows |= {f"task_scores.{s}.{k}": v for s, per in scores.items() for k, v in per.items()}
+    return [
+        f"`{key}` must be a list of at most {done} percentages (one per row) or nulls"
+        for key, values in rows.items()
+        if not isinstance(values, list)
+        or len(values) > done
+        or not all(v is None or (isinstance(v, int | float) and 0 <= v <= 100) for v in values)
+    ]
 
 
 def read(path: str | os.PathLike) -> dict:

@@ -6,6 +6,7 @@ from typing import Any
 
 from ctr_plugin.continual.methods.adapter_ncl import AdapterNCL
 from ctr_plugin.continual.methods.adapter_one import AdapterONE
+from ctr_plugin.continual.methods.agem import AGEM
 from ctr_plugin.continual.methods.base import COMPARED_GROUP, TABLE_GROUPS, ContinualMethod, Step
 from ctr_plugin.continual.methods.bert_mtl import BertMTL
 from ctr_plugin.continual.methods.bert_ncl import BertNCL
@@ -17,6 +18,7 @@ from ctr_plugin.continual.methods.l2 import L2
 from ctr_plugin.continual.methods.lora_ncl import LoraNCL
 from ctr_plugin.continual.methods.lora_one import LoraONE
 from ctr_plugin.continual.methods.lwf import LwF
+from ctr_plugin.continual.methods.prototypes import NCM, SLDA
 from ctr_plugin.continual.methods.replay import Replay
 from ctr_plugin.errors import CTRError
 
@@ -38,6 +40,9 @@ METHODS: dict[str, type[ContinualMethod]] = {
         LwF,
         LoraNCL,
         LoraONE,
+        AGEM,
+        NCM,
+        SLDA,
     )
 }
 

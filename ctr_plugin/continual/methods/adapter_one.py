@@ -18,4 +18,5 @@ class AdapterONE(ContinualMethod):
     name = "adapter_one"
     table_group = "non-continual"
     plugin_type = "adapter_per_task"
+    when_task_unknown = "infer_task"  # per-task modules: Domain-/Class-IL infer the task (task_inference.py)
     fixed_plugin_options = {"train_layernorm": False}  # trained LayerNorms would be shared by all tasks

@@ -8,7 +8,33 @@ and what happens at a few points:
     per task: before_task -> [extra_examples -> loss -> backward -> before_step -> optimizer step
                               -> after_step]* -> after_task -> (before_evaluate -> evaluate)*
 
-Every hook is a no-op by default. A method's options are dataclass fields declared with
+Every hook is a no-op by default.
+
+**Scenarios** (``scenario: task | domain | class``; ``ctr_plugin/continual/scenarios.py``,
+``docs/methods.md`` "Scenarios"). In Task-IL every method has one head per task and is given the
+task id at test time. In Domain-IL and Class-IL the test batches carry no task id, and a method
+declares how it answers without one in ``when_task_unknown``:
+
+* ``"shared_head"`` (the default): the model gets ONE head over the sequence's class space
+  (``model.heads[0]``; Class-IL: it grows by a row per new class when a task arrives, old rows
+  kept; Domain-IL: one row per shared label). In training the loop still gives each example its
+  task id (``Step.inputs["task_ids"]``; replayed examples carry their own), but the ``labels``
+  the hooks receive are class-space ids (``model.scenario.class_labels``) and the logits are over
+  every class seen so far (``model.scenario.class_names``; the classes of tasks before ``task``
+  are ``model.scenario.class_ids[:task]``). A hook that reads ``model.heads[j]`` per task must
+  read the shared head's columns instead (see ``lwf.py``).
+* ``"infer_task"``: per-task modules and heads, trained exactly as in Task-IL; at test time the
+  task is inferred (``modeling/task_inference.py``: Kim et al. 2022, within-task prediction ×
+  task-id prediction from the MSP or energy score of every task's modules on the input).
+
+``scenarios`` lists the scenarios a method serves; asked for another, it is refused with
+``scenario_refusal`` as the reason. A new method (a gradient-projection method, class prototypes)
+declares both; a method with its own test-time rule (nearest class mean) keeps ``"shared_head"``
+and overrides its model's head. No hook may read the task id of a test example: the loop runs the
+Domain-/Class-IL tests with task ids withheld (``model.scenario.withholding``), where the model
+refuses them.
+
+A method's options are dataclass fields declared with
 ``option(default, help, range)`` (``ctr_plugin.options``): the option carries its type (the
 annotation), its range and its help. ``get_method(name, {"key": "value"})`` sets them from strings
 (the CLI's ``--method-arg key=value``), each checked against its declaration.
@@ -73,6 +99,11 @@ class ContinualMethod:
     # Whether a run may go on from a finished checkpoint (--from-checkpoint) without silently
     # losing such state; None: as ``resumable``.
     continuable: ClassVar[bool | None] = None
+    # How the method answers in Domain-IL / Class-IL, where test examples carry no task id (see the
+    # module's docstring): "shared_head" or "infer_task"; the scenarios it serves, and why not others.
+    when_task_unknown: ClassVar[str] = "shared_head"
+    scenarios: ClassVar[tuple[str, ...]] = ("task", "domain", "class")
+    scenario_refusal: ClassVar[str] = ""
     # Plugin options the method's design fixes, which a config or flag must not contradict (see
     # ``ctr_plugin.experiments.settings``).
     fixed_plugin_options: ClassVar[dict[str, Any]] = {}
@@ -120,7 +151,8 @@ class ContinualMethod:
         pass
 
     def before_evaluate(self, model: ContinualModel, task: int) -> None:
-        """Before task ``task`` is tested (ONE variants load that task's own weights here)."""
+        """Before task ``task`` is tested with its task id given (Task-IL only: in Domain-/Class-IL
+        no hook is told which task a test split is)."""
 
     def no_weight_decay(self, model: ContinualModel) -> set[int]:
         """ids of trainable parameters that must not be weight-decayed (beyond biases and norms)."""

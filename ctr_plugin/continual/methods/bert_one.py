@@ -16,3 +16,4 @@ from ctr_plugin.continual.methods.per_task_weights import SeparateWeightsPerTask
 class BertONE(SeparateWeightsPerTask, BertNCL):
     name = "bert_one"
     table_group = "non-continual"
+    when_task_unknown = "infer_task"  # one encoder per task: Domain-/Class-IL infer the task (task_inference.py)

@@ -31,6 +31,7 @@ class CTR(ContinualMethod):
     table_group = "CTR"
     plugin_type = "ctr"
     search_space = {"mask_lambda": Uniform(0.0, 1.5)}
+    when_task_unknown = "infer_task"  # per-task modules: Domain-/Class-IL infer the task (task_inference.py)
 
     mask_lambda: float = option(
         0.75, "weight of HAT's mask regulariser in the loss (paper: 0.75)", Range("float", 0, None)

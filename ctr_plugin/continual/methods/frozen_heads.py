@@ -14,3 +14,4 @@ from ctr_plugin.continual.methods.base import ContinualMethod
 class FrozenHeads(ContinualMethod):
     name = "frozen_heads"
     plugin_type = "none"
+    when_task_unknown = "infer_task"  # per-task modules: Domain-/Class-IL infer the task (task_inference.py)

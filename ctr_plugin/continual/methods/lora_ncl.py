@@ -1,5 +1,6 @@
-"""LoRA NCL: LoRA (Hu et al. 2022, through peft) on the frozen encoder's attention query and value
-projections, one set trained task after task with nothing against forgetting.
+"""LoRA NCL: LoRA (Hu et al. 2022, through peft) on the frozen encoder's attention projections
+(peft's targets for the architecture: query and value for BERT), one set trained task after task
+with nothing against forgetting.
 
 The parameter-efficient method users reach for today (the CTR paper predates it). The base
 encoder's weights never change; checkpoints hold the LoRA weights and the heads. The LoRA's rank

@@ -17,3 +17,4 @@ class LoraONE(LoraNCL):
     name = "lora_one"
     table_group = "non-continual"
     plugin_type = "lora_per_task"
+    when_task_unknown = "infer_task"  # per-task modules: Domain-/Class-IL infer the task (task_inference.py)

@@ -5,7 +5,8 @@ task's data (knowledge distillation with temperature T):
     loss = CE + lambda * sum_{j < t} T^2 KL(softmax(z_j^old / T) || softmax(z_j / T)) / t
 
 The previous model is a frozen copy taken before the task; both models' heads read their own
-pooled features of the same batch (the adapter is task-agnostic, so one forward pass each).
+pooled features of the same batch (the adapter is task-agnostic, so one forward pass each). With
+one shared head (Domain-/Class-IL) the term is one KL over the earlier tasks' classes.
 """
 
 from __future__ import annotations
@@ -63,6 +64,13 @@ class LwF(ContinualMethod):
         with torch.no_grad():  # any task id: the adapter model's features do not depend on it
             self.previous(**(step.inputs | {"task_ids": torch.zeros_like(step.inputs["task_ids"])}))
         T, old_features, features = self.temperature, self._features["old"], self._features["new"]
+        if model.scenario.shared_head:  # Domain-/Class-IL: the earlier tasks' classes, the head's first rows
+            seen = len({c for ids in model.scenario.class_ids[: step.task] for c in ids})
+            old = F.softmax(self.previous.heads[0](old_features)[:, :seen] / T, dim=-1)
+            new = F.log_softmax(model.heads[0](features)[:, :seen] / T, dim=-1)
+            distill = F.kl_div(new, old, reduction="batchmean") * T * T
+            self.last_distillation = float(distill.detach())
+            return ce + self.strength * distill
         distill = ce.new_zeros(())
         for j in range(step.task):
             old = F.softmax(self.previous.heads[j](old_features) / T, dim=-1)
