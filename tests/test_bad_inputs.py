@@ -90,6 +90,18 @@ def tiny_distilbert_dir(tmp_path_factory) -> str:
     return str(directory)
 
 
+@pytest.fixture(scope="module")
+def tiny_deberta_v1_dir(tmp_path_factory) -> str:
+    """An encoder with no places for the sublayer plugins (DeBERTa v1 has a LayerNorm class of its own)."""
+    from transformers import BertTokenizerFast, DebertaConfig, DebertaModel
+
+    directory = tmp_path_factory.mktemp("tiny_deberta_v1")
+    size = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
+    DebertaModel(DebertaConfig(vocab_size=len(SPECIAL) + len(WORDS), **size)).save_pretrained(str(directory))
+    BertTokenizerFast(vocab={w: i for i, w in enumerate(SPECIAL + WORDS)}).save_pretrained(str(directory))
+    return str(directory)
+
+
 def yaml_config(tmp: Path, name: str, tasks: str, training: str = "") -> str:
     return write_text(tmp / f"{name}.yaml", (f"training:\n{training}\n" if training else "") + f"tasks:\n{tasks}\n")
 
@@ -97,7 +109,9 @@ def yaml_config(tmp: Path, name: str, tasks: str, training: str = "") -> str:
 # --- 2 and 3: every option, file and value is checked before the output directory changes -------
 
 
-def training_cases(tmp: Path, finished_run: Path, distilbert: str) -> dict[str, tuple[list[str], str]]:
+def training_cases(
+    tmp: Path, finished_run: Path, distilbert: str, deberta_v1: str
+) -> dict[str, tuple[list[str], str]]:
     """name -> (ctr-train arguments, a phrase the error must contain); each is run with
     --output-dir on the finished run and --overwrite, which must not change it."""
     ok = write_csv(tmp / "ok.csv", rows(20))
@@ -217,7 +231,7 @@ def training_cases(tmp: Path, finished_run: Path, distilbert: str) -> dict[str, 
             "q_lin",
         ),
         "ctr on an encoder without output sublayers": (
-            ["--datasets", ok, "--encoder", distilbert],
+            ["--datasets", ok, "--encoder", deberta_v1],
             "no BERT-style output sublayers",
         ),
     }
@@ -262,10 +276,10 @@ TRAINING_CASES = [
 
 @pytest.mark.parametrize("case", TRAINING_CASES)
 def test_a_bad_training_input_is_refused_before_an_overwritten_run_changes(
-    case, finished, tiny_bert_dir, tiny_distilbert_dir, tmp_path, capsys
+    case, finished, tiny_bert_dir, tiny_distilbert_dir, tiny_deberta_v1_dir, tmp_path, capsys
 ):
     before = tree_digest(finished)
-    argv, phrase = training_cases(tmp_path, finished, tiny_distilbert_dir)[case]
+    argv, phrase = training_cases(tmp_path, finished, tiny_distilbert_dir, tiny_deberta_v1_dir)[case]
     if "--encoder" not in argv:
         argv = argv + ["--encoder", tiny_bert_dir]
     flags = ["--no-progress"] if case.startswith("yaml") else TINY  # TINY's flags would override the config's values

@@ -8,7 +8,7 @@ import torch
 from ctr_plugin.encoders.loading import load_encoder
 from ctr_plugin.modeling.model import ContinualModel
 from ctr_plugin.plugins import CTRPlugin, PluginConfig
-from ctr_plugin.plugins.injection import PluggedDropout
+from ctr_plugin.plugins.injection import PluggedOutput
 
 from conftest import TINY_PLUGIN
 
@@ -27,7 +27,7 @@ def test_two_plugins_per_layer_and_logit_shapes(encoder, request):
     model = build(request.getfixturevalue(encoder))
     layers = model.encoder.config.num_hidden_layers
     assert len(model.plugins) == 2 * layers
-    wrapped = [n for n, m in model.encoder.named_modules() if isinstance(m, PluggedDropout)]
+    wrapped = [n for n, m in model.encoder.named_modules() if isinstance(m, PluggedOutput)]
     assert sum(n.endswith("attention.output.dropout") for n in wrapped) == layers
     assert all(p.fc2.out_features == model.encoder.config.hidden_size for p in model.plugins)
     batch = model.tokenize(["good red cat", "the dog was very bad indeed"])

@@ -16,9 +16,10 @@ from typing import TYPE_CHECKING
 from torch import nn
 
 from ctr_plugin.errors import CTRError
+from ctr_plugin.plugins.registry import plugin_kind
 
 if TYPE_CHECKING:
-    from ctr_plugin.plugins.registry import PluginKind
+    from ctr_plugin.plugins.plugin import PluginConfig
 
 log = logging.getLogger(__name__)
 
@@ -57,9 +58,11 @@ def _takes(forward, *names: str) -> bool:
     return all(name in params for name in names) or takes_any
 
 
-def check_encoder(encoder, kind: PluginKind) -> None:
-    """A CTRError naming what ``encoder`` lacks for a ContinualModel with plugins of ``kind``;
-    nothing when it has it all. Reads the encoder only: changes nothing."""
+def check_encoder(encoder, config: PluginConfig) -> None:
+    """A CTRError naming what ``encoder`` lacks for a ContinualModel with the plugins ``config``
+    describes (its ``plugin_type``); nothing when it has it all. Reads the encoder only: changes
+    nothing."""
+    kind = plugin_kind(config.plugin_type)
     lacks = [
         what
         for what, present in (
@@ -73,23 +76,23 @@ def check_encoder(encoder, kind: PluginKind) -> None:
             "The encoder must be a transformers model (e.g. AutoModel.from_pretrained(...)), got "
             f"{type(encoder).__name__}, which has no {' and no '.join(lacks) or 'torch.nn.Module base'}."
         )
-    config = encoder.config
-    model_type = getattr(config, "model_type", "?")
-    if getattr(config, "is_encoder_decoder", False):
+    model_type = getattr(encoder.config, "model_type", "?")
+    if getattr(encoder.config, "is_encoder_decoder", False):
         raise CTRError(
             f"The encoder {type(encoder).__name__} ({model_type}) is an encoder-decoder model; a continual model "
-            "needs an encoder alone (BERT, RoBERTa, ELECTRA, MiniLM, ...) whose forward takes input_ids and "
-            "attention_mask and returns last_hidden_state."
+            "needs an encoder alone (BERT, RoBERTa, DeBERTa-v2, DistilBERT, ModernBERT, ...) whose forward takes "
+            "input_ids and attention_mask and returns last_hidden_state."
         )
-    hidden_size = getattr(config, "hidden_size", None)
+    hidden_size = getattr(encoder.config, "hidden_size", None)
     if not isinstance(hidden_size, int):
         lacks.append("`config.hidden_size` (the width the heads and plugins read)")
     if not _takes(encoder.forward, "input_ids", "attention_mask"):
         lacks.append("forward taking `input_ids` and `attention_mask`")
-    if isinstance(hidden_size, int) and (missing := kind.missing(encoder, hidden_size)):
+    if isinstance(hidden_size, int) and (missing := kind.missing(encoder, hidden_size, config)):
         lacks.append(missing)
     if lacks:
         raise CTRError(
             f"The encoder {type(encoder).__name__} ({model_type}) cannot carry plugin kind {kind.name!r}: it has no "
-            f"{'; no '.join(lacks)}. Use a BERT-like encoder (BERT, RoBERTa, ELECTRA, MiniLM, ...) or another method."
+            f"{'; no '.join(lacks)}. Use a BERT-like encoder (BERT, RoBERTa, ELECTRA, DeBERTa-v2, MiniLM, ...), "
+            "DistilBERT or ModernBERT, or another method."
         )

@@ -1,7 +1,13 @@
 """LoRA (Hu et al. 2022) through peft, as two plugin kinds: ``lora`` (one set of LoRA weights on
-every attention query and value projection, trained task after task: ``lora_ncl``) and
-``lora_per_task`` (one named LoRA adapter per task, each example through its own: ``lora_one``;
-an adapter is added per task, and a forward pre-hook on each LoRA layer chooses them per example).
+the attention projections peft targets for the architecture, trained task after task:
+``lora_ncl``) and ``lora_per_task`` (one named LoRA adapter per task, each example through its own:
+``lora_one``; an adapter is added per task, and a forward pre-hook on each LoRA layer chooses them
+per example).
+
+Which modules LoRA goes on is peft's own fact, ``TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING``
+by the encoder's ``config.model_type`` (``query``/``value`` for BERT and RoBERTa,
+``query_proj``/``value_proj`` for DeBERTa-v2), unless ``PluginConfig.lora_target_modules`` names
+them; an architecture peft has no entry for (DistilBERT, ModernBERT) needs them named.
 
 Unlike the sublayer plugins, LoRA is no :class:`~ctr_plugin.plugins.Plugin` module: peft wraps the
 projections in place. :func:`lora_disabled` bypasses the LoRA layers for a while and
@@ -29,30 +35,60 @@ if TYPE_CHECKING:
 
 
 def inject_lora(encoder: nn.Module, config: PluginConfig, adapter_name: str = "default") -> None:
-    """LoRA (Hu et al. 2022) of rank ``config.lora_rank`` on every attention query and value
-    projection, in place, through peft, as the adapter ``adapter_name`` (another name adds one
-    more adapter beside the first); everything else in the encoder stays frozen."""
+    """LoRA (Hu et al. 2022) of rank ``config.lora_rank`` on the modules :func:`lora_target_modules`
+    names, in place, through peft, as the adapter ``adapter_name`` (another name adds one more
+    adapter beside the first); everything else in the encoder stays frozen."""
     from peft import LoraConfig, inject_adapter_in_model
 
-    if not lora_targets(encoder):
-        raise CTRError(
-            f"LoRA goes on the attention `query` and `value` projections, and the encoder {type(encoder).__name__} "
-            f"({encoder.config.model_type}) has no modules of those names (DistilBERT, for one, calls them q_lin / "
-            f"v_lin). Use a BERT-like encoder (BERT, RoBERTa, ELECTRA, MiniLM, ...) or another method."
-        )
+    if missing := missing_lora_targets(encoder, config):
+        raise CTRError(f"The encoder {type(encoder).__name__} has no {missing}.")
     lora = LoraConfig(
-        r=config.lora_rank, lora_alpha=config.lora_alpha, lora_dropout=0.0, target_modules=["query", "value"]
+        r=config.lora_rank,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=0.0,
+        target_modules=lora_target_modules(encoder, config),
     )
     inject_adapter_in_model(lora, encoder, adapter_name=adapter_name)
 
 
-def lora_targets(encoder: nn.Module) -> list[str]:
-    """The names of the attention query and value projections LoRA goes on."""
+def lora_target_modules(encoder: nn.Module, config: PluginConfig) -> list[str]:
+    """The names (or name suffixes) of the modules LoRA goes on: ``config.lora_target_modules``
+    if given, else peft's targets for the encoder's ``model_type`` (none if peft has no entry)."""
+    if config.lora_target_modules:
+        return list(config.lora_target_modules)
+    from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
+
+    model_type = getattr(getattr(encoder, "config", None), "model_type", None)
+    return list(TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING.get(model_type, []))
+
+
+def lora_targets(encoder: nn.Module, config: PluginConfig) -> list[str]:
+    """The full names of the encoder's modules LoRA goes on (matched as peft matches
+    ``target_modules``: the whole name or its last dotted parts)."""
+    targets = lora_target_modules(encoder, config)
     return [
         n
         for n, m in encoder.named_modules()
-        if n.rsplit(".", 1)[-1] in ("query", "value") and (isinstance(m, nn.Linear) or _is_lora(m))
+        if any(n == t or n.endswith(f".{t}") for t in targets) and (isinstance(m, nn.Linear) or _is_lora(m))
     ]
+
+
+def missing_lora_targets(encoder: nn.Module, config: PluginConfig) -> str | None:
+    """What ``encoder`` lacks for LoRA as ``config`` places it (a phrase), or None."""
+    if lora_targets(encoder, config):
+        return None
+    model_type = getattr(getattr(encoder, "config", None), "model_type", None)
+    linear = sorted({n.rsplit(".", 1)[-1] for n, m in encoder.named_modules() if isinstance(m, nn.Linear)})
+    own = f"its linear layers are named {', '.join(linear)}" if linear else "it has no linear layers"
+    targets = lora_target_modules(encoder, config)
+    if targets:
+        source = "PluginConfig.lora_target_modules" if config.lora_target_modules else "peft's LoRA targets"
+        return f"linear modules named {', '.join(map(repr, targets))} ({source}) for LoRA to go on ({own})"
+    return (
+        f"LoRA targets: peft's TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING has no entry for model type "
+        f"{model_type!r} and PluginConfig.lora_target_modules names none ({own}: name the attention projections, "
+        f"e.g. PluginConfig(lora_target_modules=[...]))"
+    )
 
 
 def _is_lora(module: nn.Module) -> bool:
@@ -121,17 +157,15 @@ def delete_lora_task(encoder: nn.Module, task: int, num_tasks: int) -> None:
 
 
 class LoraKind(PluginKind):
-    """peft LoRA on the attention query and value projections, one set shared by all tasks."""
+    """peft LoRA on the attention projections peft targets for the architecture, one set shared by all tasks."""
 
     placement: ClassVar[str] = "lora"
 
     def inject(self, model: ContinualModel) -> None:
         inject_lora(model.encoder, model.plugin_config)
 
-    def missing(self, encoder: nn.Module, hidden_size: int) -> str | None:
-        if lora_targets(encoder):
-            return None
-        return "attention projections named `query` and `value`, where LoRA goes (DistilBERT calls them q_lin, v_lin)"
+    def missing(self, encoder: nn.Module, hidden_size: int, config: PluginConfig) -> str | None:
+        return missing_lora_targets(encoder, config)
 
     def disabled(self, model: ContinualModel) -> contextlib.AbstractContextManager:
         return lora_disabled(model.encoder)
@@ -180,14 +214,14 @@ def _choose_adapters(context: PluginContext, _module, args, kwargs):
 register_kind(
     LoraKind(
         "lora",
-        "peft LoRA on the attention query and value projections, shared by all tasks",
+        "peft LoRA on the attention projections (peft's targets for the architecture), shared by all tasks",
         default_method="lora_ncl",
     )
 )
 register_kind(
     LoraPerTaskKind(
         "lora_per_task",
-        "one peft LoRA adapter per task on query and value, chosen per example",
+        "one peft LoRA adapter per task on the attention projections, chosen per example",
         default_method="lora_one",
     )
 )

@@ -16,6 +16,7 @@ from ctr_plugin.plugins.registry import plugin_kind
 
 POOLINGS = ("pooler", "cls", "mean")
 TSM_ACTIVATIONS = ("relu", "none")
+CHECKPOINT_CONFIG = "ctr_config.json"  # a checkpoint's config: checkpoint/format.py's CONFIG_FILE
 
 
 @dataclass
@@ -26,7 +27,8 @@ class PluginConfig:
         "ctr",
         'a registered plugin kind (plugins/registry.py): "ctr" (KSM + TSM), "hat_adapter" (TSM alone), '
         '"adapter" (Houlsby), "adapter_per_task" (one Houlsby adapter per task, chosen by the task id), '
-        '"lora" (peft LoRA on query/value), "lora_per_task" (one such LoRA per task), "none"; the method decides it',
+        '"lora" (peft LoRA on the attention projections), "lora_per_task" (one such LoRA per task), "none"; '
+        "the method decides it",
         flag=False,
     )
     adapter_size: int = option(
@@ -77,12 +79,24 @@ class PluginConfig:
     lora_alpha: float = option(
         16.0, "LoRA scaling: the update is (alpha / r) B A", Range("float", 0, None, low_open=True)
     )
+    lora_target_modules: tuple[str, ...] = option(
+        (),
+        "the modules LoRA goes on, by name or name suffix (peft's `target_modules`); empty: peft's own targets for "
+        "the encoder's architecture (TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING)",
+        flag=False,
+    )
 
     def __post_init__(self):
         plugin_kind(self.plugin_type)  # a registered kind (plugins/registry.py)
         check_plugin_config(self)  # types and ranges of the numeric and boolean fields (ctr_plugin/options.py)
         if self.pooling not in POOLINGS:
             raise CTRError(f"Unknown pooling {self.pooling!r}; choose one of {', '.join(POOLINGS)}.")
+        targets = self.lora_target_modules
+        if not isinstance(targets, list | tuple) or not all(isinstance(t, str) and t for t in targets):
+            raise CTRError(
+                f"lora_target_modules must be a list of module names, e.g. ['q_lin', 'v_lin'], not {targets!r}."
+            )
+        self.lora_target_modules = tuple(targets)
         if self.tsm_activation not in TSM_ACTIVATIONS:
             raise CTRError(
                 f"Unknown tsm_activation {self.tsm_activation!r}; choose one of {', '.join(TSM_ACTIVATIONS)}."
@@ -91,6 +105,7 @@ class PluginConfig:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["routing_kernel_sizes"] = list(self.routing_kernel_sizes)
+        d["lora_target_modules"] = list(self.lora_target_modules)
         return d
 
     def save_json(self, path: str | os.PathLike) -> None:
@@ -108,6 +123,36 @@ class PluginConfig:
             data = data["plugin"]
         if not isinstance(data, dict):
             raise CTRError(f"{str(path)!r} does not hold a plugin config (a JSON object).")
+        return cls.from_dict(data)
+
+    @classmethod
+    def from_pretrained(
+        cls, checkpoint: str | os.PathLike, revision: str | None = None, token: str | bool | None = None
+    ) -> PluginConfig:
+        """The plugin config saved in a checkpoint: a local directory, or a Hub repo id whose
+        ``ctr_config.json`` ``huggingface_hub.hf_hub_download`` fetches (or finds in the cache when
+        offline), as peft's ``PeftConfig.from_pretrained``. A CheckpointError when there is none."""
+        path = Path(checkpoint) / CHECKPOINT_CONFIG
+        if not Path(checkpoint).is_dir():
+            from huggingface_hub import hf_hub_download
+
+            try:
+                path = Path(hf_hub_download(str(checkpoint), CHECKPOINT_CONFIG, revision=revision, token=token))
+            except (ValueError, OSError) as err:  # not a repo id, not found, offline and not cached
+                raise CheckpointError(
+                    f"{str(checkpoint)!r} is neither a checkpoint directory nor a Hub repo holding "
+                    f"{CHECKPOINT_CONFIG} that could be fetched ({type(err).__name__}). Pass the `checkpoint/` "
+                    "folder a training run wrote."
+                ) from None
+        try:
+            data = json.loads(path.read_text())["plugin"]
+        except (OSError, ValueError, TypeError, KeyError) as err:
+            raise CheckpointError(
+                f"{str(path)!r} is not a ctr_plugin checkpoint config with a plugin entry "
+                f"({type(err).__name__}: {err})."
+            ) from None
+        if not isinstance(data, dict):
+            raise CheckpointError(f"The plugin entry of {str(path)!r} is not a JSON object: the file is damaged.")
         return cls.from_dict(data)
 
     @classmethod

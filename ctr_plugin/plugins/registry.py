@@ -33,8 +33,9 @@ from torch import nn
 from ctr_plugin.errors import CTRError
 from ctr_plugin.plugins.injection import (
     inject_plugins,
-    output_sublayers,
-    plugged_sublayers,
+    places_wanted,
+    plugged_places,
+    plugin_places,
     plugins_disabled,
     remove_plugins,
 )
@@ -83,8 +84,9 @@ class PluginKind:
         and a fine-tuned encoder are the model's own)."""
         return []
 
-    def missing(self, encoder: nn.Module, hidden_size: int) -> str | None:
-        """What ``encoder`` lacks for this kind's modules (a phrase), or None if it can carry them."""
+    def missing(self, encoder: nn.Module, hidden_size: int, config: PluginConfig) -> str | None:
+        """What ``encoder`` lacks for this kind's modules as ``config`` sizes them (a phrase), or
+        None if it can carry them."""
         return None
 
     def delete_task_refused(self, model: ContinualModel, task: int) -> str | None:
@@ -107,8 +109,9 @@ KIND_CLASSES[PluginKind.placement] = PluginKind
 
 
 class SublayerKind(PluginKind):
-    """A :class:`~ctr_plugin.plugins.Plugin` module in every output sublayer, built by
-    ``build(config, hidden_size, context)``; the LayerNorm after each is trained with
+    """A :class:`~ctr_plugin.plugins.Plugin` module at every place of the encoder (the end of
+    each attention and feed-forward sublayer: ``injection.py``), built by
+    ``build(config, hidden_size, context)``; the norm of each place is trained with
     ``train_layernorm``."""
 
     placement: ClassVar[str] = "sublayer"
@@ -137,13 +140,10 @@ class SublayerKind(PluginKind):
             plugin.add_task()
             plugin.to(model.device)
 
-    def missing(self, encoder: nn.Module, hidden_size: int) -> str | None:
-        if output_sublayers(encoder, hidden_size):
+    def missing(self, encoder: nn.Module, hidden_size: int, config: PluginConfig) -> str | None:
+        if plugin_places(encoder, hidden_size):
             return None
-        return (
-            f"BERT-style output sublayers (a module with `dense`, `dropout` and `LayerNorm` mapping to hidden size "
-            f"{hidden_size}), where the {self.name!r} plugins go"
-        )
+        return f"{places_wanted(encoder, hidden_size)}, where the {self.name!r} plugins go"
 
     def delete_task_refused(self, model: ContinualModel, task: int) -> str | None:
         return next(filter(None, (plugin.task_removal_refused(task) for plugin in model.plugins)), None)
@@ -160,10 +160,10 @@ class SublayerKind(PluginKind):
 
     def saved_prefixes(self, model: ContinualModel) -> list[str]:
         prefixes = []
-        for name, _ in plugged_sublayers(model.encoder):
-            prefixes.append(f"encoder.{name}.dropout.plugin.")
+        for place in plugged_places(model.encoder, model.hidden_size):
+            prefixes.append(f"encoder.{place.output}.plugin.")
             if model.plugin_config.train_layernorm:
-                prefixes.append(f"encoder.{name}.LayerNorm.")
+                prefixes.append(f"encoder.{place.norm}.")
         return prefixes
 
 
