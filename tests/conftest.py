@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import random
+from pathlib import Path
 
 import pytest
 
@@ -51,7 +52,9 @@ TINY_PLUGIN = PluginConfig(adapter_size=16, task_capsule_hidden=4, routing_filte
 def _save_tiny_encoder(directory, model_type: str = "bert", **config) -> str:
     from transformers import BertConfig, BertModel, BertTokenizerFast, RobertaConfig, RobertaModel
 
-    tokenizer = BertTokenizerFast(vocab={w: i for i, w in enumerate(SPECIAL + WORDS)}, do_lower_case=True)
+    # from a vocab.txt: the one way to build it that transformers 4.57 (the floor) and 5 share
+    (Path(directory) / "vocab.txt").write_text("\n".join(SPECIAL + WORDS) + "\n")
+    tokenizer = BertTokenizerFast.from_pretrained(str(directory), do_lower_case=True)
     size = dict(
         vocab_size=len(SPECIAL) + len(WORDS),
         hidden_size=32,

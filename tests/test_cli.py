@@ -341,3 +341,90 @@ def test_every_command_answers_version_with_the_package_version(module, capsys):
         importlib.import_module(module).main(["--version"])
     assert stopped.value.code == 0
     assert capsys.readouterr().out.strip().endswith(f"(ctr_plugin {__version__})")
+
+
+# --- what --help promises: the caps of --datasets, the defaults a run takes, and a light start -----
+
+COMMAND_MODULES = [
+    "ctr_plugin.commands.train",
+    "ctr_plugin.commands.predict",
+    "ctr_plugin.commands.tables",
+    "ctr_plugin.commands.tune",
+    "ctr_plugin.commands.relabel",
+    "ctr_plugin.bench.harness",
+]
+
+
+def help_text(command: str, capsys) -> str:
+    with pytest.raises(SystemExit) as stopped:
+        load_command(command).parse_args(["--help"])
+    assert stopped.value.code == 0
+    return " ".join(capsys.readouterr().out.split())  # argparse wraps for the terminal
+
+
+def test_train_help_states_the_caps_of_datasets_and_the_flags_that_lift_them(capsys):
+    text = help_text("train", capsys)
+    assert "capped at 300 training, 100 validation and 200 test sentences" in text
+    assert "--max-train-per-task, --max-validation-per-task and --max-test-per-task lift them" in text
+
+
+@pytest.mark.parametrize("command", ["train", "tables"])
+def test_help_shows_the_defaults_a_run_without_config_takes(command, capsys):
+    from ctr_plugin.data.config import DEFAULT_SEQUENCE, load_sequence_config
+
+    training = load_sequence_config(DEFAULT_SEQUENCE).training
+    assert training["adapter_size"] != 2000 and training["pooling"] != "pooler"  # else this test shows nothing
+    text = help_text(command, capsys)
+    assert f"Default {training['adapter_size']!r} (from {DEFAULT_SEQUENCE}; built-in 2000)" in text
+    assert f"Default {training['pooling']!r} (from {DEFAULT_SEQUENCE}; built-in 'pooler')" in text
+    assert "Default 2000;" not in text and "Default 'pooler'" not in text
+
+
+def test_a_datasets_run_states_its_caps_in_its_first_log_line_and_the_flags_set_them(tiny_bert_dir, tmp_path, caplog):
+    files = [task_csv(tmp_path, "sentiment", [["good", "great"], ["bad", "awful"]])]
+    argv = ["--datasets", *files, "--encoder", tiny_bert_dir, "--output-dir", str(tmp_path / "run"), *TINY]
+    with caplog.at_level("INFO"):
+        assert load_command("train").main([*argv, "--max-train-per-task", "10", "--max-validation-per-task", "4"]) == 0
+    first = caplog.records[0].getMessage()
+    assert "at most 10 training, 4 validation and 200 test sentences" in first
+    assert all(flag in first for flag in ("--max-train-per-task", "--max-validation-per-task", "--max-test-per-task"))
+    sizes = json.loads((tmp_path / "run" / "results.json").read_text())["task_sizes"]["sentiment"]
+    assert sizes["train"] == 10 and sizes["validation"] == 4
+
+
+# Known gap (issue 26), strict so that the mark must go once its cause is fixed: ctr-train and
+# ctr-tables build their option flags from PluginConfig, whose module (and the plugins room's face)
+# imports torch, through experiments/settings.py, which imports the methods.
+OPTION_FLAGS = pytest.mark.xfail(strict=True, reason="the option flags need PluginConfig, which needs torch")
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        pytest.param(module, marks=OPTION_FLAGS if module.endswith(("train", "tables")) else ())
+        for module in COMMAND_MODULES
+    ],
+)
+def test_help_imports_neither_torch_nor_transformers(module):
+    """--help answers fast (under 2 s, measured by hand) because building a command's parser loads no
+    model library. Checked in a fresh process where importing torch or transformers is refused and
+    recorded (so the check costs a fraction of a second whether it passes or not)."""
+    probe = (
+        "import contextlib, importlib, importlib.abc, io, sys\n"
+        "tried = []\n"
+        "class Refuse(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('torch', 'transformers'):\n"
+        "            tried.append(name)\n"
+        "            raise ImportError(f'{name} is refused while --help runs')\n"
+        "sys.meta_path.insert(0, Refuse())\n"
+        "out = io.StringIO()\n"
+        "with contextlib.redirect_stdout(out), contextlib.suppress(SystemExit, ImportError):\n"
+        f"    importlib.import_module({module!r}).main(['--help'])\n"
+        "print(tried[:1], out.getvalue().startswith('usage:'))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, env={"HF_HUB_OFFLINE": "1"}
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[] True", f"{module} --help: (import tried, help printed) = {proc.stdout.strip()}"

@@ -1,22 +1,26 @@
-"""The package as a user installs it: a wheel in a fresh virtual environment, with no checkout on
-the path, gives the console commands and the shipped sequence configs, and trains, predicts and
-builds tables end to end."""
+"""The package as a user installs it: a wheel that pip's resolver installs with its declared
+requirements into a fresh virtual environment, with no checkout on the path and no extras, gives
+the console commands and the shipped sequence configs, and trains, predicts and builds tables end
+to end; a command that needs a missing extra (optuna, matplotlib) names it."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
-import sysconfig
+import zipfile
 from pathlib import Path
 
 import pytest
 import yaml
 
+from ctr_plugin.errors import CTRError
+
 from conftest import keyword_task
-from test_cli import write_csv
+from test_cli import TINY, task_csv, write_csv
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMANDS = ["ctr-train", "ctr-predict", "ctr-tables", "ctr-tune", "ctr-relabel", "ctr-bench"]
@@ -50,11 +54,43 @@ def test_a_shipped_config_is_found_by_name_and_by_path(tmp_path, monkeypatch):
         resolve_config("no_such_sequence")
 
 
-def _fresh_venv(tmp_path: Path) -> Path:
-    """A virtual environment holding only the wheel built from this checkout. Its dependencies
-    (torch, transformers, ...) come from this interpreter's site-packages through a .pth line,
-    which puts that folder on the path without running its .pth files, so an editable install of
-    the checkout there stays inert."""
+def test_ctr_tune_without_optuna_names_the_extra_to_install_and_its_summary_still_works(tmp_path, monkeypatch, capsys):
+    from ctr_plugin.commands import tune
+
+    monkeypatch.setitem(sys.modules, "optuna", None)  # `import optuna` fails as if it were not installed
+    argv = ["--config", "hl5_products", "--methods", "ctr", "--storage", str(tmp_path / "study.journal")]
+    with pytest.raises(CTRError, match=re.escape("pip install 'ctr_plugin[tune]'")):
+        tune.main([*argv, "--output", str(tmp_path / "tuned.yaml")])
+    assert not (tmp_path / "study.journal").exists() and not (tmp_path / "tuned.yaml").exists()
+    assert tune.main(["--config", "hl5_products", "--summary"]) == 0  # reads the shipped file: no Optuna needed
+    assert "| ctr |" in capsys.readouterr().out
+
+
+def test_a_run_without_matplotlib_saves_everything_but_the_figures_and_says_how_to_draw_them(
+    tiny_bert_dir, tmp_path, monkeypatch, caplog
+):
+    from ctr_plugin.commands import train
+    from ctr_plugin.reporting.run_report import pyplot
+
+    for module in ("matplotlib", "matplotlib.pyplot"):
+        monkeypatch.setitem(sys.modules, module, None)
+    with pytest.raises(CTRError, match=re.escape("pip install 'ctr_plugin[plots]'")):
+        pyplot()
+    files = [task_csv(tmp_path, "sentiment", [["good", "great"], ["bad", "awful"]])]
+    argv = ["--datasets", *files, "--encoder", tiny_bert_dir, "--output-dir", str(tmp_path / "run"), *TINY]
+    assert train.main(argv) == 0
+    run = tmp_path / "run"
+    assert (run / "results.json").is_file() and (run / "checkpoint").is_dir() and not list(run.glob("*.png"))
+    assert "No figures drawn: matplotlib is not installed" in caplog.text and "ctr_plugin[plots]" in caplog.text
+
+
+def test_py_typed_is_package_data():
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+    package_data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    assert "py.typed" in package_data["ctr_plugin"] and (ROOT / "ctr_plugin" / "py.typed").is_file()
+
+
+def _build_wheel(tmp_path: Path) -> Path:
     source = tmp_path / "source"  # built from a copy: the build leaves build/ and *.egg-info behind
     source.mkdir()
     for name in ("pyproject.toml", "README.md", "LICENSE"):
@@ -63,49 +99,37 @@ def _fresh_venv(tmp_path: Path) -> Path:
     for folder in ("ctr_plugin", "data_configs"):
         shutil.copytree(ROOT / folder, source / folder, ignore=shutil.ignore_patterns("__pycache__"))
     wheels = tmp_path / "wheels"
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "-q",
-            "--no-deps",
-            "--no-build-isolation",
-            "--wheel-dir",
-            str(wheels),
-            str(source),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
+    pip_wheel = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(wheels)]
+    subprocess.run([*pip_wheel, str(source)], check=True, capture_output=True, timeout=300)
     (wheel,) = wheels.glob("ctr_plugin-*.whl")
+    return wheel
+
+
+def _fresh_venv(tmp_path: Path, wheel: Path) -> Path:
+    """A virtual environment of its own (no system or developer site-packages) into which pip's
+    resolver installs the wheel and its declared requirements from the package index, as a user's
+    `pip install ctr_plugin` does. torch goes in first, at this interpreter's version (a CPU build
+    where pip finds one, as on this project's machines; CTR_TEST_TORCH gives other pip arguments,
+    e.g. PyTorch's CPU index), so that the resolver never pulls a multi-GB CUDA build."""
+    import torch
+
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
-    python = venv / "bin" / "python"
-    subprocess.run(
-        [sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "--no-deps", "--no-index", str(wheel)],
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
-    site = Path(
-        subprocess.run(
-            [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-    )
-    ours = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
-    (site / "dependencies.pth").write_text("\n".join(sorted(ours)) + "\n")
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q"]
+    torch_args = os.environ.get("CTR_TEST_TORCH", f"torch=={torch.__version__.split('+')[0]}").split()
+    for step in (torch_args, [str(wheel)]):
+        proc = subprocess.run([*pip, *step], capture_output=True, text=True, timeout=1200)
+        assert proc.returncode == 0, proc.stderr[-3000:]
     return venv
 
 
 @pytest.mark.wheel
-def test_the_wheel_in_a_fresh_venv_trains_predicts_and_builds_tables(tiny_bert_dir, tmp_path):
-    venv = _fresh_venv(tmp_path)
+def test_the_wheel_installed_by_pips_resolver_trains_predicts_and_builds_tables_without_extras(
+    tiny_bert_dir, tmp_path
+):
+    wheel = _build_wheel(tmp_path)
+    assert "ctr_plugin/py.typed" in zipfile.ZipFile(wheel).namelist()  # PEP 561
+    venv = _fresh_venv(tmp_path, wheel)
     work = tmp_path / "work"  # no checkout here, and none on the path
     work.mkdir()
     env = {
@@ -116,24 +140,27 @@ def test_the_wheel_in_a_fresh_venv_trains_predicts_and_builds_tables(tiny_bert_d
         "HOME": str(tmp_path),
     }
 
-    def run(*argv: str) -> str:
+    def run(*argv: str, status: int = 0) -> str:
         proc = subprocess.run(list(argv), cwd=work, env=env, capture_output=True, text=True, timeout=600)
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        return proc.stdout
+        assert proc.returncode == status, proc.stderr[-3000:]
+        return proc.stdout if status == 0 else " ".join(proc.stderr.split())
 
+    run("python", "-m", "pip", "check")  # the resolved versions satisfy every declared requirement
     where = json.loads(
         run(
             "python",
             "-c",
-            "import ctr_plugin, json, sys; from ctr_plugin.data import resolve_config; print(json.dumps("
-            "[ctr_plugin.__file__, str(resolve_config('hl5_products')), "
-            "str(resolve_config('hl5_products', 'tuned')), sys.path]))",
+            "import ctr_plugin, json, sys, transformers, peft, importlib.util as u; "
+            "from ctr_plugin.data import resolve_config; print(json.dumps("
+            "[ctr_plugin.__file__, str(resolve_config('hl5_products')), str(resolve_config('hl5_products', 'tuned')), "
+            "transformers.__file__, peft.__file__, sys.path, "
+            "[u.find_spec(m) is None for m in ('optuna', 'matplotlib')]]))",
         )
     )
-    package, config, tuned, path = where
-    assert (
-        Path(package).is_relative_to(venv) and Path(config).is_relative_to(venv) and Path(tuned).is_relative_to(venv)
-    ), where
+    package, config, tuned, transformers_file, peft_file, path, extras_missing = where
+    for file in (package, config, tuned, transformers_file, peft_file):  # nothing borrowed from another environment
+        assert Path(file).is_relative_to(venv), where
+    assert extras_missing == [True, True]  # the core requirements only: no [tune], no [plots]
     # no other ctr_plugin on the path ('' is the working directory)
     assert [p for p in path if (Path(p or work) / "ctr_plugin").exists()] == [str(Path(package).parents[1])], path
     assert not list(Path(config).parent.glob("*.journal"))  # the tuning journal is not package data
@@ -152,7 +179,8 @@ def test_the_wheel_in_a_fresh_venv_trains_predicts_and_builds_tables(tiny_bert_d
         files.append(write_csv(work / f"{name}.csv", rows))
     tiny = ["--encoder", tiny_bert_dir, "--adapter-size", "16", "--epochs", "1", "--lr", "1e-2", "--max-length", "16"]
     out = run("ctr-train", "--datasets", *files, *tiny, "--no-progress", "--output-dir", "run")
-    assert "final_acc=" in out
+    assert "final_acc=" in out and (work / "run" / "checkpoint").is_dir()
+    assert not list((work / "run").glob("*.png"))  # no matplotlib: the figures are skipped, the run is not
     made_by = json.loads((work / "run" / "results.json").read_text())["provenance"]
     assert (
         made_by["git"] is None
@@ -193,6 +221,9 @@ def test_the_wheel_in_a_fresh_venv_trains_predicts_and_builds_tables(tiny_bert_d
         "grid",
     )
     assert "| frozen_heads | 1 |" in out and (work / "grid" / "table.csv").is_file()
+    assert not list((work / "grid").glob("*.png"))
+    refusal = run("ctr-tune", "--config", "tiny.yaml", "--tasks", "2", "--encoder", tiny_bert_dir, status=2)
+    assert "pip install 'ctr_plugin[tune]'" in refusal, refusal
 
 
 def test_the_entry_script_runs_the_training_command_from_anywhere(tmp_path):

@@ -11,15 +11,21 @@ restore it first. From Python: ctr_plugin.checkpoint.relabelling.relabel_task (l
 
 from __future__ import annotations
 
+import argparse
+
 from ctr_plugin.commands.runner import command_parser, run_main, setup_logging
 
 
-def main(argv=None) -> int:
+def parse_args(argv=None) -> argparse.Namespace:
     p = command_parser(__doc__)
     p.add_argument("checkpoint", help="a checkpoint directory written by ctr-train or save_pretrained")
     p.add_argument("--task", required=True, help="the task's name (or id)")
     p.add_argument("--labels", required=True, help="the new labels, comma-separated, in output order")
-    args = p.parse_args(argv)
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
     setup_logging()
     from ctr_plugin.checkpoint.relabelling import relabel_task
 

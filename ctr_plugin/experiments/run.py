@@ -37,7 +37,9 @@ from ctr_plugin.continual.loop import seed_everything
 from ctr_plugin.continual.methods import ContinualMethod, get_method
 from ctr_plugin.continual.parallel import make_accelerator
 from ctr_plugin.continual.progress import ContinualResults
+from ctr_plugin.continual.scenarios import check_method_scenario
 from ctr_plugin.continual.training_config import TrainingConfig
+from ctr_plugin.data.scenarios import check_label_sets
 from ctr_plugin.errors import CheckpointError, CTRError
 from ctr_plugin.experiments.output_dir import (
     CHECKPOINT_DIR,
@@ -59,7 +61,7 @@ from ctr_plugin.experiments.tracking import check_report_to, finish_trackers, st
 from ctr_plugin.modeling.model import ContinualModel
 from ctr_plugin.plugins import PluginConfig
 from ctr_plugin.reporting.results import RESULTS_FILE, write_json_atomic
-from ctr_plugin.reporting.run_report import format_summary, plot_curves, plot_matrix
+from ctr_plugin.reporting.run_report import can_draw, format_summary, plot_curves, plot_matrix
 
 log = logging.getLogger(__name__)
 
@@ -83,11 +85,13 @@ class RunSettings:
     device: str | None = None  # "cpu" or "cuda"; None = a GPU where there is one
     mixed_precision: str | None = None  # "no", "fp16", "bf16" on GPUs; None = accelerate's setting
     report_to: str = "none"  # experiment tracker: none, tensorboard, wandb, mlflow (see tracking.py)
+    scenario: str = "task"  # task, domain or class (data/scenarios.py); the sequence config's `scenario:`
 
     def __post_init__(self):
         if isinstance(self.method, str):
             self.method = get_method(self.method)
         check_report_to(self.report_to)
+        check_method_scenario(self.method, self.scenario)
 
 
 class RunInterrupted(KeyboardInterrupt):
@@ -137,6 +141,7 @@ def run(
     )
     if callable(tasks):
         tasks = tasks()
+    check_label_sets(settings.scenario, [(t.name, t.label_names) for t in tasks])  # before anything is written
     method = copy.deepcopy(settings.method)  # the run's own: a method keeps state across tasks
     seed_everything(settings.training.seed)
     model, results = starting_point(tasks, settings, method, accelerator, output_dir)
@@ -249,7 +254,7 @@ def _train_with_saving(
         results_file.write(output_dir, results_file.assemble(results.to_dict(), base))
 
     start = time.perf_counter()
-    learner = ContinualLearner(model, method, settings.training, accelerator=accelerator)
+    learner = ContinualLearner(model, method, settings.training, accelerator=accelerator, scenario=settings.scenario)
     try:
         results = learner.learn_sequence(tasks, results=results, on_task_end=save)
     except FloatingPointError as err:
@@ -279,15 +284,18 @@ def _report(results: ContinualResults, base: dict, wall_seconds: float, method, 
     out = results_file.assemble(results.to_dict(), base, wall_seconds=wall_seconds)
     if main:
         results_file.write(output_dir, out)
-        plot_matrix(
-            results.acc_matrix,
-            results.tasks,
-            output_dir / "accuracy_matrix.png",
-            f"{method.name}: test accuracy (%)",
-        )
-        plot_curves(
-            results.curves, output_dir / "training_curves.png", f"{method.name}: per-epoch training and validation"
-        )
+        if can_draw():
+            plot_matrix(
+                results.acc_matrix,
+                results.tasks,
+                output_dir / "accuracy_matrix.png",
+                f"{method.name}: test accuracy (%)",
+            )
+            plot_curves(
+                results.curves,
+                output_dir / "training_curves.png",
+                f"{method.name}: per-epoch training and validation",
+            )
         log.info("\n%s", format_summary(out))
     return out
 

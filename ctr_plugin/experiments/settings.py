@@ -56,19 +56,39 @@ def flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def add_option_flags(parser: argparse.ArgumentParser, only: set[str] | None = None) -> None:
+def add_option_flags(
+    parser: argparse.ArgumentParser,
+    only: set[str] | None = None,
+    default_training: dict[str, Any] | None = None,
+    default_config: str = "",
+) -> None:
     """One flag per training and plugin option (``--warmup-ratio``, ``--train-layernorm`` /
     ``--no-train-layernorm``, ...), typed, described and ranged by the dataclass field; none has
     a default, so a flag that was not given leaves the option to the config. ``only`` restricts
-    the flags added."""
+    the flags added. ``default_training``: the ``training:`` block of ``default_config``, the
+    config a command reads when none is named; the help then shows, per option, the value such a
+    run uses (that block's, else the dataclass default), and the dataclass default beside it where
+    they differ (what another config that sets nothing gets)."""
     hints = typing.get_type_hints(TrainingConfig) | typing.get_type_hints(PluginConfig)
+    default_training = default_training or {}
+    where = (
+        f"the value shown: without --config, the `training:` block of {default_config} "
+        "where it names one, else the built-in value; under --config FILE, that file's `training:` block, "
+        "else the built-in value"
+        if default_training
+        else "the config's `training:` block, else the value shown"
+    )
     for title, options in (("training options", TRAINING_OPTIONS), ("plugin options", PLUGIN_OPTIONS)):
-        group = parser.add_argument_group(f"{title} (default: the config's `training:` block, else the value shown)")
+        group = parser.add_argument_group(f"{title} (default: {where})")
         for f in options:
             if only is not None and f.name not in only:
                 continue
             rule = rule_of(f)
-            help_text = f"{f.metadata['help']}. Default {f.default!r}" + (f"; {rule.describe()}" if rule else "")
+            if f.name in default_training and default_training[f.name] != f.default:
+                default = f"Default {default_training[f.name]!r} (from {default_config}; built-in {f.default!r})"
+            else:
+                default = f"Default {f.default!r}"
+            help_text = f"{f.metadata['help']}. {default}" + (f"; {rule.describe()}" if rule else "")
             help_text = help_text.replace("%", "%%")
             kind, choices = kind_of(f), f.metadata.get("choices")
             if kind == "bool":
@@ -234,14 +254,20 @@ def select_tasks(
     max_train: int | None = None,
     max_test: int | None = None,
     test_cap_from_config: bool = True,
+    max_validation: int | None = None,
 ) -> SequenceConfig:
     """``sequence`` with its tasks in permutation ``order`` of its orders file (None: as listed),
-    capped at ``max_train`` and ``max_test`` examples per task (None: the config's caps; with
-    ``test_cap_from_config`` False, a test split is not capped unless ``max_test`` says so)."""
-    for name, cap in (("--max-train-per-task", max_train), ("--max-test-per-task", max_test)):
+    capped at ``max_train``, ``max_validation`` and ``max_test`` examples per task (None: the
+    config's caps; with ``test_cap_from_config`` False, a test split is not capped unless
+    ``max_test`` says so)."""
+    for name, cap in (
+        ("--max-train-per-task", max_train),
+        ("--max-validation-per-task", max_validation),
+        ("--max-test-per-task", max_test),
+    ):
         if cap is not None and cap < 2:
             raise CTRError(f"{name} must be at least 2 (a task needs both classes), got {cap}.")
-    caps = {"max_train": max_train, "max_test": max_test}
+    caps = {"max_train": max_train, "max_validation": max_validation, "max_test": max_test}
     caps = {k: v for k, v in caps.items() if v is not None or (k == "max_test" and not test_cap_from_config)}
     tasks = [dataclasses.replace(spec, **caps) for spec in sequence.tasks]
     if order is not None:

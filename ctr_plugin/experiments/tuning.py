@@ -75,8 +75,20 @@ def _split_params(params: dict[str, Any]) -> tuple[dict, dict, dict]:
     return training, plugin, {k: v for k, v in params.items() if k not in training and k not in plugin}
 
 
+def require_optuna():
+    """The ``optuna`` module, or a CTRError naming the extra that installs it (Optuna is optional)."""
+    try:
+        import optuna
+    except ImportError:
+        raise CTRError(
+            "Tuning needs Optuna, which is not installed: pip install 'ctr_plugin[tune]' (or pip install optuna). "
+            "ctr-tune --summary and --show-space work without it."
+        ) from None
+    return optuna
+
+
 def _storage(path: Path):
-    import optuna
+    optuna = require_optuna()
     from optuna.storages.journal import JournalFileBackend
 
     check_journal(path)  # before Optuna appends anything to it
@@ -184,7 +196,7 @@ def tune_method(
     Each trial trains over ``tasks`` (all of them: pass the first K) with ``training`` and
     ``plugin`` as the base, the sampled values on top. Returns the Optuna study.
     """
-    import optuna
+    optuna = require_optuna()
     from optuna.trial import TrialState
 
     space = search_space(method)

@@ -3,11 +3,17 @@ and the per-epoch curves beside it; :func:`pyplot`, the one matplotlib set-up of
 
 from __future__ import annotations
 
+import importlib.util
+import logging
 from pathlib import Path
 
 import numpy as np
 
+from ctr_plugin.errors import CTRError
 from ctr_plugin.reporting.metrics import Matrix
+
+log = logging.getLogger(__name__)
+PLOTS_EXTRA = "pip install 'ctr_plugin[plots]' (or pip install matplotlib)"
 
 
 def format_matrix(matrix: Matrix, tasks: list[str], title: str) -> str:
@@ -42,9 +48,22 @@ def format_summary(results: dict) -> str:
     return "\n".join(parts)
 
 
+def can_draw() -> bool:
+    """Whether matplotlib (the optional ``[plots]`` extra) is installed; when it is not, says once in
+    the log that the figures are skipped and how to get them. Runs and tables draw only if True."""
+    if importlib.util.find_spec("matplotlib") is not None:
+        return True
+    log.warning("No figures drawn: matplotlib is not installed. To draw them: %s.", PLOTS_EXTRA)
+    return False
+
+
 def pyplot():
-    """``matplotlib.pyplot`` drawing to files only (the Agg backend: no display needed)."""
-    import matplotlib
+    """``matplotlib.pyplot`` drawing to files only (the Agg backend: no display needed); a CTRError
+    naming the ``[plots]`` extra when matplotlib is not installed."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise CTRError(f"Drawing figures needs matplotlib, which is not installed: {PLOTS_EXTRA}.") from None
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
