@@ -14,7 +14,7 @@ import yaml
 from ctr_plugin.continual.loop import _optimizer, clip_gradients
 from ctr_plugin.continual.methods import METHODS
 from ctr_plugin.continual.methods.ewc import EWC
-from ctr_plugin.continual.optim import BertAdam
+from ctr_plugin.continual.optim import BertAdam, clip_per_tensor_
 from ctr_plugin.continual.training_config import TrainingConfig
 from ctr_plugin.data.config import resolve_config
 from ctr_plugin.errors import CTRError
@@ -66,6 +66,44 @@ def test_per_tensor_clipping_bounds_each_gradient_and_global_clipping_their_join
     clip_gradients(joint, TrainingConfig(max_grad_norm=1.0, clip="global"), _Accelerator())
     scale = 1.0 / math.hypot(5.0, 0.5)
     assert joint[1].grad.norm().item() == pytest.approx(0.5 * scale, rel=1e-4)  # shrunk with the other
+
+
+def test_clipping_all_tensors_at_once_equals_clipping_each_tensor_on_its_own():
+    """clip_per_tensor_ (a few foreach operations) must give clip_grad_norm_(p) for each p, bit for
+    bit, across dtypes and with tensors above and below the bound."""
+    generator = torch.Generator().manual_seed(0)
+    shapes = [(3, 5), (7,), (2, 2, 2), (11,)]
+    grads = [
+        torch.randn(s, generator=generator, dtype=d) * k
+        for s, d, k in zip(shapes, 2 * [torch.float32, torch.float64], (5, 0.01, 3, 0.1))
+    ]
+    together = [torch.nn.Parameter(torch.zeros_like(g)) for g in grads]
+    one_by_one = [torch.nn.Parameter(torch.zeros_like(g)) for g in grads]
+    for a, b, g in zip(together, one_by_one, grads):
+        a.grad, b.grad = g.clone(), g.clone()
+    clip_per_tensor_(together, 1.0)
+    for b in one_by_one:
+        torch.nn.utils.clip_grad_norm_([b], 1.0)
+    for a, b in zip(together, one_by_one):
+        assert torch.equal(a.grad, b.grad)
+    assert together[0].grad.norm() == pytest.approx(1.0, abs=1e-5) and torch.equal(together[1].grad, grads[1])
+
+
+def test_bertadam_over_many_tensors_equals_the_same_update_tensor_by_tensor():
+    generator = torch.Generator().manual_seed(1)
+    params = [torch.nn.Parameter(torch.randn(s, generator=generator)) for s in [(4, 3), (5,), (2, 6)]]
+    singles = [torch.nn.Parameter(p.detach().clone()) for p in params]
+    together = BertAdam(params, lr=0.01, weight_decay=0.01)
+    alone = [BertAdam([p], lr=0.01, weight_decay=0.01) for p in singles]
+    for _ in range(3):
+        for p, q in zip(params, singles):
+            g = torch.randn(p.shape, generator=generator)
+            p.grad, q.grad = g.clone(), g.clone()
+        together.step()
+        for optimizer in alone:
+            optimizer.step()
+    for p, q in zip(params, singles):
+        assert torch.equal(p.detach(), q.detach())
 
 
 def test_the_squared_schedule_is_the_linear_one_applied_twice():

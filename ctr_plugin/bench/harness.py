@@ -404,7 +404,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     from ctr_plugin.modeling.training_rules import UnprotectedTrainingWarning
 
-    # The timed steps are bare optimizer steps (HAT's rules are not the cost being measured).
+    # The timed steps are the loop's clip and optimizer step without HAT's rules (not the cost being measured).
     warnings.simplefilter("ignore", UnprotectedTrainingWarning)
     if args.child:
         print(json.dumps(measure(Configuration(**json.loads(args.child)))))

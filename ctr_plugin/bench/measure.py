@@ -97,7 +97,11 @@ def measure(cfg: Configuration) -> dict:
     import torch
 
     from ctr_plugin.bench.arithmetic import EncoderShape, multiply_adds
+    from ctr_plugin.continual.loop import clip_gradients, parameter_groups
     from ctr_plugin.continual.methods import Step, get_method
+    from ctr_plugin.continual.optim import build_optimizer
+    from ctr_plugin.continual.parallel import make_accelerator
+    from ctr_plugin.continual.training_config import TrainingConfig
     from ctr_plugin.plugins import PluginConfig
 
     torch.manual_seed(0)
@@ -120,7 +124,10 @@ def measure(cfg: Configuration) -> dict:
         for plugin in model.plugins:  # regional: each plugin, the frozen encoder eager
             plugin.compile(mode=mode)
     params = [p for _, p in model.trainable_parameters()]
-    optimizer = torch.optim.AdamW(params, lr=1e-5, foreach=True)  # as the training loop's
+    # The training loop's optimizer (its groups, AdamW's kernel) and gradient clipping, for every method alike.
+    training = TrainingConfig(lr=1e-5, progress=False)
+    optimizer = build_optimizer(parameter_groups(model, method, training.lr, training.weight_decay), training)
+    accelerator = make_accelerator(cfg.device, "no")  # what clip_gradients asks of it; full precision
     vocab = model.encoder.config.vocab_size
     ids = torch.randint(min(1000, vocab // 2), vocab, (cfg.batch_size, cfg.seq_len), device=device)
     mask = torch.ones_like(ids)
@@ -141,6 +148,7 @@ def measure(cfg: Configuration) -> dict:
             loss = model(ids, mask, task_ids, labels=labels).loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        clip_gradients(params, training, accelerator)
         optimizer.step()
 
     model.train()

@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 from ctr_plugin.continual.batching import batches, encode_batch
 from ctr_plugin.continual.evaluation import evaluate, given_or_own, score_task
 from ctr_plugin.continual.methods import ContinualMethod, Step
-from ctr_plugin.continual.optim import BertAdam
+from ctr_plugin.continual.optim import build_optimizer, clip_per_tensor_
 from ctr_plugin.continual.parallel import any_process, average_gradients
 from ctr_plugin.continual.progress import ContinualResults, TaskCurve
 from ctr_plugin.continual.services import LoopServices
@@ -82,13 +82,9 @@ def parameter_groups(model: ContinualModel, method: ContinualMethod, lr: float, 
 
 def _optimizer(model: ContinualModel, method: ContinualMethod, cfg: TrainingConfig, total_steps: int):
     """AdamW (or ``BertAdam``, ``cfg.optimizer``) over ``parameter_groups``, with linear warmup and
-    decay (applied twice with ``cfg.lr_schedule == "linear_squared"``)."""
-    groups = parameter_groups(model, method, cfg.lr, cfg.weight_decay)
-    if cfg.optimizer == "bertadam":
-        optimizer = BertAdam(groups, lr=cfg.lr)
-    else:
-        # foreach: one fused update over the many small per-task tensors (the CPU default loops)
-        optimizer = torch.optim.AdamW(groups, lr=cfg.lr, foreach=True)
+    decay (applied twice with ``cfg.lr_schedule == "linear_squared"``). ``ctr-bench`` builds its
+    optimizer with the same ``build_optimizer``."""
+    optimizer = build_optimizer(parameter_groups(model, method, cfg.lr, cfg.weight_decay), cfg)
     warmup = max(1, int(cfg.warmup_ratio * total_steps))
     power = 2 if cfg.lr_schedule == "linear_squared" else 1
 
@@ -103,14 +99,13 @@ def _optimizer(model: ContinualModel, method: ContinualMethod, cfg: TrainingConf
 def clip_gradients(params: list[torch.nn.Parameter], cfg: TrainingConfig, accelerator: Accelerator) -> None:
     """Clip to ``cfg.max_grad_norm`` the norm of all gradients together (``clip == "global"``) or of
     each parameter tensor's gradient on its own (``"per_tensor"``, as BertAdam in the reference
-    code does)."""
+    code does); either way a few ``_foreach`` operations over all tensors (PyTorch's default for
+    the global norm on a CPU or a GPU), not a few per tensor."""
     if cfg.clip == "global":
         accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
         return
     accelerator.unscale_gradients()
-    for p in params:
-        if p.grad is not None:
-            torch.nn.utils.clip_grad_norm_(p, cfg.max_grad_norm)
+    clip_per_tensor_(params, cfg.max_grad_norm)
 
 
 def train_task(
