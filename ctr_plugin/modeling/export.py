@@ -5,7 +5,8 @@ be that graph as it is: it reads each example's task id back to the host (the ra
 tasks present in the batch, the head of each), which ``torch.export`` cannot trace with the batch
 and sequence sizes left dynamic. For a task fixed at export time the task is a Python int, so
 :class:`OneTaskForward` runs the same steps as ``forward`` (the plugins read the task from the
-context, the pooling, the task's head) with nothing that depends on the inputs' values.
+context, set by ``PluginContext.one_task``; the pooling; the task's head) with nothing that depends
+on the inputs' values.
 
     programs = export_for_tasks(model, ["laptops", "sst2"])     # {task name: ExportedProgram}
     logits = programs["laptops"].module()(input_ids, attention_mask, token_type_ids)
@@ -49,10 +50,9 @@ class OneTaskForward(nn.Module):
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None
     ) -> torch.Tensor:
         model = self.model
-        task_ids = torch.full_like(input_ids[:, 0], self.task)  # (B,): every example's task, for the plugins
         token_mask = attention_mask.to(model.encoder.dtype)
         types = {} if token_type_ids is None else {"token_type_ids": token_type_ids}
-        with model.context.using(task_ids=task_ids, token_mask=token_mask, active_tasks=self.task + 1):
+        with model.context.one_task(self.task, token_mask):  # the task known here: the plugins read nothing back
             out = model.encoder(input_ids=input_ids, attention_mask=attention_mask, **types)
         return model.heads[self.task](model.head_dropout(model._pool(out, attention_mask)))
 

@@ -70,6 +70,27 @@ class PluginContext:
         return self.task_ids, self.token_mask
 
     @contextlib.contextmanager
+    def one_task(self, task: int, token_mask: torch.Tensor) -> Iterator[PluginContext]:
+        """The values of a batch whose examples all belong to ``task``, a host int (an exported
+        program's), for the forward passes inside, restored afterwards. What :meth:`tasks` and
+        :meth:`real_tokens` give is taken from the caller, not read back from the tensors: the task
+        as given, and "some token may be padding" (the padding-masked path, exact when none is), so
+        the forward depends on the batch's shape and values through tensor operations alone."""
+        values = {
+            "task_ids": torch.full_like(token_mask[:, 0], task, dtype=torch.long),
+            "token_mask": token_mask,
+            "active_tasks": task + 1,
+            "_tasks": ([task], None),
+            "_real_tokens": (token_mask > 0, True),
+        }
+        previous = {k: self.__dict__.get(k) for k in values}
+        self.__dict__.update(values)  # past __setattr__: nothing derived from the tensors' values
+        try:
+            yield self
+        finally:
+            self.__dict__.update(previous)
+
+    @contextlib.contextmanager
     def using(self, **values) -> Iterator[PluginContext]:
         """Set ``values`` (e.g. ``s=...``) for the forward passes inside; restored afterwards."""
         known = [f.name for f in fields(self)]
@@ -100,13 +121,18 @@ def _real_tokens(token_mask: torch.Tensor) -> tuple[torch.Tensor, bool]:
 
 
 def rows_by_task(
-    task_ids: torch.Tensor, x: torch.Tensor, apply: Callable[[int, torch.Tensor], torch.Tensor], fill: float = 0.0
+    task_ids: torch.Tensor,
+    x: torch.Tensor,
+    apply: Callable[[int, torch.Tensor], torch.Tensor],
+    fill: float = 0.0,
+    tasks: list[int] | None = None,
 ) -> torch.Tensor:
     """Each example of ``x`` through its own task's module: ``apply(t, x[rows of task t])`` for
     every task t of the batch, put back in the batch's order. Outputs narrower than the widest in
     the last axis (a head with fewer labels) have ``fill`` in the columns they lack. A batch of
-    one task is ``apply(t, x)`` as it is."""
-    tasks = task_ids.unique().tolist()
+    one task is ``apply(t, x)`` as it is. ``tasks``: the batch's tasks in increasing order where
+    the caller knows them (``PluginContext.tasks``), else read from ``task_ids`` (one sync)."""
+    tasks = task_ids.unique().tolist() if tasks is None else tasks
     if len(tasks) == 1:
         return apply(tasks[0], x)
     parts = {t: apply(t, x[task_ids == t]) for t in tasks}

@@ -10,6 +10,8 @@ against the plain PyTorch expression.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import torch
 import torch.nn.functional as F
 
@@ -102,28 +104,34 @@ def _window_maxima(
     windows = padded.unfold(3, K, 1).permute(
         1, 2, 4, 0, 3
     )  # (G, C, K, N, L): a view, the window of start l at [..., l]
-    examples = max(1, min(N, FEATURE_MAP_CHUNK // (filters * L)))  # examples per chunk
-    groups = max(1, FEATURE_MAP_CHUNK // (filters * N * L)) if examples == N else 1  # groups per chunk
+    # torch.export: one chunk, since chunks sized from N and L would pin the program's dynamic dims
+    chunks = [(0, G, 0, N)] if torch.compiler.is_exporting() else _chunks(N, G, filters * L)
     best = padded.new_empty(N, G, filters)
     where = padded.new_empty(N, G, filters, dtype=torch.long) if keep_index else None
-    for g in range(0, G, groups):
-        n = min(groups, G - g)
-        for e in range(0, N, examples):
-            m = min(examples, N - e)
-            unfolded = padded.new_empty(n, inputs, m, L)
-            unfolded[:, : C * K].view(n, C, K, m, L).copy_(windows[g : g + n, :, :, e : e + m])
-            if masked:
-                unfolded[:, C * K].copy_(padding_input[g : g + n, e : e + m])
-            feats = torch.baddbmm(bias[:, None], weight[g : g + n], unfolded.view(n, inputs, m * L)).view(
-                n, filters, m, L
-            )
-            if keep_index:
-                value, index = _max_and_first_index(feats, rank)
-                where[e : e + m, g : g + n] = index.permute(2, 0, 1)
-            else:
-                value = feats.amax(dim=3)
-            best[e : e + m, g : g + n] = value.permute(2, 0, 1)
+    for g, n, e, m in chunks:
+        unfolded = padded.new_empty(n, inputs, m, L)
+        unfolded[:, : C * K].view(n, C, K, m, L).copy_(windows[g : g + n, :, :, e : e + m])
+        if masked:
+            unfolded[:, C * K].copy_(padding_input[g : g + n, e : e + m])
+        feats = torch.baddbmm(bias[:, None], weight[g : g + n], unfolded.view(n, inputs, m * L)).view(n, filters, m, L)
+        if keep_index:
+            value, index = _max_and_first_index(feats, rank)
+            where[e : e + m, g : g + n] = index.permute(2, 0, 1)
+        else:
+            value = feats.amax(dim=3)
+        best[e : e + m, g : g + n] = value.permute(2, 0, 1)
     return best, where
+
+
+def _chunks(N: int, G: int, per_example: int) -> Iterator[tuple[int, int, int, int]]:
+    """(first group, groups, first example, examples) of each chunk of at most FEATURE_MAP_CHUNK
+    feature-map elements (``per_example`` of them per example and group): examples of one group,
+    or whole groups where all the examples fit."""
+    examples = max(1, min(N, FEATURE_MAP_CHUNK // per_example))
+    groups = max(1, FEATURE_MAP_CHUNK // (per_example * N)) if examples == N else 1
+    for g in range(0, G, groups):
+        for e in range(0, N, examples):
+            yield g, min(groups, G - g), e, min(examples, N - e)
 
 
 def _ranks(L: int, like: torch.Tensor) -> torch.Tensor | None:
