@@ -11,6 +11,12 @@ an interrupted call continues where it stopped.
 The chosen options go to ``<config stem>.tuned.yaml`` beside the config (in the current
 directory for a config shipped inside an installed package), which ``ctr-train --tuned`` and
 ``ctr-tables --tuned`` read.
+
+A config's ``scenario:`` (task, domain or class) is the tuning's: in Domain-/Class-IL the
+validation splits are scored without the task id, as the runs' tests are. Each scenario is tuned
+on its own, with the same budget, into its own file (a ``base:`` config such as
+hl5_products_domain gets ``hl5_products_domain.tuned.yaml``, never its base's). Methods that train
+nothing by gradient (ncm, slda) search only their own options; one with none gets one trial.
 """
 
 from __future__ import annotations
@@ -69,16 +75,28 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def default_paths(config: Path) -> tuple[Path, Path]:
+    """(journal, tuned-options file) of a sequence config's tuning: ``<config stem>.tuning.journal``
+    and ``<config stem>.tuned.yaml`` beside the config (its own stem: a ``base:`` config never
+    shares its base's), or in the current directory for a config inside an installed package."""
+    beside = Path.cwd() if is_package_data(config) else config.parent
+    return beside / f"{config.stem}.tuning.journal", beside / f"{config.stem}.tuned.yaml"
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     setup_logging()
-    from ctr_plugin.continual.methods import METHODS
+    from ctr_plugin.continual.methods import METHODS, get_method
+    from ctr_plugin.continual.scenarios import check_method_scenario
     from ctr_plugin.data import load_sequence_config, load_tasks
+    from ctr_plugin.data.scenarios import check_label_sets
     from ctr_plugin.errors import CTRError
+    from ctr_plugin.experiments.grid_scenarios import SCENARIO_NAMES
     from ctr_plugin.experiments.settings import base_options, select_tasks
     from ctr_plugin.experiments.tuning import (
         best_entry,
         check_journal,
+        check_tuned_output,
         describe_search_space,
         read_tuned,
         require_optuna,
@@ -103,30 +121,37 @@ def main(argv=None) -> int:
     sequence = select_tasks(
         dataclasses.replace(sequence, tasks=sequence.tasks[: args.tasks]), max_train=args.max_train_per_task
     )
-    # beside the config, unless it is package data of an installed ctr_plugin: then here
-    beside = Path.cwd() if is_package_data(config) else config.parent
-    storage = Path(args.storage) if args.storage else beside / f"{config.stem}.tuning.journal"
-    output = Path(args.output) if args.output else beside / f"{config.stem}.tuned.yaml"
+    default_storage, default_output = default_paths(config)
+    storage = Path(args.storage) if args.storage else default_storage
+    output = Path(args.output) if args.output else default_output
     if args.summary:
         # the file this command writes; else (an installed package, nothing tuned here yet) the shipped one
         print(summarize_tuned(read_tuned(output if output.is_file() or args.output else config.stem)))
         return 0
     require_optuna()
+    scenario = sequence.scenario
+    for method in methods:  # a method that cannot serve the scenario is refused before anything trains
+        check_method_scenario(get_method(method), scenario)
+    check_tuned_output(output, scenario)  # a file of another scenario's options is not added to
     check_journal(storage)  # a journal Optuna cannot read, or would damage further: before any data loads
     training, plugin = base_options(
         sequence.training, f"the config {config}", {"seed": args.seed} if args.seed is not None else {}, progress=False
     )
     seed = training.seed
     tasks = load_tasks(sequence, seed=seed)
+    check_label_sets(scenario, [(t.name, t.label_names) for t in tasks])
     encoders = EncoderCache(args.encoder or sequence.encoder)
     meta = {
         "sequence": sequence.name,
         "config": config.name,
-        "objective": f"mean validation accuracy over the first {args.tasks} tasks, measured after task {args.tasks}",
+        "scenario": scenario,
+        "objective": f"mean validation accuracy over the first {args.tasks} tasks, measured after task {args.tasks}"
+        + ("" if scenario == "task" else f", without the task id ({SCENARIO_NAMES[scenario]}; per-task modules: MSP)"),
         "tasks": [t.name for t in tasks],
         "task_sizes": {t.name: {"train": len(t.train), "validation": len(t.validation)} for t in tasks},
         "budget": (
             f"{args.trials} trials per method (Optuna TPE, seed {seed}); one trial = one training run over the tasks"
+            "; a method without gradient training searches only its own options, one without options has one trial"
         ),
         "base_training": training.to_dict(),
         "base_plugin": plugin.to_dict(),
@@ -137,14 +162,24 @@ def main(argv=None) -> int:
 
     for method in methods:
         study = tune_method(
-            method, tasks, args.trials, storage, training, plugin, encoders, seed, f"{sequence.name}/", report
+            method,
+            tasks,
+            args.trials,
+            storage,
+            training,
+            plugin,
+            encoders,
+            seed,
+            f"{sequence.name}/",
+            report,
+            scenario=scenario,
         )
         entry = best_entry(study, method)
         write_tuned(output, {method: entry}, meta)
         print(
             f"{method}: best validation accuracy {entry['objective']:.2f} "
             f"with {entry['training'] | entry['method_options']} "
-            f"({entry['trials']} trials) -> {output}",
+            f"({entry['trials']} trials{'; ' + entry['note'] if entry.get('note') else ''}) -> {output}",
             flush=True,
         )
     return 0

@@ -1,6 +1,9 @@
 """The files of a grid's tables: markdown, LaTeX and csv renderings of the rows and paired
 comparisons that :mod:`ctr_plugin.experiments.grid_summary` computes, the heatmaps and plots, and
-:func:`build_tables`, which reads a grid folder and writes them all beside its ``runs/``."""
+:func:`build_tables`, which reads a grid folder and writes them all beside its ``runs/``. A grid
+holds runs of one scenario; in Domain-/Class-IL the tables of
+:mod:`ctr_plugin.experiments.grid_scenarios` (accuracy over the tasks seen so far after each task,
+task-id inference) follow the paired comparison, and ``scenario.csv`` holds their numbers."""
 
 from __future__ import annotations
 
@@ -10,11 +13,13 @@ from pathlib import Path
 
 import numpy as np
 
+from ctr_plugin.experiments.grid_scenarios import scenario_of, scenario_sections, write_scenario_csv
 from ctr_plugin.experiments.grid_summary import (
     ACCURACY_METRICS,
     COMPARED,
     COST_METRICS,
     METRICS,
+    RUNS_DIR,
     WITH_CI,
     MethodRow,
     Metric,
@@ -151,8 +156,14 @@ def _md_table(columns: list[str], sections: list[tuple[str | None, list[list[str
 
 
 def to_markdown(
-    rows: list[MethodRow], title: str = "", comparisons: list[PairedComparison] = (), sizes: dict | None = None
+    rows: list[MethodRow],
+    title: str = "",
+    comparisons: list[PairedComparison] = (),
+    sizes: dict | None = None,
+    sections: list[tuple[str, list, list, str]] = (),
 ) -> str:
+    """The tables as markdown; ``sections``: the scenario's tables (``grid_scenarios.scenario_sections``),
+    each (title, columns, cells, note), after the paired comparison."""
     lines = [f"### {title}", ""] if title else []
     lines += _md_table(MAIN_COLUMNS, [(g, [_main_cells(r, "±") for r in members]) for g, members in _grouped(rows)])
     if comparisons:
@@ -163,6 +174,8 @@ def to_markdown(
             "",
         ]
         lines += _md_table(COMPARISON_COLUMNS, [(None, _comparison_rows(comparisons))])
+    for heading, columns, cells, note in sections:
+        lines += ["", f"#### {heading}", ""] + _md_table(columns, [(None, cells)]) + ["", note]
     lines += ["", "#### Cost per task", ""]
     lines += _md_table(COST_COLUMNS, [(None, [_cost_cells(r, "±") for r in rows])])
     lines += [""] + ([sizes_line(sizes), ""] if sizes else []) + ["\n\n".join(NOTES)]
@@ -203,8 +216,14 @@ def _tex_table(columns: list[str], sections: list[tuple[str | None, list[list[st
     return lines + [r"\end{table}", ""]
 
 
-def to_latex(rows: list[MethodRow], title: str = "", comparisons: list[PairedComparison] = ()) -> str:
-    """The three tables as LaTeX (booktabs; ``\\resizebox`` from graphicx fits them to the page)."""
+def to_latex(
+    rows: list[MethodRow],
+    title: str = "",
+    comparisons: list[PairedComparison] = (),
+    sections: list[tuple[str, list, list, str]] = (),
+) -> str:
+    """The three tables as LaTeX (booktabs; ``\\resizebox`` from graphicx fits them to the page), and
+    the scenario's (``sections``) after the paired comparison."""
     lines = _tex_table(
         MAIN_COLUMNS, [(g, [_main_cells(r, "±") for r in members]) for g, members in _grouped(rows)], title
     )
@@ -214,6 +233,8 @@ def to_latex(rows: list[MethodRow], title: str = "", comparisons: list[PairedCom
             [(None, _comparison_rows(comparisons))],
             f"{title}: paired comparison" if title else "Paired comparison",
         )
+    for heading, columns, cells, _ in sections:
+        lines += _tex_table(columns, [(None, cells)], heading)
     lines += _tex_table(
         COST_COLUMNS,
         [(None, [_cost_cells(r, "±") for r in rows])],
@@ -326,18 +347,25 @@ def plot_comparisons(comparisons: list[PairedComparison], path: Path, metric: st
     plt.close(fig)
 
 
-def build_tables(grid_dir: str | Path, title: str = "") -> list[MethodRow]:
-    """Read the complete runs under ``grid_dir/runs`` and write the tables and plots beside them."""
+def build_tables(grid_dir: str | Path, title: str = "", scenario: str | None = None) -> list[MethodRow]:
+    """Read the complete runs under ``grid_dir/runs`` and write the tables and plots beside them.
+    The runs must share one scenario (and be of ``scenario`` when it is given); else CTRError,
+    before anything is written."""
     grid_dir = Path(grid_dir)
     runs = load_runs(grid_dir)
+    found = scenario_of(runs, scenario, str(grid_dir / RUNS_DIR))
     rows = summarize_runs(runs)
     if not rows:
         return rows
     comparisons = compare_methods(runs)
-    (grid_dir / "table.md").write_text(to_markdown(rows, title, comparisons, task_sizes(runs)))
-    (grid_dir / "table.tex").write_text(to_latex(rows, title, comparisons))
+    methods = [r.method for r in rows]
+    sections = scenario_sections(runs, methods, found or "task")
+    (grid_dir / "table.md").write_text(to_markdown(rows, title, comparisons, task_sizes(runs), sections))
+    (grid_dir / "table.tex").write_text(to_latex(rows, title, comparisons, sections))
     write_csv(rows, grid_dir / "table.csv")
     write_comparisons_csv(comparisons, grid_dir / "comparisons.csv")
+    if sections:
+        write_scenario_csv(runs, methods, grid_dir / "scenario.csv")
     if not can_draw():
         return rows
     (grid_dir / "heatmaps").mkdir(exist_ok=True)

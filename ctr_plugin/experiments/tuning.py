@@ -2,10 +2,16 @@
 
 Every method gets the same number of trials over the shared ranges (``SHARED_SEARCH_SPACE``:
 learning rate and epochs) plus the ranges it declares (``ContinualMethod.search_space``: its own
-options, or options of its plugin such as LoRA's ``lora_rank``).
+options, or options of its plugin such as LoRA's ``lora_rank``). A method that trains nothing by
+gradient (``gradient_training`` False: ncm, slda) searches only its own ranges, the learning rate
+and epochs being moot for it; one with no range at all is deterministic given the data, so it gets
+one trial (:func:`trial_budget`), and the tuned file says so (``note``).
 A trial is one :func:`ctr_plugin.experiments.validation_runs.validation_run` over the first K tasks of a sequence;
 its objective is the mean validation accuracy over those K tasks after the K-th is learned, so
-forgetting counts. Test splits are sealed throughout.
+forgetting counts. Test splits are sealed throughout. In Domain-IL and Class-IL (the sequence's
+``scenario``) the validation splits are scored as the tests are, without the task id, so each
+scenario is tuned on its own, with the same budget, into its own file (the scenario is recorded
+there, and :func:`check_tuned_scenario` refuses a file tuned in another scenario).
 
 Trials are stored in an Optuna journal file (plain text, one study per method), so tuning is
 resumable: a method's study continues until it holds ``n_trials`` finished trials (a trial that
@@ -42,6 +48,7 @@ from ctr_plugin.continual.methods import method_class
 from ctr_plugin.continual.training_config import TrainingConfig
 from ctr_plugin.data.types import TaskData
 from ctr_plugin.errors import CTRError
+from ctr_plugin.experiments.grid_scenarios import SCENARIO_NAMES
 from ctr_plugin.experiments.validation_runs import EncoderCache, validation_run
 from ctr_plugin.plugins import PluginConfig
 from ctr_plugin.search_space import SHARED_SEARCH_SPACE, Distribution
@@ -52,12 +59,29 @@ TUNED_FORMAT = "ctr_plugin.tuned/1"
 
 
 def search_space(method: str) -> dict[str, Distribution]:
-    """The shared ranges plus the method's own (an unknown method is refused)."""
-    own = method_class(method).search_space
+    """The shared ranges plus the method's own (an unknown method is refused); only its own for a
+    method that trains nothing by gradient (``gradient_training`` False), for which they are moot."""
+    cls = method_class(method)
+    own = cls.search_space
     clash = sorted(set(own) & set(SHARED_SEARCH_SPACE))
     if clash:
         raise CTRError(f"Method {method!r} declares {clash} in its search space, which are shared training options.")
-    return SHARED_SEARCH_SPACE | own
+    return (SHARED_SEARCH_SPACE | own) if cls.gradient_training else dict(own)
+
+
+def trial_budget(method: str, n_trials: int) -> int:
+    """The trials ``method`` gets of a budget of ``n_trials``: all of them, or one for a method with
+    nothing to search (no gradient training and no options: every trial would be the same run)."""
+    return n_trials if search_space(method) else min(1, n_trials)
+
+
+def budget_note(method: str) -> str | None:
+    """What the tuned file and its summary say about a method whose budget differs (None: none)."""
+    if method_class(method).gradient_training:
+        return None
+    if not search_space(method):
+        return "nothing to tune (no gradient training, no options): one trial"
+    return "no gradient training: only its own options searched (lr, epochs moot)"
 
 
 def describe_search_space(method: str) -> dict[str, str]:
@@ -190,11 +214,14 @@ def tune_method(
     seed: int = 0,
     study_prefix: str = "",
     on_trial: Callable[[dict], None] | None = None,
+    scenario: str = "task",
 ):
-    """Run (or continue) ``method``'s study until it holds ``n_trials`` finished trials.
+    """Run (or continue) ``method``'s study until it holds ``n_trials`` finished trials (one for a
+    method with nothing to search: :func:`trial_budget`).
 
     Each trial trains over ``tasks`` (all of them: pass the first K) with ``training`` and
-    ``plugin`` as the base, the sampled values on top. Returns the Optuna study.
+    ``plugin`` as the base, the sampled values on top, in ``scenario`` (task, domain or class: the
+    validation splits are then scored without the task id). Returns the Optuna study.
     """
     optuna = require_optuna()
     from optuna.trial import TrialState
@@ -214,6 +241,7 @@ def tune_method(
         for t in study.get_trials(deepcopy=False)
         if not t.user_attrs.get("interrupted") and t.state in (TrialState.COMPLETE, TrialState.FAIL)
     ]
+    n_trials = trial_budget(method, n_trials)
     remaining = n_trials - len(finished)
     if remaining <= 0:
         return study
@@ -225,7 +253,8 @@ def tune_method(
         params = {k: dist.suggest(trial, k) for k, dist in space.items()}
         train_values, plugin_values, options = _split_params(params)
         cfg = TrainingConfig(**(training.to_dict() | train_values | {"progress": False}))
-        row = validation_run(tasks, method, options, cfg, PluginConfig(**(plugin.to_dict() | plugin_values)), encoders)
+        plugin_cfg = PluginConfig(**(plugin.to_dict() | plugin_values))
+        row = validation_run(tasks, method, options, cfg, plugin_cfg, encoders, scenario=scenario)
         trial.set_user_attr("val_final_mf1", row["val_final_mf1"])
         trial.set_user_attr("val_acc_matrix", row["val_acc_matrix"])
         trial.set_user_attr("seconds", row["seconds"])
@@ -254,7 +283,8 @@ def best_entry(study, method: str) -> dict:
         raise CTRError(f"No trial of {method!r} finished: nothing to choose from (see the log for the failures).")
     best = max(complete, key=lambda t: (t.value, -t.number))
     training, plugin, options = _split_params(best.params)
-    return {
+    note = budget_note(method)
+    return ({"note": note} if note else {}) | {
         "training": training | plugin,
         "method_options": options,
         "objective": round(best.value, 2),
@@ -266,9 +296,23 @@ def best_entry(study, method: str) -> dict:
     }
 
 
+def check_tuned_output(path: str | Path, scenario: str) -> None:
+    """Refuse to add options tuned in ``scenario`` to the tuned file at ``path`` (if there is one)
+    when it holds another scenario's: the file would mix them under one label."""
+    path = Path(path)
+    held = read_tuned(path).get("scenario", "task") if path.is_file() else scenario
+    if held != scenario:
+        raise CTRError(
+            f"{path} holds options tuned in {SCENARIO_NAMES[held]}; this tuning is {SCENARIO_NAMES[scenario]}. "
+            "Each scenario is tuned into its own file: name another --output (the default is <config stem>.tuned.yaml "
+            "beside the config)."
+        )
+
+
 def write_tuned(path: str | Path, entries: dict[str, dict], meta: dict) -> None:
     """Write (or update) the tuned-options file: ``entries`` replace those methods' entries."""
     path = Path(path)
+    check_tuned_output(path, meta.get("scenario", "task"))
     data = read_tuned(path) if path.is_file() else {"format": TUNED_FORMAT, "methods": {}}
     data |= meta | {"format": TUNED_FORMAT, "updated": datetime.date.today().isoformat()}
     data["methods"] = data.get("methods", {}) | entries
@@ -299,6 +343,24 @@ def read_tuned(path: str | Path) -> dict:
     return data
 
 
+def check_tuned_scenario(path: str | Path | None, scenario: str) -> None:
+    """Refuse the tuned-options file at ``path`` (None: no file, nothing to check) for runs in
+    ``scenario`` when its options were tuned in another (a file without ``scenario:``, written
+    before the scenarios, is Task-IL's): a method's best options without the task id need not be
+    its best with it, and every scenario is tuned on its own with the same budget."""
+    if path is None:
+        return
+    data = read_tuned(path)
+    tuned = data.get("scenario", "task")
+    if tuned != scenario:
+        raise CTRError(
+            f"The tuned options in {path} were chosen in {SCENARIO_NAMES[tuned]} (sequence "
+            f"{data.get('sequence', '?')}), but these runs are {SCENARIO_NAMES[scenario]}. Each scenario is tuned on "
+            "its own with the same budget: run ctr-tune --config on this sequence's config (it writes "
+            "<config stem>.tuned.yaml beside it) and pass that file, or drop --tuned."
+        )
+
+
 def tuned_options(path: str | Path, method: str) -> tuple[dict, dict]:
     """(training and plugin options, method options) the file holds for ``method``; an error if it has none."""
     data = read_tuned(path)
@@ -323,12 +385,15 @@ def summarize_tuned(data: dict) -> str:
         options = ", ".join(f"{key} {_short(value)}" for key, value in chosen.items())
         mf1 = entry.get("objective_mf1")
         trials = f"{entry['trials']}" + (f" ({entry['failed_trials']} failed)" if entry.get("failed_trials") else "")
+        trials += f" ({entry['note']})" if entry.get("note") else ""
         rows.append(
             f"| {method} | {entry['objective']:.2f} | {'-' if mf1 is None else f'{mf1:.2f}'} | "
             f"{options} | {trials} | {', '.join(edges) or '-'} |"
         )
+    scenario = f" {SCENARIO_NAMES[data['scenario']]}:" if data.get("scenario", "task") != "task" else ""
     head = [
-        f"Objective: {data.get('objective', 'validation accuracy')} (one seed; the best of each method's trials).",
+        f"Objective:{scenario} {data.get('objective', 'validation accuracy')} (one seed; the best of each method's "
+        "trials).",
         "",
         "| method | val. acc | val. macro-F1 | chosen options | trials | at a range edge |",
         "|---|---|---|---|---|---|",
@@ -348,11 +413,15 @@ def _short(value: Any) -> str:
 
 __all__ = [
     "best_entry",
+    "budget_note",
     "check_journal",
+    "check_tuned_output",
+    "check_tuned_scenario",
     "describe_search_space",
     "read_tuned",
     "summarize_tuned",
     "search_space",
+    "trial_budget",
     "tune_method",
     "tuned_options",
     "write_tuned",

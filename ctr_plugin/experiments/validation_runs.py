@@ -77,6 +77,7 @@ def validation_run(
     plugin: PluginConfig | None = None,
     encoders: EncoderCache | None = None,
     inspect: Callable[[ContinualModel], dict] | None = None,
+    scenario: str = "task",
 ) -> dict:
     """Train ``method`` over ``tasks`` (test splits sealed) and score every task learned so far on
     its validation split after each task.
@@ -86,6 +87,11 @@ def validation_run(
     (``val_final_acc`` is the mean validation accuracy over all tasks after the last: the tuning
     objective), the options, and the seconds taken; ``inspect(model)``'s dictionary, if given, is
     added under ``"inspect"`` (the diagnosis records HAT's mask usage this way).
+
+    ``scenario``: ``"task"``, ``"domain"`` or ``"class"``, as a run's. In Domain-/Class-IL the
+    validation splits are scored as a run's tests are, without the task id
+    (``evaluation.evaluate_without_task``: among every class seen so far, the first task-id score,
+    MSP, for per-task modules), so the objective is the scenario's accuracy.
     """
     training = training or TrainingConfig()
     plugin = plugin or PluginConfig()
@@ -106,7 +112,7 @@ def validation_run(
             score_task(model, runner, task, "validation", training, (acc, f1), j, rows, accelerator)
 
     start = time.perf_counter()
-    ContinualLearner(model, runner, training, accelerator=accelerator).learn_sequence(
+    ContinualLearner(model, runner, training, accelerator=accelerator, scenario=scenario).learn_sequence(
         sealed, on_task_end=score, evaluate_test=False
     )
     metrics = {f"val_{k}": v for k, v in summarize(acc, f1).items()}
@@ -114,6 +120,7 @@ def validation_run(
         "method": method,
         "method_options": runner.options(),
         "tasks": [t.name for t in tasks],
+        "scenario": scenario,
         "seed": training.seed,
         "training": training.to_dict(),
         "plugin": plugin.to_dict(),

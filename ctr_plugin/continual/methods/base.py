@@ -92,6 +92,9 @@ class ContinualMethod:
     # the plugin options its plugin has; the learning rate and epochs are searched for every
     # method alike (``search_space.SHARED_SEARCH_SPACE``).
     search_space: ClassVar[dict[str, Distribution]] = {}
+    # False where the method trains nothing by gradient (the loop runs no epoch; ``lr``, ``epochs``
+    # and the other optimisation options are moot): tuning then searches only its own options.
+    gradient_training: ClassVar[bool] = True
     # How the tables (ctr_plugin/experiments/grid_summary.py) show the method: its group of rows (TABLE_GROUPS), and
     # the ONE method (a separate model per task) its knowledge transfer is measured against.
     table_group: ClassVar[str] = "continual baselines"

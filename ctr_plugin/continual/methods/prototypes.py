@@ -98,6 +98,7 @@ class PrototypeMethod(ContinualMethod):
 
     plugin_type = "none"
     needs_task_data = True  # the prototypes are taken from each task's training examples
+    gradient_training = False  # nothing is trained: tuning searches only the method's own options
     resumable = False  # the class counts (for a class met again) and SLDA's covariance are not in the checkpoint
     # Domain-/Class-IL: one shared head over the class space, its rows the prototypes (head_rows)
     when_task_unknown = "shared_head"
