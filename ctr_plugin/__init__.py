@@ -42,7 +42,7 @@ _DEFINED_IN = {
     "ContinualTextClassificationPipeline": "ctr_plugin.modeling.pipeline",
     "export_for_tasks": "ctr_plugin.modeling.export",
     "export_onnx": "ctr_plugin.modeling.export",
-    "PluginConfig": "ctr_plugin.plugins",
+    "PluginConfig": "ctr_plugin.plugins.config",
 }
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ imports on first use
@@ -58,7 +58,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ imports
     from ctr_plugin.modeling.pipeline import ContinualTextClassificationPipeline, continual_pipeline
     from ctr_plugin.modeling.prediction import Prediction
     from ctr_plugin.modeling.training_rules import UnprotectedTrainingWarning
-    from ctr_plugin.plugins import PluginConfig
+    from ctr_plugin.plugins.config import PluginConfig
 
 
 def __getattr__(name: str):

@@ -392,19 +392,7 @@ def test_a_datasets_run_states_its_caps_in_its_first_log_line_and_the_flags_set_
     assert sizes["train"] == 10 and sizes["validation"] == 4
 
 
-# Known gap (issue 26), strict so that the mark must go once its cause is fixed: ctr-train and
-# ctr-tables build their option flags from PluginConfig, whose module (and the plugins room's face)
-# imports torch, through experiments/settings.py, which imports the methods.
-OPTION_FLAGS = pytest.mark.xfail(strict=True, reason="the option flags need PluginConfig, which needs torch")
-
-
-@pytest.mark.parametrize(
-    "module",
-    [
-        pytest.param(module, marks=OPTION_FLAGS if module.endswith(("train", "tables")) else ())
-        for module in COMMAND_MODULES
-    ],
-)
+@pytest.mark.parametrize("module", COMMAND_MODULES)
 def test_help_imports_neither_torch_nor_transformers(module):
     """--help answers fast (under 2 s, measured by hand) because building a command's parser loads no
     model library. Checked in a fresh process where importing torch or transformers is refused and

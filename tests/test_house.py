@@ -4,6 +4,9 @@ never import the loop (it offers them its batching instead)."""
 from __future__ import annotations
 
 import ast
+import importlib
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +15,7 @@ import torch
 from ctr_plugin.continual.methods import METHODS
 from ctr_plugin.errors import CTRError
 from ctr_plugin.plugins import PLUGIN_KINDS, Plugin, PluginConfig, plugin_kind, register_plugin_kind
+from ctr_plugin.plugins.registry import SHIPPED_KINDS
 
 from conftest import TINY_PLUGIN, keyword_task
 
@@ -42,6 +46,26 @@ class Scale(Plugin):
 
     def forward(self, x):
         return x * self.weight
+
+
+def test_each_shipped_kind_is_defined_where_the_registry_names_it_under_its_own_name():
+    for name, (module, attribute) in SHIPPED_KINDS.items():
+        kind = getattr(importlib.import_module(module), attribute)
+        assert kind.name == name and plugin_kind(name) is kind, name
+
+
+def test_a_plugin_config_is_built_and_checked_without_importing_torch():
+    """The registry knows the kinds' names without loading their modules, so a config (and a
+    command's flags, built from it) needs no model library."""
+    probe = (
+        "import sys\n"
+        "from ctr_plugin.plugins import PluginConfig\n"
+        "PluginConfig(plugin_type='lora_per_task', adapter_size=8)\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'transformers', 'peft')))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
 
 
 def test_a_new_plugin_kind_is_one_registration(tiny_bert_dir, monkeypatch):
@@ -123,7 +147,8 @@ def _module_name(path: Path) -> str:
 
 def _import_graph() -> dict[str, set[str]]:
     """Module -> the package modules it imports: every import, lazy ones inside functions too,
-    except those under ``if TYPE_CHECKING:`` (which never run)."""
+    except those under ``if TYPE_CHECKING:`` (which never run), and every package module it names
+    in a string, which it may import by name with importlib (a lazy face, the plugin kinds' table)."""
     files = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
     graph = {}
     for name, path in files.items():
@@ -143,6 +168,8 @@ def _import_graph() -> dict[str, set[str]]:
             elif isinstance(node, ast.ImportFrom):
                 assert node.level == 0, f"{path}: relative import (the house imports absolutely)"
                 targets = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+            elif isinstance(node, ast.Constant) and node.value in files and "." in node.value:
+                targets = [node.value]  # a submodule by its full name ("ctr_plugin" alone is the library's name)
             else:
                 continue
             for target in targets:
@@ -171,6 +198,14 @@ def test_no_import_circle_counting_lazy_imports():
     for module in sorted(graph):
         if module not in state:
             visit(module, [])
+
+
+def test_a_module_named_in_a_string_counts_as_imported():
+    """The registry imports a shipped kind's module by name (importlib) on its first lookup: that is
+    an import, and a kind module importing the registry back would be an import circle."""
+    graph = _import_graph()
+    assert {module for module, _ in SHIPPED_KINDS.values()} <= graph["ctr_plugin.plugins.registry"]
+    assert "ctr_plugin.plugins.registry" not in graph["ctr_plugin.plugins.ctr_layer"]
 
 
 def test_nothing_inside_the_package_imports_its_face():

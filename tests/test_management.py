@@ -20,9 +20,10 @@ from ctr_plugin.continual.training_config import TrainingConfig
 from ctr_plugin.errors import CTRError, TaskError
 from ctr_plugin.modeling.model import ContinualModel
 from ctr_plugin.plugins.injection import PluggedOutput
+from ctr_plugin.plugins.kinds import SublayerKind
 from ctr_plugin.plugins.lora import lora_layers
 from ctr_plugin.plugins.plugin import Plugin
-from ctr_plugin.plugins.registry import PLUGIN_KINDS, SublayerKind, register_kind
+from ctr_plugin.plugins.registry import PLUGIN_KINDS, register_kind
 
 from conftest import TINY_PLUGIN, keyword_task
 

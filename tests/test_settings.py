@@ -12,7 +12,8 @@ from ctr_plugin.commands import train
 from ctr_plugin.continual.methods import get_method
 from ctr_plugin.continual.training_config import TrainingConfig
 from ctr_plugin.errors import CTRError
-from ctr_plugin.experiments.settings import NOT_OPTIONS, build_settings, option_flags_given
+from ctr_plugin.experiments.option_flags import NOT_OPTIONS, option_flags_given
+from ctr_plugin.experiments.settings import build_settings
 from ctr_plugin.experiments.tuning import write_tuned
 from ctr_plugin.plugins import PluginConfig
 

@@ -39,7 +39,7 @@ from ctr_plugin.checkpoint.legacy import join_format1_tensors, refuse_tasks_with
 from ctr_plugin.checkpoint.model_card import model_card
 from ctr_plugin.encoders.loading import encoder_fingerprint, load_encoder
 from ctr_plugin.errors import CheckpointError
-from ctr_plugin.plugins.plugin import PluginConfig
+from ctr_plugin.plugins.config import PluginConfig
 
 if TYPE_CHECKING:
     from ctr_plugin.modeling.model import ContinualModel

@@ -16,6 +16,12 @@ of the orders file beside the config (<config stem>.orders.yaml). Test sets are 
 table.tex, table.csv, comparisons.csv, heatmaps/<method>.png, final_scores.png and comparisons.png
 (see ctr_plugin/experiments/grid_summary.py): per method mean ± std and 95 % CI over runs, and CTR paired with every
 other method over matched runs, with the verdict "better", "worse" or "within noise".
+
+The config's ``scenario:`` (task, domain or class) is every run's, and the tables' heading names
+it. In Domain-/Class-IL the tables add the accuracy over all tasks seen so far after each task and
+the task-id accuracy of the methods that infer the task (msp and energy), with scenario.csv
+(ctr_plugin/experiments/grid_scenarios.py). A grid holds one scenario: runs of another under
+OUTPUT_DIR, or a --tuned file tuned in another scenario, are refused before anything trains.
 """
 
 from __future__ import annotations
@@ -27,13 +33,7 @@ from pathlib import Path
 
 from ctr_plugin.commands.runner import command_parser, run_main, setup_logging, whole_number
 from ctr_plugin.data.config import DEFAULT_SEQUENCE, load_sequence_config
-from ctr_plugin.experiments.settings import (
-    OPTION_NAMES,
-    add_option_flags,
-    build_settings,
-    option_flags_given,
-    select_tasks,
-)
+from ctr_plugin.experiments.option_flags import OPTION_NAMES, add_option_flags, option_flags_given
 
 log = logging.getLogger("ctr-tables")
 
@@ -105,11 +105,14 @@ def main(argv=None) -> int:
     from ctr_plugin.continual.methods import METHODS
     from ctr_plugin.data import load_tasks, resolve_config, sequence_orders
     from ctr_plugin.errors import CTRError
-    from ctr_plugin.experiments.grid_summary import RUNS_DIR
+    from ctr_plugin.experiments.grid_scenarios import grid_title, scenario_of
+    from ctr_plugin.experiments.grid_summary import RUNS_DIR, load_runs
     from ctr_plugin.experiments.grid_tables import build_tables
     from ctr_plugin.experiments.output_dir import check_output_dir
     from ctr_plugin.experiments.resume import check_reused_run
     from ctr_plugin.experiments.run import run
+    from ctr_plugin.experiments.settings import build_settings, select_tasks
+    from ctr_plugin.experiments.tuning import check_tuned_scenario
     from ctr_plugin.reporting.results import read_complete
 
     methods = args.methods or list(METHODS)
@@ -118,9 +121,12 @@ def main(argv=None) -> int:
         check_output_dir(output_dir, overwrite=True)  # a file in its place, or no permission: before any data loads
     config_path = resolve_config(args.config)
     sequence = load_sequence_config(config_path, data_root=args.data_root)
-    title = f"{sequence.name}: Task-IL, {len(sequence.tasks)} tasks"
+    scenario = sequence.scenario
+    title = grid_title(sequence.name, scenario, len(sequence.tasks))
     if not args.rebuild_only:
         options = method_options(args.method_arg)
+        check_tuned_scenario(args.tuned, scenario)  # options tuned in another scenario are not this one's
+        scenario_of(load_runs(output_dir), scenario, str(output_dir / RUNS_DIR))  # one scenario per grid
 
         def settings_of(method: str, seed: int):
             return build_settings(
@@ -134,6 +140,7 @@ def main(argv=None) -> int:
                 encoder=args.encoder or sequence.encoder,
                 overwrite=True,
                 device=args.device,
+                scenario=scenario,
             )
 
         for method in methods:  # unknown methods and options, and conflicts, fail now, not an hour in
@@ -186,13 +193,14 @@ def main(argv=None) -> int:
             bar.set_postfix_str(f"{method} order {k} seed {s}")
             settings = settings_of(method, s)
             source = {"config": str(config_path), "sequence": sequence.name, "order": k, "tuned": args.tuned}
+            source["scenario"] = scenario
             run(tasks_for(k, s), settings, target, source)
             bar.update(1)
         bar.close()
         log.info(
             "Grid done: %d runs, %d trained now in %.0f s.", len(grid), len(grid) - done, time.perf_counter() - start
         )
-    rows = build_tables(output_dir, title)
+    rows = build_tables(output_dir, title, scenario)
     if not rows:
         raise CTRError(f"No complete run under {output_dir / RUNS_DIR}: nothing to tabulate.")
     print((output_dir / "table.md").read_text())

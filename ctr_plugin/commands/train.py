@@ -25,7 +25,7 @@ from pathlib import Path
 
 from ctr_plugin.commands.runner import command_parser, run_main, setup_logging, whole_number
 from ctr_plugin.data.config import DEFAULT_SEQUENCE, load_sequence_config
-from ctr_plugin.experiments.settings import add_option_flags, build_settings, option_flags_given, select_tasks
+from ctr_plugin.experiments.option_flags import add_option_flags, option_flags_given
 from ctr_plugin.experiments.tracking import REPORT_TO
 
 log = logging.getLogger("ctr-train")
@@ -192,6 +192,7 @@ def main(argv=None) -> int:
     from ctr_plugin.data import load_tasks, resolve_config, sequence_from_names
     from ctr_plugin.errors import CTRError
     from ctr_plugin.experiments.run import run
+    from ctr_plugin.experiments.settings import build_settings, select_tasks
 
     if args.resume:
         args = resolve_resume(args, argv)

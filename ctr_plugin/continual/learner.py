@@ -34,7 +34,7 @@ from ctr_plugin.encoders.loading import BUNDLED_ENCODER, load_encoder, recorded_
 from ctr_plugin.errors import CTRError
 from ctr_plugin.modeling.given_encoder import check_encoder, unwrap_encoder
 from ctr_plugin.modeling.model import ContinualModel
-from ctr_plugin.plugins.plugin import PluginConfig
+from ctr_plugin.plugins.config import PluginConfig
 from ctr_plugin.plugins.registry import plugin_kind
 from ctr_plugin.reporting.metrics import empty_matrix
 

@@ -6,7 +6,7 @@ from four places; each overrides the ones before it:
 1. the dataclass default;
 2. the sequence config's ``training:`` block;
 3. the tuned-options file (``--tuned``), for the method being run;
-4. the command line: one flag per option, generated from the dataclasses (:func:`add_option_flags`).
+4. the command line: one flag per option, generated from the dataclasses (``option_flags.py``).
 
 A method's own options (``--method-arg key=value``) come from their defaults, then the tuned file,
 then ``--method-arg``. Every value is read by the type its field declares and checked once, when
@@ -27,89 +27,24 @@ values for one setting is an error naming both (a silent choice would mislabel t
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import typing
 from typing import Any
 
 from ctr_plugin.continual.methods import get_method, method_class
 from ctr_plugin.continual.training_config import TrainingConfig
 from ctr_plugin.data.config import SequenceConfig, sequence_orders
 from ctr_plugin.errors import CTRError
+from ctr_plugin.experiments.option_flags import (
+    OPTION_NAMES,
+    PLUGIN_FIELDS,
+    PLUGIN_NAMES,
+    TRAINING_FIELDS,
+    TRAINING_NAMES,
+    flag,
+)
 from ctr_plugin.experiments.run import RunSettings
-from ctr_plugin.options import kind_of, parse, rule_of
-from ctr_plugin.plugins.plugin import PluginConfig
-
-TRAINING_FIELDS = {f.name: f for f in dataclasses.fields(TrainingConfig)}
-PLUGIN_FIELDS = {f.name: f for f in dataclasses.fields(PluginConfig)}
-# Fields that are no settings of a run's numbers: which plugin the method uses, and progress
-# bars (--no-progress); they have no flag of their own.
-NOT_OPTIONS = {name for name, f in (TRAINING_FIELDS | PLUGIN_FIELDS).items() if not f.metadata.get("flag", True)}
-TRAINING_OPTIONS = [f for f in TRAINING_FIELDS.values() if f.name not in NOT_OPTIONS]
-PLUGIN_OPTIONS = [f for f in PLUGIN_FIELDS.values() if f.name not in NOT_OPTIONS]
-OPTION_NAMES = {f.name for f in TRAINING_OPTIONS + PLUGIN_OPTIONS}
-TRAINING_NAMES = {f.name for f in TRAINING_OPTIONS}
-PLUGIN_NAMES = {f.name for f in PLUGIN_OPTIONS}
-
-
-def flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
-
-
-def add_option_flags(
-    parser: argparse.ArgumentParser,
-    only: set[str] | None = None,
-    default_training: dict[str, Any] | None = None,
-    default_config: str = "",
-) -> None:
-    """One flag per training and plugin option (``--warmup-ratio``, ``--train-layernorm`` /
-    ``--no-train-layernorm``, ...), typed, described and ranged by the dataclass field; none has
-    a default, so a flag that was not given leaves the option to the config. ``only`` restricts
-    the flags added. ``default_training``: the ``training:`` block of ``default_config``, the
-    config a command reads when none is named; the help then shows, per option, the value such a
-    run uses (that block's, else the dataclass default), and the dataclass default beside it where
-    they differ (what another config that sets nothing gets)."""
-    hints = typing.get_type_hints(TrainingConfig) | typing.get_type_hints(PluginConfig)
-    default_training = default_training or {}
-    where = (
-        f"the value shown: without --config, the `training:` block of {default_config} "
-        "where it names one, else the built-in value; under --config FILE, that file's `training:` block, "
-        "else the built-in value"
-        if default_training
-        else "the config's `training:` block, else the value shown"
-    )
-    for title, options in (("training options", TRAINING_OPTIONS), ("plugin options", PLUGIN_OPTIONS)):
-        group = parser.add_argument_group(f"{title} (default: {where})")
-        for f in options:
-            if only is not None and f.name not in only:
-                continue
-            rule = rule_of(f)
-            if f.name in default_training and default_training[f.name] != f.default:
-                default = f"Default {default_training[f.name]!r} (from {default_config}; built-in {f.default!r})"
-            else:
-                default = f"Default {f.default!r}"
-            help_text = f"{f.metadata['help']}. {default}" + (f"; {rule.describe()}" if rule else "")
-            help_text = help_text.replace("%", "%%")
-            kind, choices = kind_of(f), f.metadata.get("choices")
-            if kind == "bool":
-                group.add_argument(flag(f.name), action=argparse.BooleanOptionalAction, default=None, help=help_text)
-            elif kind == "ints":
-                group.add_argument(flag(f.name), type=int, nargs="+", metavar="N", help=help_text)
-            else:
-                hint = hints[f.name]
-                group.add_argument(
-                    flag(f.name),
-                    type=hint if hint in (int, float) else str,
-                    choices=choices,
-                    metavar=None if choices else f.name.upper(),
-                    help=help_text,
-                )
-
-
-def option_flags_given(args: argparse.Namespace) -> dict[str, Any]:
-    """The training and plugin options given as flags (those not given are left out)."""
-    given = {name: getattr(args, name) for name in sorted(OPTION_NAMES) if getattr(args, name, None) is not None}
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in given.items()}
+from ctr_plugin.options import kind_of, parse
+from ctr_plugin.plugins.config import PluginConfig
 
 
 class _Layers:

@@ -19,7 +19,7 @@ from ctr_plugin.errors import CTRError
 from ctr_plugin.plugins.registry import plugin_kind
 
 if TYPE_CHECKING:
-    from ctr_plugin.plugins.plugin import PluginConfig
+    from ctr_plugin.plugins.config import PluginConfig
 
 log = logging.getLogger(__name__)
 

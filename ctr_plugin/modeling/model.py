@@ -37,10 +37,11 @@ from ctr_plugin.modeling.prediction import Prediction, predict
 from ctr_plugin.modeling.scenario_heads import ScenarioHeads
 from ctr_plugin.modeling.task_weights import TaskWeights
 from ctr_plugin.modeling.training_rules import TrainingRules
+from ctr_plugin.plugins.config import PluginConfig
 from ctr_plugin.plugins.context import PluginContext
 from ctr_plugin.plugins.injection import injected_plugins
 from ctr_plugin.plugins.lora import lora_layers
-from ctr_plugin.plugins.plugin import Plugin, PluginConfig
+from ctr_plugin.plugins.plugin import Plugin
 from ctr_plugin.plugins.registry import plugin_kind
 
 

@@ -10,13 +10,18 @@ frozen once a later task is added, so a learned task's outputs never change.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ctr_plugin.plugins.context import PluginContext, rows_by_task
-from ctr_plugin.plugins.plugin import Plugin, PluginConfig
-from ctr_plugin.plugins.registry import SublayerKind, register_kind
+from ctr_plugin.plugins.kinds import SublayerKind
+from ctr_plugin.plugins.plugin import Plugin
+
+if TYPE_CHECKING:  # hints only: PluginConfig checks its kind against the registry, which names this module
+    from ctr_plugin.plugins.config import PluginConfig
 
 
 class AdapterPlugin(Plugin):
@@ -55,17 +60,17 @@ class PerTaskAdapterPlugin(Plugin):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x (B, L, d) -> (B, L, d): example b through the adapter of task ``task_ids[b]``."""
         task_ids, _ = self.context.require()
-        return rows_by_task(task_ids, x, lambda t, rows: self.adapters[t](rows))
+        tasks, _ = self.context.tasks()
+        return rows_by_task(task_ids, x, lambda t, rows: self.adapters[t](rows), tasks=tasks)
 
 
-register_kind(
-    SublayerKind("adapter", "a Houlsby adapter shared by all tasks", AdapterPlugin, default_method="adapter_ncl")
+# the kinds "adapter" and "adapter_per_task" (named in plugins/registry.py's SHIPPED_KINDS)
+ADAPTER_KIND = SublayerKind(
+    "adapter", "a Houlsby adapter shared by all tasks", AdapterPlugin, default_method="adapter_ncl"
 )
-register_kind(
-    SublayerKind(
-        "adapter_per_task",
-        "one Houlsby adapter per task, chosen by the task id",
-        PerTaskAdapterPlugin,
-        default_method="adapter_one",
-    )
+ADAPTER_PER_TASK_KIND = SublayerKind(
+    "adapter_per_task",
+    "one Houlsby adapter per task, chosen by the task id",
+    PerTaskAdapterPlugin,
+    default_method="adapter_one",
 )

@@ -32,16 +32,19 @@ from __future__ import annotations
 
 import math
 from functools import partial
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ctr_plugin.plugins.context import PluginContext
-from ctr_plugin.plugins.plugin import Plugin, PluginConfig
-from ctr_plugin.plugins.registry import SublayerKind, register_kind
+from ctr_plugin.plugins.kinds import SublayerKind
+from ctr_plugin.plugins.plugin import Plugin
 from ctr_plugin.plugins.routing_ops import conv_max_over_time
+
+if TYPE_CHECKING:  # hints only: PluginConfig checks its kind against the registry, which names this module
+    from ctr_plugin.plugins.config import PluginConfig
 
 
 def _uniform(*shape: int, fan_in: int) -> torch.Tensor:
@@ -359,27 +362,24 @@ class CTRPlugin(Plugin):
         if self.knowledge_sharing:
             p = self.task_capsules(x, context.active_tasks)  # (B, L, T, c)
             h = x + self.transfer_routing(p, task_ids, token_mask, *context.real_tokens())  # h = x + o
-        m1, m2 = self.masks(len(task_ids), context.temperature(), *context.tasks())
+        m1, m2 = self.masks(task_ids.shape[0], context.temperature(), *context.tasks())  # a size: B stays dynamic
         h1 = m1[:, None, :] * F.relu(self.fc1(h))
         h2 = m2[:, None, :] * self.up_activation(self.fc2(h1))
         return x + h2
 
 
-register_kind(
-    SublayerKind(
-        "ctr",
-        "CTR: knowledge sharing (task capsules, transfer routing) + the HAT-masked task-specific module",
-        partial(CTRPlugin, knowledge_sharing=True),
-        default_method="ctr",
-        hat_masked=True,
-    )
+# the kinds "ctr" and "hat_adapter" (named in plugins/registry.py's SHIPPED_KINDS)
+CTR_KIND = SublayerKind(
+    "ctr",
+    "CTR: knowledge sharing (task capsules, transfer routing) + the HAT-masked task-specific module",
+    partial(CTRPlugin, knowledge_sharing=True),
+    default_method="ctr",
+    hat_masked=True,
 )
-register_kind(
-    SublayerKind(
-        "hat_adapter",
-        "CTR's HAT-masked task-specific module alone (Adapter-BERT + HAT)",
-        partial(CTRPlugin, knowledge_sharing=False),
-        default_method="adapter_hat",
-        hat_masked=True,
-    )
+HAT_ADAPTER_KIND = SublayerKind(
+    "hat_adapter",
+    "CTR's HAT-masked task-specific module alone (Adapter-BERT + HAT)",
+    partial(CTRPlugin, knowledge_sharing=False),
+    default_method="adapter_hat",
+    hat_masked=True,
 )

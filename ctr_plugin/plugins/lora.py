@@ -27,11 +27,11 @@ from torch import nn
 
 from ctr_plugin.errors import CTRError
 from ctr_plugin.plugins.context import PluginContext
-from ctr_plugin.plugins.plugin import PluginConfig
-from ctr_plugin.plugins.registry import PluginKind, register_kind
+from ctr_plugin.plugins.kinds import PluginKind
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # hints only: PluginConfig checks its kind against the registry, which names this module
     from ctr_plugin.modeling.model import ContinualModel
+    from ctr_plugin.plugins.config import PluginConfig
 
 
 def inject_lora(encoder: nn.Module, config: PluginConfig, adapter_name: str = "default") -> None:
@@ -211,17 +211,14 @@ def _choose_adapters(context: PluginContext, _module, args, kwargs):
     return args, kwargs
 
 
-register_kind(
-    LoraKind(
-        "lora",
-        "peft LoRA on the attention projections (peft's targets for the architecture), shared by all tasks",
-        default_method="lora_ncl",
-    )
+# the kinds "lora" and "lora_per_task" (named in plugins/registry.py's SHIPPED_KINDS)
+LORA_KIND = LoraKind(
+    "lora",
+    "peft LoRA on the attention projections (peft's targets for the architecture), shared by all tasks",
+    default_method="lora_ncl",
 )
-register_kind(
-    LoraPerTaskKind(
-        "lora_per_task",
-        "one peft LoRA adapter per task on the attention projections, chosen per example",
-        default_method="lora_one",
-    )
+LORA_PER_TASK_KIND = LoraPerTaskKind(
+    "lora_per_task",
+    "one peft LoRA adapter per task on the attention projections, chosen per example",
+    default_method="lora_one",
 )

@@ -1,173 +1,78 @@
-"""The plugin kinds: what a :class:`~ctr_plugin.plugins.PluginConfig`'s ``plugin_type`` names, as
-objects with behaviour (peft's registry of tuner classes, in small).
+"""The plugin kinds by name: what a :class:`~ctr_plugin.plugins.config.PluginConfig`'s
+``plugin_type`` names (a kind is an object with behaviour: ``kinds.py``).
 
-A kind knows
+:data:`PLUGIN_KINDS` maps each name to its kind. The shipped kinds are named in the table
+:data:`SHIPPED_KINDS` with the module that defines each and the kind's name there, and a kind's
+module is imported on the first lookup of that kind, as transformers' auto mappings import a model's
+module by its ``model_type``. So this module imports no torch: a ``PluginConfig`` checks its
+``plugin_type`` against the names (:func:`check_plugin_type`), and a command builds its flags,
+without loading a model library. The table is this module's only dependency on the kinds' modules,
+and those never import it back (``tests/test_house.py`` counts a module named by a string as an
+import, so a kind module that did would be an import circle).
 
-* how it is put into a ``ContinualModel``'s encoder (:meth:`PluginKind.inject`),
-* what it does when the model takes one more task (:meth:`PluginKind.add_task`),
-* which parts of the model a checkpoint holds for it (:meth:`PluginKind.saved_prefixes`),
-* what the encoder must have for it (:meth:`PluginKind.missing`), and how it is bypassed
-  (:meth:`PluginKind.disabled`), taken out again (:meth:`PluginKind.remove`) and how one task's
-  parts are deleted (:meth:`PluginKind.delete_task`, after :meth:`PluginKind.delete_task_refused`),
-* whether HAT masks it (``hat_masked``: training it outside HAT's rules forgets, and warns),
-* and the method that trains it when none is named (``default_method``).
-
-The classes by placement: :class:`PluginKind` itself injects nothing (``"none"``: heads only, or
-full fine-tuning); :class:`SublayerKind` puts a :class:`~ctr_plugin.plugins.Plugin` module into
-every output sublayer (``injection.py``); the LoRA kinds (``lora.py``) wrap the attention
-projections through peft. Each kind is registered beside its class (:func:`register_kind`): ``ctr``
-and ``hat_adapter`` in ``ctr.py``, ``adapter`` and ``adapter_per_task`` in ``adapter.py``,
-``lora`` and ``lora_per_task`` in ``lora.py``, ``none`` here. A plugin of your own is one call::
+A kind of your own is one registration::
 
     register_plugin_kind("scale", "sublayer", "halves every sublayer's output", Scale)
+
+(or ``register_kind(SublayerKind(...))`` with a kind object of your own).
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable
-from typing import TYPE_CHECKING, ClassVar
-
-from torch import nn
+import importlib
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING
 
 from ctr_plugin.errors import CTRError
-from ctr_plugin.plugins.injection import (
-    inject_plugins,
-    places_wanted,
-    plugged_places,
-    plugin_places,
-    plugins_disabled,
-    remove_plugins,
-)
 
 if TYPE_CHECKING:
-    from ctr_plugin.modeling.model import ContinualModel
+    from ctr_plugin.plugins.config import PluginConfig
     from ctr_plugin.plugins.context import PluginContext
-    from ctr_plugin.plugins.plugin import Plugin, PluginConfig
+    from ctr_plugin.plugins.kinds import PluginKind
+    from ctr_plugin.plugins.plugin import Plugin
 
-# placement name -> the class of the kinds placed that way (filled as the classes are defined)
-KIND_CLASSES: dict[str, type[PluginKind]] = {}
-
-
-class PluginKind:
-    """A plugin kind that injects nothing: the task heads read the encoder as it is."""
-
-    placement: ClassVar[str] = "none"
-    build: Callable[[PluginConfig, int, PluginContext], Plugin] | None = None  # a sublayer kind's plugin module
-
-    def __init_subclass__(cls, **kwargs):
-        super().__init_subclass__(**kwargs)
-        KIND_CLASSES[cls.placement] = cls
-
-    def __init__(self, name: str, description: str, default_method: str | None = None, hat_masked: bool = False):
-        self.name = name
-        self.description = description
-        self.default_method = (
-            default_method  # the method (a name in continual.methods.METHODS) that trains it by default
-        )
-        self.hat_masked = hat_masked
-
-    def __repr__(self) -> str:
-        return (
-            f"{type(self).__name__}({self.name!r}, placement={self.placement!r}, "
-            f"default_method={self.default_method!r})"
-        )
-
-    def inject(self, model: ContinualModel) -> None:
-        """Put this kind's modules into ``model.encoder`` (once, when the model is built)."""
-
-    def add_task(self, model: ContinualModel, task: int) -> None:
-        """Grow for the model's new task ``task`` (called before its head is added)."""
-
-    def saved_prefixes(self, model: ContinualModel) -> list[str]:
-        """Prefixes of the ``model.state_dict()`` keys a checkpoint holds for this kind (the heads
-        and a fine-tuned encoder are the model's own)."""
-        return []
-
-    def missing(self, encoder: nn.Module, hidden_size: int, config: PluginConfig) -> str | None:
-        """What ``encoder`` lacks for this kind's modules as ``config`` sizes them (a phrase), or
-        None if it can carry them."""
-        return None
-
-    def delete_task_refused(self, model: ContinualModel, task: int) -> str | None:
-        """Why deleting task ``task``'s parts would change the other tasks' outputs or cannot be
-        done (a sentence), or None when :meth:`delete_task` may."""
-        return None
-
-    def delete_task(self, model: ContinualModel, task: int) -> None:
-        """Remove task ``task``'s parts; the later tasks' parts take the ids one lower."""
-
-    def disabled(self, model: ContinualModel) -> contextlib.AbstractContextManager:
-        """A context inside which the encoder runs as if this kind had put nothing into it."""
-        return contextlib.nullcontext()
-
-    def remove(self, model: ContinualModel) -> None:
-        """Take this kind's modules out of ``model.encoder`` again, leaving the encoder's own modules."""
+# name -> (the module that defines the kind, the kind's name there); the order is the one the kinds
+# are listed in
+SHIPPED_KINDS: dict[str, tuple[str, str]] = {
+    "none": ("ctr_plugin.plugins.kinds", "NO_PLUGINS"),
+    "adapter": ("ctr_plugin.plugins.adapter", "ADAPTER_KIND"),
+    "adapter_per_task": ("ctr_plugin.plugins.adapter", "ADAPTER_PER_TASK_KIND"),
+    "ctr": ("ctr_plugin.plugins.ctr_layer", "CTR_KIND"),
+    "hat_adapter": ("ctr_plugin.plugins.ctr_layer", "HAT_ADAPTER_KIND"),
+    "lora": ("ctr_plugin.plugins.lora", "LORA_KIND"),
+    "lora_per_task": ("ctr_plugin.plugins.lora", "LORA_PER_TASK_KIND"),
+}
 
 
-KIND_CLASSES[PluginKind.placement] = PluginKind
+class KindTable(Mapping[str, "PluginKind"]):
+    """Name -> :class:`~ctr_plugin.plugins.kinds.PluginKind`: the shipped kinds (each loaded from
+    its module when first looked up), then the kinds registered at run time. Knowing a name
+    (``in``, iteration) loads nothing; reading a kind loads its module."""
+
+    def __init__(self, shipped: dict[str, tuple[str, str]]) -> None:
+        self._shipped = dict(shipped)
+        self._kinds: dict[str, PluginKind] = {}
+
+    def __getitem__(self, name: str) -> PluginKind:
+        if name not in self._kinds:
+            module, attribute = self._shipped[name]  # a KeyError for a name it does not know, as a dict's
+            self._kinds[name] = getattr(importlib.import_module(module), attribute)
+        return self._kinds[name]
+
+    def __setitem__(self, name: str, kind: PluginKind) -> None:
+        self._kinds[name] = kind
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._shipped or name in self._kinds
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._shipped | self._kinds)
+
+    def __len__(self) -> int:
+        return len(self._shipped | self._kinds)
 
 
-class SublayerKind(PluginKind):
-    """A :class:`~ctr_plugin.plugins.Plugin` module at every place of the encoder (the end of
-    each attention and feed-forward sublayer: ``injection.py``), built by
-    ``build(config, hidden_size, context)``; the norm of each place is trained with
-    ``train_layernorm``."""
-
-    placement: ClassVar[str] = "sublayer"
-
-    def __init__(
-        self,
-        name: str,
-        description: str,
-        build: Callable[[PluginConfig, int, PluginContext], Plugin],
-        default_method: str | None = None,
-        hat_masked: bool = False,
-    ):
-        super().__init__(name, description, default_method, hat_masked)
-        self.build = build
-
-    def inject(self, model: ContinualModel) -> None:
-        config = model.plugin_config
-        norms = inject_plugins(
-            model.encoder, model.hidden_size, lambda: self.build(config, model.hidden_size, model.context)
-        )
-        for norm in norms:
-            norm.requires_grad_(config.train_layernorm or model.train_encoder)
-
-    def add_task(self, model: ContinualModel, task: int) -> None:
-        for plugin in model.plugins:
-            plugin.add_task()
-            plugin.to(model.device)
-
-    def missing(self, encoder: nn.Module, hidden_size: int, config: PluginConfig) -> str | None:
-        if plugin_places(encoder, hidden_size):
-            return None
-        return f"{places_wanted(encoder, hidden_size)}, where the {self.name!r} plugins go"
-
-    def delete_task_refused(self, model: ContinualModel, task: int) -> str | None:
-        return next(filter(None, (plugin.task_removal_refused(task) for plugin in model.plugins)), None)
-
-    def delete_task(self, model: ContinualModel, task: int) -> None:
-        for plugin in model.plugins:
-            plugin.remove_task(task)
-
-    def disabled(self, model: ContinualModel) -> contextlib.AbstractContextManager:
-        return plugins_disabled(model.encoder)
-
-    def remove(self, model: ContinualModel) -> None:
-        remove_plugins(model.encoder)
-
-    def saved_prefixes(self, model: ContinualModel) -> list[str]:
-        prefixes = []
-        for place in plugged_places(model.encoder, model.hidden_size):
-            prefixes.append(f"encoder.{place.output}.plugin.")
-            if model.plugin_config.train_layernorm:
-                prefixes.append(f"encoder.{place.norm}.")
-        return prefixes
-
-
-PLUGIN_KINDS: dict[str, PluginKind] = {}
+PLUGIN_KINDS = KindTable(SHIPPED_KINDS)
 
 
 def register_kind(kind: PluginKind) -> PluginKind:
@@ -186,22 +91,34 @@ def register_plugin_kind(
     default_method: str | None = None,
     hat_masked: bool = False,
 ) -> PluginKind:
-    """Register a plugin kind ``name`` placed as ``placement`` (``"sublayer"``: ``build`` makes
-    its module for one sublayer, ``build(config, hidden_size, context)``)."""
-    if placement not in KIND_CLASSES:
-        raise ValueError(f"plugin kind {name!r}: placement must be one of {tuple(KIND_CLASSES)}, not {placement!r}")
-    if (build is None) == (placement == SublayerKind.placement):
+    """Register a plugin kind ``name`` placed as one of the kinds there are (``"none"``,
+    ``"sublayer"``, ``"lora"``, ``"lora_per_task"``; ``"sublayer"``: ``build`` makes its module for
+    one sublayer, ``build(config, hidden_size, context)``)."""
+    from ctr_plugin.plugins.kinds import SublayerKind
+
+    placements: dict[str, type[PluginKind]] = {}
+    for kind in PLUGIN_KINDS.values():  # the placements of the kinds there are (this loads them)
+        placements.setdefault(kind.placement, type(kind))
+    if placement not in placements:
+        raise ValueError(f"plugin kind {name!r}: placement must be one of {tuple(placements)}, not {placement!r}")
+    cls = placements[placement]
+    if (build is None) == issubclass(cls, SublayerKind):
         raise ValueError(f"plugin kind {name!r}: a sublayer plugin needs `build`, and only a sublayer plugin has one")
-    cls = KIND_CLASSES[placement]
     args = (name, description, build) if build is not None else (name, description)
     return register_kind(cls(*args, default_method=default_method, hat_masked=hat_masked))
 
 
-def plugin_kind(name: str) -> PluginKind:
-    """The registered kind ``name``; a CTRError listing the kinds if there is none."""
+def check_plugin_type(name: str) -> None:
+    """Nothing if ``name`` is a kind (shipped or registered; its module is not loaded), else a
+    CTRError listing the kinds with what each does (loading them to say so)."""
     if name not in PLUGIN_KINDS:
         kinds = "; ".join(f"{k.name} ({k.description})" for k in PLUGIN_KINDS.values())
         raise CTRError(f"Unknown plugin_type {name!r}. The plugin kinds are: {kinds}.")
+
+
+def plugin_kind(name: str) -> PluginKind:
+    """The kind ``name`` (its module loaded); a CTRError listing the kinds if there is none."""
+    check_plugin_type(name)
     return PLUGIN_KINDS[name]
 
 
@@ -214,10 +131,3 @@ def build_plugin(config: PluginConfig, hidden_size: int, context: PluginContext)
             "nothing to build per sublayer."
         )
     return kind.build(config, hidden_size, context)
-
-
-register_kind(
-    PluginKind(
-        "none", "nothing injected: the task heads on the encoder, frozen or fine-tuned", default_method="frozen_heads"
-    )
-)
