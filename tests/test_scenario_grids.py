@@ -140,6 +140,11 @@ def test_a_tuned_file_of_another_scenario_is_neither_extended_nor_used(configs, 
     code, _, err = call("tables", [*argv, "--tuned", str(task_tuned)], capsys)
     assert code == 2 and "chosen in Task-IL" in err and "these runs are Domain-IL" in err, err
     assert not (out / "runs").exists()
+    run_dir = tmp_path / "one_run"
+    argv = ["--config", str(configs["domain"]), "--method", "ncm", "--output-dir", str(run_dir)]
+    code, _, err = call("train", [*argv, "--tuned", str(task_tuned)], capsys)
+    assert code == 2 and "chosen in Task-IL" in err and "these runs are Domain-IL" in err, err
+    assert not run_dir.exists()
 
 
 # ---- the grids and their tables ----------------------------------------------------------------

@@ -193,6 +193,7 @@ def main(argv=None) -> int:
     from ctr_plugin.errors import CTRError
     from ctr_plugin.experiments.run import run
     from ctr_plugin.experiments.settings import build_settings, select_tasks
+    from ctr_plugin.experiments.tuning import check_tuned_scenario
 
     if args.resume:
         args = resolve_resume(args, argv)
@@ -221,6 +222,8 @@ def main(argv=None) -> int:
         max_test=args.max_test_per_task,
     )
 
+    scenario = args.scenario or sequence.scenario
+    check_tuned_scenario(args.tuned, scenario)  # options tuned in another scenario are not this one's
     settings = build_settings(
         args.method,
         config_training=sequence.training,
@@ -238,7 +241,7 @@ def main(argv=None) -> int:
         report_to=args.report_to or "none",
     )
     # the sequence's scenario, or --scenario; the method is checked against it (RunSettings)
-    settings = dataclasses.replace(settings, scenario=args.scenario or sequence.scenario)
+    settings = dataclasses.replace(settings, scenario=scenario)
 
     def load():  # run() calls this after its checks, so that a bad directory or device fails first
         log.info("Loading %d tasks of %s ...", len(sequence.tasks), sequence.name)
