@@ -53,6 +53,7 @@ def _save_tiny_encoder(directory, model_type: str = "bert", **config) -> str:
     from transformers import BertConfig, BertModel, BertTokenizerFast, RobertaConfig, RobertaModel
 
     # from a vocab.txt: the one way to build it that transformers 4.57 (the floor) and 5 share
+    Path(directory).mkdir(parents=True, exist_ok=True)
     (Path(directory) / "vocab.txt").write_text("\n".join(SPECIAL + WORDS) + "\n")
     tokenizer = BertTokenizerFast.from_pretrained(str(directory), do_lower_case=True)
     size = dict(

@@ -182,7 +182,16 @@ def test_a_results_json_of_an_earlier_version_reads_with_the_keys_it_lacks_as_no
     }
     (tmp_path / "results.json").write_text(json.dumps(earlier))
     data = results_file.read(tmp_path)
-    assert data == earlier | {"params_added": [], "checkpoint_bytes": [], "curves": [], "train_steps": 0}
+    assert data == earlier | {
+        "params_added": [],
+        "checkpoint_bytes": [],
+        "curves": [],
+        "train_steps": 0,
+        "scenario": "task",  # every run before the scenarios was task-incremental
+        "seen_acc": [],
+        "task_id_acc": [],
+        "task_scores": {},
+    }
     assert cost_per_task(data) == {"train_seconds_per_task": 5.0}  # the costs it did not record stay out of the tables
     assert ContinualResults.from_dict(earlier).to_dict()["curves"] == []
     recorded = earlier | {
