@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from ctr_plugin.continual.methods.base import ContinualMethod, Step
+from ctr_plugin.continual.methods.replay import sample_memory
 from ctr_plugin.data.types import Split, TaskData
 from ctr_plugin.modeling.model import ContinualModel
 from ctr_plugin.options import Range, option
@@ -60,18 +61,8 @@ class EpisodicMemory:
 
     def sample(self, n: int) -> Split | None:
         """``n`` examples drawn without replacement (all of them if fewer), with their task ids;
-        None while the memory is empty."""
-        pool = [(t, ex) for t, examples in self.examples.items() for ex in examples]
-        if not pool:
-            return None
-        drawn = self.rng.sample(pool, min(n, len(pool)))
-        pairs = [ex[1] for _, ex in drawn]
-        return Split(
-            texts=[ex[0] for _, ex in drawn],
-            labels=[ex[2] for _, ex in drawn],
-            pairs=None if all(p is None for p in pairs) else pairs,
-            task_ids=[t for t, _ in drawn],
-        )
+        None while the memory is empty (replay's draw)."""
+        return sample_memory(self.examples, self.rng, n)
 
 
 def projected(g: torch.Tensor, g_ref: torch.Tensor) -> torch.Tensor:

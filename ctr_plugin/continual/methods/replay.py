@@ -37,17 +37,7 @@ class Replay(ContinualMethod):
         self.rng = random.Random(self.seed)
 
     def extra_examples(self, model: ContinualModel, step: Step) -> Split | None:
-        pool = [(t, ex) for t, examples in self.memory.items() for ex in examples]
-        if not pool:
-            return None
-        drawn = self.rng.sample(pool, min(self.replay_batch_size, len(pool)))
-        pairs = [ex[1] for _, ex in drawn]
-        return Split(
-            texts=[ex[0] for _, ex in drawn],
-            labels=[ex[2] for _, ex in drawn],
-            pairs=None if all(p is None for p in pairs) else pairs,
-            task_ids=[t for t, _ in drawn],
-        )
+        return sample_memory(self.memory, self.rng, self.replay_batch_size)
 
     def after_task(self, model: ContinualModel, task: int, data: TaskData) -> None:
         quota = self.memory_size // (len(self.memory) + 1)
@@ -58,3 +48,19 @@ class Replay(ContinualMethod):
         ]
         for t in self.memory:
             del self.memory[t][quota:]
+
+
+def sample_memory(memory: dict[int, list[Example]], rng: random.Random, n: int) -> Split | None:
+    """``n`` examples of ``memory`` (task id -> examples) drawn without replacement with ``rng``
+    (all of them if fewer), with their task ids; None while the memory is empty."""
+    pool = [(t, ex) for t, examples in memory.items() for ex in examples]
+    if not pool:
+        return None
+    drawn = rng.sample(pool, min(n, len(pool)))
+    pairs = [ex[1] for _, ex in drawn]
+    return Split(
+        texts=[ex[0] for _, ex in drawn],
+        labels=[ex[2] for _, ex in drawn],
+        pairs=None if all(p is None for p in pairs) else pairs,
+        task_ids=[t for t, _ in drawn],
+    )
