@@ -151,13 +151,15 @@ def test_fast_routing_gives_the_reference_outputs_at_evaluation(num_tasks, task_
     assert_close(fast, reference, "outputs")
 
 
-@pytest.mark.parametrize("chunk", [None, 1])
+# FEATURE_MAP_CHUNK: None, the default (one chunk here); 1, one example of one group at a time;
+# 1134 = 7 examples x 9 starts x 18 filters (three kernel sizes of 6), whole groups at a time
+@pytest.mark.parametrize("chunk", [None, 1, 1134])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("num_tasks, task_ids, freeze_old", CASES)
 def test_fast_routing_gives_the_reference_gradients_in_training(
     num_tasks, task_ids, freeze_old, dtype, chunk, monkeypatch
 ):
-    if chunk is not None:  # the feature maps one group at a time
+    if chunk is not None:  # the feature maps a piece at a time
         monkeypatch.setattr(routing_ops, "FEATURE_MAP_CHUNK", chunk)
     plugin, context = make_plugin(num_tasks, freeze_old, dtype)
     plugin.train()
@@ -236,13 +238,13 @@ def _code_and_grads(code, upstream, *leaves):
     return out
 
 
-@pytest.mark.parametrize("chunk", [None, 1])
+@pytest.mark.parametrize("chunk", [None, 1, 360])  # 360: two whole groups (4 examples x 9 starts x 5 filters each)
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_masked_routing_with_an_example_of_no_real_token(dtype, chunk, monkeypatch):
     """The padding mask (an extra input per window, the dtype's lowest value at padding starts)
     gives autograd's values and gradients of a -inf masked convolution + max, also for an example
     whose every start is padding: code 0 and no gradient, in float64 as in float32, with the
-    feature map computed whole or one group and example at a time."""
+    feature map computed whole, two groups at a time, or one group and example at a time."""
     if chunk is not None:
         monkeypatch.setattr(routing_ops, "FEATURE_MAP_CHUNK", chunk)
     torch.manual_seed(1)

@@ -172,17 +172,16 @@ class TokenCNN(nn.Module):
         real tokens; masked: whether some start is padding -> code (N, G, filters * kernels) of
         U_g = routes[g] p[:, g]."""
         G, channels, c = routes.shape
-        weights = torch.cat([conv.weight for conv in self.convs], dim=2)  # every kernel's W, (filters, N*c, sum K)
-        filters, _, widths = weights.shape
-        # W R_g of every group and kernel size in one product: (G*c, N*c) @ (N*c, filters * sum K)
+        widest = max(conv.kernel_size[0] for conv in self.convs)
+        # Every kernel size in one convolution: each W zero-padded on the right to the widest
+        # kernel (a window of K positions is the first K of the widest window, and the zero weights
+        # add exact zeros), the kernels' filters side by side, (kernels * filters, N*c, widest).
+        weights = torch.cat([F.pad(conv.weight, (0, widest - conv.kernel_size[0])) for conv in self.convs])
+        bias = torch.cat([conv.bias for conv in self.convs])
+        # W R_g of every group in one product: (G*c, N*c) @ (N*c, kernels * filters * widest)
         composed = routes.transpose(1, 2).reshape(G * c, channels) @ weights.transpose(0, 1).reshape(channels, -1)
-        composed = composed.view(G, c, filters, widths).transpose(1, 2)  # (G, filters, c, sum K)
-        codes, start = [], 0
-        for conv in self.convs:
-            width = conv.kernel_size[0]
-            codes.append(conv_max_over_time(p, composed[..., start : start + width], conv.bias, valid, masked))
-            start += width
-        return torch.cat(codes, dim=2)
+        composed = composed.view(G, c, -1, widest).transpose(1, 2)  # (G, kernels * filters, c, widest)
+        return conv_max_over_time(p, composed, bias, valid, masked)  # the kernels' codes side by side
 
 
 class TransferRouting(nn.Module):

@@ -15,9 +15,11 @@ from collections.abc import Iterator
 import torch
 import torch.nn.functional as F
 
-FEATURE_MAP_CHUNK = (
-    1 << 18
-)  # elements of routing feature map computed at once (1 MB in float32: about a core's L2 cache)
+# Elements of the routing's feature map computed at once: 1 M (4 MB in float32). One group's map
+# is batch x length x (kernel sizes x filters), 307 K at batch 16, length 64 and 3 x 100 filters, so
+# a chunk holds three groups there and the examples of a group are split only for large batches.
+# Chosen over 256 K and 4 M in an interleaved A/B of one plugin's forward and backward (BENCHMARKS.md).
+FEATURE_MAP_CHUNK = 1 << 20
 
 
 class ConvMaxOverTime(torch.autograd.Function):
@@ -60,7 +62,7 @@ class ConvMaxOverTime(torch.autograd.Function):
         # The winning window of (n, g, f) starts at where[n, g, f]: its input (c, k) is position
         # where + k of the padded x, so both gradients gather or scatter at these K * F positions.
         offsets = torch.arange(K, device=where.device)[:, None]
-        positions = (where[:, :, None, :] + offsets).view(N, G, 1, K * filters).expand(N, G, C, K * filters)
+        positions = (where[:, :, None, :] + offsets).reshape(N, G, 1, K * filters).expand(N, G, C, K * filters)
         grad_x = grad_weight = grad_bias = None
         if ctx.needs_input_grad[1]:
             winners = padded.gather(3, positions).view(N, G, C, K, filters)
@@ -84,43 +86,60 @@ def _window_maxima(
     of a window reaching it: (N, G, F) each (index None without ``keep_index``). ``padded``: x
     right-padded by K - 1 zeros.
 
-    The convolution runs as one matrix product per group over the unfolded windows, (F, C*K) @
-    (C*K, n*L), a chunk of at most FEATURE_MAP_CHUNK feature-map elements at a time (groups, or
-    examples of one group), so the max reads the map from cache. With ``masked``, each window
-    gains one more input, 0 where it starts on a real token and the dtype's lowest finite value
-    where it starts on padding, weighted 1 by every filter: a real window's value gains an exact
-    +0, a padding one never wins (an example with no real token gets a max <= 0, so a code of 0
-    and no gradient)."""
+    Every group's windows are unfolded once per call, (G, C*K, N, L) (a K-fold copy of x, small
+    beside the feature map: C*K inputs against F filters). The convolution then runs as one matrix
+    product per group, (F, C*K) @ (C*K, n*L), a chunk of at most FEATURE_MAP_CHUNK feature-map
+    elements at a time (groups, or examples of one group), so the max reads the map from cache;
+    each chunk's maxima are written in place into (G, F, N) buffers, and the winning starts are
+    turned into indices once per call, not once per chunk. With ``masked``, each window gains one
+    more input, 0 where it starts on a real token and the dtype's lowest finite value where it
+    starts on padding, weighted 1 by every filter: a real window's value gains an exact +0, a
+    padding one never wins (an example with no real token gets a max <= 0, so a code of 0 and no
+    gradient)."""
     N, G, C, padded_length = padded.shape
     filters, K = weight.shape[1], weight.shape[3]
     L = padded_length - K + 1
     inputs = C * K + int(masked)
-    weight = weight.reshape(G, filters, C * K)
+    extended = weight.new_empty(G, filters, inputs)  # W of every group, and the padding input's weight 1
+    extended[..., : C * K].view(G, filters, C, K).copy_(weight)
+    unfolded = padded.new_empty(G, inputs, N, L)  # the window of start l of example n at [g, :, n, l]
+    unfolded[:, : C * K].view(G, C, K, N, L).copy_(padded.unfold(3, K, 1).permute(1, 2, 4, 0, 3))
     if masked:
-        weight = torch.cat((weight, weight.new_ones(G, filters, 1)), 2)
-        invalid = ~valid.expand(N, G, L).transpose(0, 1)  # (G, N, L)
-        padding_input = padded.new_zeros(G, N, L).masked_fill_(invalid, torch.finfo(padded.dtype).min)  # once
+        extended[..., C * K] = 1
+        unfolded[:, C * K] = 0
+        unfolded[:, C * K].masked_fill_(~valid.transpose(0, 1), torch.finfo(padded.dtype).min)
     rank = _ranks(L, padded) if keep_index else None
-    windows = padded.unfold(3, K, 1).permute(
-        1, 2, 4, 0, 3
-    )  # (G, C, K, N, L): a view, the window of start l at [..., l]
     # torch.export: one chunk, since chunks sized from N and L would pin the program's dynamic dims
-    chunks = [(0, G, 0, N)] if torch.compiler.is_exporting() else _chunks(N, G, filters * L)
-    best = padded.new_empty(N, G, filters)
-    where = padded.new_empty(N, G, filters, dtype=torch.long) if keep_index else None
+    chunks = [(0, G, 0, N)] if torch.compiler.is_exporting() else list(_chunks(N, G, filters * L))
+    if len(chunks) == 1:  # the whole map at once: no buffers
+        feats = torch.baddbmm(bias[:, None], extended, unfolded.view(G, inputs, N * L)).view(G, filters, N, L)
+        best, where = _max_and_first_index(feats, rank) if keep_index else (feats.amax(dim=3), None)
+        return best.permute(2, 0, 1), None if where is None else where.permute(2, 0, 1).contiguous()
+    best = padded.new_empty(G, filters, N)
+    first = padded.new_empty(G, filters, N) if keep_index and rank is not None else None  # L - winning start
+    where = padded.new_empty(G, filters, N, dtype=torch.long) if keep_index and rank is None else None
     for g, n, e, m in chunks:
-        unfolded = padded.new_empty(n, inputs, m, L)
-        unfolded[:, : C * K].view(n, C, K, m, L).copy_(windows[g : g + n, :, :, e : e + m])
-        if masked:
-            unfolded[:, C * K].copy_(padding_input[g : g + n, e : e + m])
-        feats = torch.baddbmm(bias[:, None], weight[g : g + n], unfolded.view(n, inputs, m * L)).view(n, filters, m, L)
-        if keep_index:
-            value, index = _max_and_first_index(feats, rank)
-            where[e : e + m, g : g + n] = index.permute(2, 0, 1)
-        else:
-            value = feats.amax(dim=3)
-        best[e : e + m, g : g + n] = value.permute(2, 0, 1)
-    return best, where
+        rows = unfolded[g : g + n, :, e : e + m].reshape(n, inputs, m * L)  # a view when the chunk has every example
+        feats = torch.baddbmm(bias[:, None], extended[g : g + n], rows).view(n, filters, m, L)
+        at = slice(g, g + n) if m == N else (slice(g, g + n), slice(None), slice(e, e + m))
+        if where is not None:  # ranks not exact in this dtype: torch's max with indices
+            best[at], where[at] = feats.max(dim=3)
+            continue
+        value = best[at]
+        _amax_into(feats, value)
+        if first is not None:  # the first start reaching the max ranks highest (_max_and_first_index)
+            _amax_into(feats.eq_(value[..., None]).mul_(rank), first[at])
+    if first is not None:
+        where = (L - first).long().clamp_(max=L - 1)  # 0 only where nothing equals the max (a NaN)
+    return best.permute(2, 0, 1), None if where is None else where.permute(2, 0, 1).contiguous()
+
+
+def _amax_into(feats: torch.Tensor, out: torch.Tensor) -> None:
+    """``out[...] = feats.amax(dim=3)``, written in place where ``out`` is contiguous."""
+    if out.is_contiguous():
+        torch.amax(feats, dim=3, out=out)
+    else:
+        out.copy_(feats.amax(dim=3))
 
 
 def _chunks(N: int, G: int, per_example: int) -> Iterator[tuple[int, int, int, int]]:
