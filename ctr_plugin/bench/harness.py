@@ -308,10 +308,6 @@ def _spread(rows: list[dict], field: str) -> list[float]:
     return [min(r[field] for r in rows), max(r[field] for r in rows)]
 
 
-def _fmt(value: float | None, digits: int = 2) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
-
-
 def report(rows: list[dict], table: list[dict], in_process: bool) -> None:
     print(
         f"\n{'configuration':<36}{'train step s (min-max)':>24}{'eval ex/s':>11}{'trainable':>12}{'ckpt MB':>9}"

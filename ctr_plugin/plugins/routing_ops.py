@@ -56,26 +56,35 @@ class ConvMaxOverTime(torch.autograd.Function):
         N, G, C, padded_length = padded.shape
         filters, K = weight.shape[1], weight.shape[3]
         L = padded_length - K + 1
-        grad = (grad * positive).to(padded.dtype)[
-            :, :, None, None, :
-        ]  # ReLU: nothing flows where the best window is <= 0; (N, G, 1, 1, F)
-        # The winning window of (n, g, f) starts at where[n, g, f]: its input (c, k) is position
-        # where + k of the padded x, so both gradients gather or scatter at these K * F positions.
-        offsets = torch.arange(K, device=where.device)[:, None]
-        positions = (where[:, :, None, :] + offsets).reshape(N, G, 1, K * filters).expand(N, G, C, K * filters)
-        grad_x = grad_weight = grad_bias = None
+        grad = (grad * positive).to(padded.dtype)  # ReLU: nothing flows where the best window is <= 0
+        grad_weight = grad_bias = grad_padded = None
         if ctx.needs_input_grad[1]:
-            winners = padded.gather(3, positions).view(N, G, C, K, filters)
-            grad_weight = (grad * winners).sum(0).permute(0, 3, 1, 2).to(ctx.input_dtypes[1])  # (G, F, C, K)
+            grad_weight = padded.new_empty(G, filters, C, K)
         if ctx.needs_input_grad[2]:
-            grad_bias = grad.sum(dim=(0, 1)).view(filters).to(ctx.input_dtypes[2])
+            grad_bias = grad.sum(dim=(0, 1)).to(ctx.input_dtypes[2])
         if ctx.needs_input_grad[0]:
-            # (N, G, C, K, F): what the winning window of filter f gets at its input (c, k); those
-            # in the right padding are cut off after one scatter
-            spread = grad * weight.to(padded.dtype).permute(0, 2, 3, 1)
             grad_padded = padded.new_zeros(N, G, C, padded_length)
-            grad_padded.scatter_add_(3, positions, spread.reshape(N, G, C, K * filters))
-            grad_x = grad_padded[..., :L].to(ctx.input_dtypes[0])
+        # The winning window of (n, g, f) starts at where[n, g, f]: its input (c, k) is position
+        # where + k of the padded x, so both gradients gather or scatter at these K * F positions,
+        # (N, g, C, K, F) values per group chunk: whole groups, about FEATURE_MAP_CHUNK values at once.
+        offsets = torch.arange(K, device=where.device)[:, None]
+        groups = max(1, FEATURE_MAP_CHUNK // (N * C * K * filters))
+        for g in range(0, G, groups):
+            n = min(groups, G - g)
+            at = slice(g, g + n)
+            grad_g = grad[:, at, None, None, :]  # (N, n, 1, 1, F)
+            positions = (where[:, at, None, :] + offsets).reshape(N, n, 1, K * filters).expand(N, n, C, K * filters)
+            if grad_weight is not None:
+                winners = padded[:, at].gather(3, positions).view(N, n, C, K, filters)
+                grad_weight[at] = (grad_g * winners).sum(0).permute(0, 3, 1, 2)  # (n, F, C, K)
+            if grad_padded is not None:
+                # what the winning window of filter f gets at its input (c, k); those in the right
+                # padding are cut off after the scatter
+                spread = grad_g * weight[at].to(padded.dtype).permute(0, 2, 3, 1)  # (N, n, C, K, F)
+                grad_padded[:, at].scatter_add_(3, positions, spread.reshape(N, n, C, K * filters))
+        if grad_weight is not None:
+            grad_weight = grad_weight.to(ctx.input_dtypes[1])
+        grad_x = None if grad_padded is None else grad_padded[..., :L].to(ctx.input_dtypes[0])
         return grad_x, grad_weight, grad_bias, None, None
 
 
