@@ -68,7 +68,9 @@ def test_multiply_adds_are_those_torch_counts(plugin_type, train_encoder, tasks,
         # each window's gradient to its inputs, and forms both CNNs' weight gradients as products
         # with the gathered windows, summed over the examples: multiply-adds the counter, which
         # sees matrix products only, does not count.
-        windows = config.routing_filters * config.capsule_size * sum(config.routing_kernel_sizes)
+        # (every kernel zero-padded to the widest: the windows the code gathers are the widest's)
+        kernels = config.routing_kernel_sizes
+        windows = config.routing_filters * config.capsule_size * len(kernels) * max(kernels)
         spread = 3 * (tasks + 1) * windows  # per plugin, batch 3: every learned task's CNN_prev and CNN_cur
         previous_weights, current_weights = 3 * tasks * windows, 3 * windows
         assert counts.training_step - step == len(model.plugins) * (spread + previous_weights + current_weights)

@@ -91,7 +91,10 @@ def _task_capsules(d: int, plugin: PluginConfig, tasks: int, tokens: int, input_
 
 def _routing(d: int, plugin: PluginConfig, tasks: int, batch: int, length: int) -> tuple[int, int]:
     c, nc, filters = plugin.capsule_size, plugin.num_transfer_capsules * plugin.capsule_size, plugin.routing_filters
-    widths, code = sum(plugin.routing_kernel_sizes), plugin.routing_filters * len(plugin.routing_kernel_sizes)
+    # every kernel zero-padded to the widest and run as one convolution (plugins/ctr_layer.py, TokenCNN):
+    # the multiply-adds performed, which the kernels' own widths would undercount by the zeros
+    kernels = plugin.routing_kernel_sizes
+    widths, code = len(kernels) * max(kernels), plugin.routing_filters * len(kernels)
     tokens = batch * length
     compose = (
         (tasks + batch) * filters * nc * c * widths
