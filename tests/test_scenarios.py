@@ -147,8 +147,9 @@ def test_all_tasks_logits_come_from_one_batched_pass_equal_to_each_task_given(cl
     calls = []
     hook = model.head_dropout.register_forward_hook(lambda _m, inputs, _o: calls.append(inputs[0].shape[0]))
     with torch.no_grad(), model.scenario.withholding():
-        logits = all_task_logits(model, batch)
+        logits, outliers = all_task_logits(model, batch)
     hook.remove()
+    assert outliers is None  # no outlier class without OOD replay
     assert calls == [5 * 3]  # one forward pass: every example once per task
     with torch.no_grad():
         for t in range(3):

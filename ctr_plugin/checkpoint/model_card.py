@@ -263,6 +263,7 @@ def _training_section(config: dict, method: str | None, version: str) -> list[st
     out.append(
         f"- scenario: {scenario.get('name', 'task')}-incremental"
         + (" (one head shared by every task's classes)" if scenario.get("shared_head") else "")
+        + (" (each task head with an outlier class, trained by OOD replay)" if scenario.get("outlier_class") else "")
         + ("" if scenario.get("name", "task") == "task" else "; predictions need no task id")
     )
     if config.get("method_options"):

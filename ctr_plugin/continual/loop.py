@@ -175,7 +175,11 @@ def _train_task(
             )
             labels = model.scenario.class_labels(task_ids, labels)  # class-space ids under a shared head
             step = dataclasses.replace(position, inputs=batch | {"task_ids": task_ids})
-            with accelerator.autocast(), model.context.using(**method.plugin_inputs(model, step)):
+            with (
+                accelerator.autocast(),
+                model.context.using(**method.plugin_inputs(model, step)),
+                model.scenario.outlier_logits(),  # heads with an outlier class train it (outlier_replay.py)
+            ):
                 logits = model(**batch, task_ids=task_ids).logits
                 loss = method.loss(model, logits.float(), labels, step)
             if any_process(not torch.isfinite(loss), accelerator):

@@ -42,4 +42,6 @@ def configure_scenario(model: ContinualModel, method: ContinualMethod, scenario:
     one): one shared head or per-task heads, decided by the method."""
     scenario = model.scenario.name if scenario is None else scenario
     check_method_scenario(method, scenario)
-    model.scenario.configure(model, scenario, shared_head=method.when_task_unknown == "shared_head")
+    model.scenario.configure(
+        model, scenario, shared_head=method.when_task_unknown == "shared_head", outlier_class=method.outlier_class
+    )

@@ -17,6 +17,7 @@ starts from. This module owns the resume and continuation policy:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -206,6 +207,8 @@ def changed_options(recorded: dict, now: dict, keys) -> list[str]:
         old, new = recorded.get(key), now[key]
         if key == "training":
             old, new = ({k: v for k, v in (d or {}).items() if k != "progress"} for d in (old, new))
+        if key == "method_options" and isinstance(old, dict) and isinstance(new, dict):
+            new = {k: v for k, v in new.items() if k in old or not _added_at_default(recorded.get("method"), k, v)}
         if isinstance(old, dict) and isinstance(new, dict):
             changed += [
                 f"{key}.{k}: {old.get(k)!r} then, {new.get(k)!r} now"
@@ -215,6 +218,16 @@ def changed_options(recorded: dict, now: dict, keys) -> list[str]:
         elif old != new:
             changed.append(f"{key}: {old!r} then, {new!r} now")
     return changed
+
+
+def _added_at_default(method: str | None, option: str, value) -> bool:
+    """Whether ``option`` of ``method``, absent from a run's record, is at its declared default:
+    an option added to the method since the run was made (its default keeps the behaviour the
+    run had, e.g. ``ood_replay=0``), which is no change."""
+    from ctr_plugin.continual.methods import METHODS
+
+    declared = {f.name: f.default for f in dataclasses.fields(METHODS[method])} if method in METHODS else {}
+    return option in declared and json.loads(json.dumps(declared[option])) == value
 
 
 GRID_MUST_MATCH = (*RESUME_MUST_MATCH, "plugin")

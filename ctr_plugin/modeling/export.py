@@ -54,7 +54,7 @@ class OneTaskForward(nn.Module):
         types = {} if token_type_ids is None else {"token_type_ids": token_type_ids}
         with model.context.one_task(self.task, token_mask):  # the task known here: the plugins read nothing back
             out = model.encoder(input_ids=input_ids, attention_mask=attention_mask, **types)
-        return model.heads[self.task](model.head_dropout(model._pool(out, attention_mask)))
+        return model.scenario.head_logits(model, self.task, model.head_dropout(model._pool(out, attention_mask)))
 
 
 def _sample_inputs(model: ContinualModel, max_length: int) -> dict[str, torch.Tensor]:

@@ -12,6 +12,13 @@ task id out of an evaluation that must not see it.
   all classes seen so far, whatever the task, and the labels it trains on are class-space ids
   (:meth:`ScenarioHeads.class_labels`).
 
+**Outlier class** (``outlier_class``, Domain-/Class-IL per-task heads only; set by a method
+trained with out-of-distribution replay, ``continual/methods/outlier_replay.py``): every task head
+has one more output row, after its labels, for "an example of another task". That row is read
+only in training (:meth:`ScenarioHeads.outlier_logits`) and by the task inference; every other
+forward (Task-IL scoring, validation, ``OneTaskForward``, a prediction given its task) sees the
+task's own labels only.
+
 The class space is the union of the tasks' label names in order of first appearance
 (``data/scenarios.py``: classes are matched by name); ``class_ids[t][y]`` is the class-space id of
 label ``y`` of task ``t``.
@@ -48,35 +55,55 @@ class ScenarioHeads:
         self.shared_head = False
         self.class_names: list[str] = []
         self.class_ids: list[list[int]] = []  # per task: the class-space id of each of its labels
+        self.outlier_class = False  # each per-task head has an extra "another task's example" row
         self.withheld = False
         self._hypothesis = False
+        self._outlier_logits = False
 
     # ---- configuration ---------------------------------------------------------------------
-    def configure(self, model: ContinualModel, name: str, shared_head: bool) -> None:
+    def configure(self, model: ContinualModel, name: str, shared_head: bool, outlier_class: bool = False) -> None:
         """Set the scenario and head layout of a model without tasks; a model with tasks keeps its
-        own, and a different one asked of it is refused."""
+        own, and a different one asked of it is refused. ``outlier_class`` needs per-task heads in
+        Domain-IL or Class-IL (where the task is inferred)."""
         name = check_scenario_name(name)
         shared_head = bool(shared_head) and name != "task"
-        if model.num_tasks and (name, shared_head) != (self.name, self.shared_head):
+        outlier_class = bool(outlier_class)
+        if outlier_class and (name == "task" or shared_head):
+            raise TaskError(
+                "An outlier class (out-of-distribution replay) trains the task-id inference of per-task heads; "
+                + (
+                    "in the task-incremental scenario the task id is given at test time, so there is nothing to "
+                    "infer. Use --scenario domain or class, or switch it off (--method-arg ood_replay=0)."
+                    if name == "task"
+                    else "a shared head infers no task. Use a per-task-module method (ctr, adapter_hat, adapter_one)."
+                )
+            )
+        if model.num_tasks and (name, shared_head, outlier_class) != (self.name, self.shared_head, self.outlier_class):
             raise TaskError(
                 f"This model learned its {model.num_tasks} tasks in the {self.describe()}; it cannot go on in the "
-                f"{name} scenario{' with a shared head' if shared_head else ''}. Train a new model for that scenario."
+                f"{name} scenario{' with a shared head' if shared_head else ''}"
+                f"{' with an outlier class per head' if outlier_class else ''}. Train a new model for that."
             )
-        self.name, self.shared_head = name, shared_head
+        self.name, self.shared_head, self.outlier_class = name, shared_head, outlier_class
 
     def describe(self) -> str:
         head = "one shared head" if self.shared_head else "per-task heads"
+        head += ", each with an outlier class" if self.outlier_class else ""
         return f"{self.name} scenario ({head})"
 
     def to_config(self) -> dict:
-        """What a checkpoint records (``ctr_config.json``'s ``scenario``)."""
-        return {"name": self.name, "shared_head": self.shared_head}
+        """What a checkpoint records (``ctr_config.json``'s ``scenario``; ``outlier_class`` only
+        where set, so that other checkpoints read as before)."""
+        return {"name": self.name, "shared_head": self.shared_head} | (
+            {"outlier_class": True} if self.outlier_class else {}
+        )
 
     def restore(self, recorded: dict | None) -> None:
         """From a checkpoint's record, before its tasks are added (none: a Task-IL checkpoint)."""
         recorded = recorded or {}
         self.name = check_scenario_name(recorded.get("name", DEFAULT_SCENARIO), "The checkpoint's scenario")
         self.shared_head = bool(recorded.get("shared_head", False))
+        self.outlier_class = bool(recorded.get("outlier_class", False))
 
     # ---- tasks -----------------------------------------------------------------------------
     def check_new_task(self, model: ContinualModel, name: str, label_names: list[str]) -> None:
@@ -91,7 +118,8 @@ class ScenarioHeads:
         self.class_names += new
         self.class_ids.append([self.class_names.index(str(x)) for x in label_names])
         if not self.shared_head:
-            model.heads.append(nn.Linear(model.hidden_size, len(label_names)).to(model.device))
+            rows = len(label_names) + int(self.outlier_class)
+            model.heads.append(nn.Linear(model.hidden_size, rows).to(model.device))
             return
         head = nn.Linear(model.hidden_size, len(self.class_names)).to(model.device)
         if len(model.heads):
@@ -156,7 +184,25 @@ class ScenarioHeads:
             return model.heads[0](pooled)
         if task_ids is None:
             raise TaskError(f"A model with {self.describe()} needs each example's task to choose its head.")
-        return rows_by_task(task_ids, pooled, lambda t, rows: model.heads[t](rows), fill=float("-inf"))
+        return rows_by_task(task_ids, pooled, lambda t, rows: self.head_logits(model, t, rows), fill=float("-inf"))
+
+    def head_logits(self, model: ContinualModel, task: int, pooled: torch.Tensor) -> torch.Tensor:
+        """Task ``task``'s head on ``pooled``: (B, K_task), or (B, K_task + 1) with the outlier row
+        last while :meth:`outlier_logits` is on (a head without one: (B, K_task) always)."""
+        logits = model.heads[task](pooled)
+        if self.outlier_class and not self._outlier_logits:
+            return logits[:, : len(model.label_names[task])]
+        return logits
+
+    @contextlib.contextmanager
+    def outlier_logits(self) -> Iterator[None]:
+        """Per-task heads give their outlier row too, after their labels, inside the block: the
+        loop's training forward, and the task inference's pass (``task_inference.py``)."""
+        previous, self._outlier_logits = self._outlier_logits, True
+        try:
+            yield
+        finally:
+            self._outlier_logits = previous
 
     @contextlib.contextmanager
     def withholding(self) -> Iterator[None]:

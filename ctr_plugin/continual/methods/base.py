@@ -114,6 +114,10 @@ class ContinualMethod:
     # first task.
     services: ClassVar[LoopServices | None] = None
 
+    # Whether the model's per-task heads get an outlier class (Domain-/Class-IL task inference
+    # trained with out-of-distribution replay: outlier_replay.py); only that mixin says yes.
+    outlier_class: ClassVar[bool] = False
+
     # ---- model ---------------------------------------------------------------------------------
     def build_model(self, encoder, tokenizer, plugin_config: PluginConfig, encoder_name: str | None) -> ContinualModel:
         return ContinualModel(encoder, tokenizer, self.plugin_config(plugin_config), encoder_name)

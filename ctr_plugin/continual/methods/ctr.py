@@ -5,7 +5,9 @@ knowledge sharing module (the paper's "Adapter-BERT + HAT" / B-CL's TSM alone).
 The defaults are the paper's. The options expose the HAT knobs that ``docs/ctr_diagnosis.md``
 ablates: the mask regulariser's weight, the span the temperature anneals over, and the mask
 embeddings' own learning rate (the plugin's architecture knobs, such as ``tsm_activation`` and the
-mask embeddings' initialisation, are ``PluginConfig`` fields).
+mask embeddings' initialisation, are ``PluginConfig`` fields). In Domain-IL and Class-IL,
+``ood_replay`` adds Kim et al.'s out-of-distribution replay for the task inference
+(``outlier_replay.py``; off by default).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import torch
 
 from ctr_plugin.continual import hat
 from ctr_plugin.continual.methods.base import ContinualMethod, Step
+from ctr_plugin.continual.methods.outlier_replay import OutlierReplay
 from ctr_plugin.data.types import TaskData
 from ctr_plugin.errors import CTRError
 from ctr_plugin.modeling.model import ContinualModel
@@ -26,7 +29,7 @@ ANNEAL_SPANS = ("epoch", "task")
 
 
 @dataclass
-class CTR(ContinualMethod):
+class CTR(OutlierReplay, ContinualMethod):
     name = "ctr"
     table_group = "CTR"
     plugin_type = "ctr"
@@ -46,6 +49,7 @@ class CTR(ContinualMethod):
     )
 
     def __post_init__(self):
+        super().__post_init__()
         if self.anneal not in ANNEAL_SPANS:
             raise CTRError(
                 f"Option anneal={self.anneal!r} of method {self.name!r} must be one of {', '.join(ANNEAL_SPANS)}."
@@ -77,6 +81,7 @@ class CTR(ContinualMethod):
         hat.clamp_embeddings(model, step.task)
 
     def after_task(self, model: ContinualModel, task: int, data: TaskData) -> None:
+        super().after_task(model, task, data)  # the OOD replay's memory, where on
         hat.accumulate_masks(model, task, model.plugin_config.s_max)
 
     def no_weight_decay(self, model: ContinualModel) -> set[int]:

@@ -40,14 +40,17 @@ class Replay(ContinualMethod):
         return sample_memory(self.memory, self.rng, self.replay_batch_size)
 
     def after_task(self, model: ContinualModel, task: int, data: TaskData) -> None:
-        quota = self.memory_size // (len(self.memory) + 1)
-        train = data.train
-        chosen = self.rng.sample(range(len(train)), min(quota, len(train)))
-        self.memory[task] = [
-            (train.texts[i], train.pairs[i] if train.pairs else None, train.labels[i]) for i in chosen
-        ]
-        for t in self.memory:
-            del self.memory[t][quota:]
+        remember(self.memory, self.rng, task, data.train, self.memory_size)
+
+
+def remember(memory: dict[int, list[Example]], rng: random.Random, task: int, train: Split, size: int) -> None:
+    """Add task ``task``'s share of ``size`` examples, a sample of ``train`` drawn with ``rng``, to
+    ``memory``, and cut every task down to the same share."""
+    quota = size // (len(memory) + 1)
+    chosen = rng.sample(range(len(train)), min(quota, len(train)))
+    memory[task] = [(train.texts[i], train.pairs[i] if train.pairs else None, train.labels[i]) for i in chosen]
+    for t in memory:
+        del memory[t][quota:]
 
 
 def sample_memory(memory: dict[int, list[Example]], rng: random.Random, n: int) -> Split | None:
