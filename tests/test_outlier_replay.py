@@ -5,6 +5,7 @@ task-id score that reads it, the checkpoint that keeps it, and the refusals."""
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 import torch
@@ -136,3 +137,34 @@ def test_runs_recorded_before_the_option_existed_still_match_its_default():
     assert changed_options(old, now, ("method", "method_options")) == []
     now["method_options"]["ood_replay"] = 50
     assert changed_options(old, now, ("method", "method_options")) == ["method_options.ood_replay: None then, 50 now"]
+
+
+def test_the_off_on_summary_pairs_runs_by_order_and_reads_the_last_row(tmp_path):
+    import json
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    import ood_replay_summary
+
+    def write(arm, run, msp_acc, msp_task):
+        folder = tmp_path / arm / "runs" / "ctr" / run
+        folder.mkdir(parents=True)
+        scores = {
+            "msp": {"seen_acc": [90.0, msp_acc], "task_id_acc": [100.0, msp_task]},
+            "energy": {"seen_acc": [90.0, 50.0], "task_id_acc": [100.0, 60.0]},
+        }
+        results = {"tasks": ["a", "b"], "seen_acc": [90.0, msp_acc], "task_scores": scores}
+        (folder / "results.json").write_text(json.dumps(results))
+
+    write("off", "order0_seed0", 30.0, 40.0)
+    write("off", "order1_seed0", 34.0, 44.0)
+    write("on", "order0_seed0", 40.0, 50.0)
+    write("on", "order1_seed0", 40.0, 52.0)
+    write("on", "order2_seed0", 99.0, 99.0)  # no partner in "off": in the arm's mean, not in the pairs
+    assert ood_replay_summary.main([str(tmp_path)]) == 0
+    text = (tmp_path / "table.md").read_text()
+    assert "| ctr | msp | off | 2 | 32.00 [" in text
+    assert "| ctr | msp | on | 3 | 59.67 [" in text
+    assert "| ctr | msp | accuracy | 2 | +8.00 [" in text  # (40 - 30 + 40 - 34) / 2
+    assert "| ctr | msp | task-id accuracy | 2 | +9.00 [" in text
+    assert "| ctr | energy | accuracy | 2 | +0.00" in text
