@@ -212,3 +212,46 @@ def test_the_linear_up_variant_differs_from_ctr_only_in_the_up_projection(tiny_b
         paper.mask_lr_scale,
     )
     assert type(variant).table_group == "CTR" and type(variant).search_space == type(paper).search_space
+
+
+def subnormal_count(t: torch.Tensor) -> int:
+    return int(((t != 0) & (t.abs() < torch.finfo(t.dtype).tiny)).sum())
+
+
+@pytest.mark.parametrize("kind", ["ctr", "hat_adapter"])
+def test_negligible_masks_act_as_zero_so_no_subnormal_number_reaches_the_products(kind):
+    """At s = 100 a closed unit's mask (~e^-100) times an activation or a gradient is a subnormal
+    float32 number, tens of times slower to compute with on a CPU: the masked module's forward and
+    backward must carry none, while the masks' own gradient stays exactly sigmoid's."""
+    from ctr_plugin.plugins.context import PluginContext
+    from ctr_plugin.plugins.ctr_layer import CTRPlugin, negligible_as_zero
+
+    torch.manual_seed(0)
+    context = PluginContext()
+    config = dataclasses.replace(TINY_PLUGIN, plugin_type=kind, adapter_size=64)
+    plugin = CTRPlugin(config, 32, context, knowledge_sharing=kind == "ctr")
+    plugin.add_task()
+    context.task_ids, context.token_mask, context.active_tasks, context.s = (
+        torch.zeros(4, dtype=torch.long),
+        torch.ones(4, 10),
+        1,
+        100.0,
+    )
+    masks = [torch.sigmoid(100.0 * e[0]) for e in plugin.masks.embeddings]
+    assert sum(int((m < torch.finfo(m.dtype).eps ** 2).sum()) for m in masks) > 10  # closed units exist
+
+    x = torch.randn(4, 10, 32, requires_grad=True)
+    y = plugin(x)
+    (y.square().mean() * 1e-3).backward()
+    assert subnormal_count(y) == 0 and subnormal_count(x.grad) == 0
+    assert all(subnormal_count(p.grad) == 0 for p in (*plugin.fc1.parameters(), *plugin.fc2.parameters()))
+
+    # forward: the values below eps^2 become 0, the others are kept exactly; backward: identity
+    e = torch.randn(50) * 3
+    m = torch.sigmoid(100.0 * e).requires_grad_(True)
+    flushed = negligible_as_zero(m)
+    small = m < torch.finfo(m.dtype).eps ** 2
+    assert small.any() and (flushed[small] == 0).all() and torch.equal(flushed[~small], m[~small])
+    weights = torch.randn(50)
+    (flushed * weights).sum().backward()
+    assert torch.equal(m.grad, weights)
