@@ -135,16 +135,17 @@ def measure(cfg: Configuration) -> dict:
         (cfg.batch_size,), cfg.tasks - 1, dtype=torch.long, device=device
     )  # the newest task routes over all
     labels = torch.randint(0, 2, (cfg.batch_size,), device=device)
-    plugin_inputs = method.plugin_inputs(
-        model, Step(cfg.tasks - 1, 0, 0, 1)
-    )  # as the loop's training sets them (HAT's s)
+    # The plugin inputs as the loop's training sets them: HAT's s anneals over an epoch's batches,
+    # and the timed steps are the batches of one epoch of that many (the warm-up steps repeat the
+    # first): at a fixed s the masks' cost, which depends on s, would be that of one point of it.
+    plugin_inputs = [method.plugin_inputs(model, Step(cfg.tasks - 1, 0, i, cfg.steps)) for i in range(cfg.steps)]
 
     def sync():
         if device.type == "cuda":
             torch.cuda.synchronize()
 
-    def train_step():
-        with model.context.using(**plugin_inputs):
+    def train_step(batch: int):
+        with model.context.using(**plugin_inputs[batch]):
             loss = model(ids, mask, task_ids, labels=labels).loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -153,10 +154,10 @@ def measure(cfg: Configuration) -> dict:
 
     model.train()
     step_times = []
-    for _ in range(cfg.warmup + cfg.steps):
+    for i in range(cfg.warmup + cfg.steps):
         sync()
         start = time.perf_counter()
-        train_step()
+        train_step(max(0, i - cfg.warmup))
         sync()
         step_times.append(time.perf_counter() - start)
     first_step = step_times[0]  # with torch.compile: includes compiling
