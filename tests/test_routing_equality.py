@@ -104,6 +104,9 @@ CASES = [  # (learned tasks, the batch's task ids, freeze_old_capsules)
     (5, [2, 0, 1, 2], False),  # tasks 3 and 4 are learned but later than every example's
     (2, [1, 0, 1], True),  # task 0's capsules and routes are frozen
     (5, [4, 1, 3, 0, 2], True),
+    (5, [4, 4, 4, 4, 4], False),  # one task, the newest: the training batch (one group for CNN_cur)
+    (5, [2, 2, 2, 2], False),  # one task, not the newest
+    (3, [2, 2, 2, 2], True),
 ]
 
 

@@ -229,17 +229,27 @@ class TransferRouting(nn.Module):
         return _every_task(self, "routes", 0)
 
     def forward(
-        self, p: torch.Tensor, task_ids: torch.Tensor, token_mask: torch.Tensor, real: torch.Tensor, padded: bool
+        self,
+        p: torch.Tensor,
+        task_ids: torch.Tensor,
+        one_task: bool,
+        token_mask: torch.Tensor,
+        real: torch.Tensor,
+        padded: bool,
     ) -> torch.Tensor:
-        """p (B, L, T, c) task capsules; task_ids (B,); token_mask (B, L); real (B, L) bool, the real
-        tokens; padded: whether some token is padding -> o (B, L, d)."""
+        """p (B, L, T, c) task capsules; task_ids (B,); one_task: whether every example's task is
+        the last of the T (the usual batch); token_mask (B, L); real (B, L) bool, the real tokens;
+        padded: whether some token is padding -> o (B, L, d)."""
         B, _, T, c = p.shape
         routes = self.every_route()[:T].reshape(T, self.num_capsules * c, c)  # R_i: p_i -> U_i
         p = p * token_mask[:, :, None, None]  # zero at padding, and so is every u_{j|i} = W_ij p_i
         channels = p.permute(0, 2, 3, 1)  # (B, T, c, L): each task's capsule as convolution channels
 
-        current = channels[torch.arange(B, device=p.device), task_ids]  # p_t per example (B, c, L)
-        a = self.current_code(current[None], routes[task_ids], real[None], padded)[0]  # a_t = CNN_cur(R_t p_t)
+        if one_task:  # a_t = CNN_cur(R_t p_t): every example in one group, with the one R_t
+            a = self.current_code(channels[:, T - 1 :], routes[T - 1 :], real[:, None, :], padded)[:, 0]
+        else:  # each example its own group, with its own task's R_t
+            current = channels[torch.arange(B, device=p.device), task_ids]  # p_t per example (B, c, L)
+            a = self.current_code(current[None], routes[task_ids], real[None], padded)[0]
         z = self.previous_code(channels, routes, real[:, None, :], padded)  # every task's CNN_prev(U_i), (B, T, F)
         z = z + self.project_current(a)[:, None, :]
 
@@ -249,8 +259,8 @@ class TransferRouting(nn.Module):
             route = F.gumbel_softmax(logits, tau=1.0, hard=True)[..., 1]
         else:  # deterministic: the more likely decision
             route = (logits[..., 1] > logits[..., 0]).to(logits.dtype)
-        learned = torch.arange(T, device=p.device)[None, :] <= task_ids[:, None]  # only tasks i <= t
-        route = route * learned  # (B, T)
+        if not one_task:  # only tasks i <= t (in a one-task batch every i < T is)
+            route = route * (torch.arange(T, device=p.device)[None, :] <= task_ids[:, None])  # (B, T)
 
         mix = (route[:, :, None] * weights)[..., None] * routes  # delta_i s_i * R_i, (B, T, Nc, c)
         v = torch.einsum("bltc,btjc->blj", p, mix)  # (B, L, Nc)
@@ -378,7 +388,9 @@ class CTRPlugin(Plugin):
         h = x
         if self.knowledge_sharing:
             p = self.task_capsules(x, context.active_tasks)  # (B, L, T, c)
-            h = x + self.transfer_routing(p, task_ids, token_mask, *context.real_tokens())  # h = x + o
+            tasks, which = context.tasks()
+            one_task = which is None and tasks[0] == p.shape[2] - 1  # the batch's one task is the last of p's
+            h = x + self.transfer_routing(p, task_ids, one_task, token_mask, *context.real_tokens())  # h = x + o
         m1, m2 = self.masks(task_ids.shape[0], context.temperature(), *context.tasks())  # a size: B stays dynamic
         h1 = m1[:, None, :] * F.relu(self.fc1(h))
         h2 = m2[:, None, :] * self.up_activation(self.fc2(h1))
