@@ -80,7 +80,8 @@ class ConvMaxOverTime(torch.autograd.Function):
             if grad_padded is not None:
                 # what the winning window of filter f gets at its input (c, k); those in the right
                 # padding are cut off after the scatter
-                spread = grad_g * weight[at].to(padded.dtype).permute(0, 2, 3, 1)  # (N, n, C, K, F)
+                # (N, n, C, K, F), laid out so (W made (n, C, K, F) first, small): no copy to reshape
+                spread = grad_g * weight[at].to(padded.dtype).permute(0, 2, 3, 1).contiguous()
                 grad_padded[:, at].scatter_add_(3, positions, spread.reshape(N, n, C, K * filters))
         if grad_weight is not None:
             grad_weight = grad_weight.to(ctx.input_dtypes[1])
@@ -100,28 +101,34 @@ def _window_maxima(
     product per group, (F, C*K) @ (C*K, n*L), a chunk of at most FEATURE_MAP_CHUNK feature-map
     elements at a time (groups, or examples of one group), so the max reads the map from cache;
     each chunk's maxima are written in place into (G, F, N) buffers, and the winning starts are
-    turned into indices once per call, not once per chunk. With ``masked``, each window gains one
-    more input, 0 where it starts on a real token and the dtype's lowest finite value where it
-    starts on padding, weighted 1 by every filter: a real window's value gains an exact +0, a
+    turned into indices once per call, not once per chunk. Each window has one more input, 1,
+    which each filter weighs by its bias. With ``masked``, it gains another, 0 where it starts on a
+    real token and the dtype's lowest finite value where it starts on padding, weighted 1 by every
+    filter: a real window's value gains an exact +0, a
     padding one never wins (an example with no real token gets a max <= 0, so a code of 0 and no
     gradient)."""
     N, G, C, padded_length = padded.shape
     filters, K = weight.shape[1], weight.shape[3]
     L = padded_length - K + 1
-    inputs = C * K + int(masked)
-    extended = weight.new_empty(G, filters, inputs)  # W of every group, and the padding input's weight 1
+    inputs = C * K + 1 + int(masked)
+    # W of every group, the bias as the weight of an input that is always 1 (a product with no
+    # bias term: baddbmm would first write the broadcast bias over the whole feature map), and the
+    # padding input's weight 1
+    extended = weight.new_empty(G, filters, inputs)
     extended[..., : C * K].view(G, filters, C, K).copy_(weight)
+    extended[..., C * K] = bias
     unfolded = padded.new_empty(G, inputs, N, L)  # the window of start l of example n at [g, :, n, l]
     unfolded[:, : C * K].view(G, C, K, N, L).copy_(padded.unfold(3, K, 1).permute(1, 2, 4, 0, 3))
+    unfolded[:, C * K] = 1
     if masked:
-        extended[..., C * K] = 1
-        unfolded[:, C * K] = 0
-        unfolded[:, C * K].masked_fill_(~valid.transpose(0, 1), torch.finfo(padded.dtype).min)
+        extended[..., C * K + 1] = 1
+        unfolded[:, C * K + 1] = 0
+        unfolded[:, C * K + 1].masked_fill_(~valid.transpose(0, 1), torch.finfo(padded.dtype).min)
     rank = _ranks(L, padded) if keep_index else None
     # torch.export: one chunk, since chunks sized from N and L would pin the program's dynamic dims
     chunks = [(0, G, 0, N)] if torch.compiler.is_exporting() else list(_chunks(N, G, filters * L))
     if len(chunks) == 1:  # the whole map at once: no buffers
-        feats = torch.baddbmm(bias[:, None], extended, unfolded.view(G, inputs, N * L)).view(G, filters, N, L)
+        feats = torch.bmm(extended, unfolded.view(G, inputs, N * L)).view(G, filters, N, L)
         best, where = _max_and_first_index(feats, rank) if keep_index else (feats.amax(dim=3), None)
         return best.permute(2, 0, 1), None if where is None else where.permute(2, 0, 1).contiguous()
     best = padded.new_empty(G, filters, N)
@@ -129,7 +136,7 @@ def _window_maxima(
     where = padded.new_empty(G, filters, N, dtype=torch.long) if keep_index and rank is None else None
     for g, n, e, m in chunks:
         rows = unfolded[g : g + n, :, e : e + m].reshape(n, inputs, m * L)  # a view when the chunk has every example
-        feats = torch.baddbmm(bias[:, None], extended[g : g + n], rows).view(n, filters, m, L)
+        feats = torch.bmm(extended[g : g + n], rows).view(n, filters, m, L)
         at = slice(g, g + n) if m == N else (slice(g, g + n), slice(None), slice(e, e + m))
         if where is not None:  # ranks not exact in this dtype: torch's max with indices
             best[at], where[at] = feats.max(dim=3)
