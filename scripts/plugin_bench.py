@@ -5,7 +5,8 @@ temperature ``s``; the aten operations each dispatches, and their times measured
 ``ctr-bench`` times whole models; this isolates what one plugin costs beside an adapter, at a
 fixed ``s`` (a HAT-masked module's cost depends on it: at large ``s`` many masks are tiny, see
 ``negligible_as_zero`` in ``ctr_plugin/plugins/ctr_layer.py``). Defaults: MiniLM's width (384),
-batch 16 x 64 tokens with one padded text, width 256, the newest task's batch.
+batch 16 x 64 tokens with one padded text, width 256, the newest task's batch, an input that
+needs a gradient (as in a model's every plugin above the first).
 
     OMP_NUM_THREADS=2 python scripts/plugin_bench.py --s 100 --repeats 15
 """
@@ -51,12 +52,14 @@ def build(kind: str, tasks: int, args) -> tuple[torch.nn.Module, torch.Tensor]:
     token_mask[0, args.length * 2 // 3 :] = 0  # one padded text, as in ctr-bench
     context.task_ids = torch.full((args.batch,), tasks - 1, dtype=torch.long)
     context.token_mask, context.active_tasks, context.s = token_mask, tasks, args.s
-    return plugin, torch.randn(args.batch, args.length, args.hidden)
+    # the input needs a gradient, as in every plugin of a model above the first (trainable plugins below)
+    return plugin, torch.randn(args.batch, args.length, args.hidden, requires_grad=True)
 
 
 def train_step(plugin: torch.nn.Module, x: torch.Tensor) -> None:
     plugin.train()
     plugin.zero_grad(set_to_none=True)
+    x.grad = None
     plugin(x).square().mean().backward()
 
 
