@@ -97,11 +97,13 @@ def _routing(d: int, plugin: PluginConfig, tasks: int, batch: int, length: int) 
     widths, code = len(kernels) * max(kernels), plugin.routing_filters * len(kernels)
     tokens = batch * length
     compose = (
-        (tasks + batch) * filters * nc * c * widths
-    )  # W R per task (previous-task CNN), per example (current-task CNN)
+        (tasks + 1) * filters * nc * c * widths
+    )  # W R per task (previous-task CNN), and once for the current-task CNN (a batch of one task)
     convolve = (
-        tokens * (tasks + 1) * filters * c * widths
-    )  # every task's CNN_prev and each example's CNN_cur, one window per token
+        tokens * (tasks + 1) * code * (c * max(kernels) + 1)
+    )  # every task's CNN_prev and the batch's CNN_cur, one window per token; a window's inputs:
+    # the widest kernel's positions and the constant input its filters weigh by their bias (no
+    # padding here: where some token is padding, one more input marks the windows that start on it)
     dense = (
         batch * code * code + batch * tasks * code * (nc + 2) + tokens * tasks * c * nc + tokens * nc * d
     )  # P a; W_sim, W_dec; v; W_out
