@@ -322,12 +322,12 @@ class TaskMasks(nn.Module):
         """The masks of one task: [m_1 (a,), m_2 (d,)]."""
         return [torch.sigmoid(s * per_task[task]) for per_task in self.embeddings]
 
-    def forward(self, batch: int, s: torch.Tensor | float, tasks: list[int], which: torch.Tensor | None):
-        """Per-example masks [(B, a), (B, d)] of a batch of ``batch`` examples, computed for its own
-        ``tasks`` only; ``which``: each example's index into ``tasks`` (None: one task)."""
-        if which is None:  # the usual batch, one task: its embeddings as they are, no copy
-            masks = [torch.sigmoid(s * per_task[tasks[0]]) for per_task in self.embeddings]
-            return [negligible_as_zero(m).expand(batch, -1) for m in masks]
+    def forward(self, s: torch.Tensor | float, tasks: list[int], which: torch.Tensor | None):
+        """The masks [m1, m2] of a batch, computed for its own ``tasks`` only: (a,) and (d,) for a
+        batch of one task (``which`` None), else per example, (B, a) and (B, d), ``which`` being
+        each example's index into ``tasks``."""
+        if which is None:  # the usual batch, one task
+            return [negligible_as_zero(torch.sigmoid(s * per_task[tasks[0]])) for per_task in self.embeddings]
         masks = [torch.sigmoid(s * torch.stack([per_task[t] for t in tasks])) for per_task in self.embeddings]
         return [negligible_as_zero(m)[which] for m in masks]
 
@@ -391,9 +391,13 @@ class CTRPlugin(Plugin):
             tasks, which = context.tasks()
             one_task = which is None and tasks[0] == p.shape[2] - 1  # the batch's one task is the last of p's
             h = x + self.transfer_routing(p, task_ids, one_task, token_mask, *context.real_tokens())  # h = x + o
-        m1, m2 = self.masks(task_ids.shape[0], context.temperature(), *context.tasks())  # a size: B stays dynamic
-        h1 = m1[:, None, :] * F.relu(self.fc1(h))
-        h2 = m2[:, None, :] * self.up_activation(self.fc2(h1))
+        m1, m2 = self.masks(context.temperature(), *context.tasks())
+        r = F.relu(self.fc1(h))
+        if m1.dim() == 1:  # one task: W2 (m1 * r) as (W2 m1) r, m1 scaling W2's columns (d x a values,
+            # not B x L x a; the same products, summed in another order, and the same gradients)
+            h2 = m2 * self.up_activation(F.linear(r, self.fc2.weight * m1, self.fc2.bias))
+        else:  # per example
+            h2 = m2[:, None, :] * self.up_activation(self.fc2(m1[:, None, :] * r))
         return x + h2
 
 
