@@ -385,15 +385,15 @@ class CTRPlugin(Plugin):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         context = self.context
         task_ids, token_mask = context.require()
+        tasks, which = context.tasks()
         h = x
         if self.knowledge_sharing:
             p = self.task_capsules(x, context.active_tasks)  # (B, L, T, c)
-            tasks, which = context.tasks()
             one_task = which is None and tasks[0] == p.shape[2] - 1  # the batch's one task is the last of p's
             h = x + self.transfer_routing(p, task_ids, one_task, token_mask, *context.real_tokens())  # h = x + o
-        m1, m2 = self.masks(context.temperature(), *context.tasks())
+        m1, m2 = self.masks(context.temperature(), tasks, which)
         r = F.relu(self.fc1(h))
-        if m1.dim() == 1:  # one task: W2 (m1 * r) as (W2 m1) r, m1 scaling W2's columns (d x a values,
+        if which is None:  # one task: W2 (m1 * r) as (W2 m1) r, m1 scaling W2's columns (d x a values,
             # not B x L x a; the same products, summed in another order, and the same gradients)
             h2 = m2 * self.up_activation(F.linear(r, self.fc2.weight * m1, self.fc2.bias))
         else:  # per example

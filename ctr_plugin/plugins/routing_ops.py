@@ -104,9 +104,8 @@ def _window_maxima(
     turned into indices once per call, not once per chunk. Each window has one more input, 1,
     which each filter weighs by its bias. With ``masked``, it gains another, 0 where it starts on a
     real token and the dtype's lowest finite value where it starts on padding, weighted 1 by every
-    filter: a real window's value gains an exact +0, a
-    padding one never wins (an example with no real token gets a max <= 0, so a code of 0 and no
-    gradient)."""
+    filter: a real window's value gains an exact +0, a padding one never wins (an example with no
+    real token gets a max <= 0, so a code of 0 and no gradient)."""
     N, G, C, padded_length = padded.shape
     filters, K = weight.shape[1], weight.shape[3]
     L = padded_length - K + 1
