@@ -96,9 +96,10 @@ def _routing(d: int, plugin: PluginConfig, tasks: int, batch: int, length: int) 
     kernels = plugin.routing_kernel_sizes
     widths, code = len(kernels) * max(kernels), plugin.routing_filters * len(kernels)
     tokens = batch * length
-    compose = (
-        (tasks + 1) * filters * nc * c * widths
-    )  # W R per task (previous-task CNN), and once for the current-task CNN (a batch of one task)
+    # W R of both CNNs with every task's route, in one product (the current-task CNN's composition
+    # is needed for the batch's task only, a batch of one task; the others are a few hundred
+    # thousand multiply-adds beside the convolution's hundreds of millions)
+    compose = 2 * tasks * filters * nc * c * widths
     convolve = (
         tokens * (tasks + 1) * code * (c * max(kernels) + 1)
     )  # every task's CNN_prev and the batch's CNN_cur, one window per token; a window's inputs:

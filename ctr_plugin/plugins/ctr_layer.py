@@ -167,21 +167,29 @@ class TokenCNN(nn.Module):
         self.convs = nn.ModuleList(nn.Conv1d(channels, filters, k) for k in kernel_sizes)
         self.out_features = filters * len(kernel_sizes)
 
+    def kernels(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every kernel size as one convolution: each W zero-padded on the right to the widest kernel
+        (a window of K positions is the first K of the widest window, and the zero weights add exact
+        zeros), the kernels' filters side by side: (kernels * filters, N*c, widest), and their biases."""
+        widest = max(conv.kernel_size[0] for conv in self.convs)
+        weights = torch.cat([F.pad(conv.weight, (0, widest - conv.kernel_size[0])) for conv in self.convs])
+        return weights, torch.cat([conv.bias for conv in self.convs])
+
     def forward(self, p: torch.Tensor, routes: torch.Tensor, valid: torch.Tensor, masked: bool) -> torch.Tensor:
         """p (N, G, c, L), zero at padding; routes (G, N*c, c); valid (N or 1, G or 1, L) bool, the
         real tokens; masked: whether some start is padding -> code (N, G, filters * kernels) of
         U_g = routes[g] p[:, g]."""
-        G, channels, c = routes.shape
-        widest = max(conv.kernel_size[0] for conv in self.convs)
-        # Every kernel size in one convolution: each W zero-padded on the right to the widest
-        # kernel (a window of K positions is the first K of the widest window, and the zero weights
-        # add exact zeros), the kernels' filters side by side, (kernels * filters, N*c, widest).
-        weights = torch.cat([F.pad(conv.weight, (0, widest - conv.kernel_size[0])) for conv in self.convs])
-        bias = torch.cat([conv.bias for conv in self.convs])
-        # W R_g of every group in one product: (G*c, N*c) @ (N*c, kernels * filters * widest)
-        composed = routes.transpose(1, 2).reshape(G * c, channels) @ weights.transpose(0, 1).reshape(channels, -1)
-        composed = composed.view(G, c, -1, widest).transpose(1, 2)  # (G, kernels * filters, c, widest)
-        return conv_max_over_time(p, composed, bias, valid, masked)  # the kernels' codes side by side
+        weights, bias = self.kernels()
+        return conv_max_over_time(p, compose(routes, weights), bias, valid, masked)  # the kernels' codes side by side
+
+
+def compose(routes: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """W R_g of every group g in one product, (G*c, N*c) @ (N*c, filters * widest): routes (G, N*c, c),
+    weights (filters, N*c, widest) -> (G, filters, c, widest), a convolution over c channels per group."""
+    G, channels, c = routes.shape
+    widest = weights.shape[2]
+    composed = routes.transpose(1, 2).reshape(G * c, channels) @ weights.transpose(0, 1).reshape(channels, -1)
+    return composed.view(G, c, -1, widest).transpose(1, 2)
 
 
 class TransferRouting(nn.Module):
@@ -245,12 +253,22 @@ class TransferRouting(nn.Module):
         p = p * token_mask[:, :, None, None]  # zero at padding, and so is every u_{j|i} = W_ij p_i
         channels = p.permute(0, 2, 3, 1)  # (B, T, c, L): each task's capsule as convolution channels
 
-        if one_task:  # a_t = CNN_cur(R_t p_t): every example in one group, with the one R_t
-            a = self.current_code(channels[:, T - 1 :], routes[T - 1 :], real[:, None, :], padded)[:, 0]
-        else:  # each example its own group, with its own task's R_t
+        if one_task:  # CNN_cur(R_t p_t) for every example beside CNN_prev(R_i p_i) for every task i, in one
+            # convolution of T + 1 groups: the last, task t's capsule again, with CNN_cur's W R_t and bias
+            previous, previous_bias = self.previous_code.kernels()
+            current, current_bias = self.current_code.kernels()
+            filters = previous.shape[0]
+            composed = compose(routes, torch.cat((previous, current)))  # both CNNs' W R_i: (T, 2 * filters, c, K)
+            weight = torch.cat((composed[:, :filters], composed[T - 1 :, filters:]))  # (T + 1, filters, c, K)
+            bias = torch.cat((previous_bias.expand(T, filters), current_bias[None]))
+            codes = conv_max_over_time(
+                torch.cat((channels, channels[:, T - 1 :]), 1), weight, bias, real[:, None, :], padded
+            )
+            z, a = codes[:, :T], codes[:, T]  # every task's CNN_prev(U_i) (B, T, F); a_t = CNN_cur(U_t) (B, F)
+        else:  # each example its own group for CNN_cur, with its own task's R_t
             current = channels[torch.arange(B, device=p.device), task_ids]  # p_t per example (B, c, L)
             a = self.current_code(current[None], routes[task_ids], real[None], padded)[0]
-        z = self.previous_code(channels, routes, real[:, None, :], padded)  # every task's CNN_prev(U_i), (B, T, F)
+            z = self.previous_code(channels, routes, real[:, None, :], padded)  # every task's CNN_prev(U_i), (B, T, F)
         z = z + self.project_current(a)[:, None, :]
 
         weights = self.similarity(z)  # s_i (B, T, Nc)

@@ -25,10 +25,10 @@ FEATURE_MAP_CHUNK = 1 << 20
 class ConvMaxOverTime(torch.autograd.Function):
     """code[n, g, f] = max over the valid starts l of relu(conv(x[n, g], weight[g])[f, l] + bias[f]).
 
-    x (N, G, C, L), zero at padding; weight (G, F, C, K): one convolution per group g; bias (F,);
-    valid (N or 1, G or 1, L) bool: the starts that may win; masked: False when every start is
-    valid (the mask is then skipped). Windows run past the end into zeros, as with right padding by
-    K - 1.
+    x (N, G, C, L), zero at padding; weight (G, F, C, K): one convolution per group g; bias (F,), or
+    (G, F) where the groups' biases differ (two CNNs in one call); valid (N or 1, G or 1, L) bool:
+    the starts that may win; masked: False when every start is valid (the mask is then skipped).
+    Windows run past the end into zeros, as with right padding by K - 1.
 
     After the max over time each (n, g, f) passes its gradient to one window, so this keeps the
     winning start of each instead of the feature map (which the forward computes a cache-sized
@@ -48,6 +48,7 @@ class ConvMaxOverTime(torch.autograd.Function):
         positive = best > 0
         ctx.save_for_backward(padded, weight, where, positive)
         ctx.input_dtypes = (x.dtype, weight.dtype, bias.dtype)
+        ctx.bias_per_group = bias.dim() == 2
         return best.clamp_min(0)
 
     @staticmethod
@@ -61,7 +62,7 @@ class ConvMaxOverTime(torch.autograd.Function):
         if ctx.needs_input_grad[1]:
             grad_weight = padded.new_empty(G, filters, C, K)
         if ctx.needs_input_grad[2]:
-            grad_bias = grad.sum(dim=(0, 1)).to(ctx.input_dtypes[2])
+            grad_bias = grad.sum(dim=0 if ctx.bias_per_group else (0, 1)).to(ctx.input_dtypes[2])
         if ctx.needs_input_grad[0]:
             grad_padded = padded.new_zeros(N, G, C, padded_length)
         # The winning window of (n, g, f) starts at where[n, g, f]: its input (c, k) is position
