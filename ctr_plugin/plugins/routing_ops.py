@@ -15,11 +15,14 @@ from collections.abc import Iterator
 import torch
 import torch.nn.functional as F
 
-# Elements of the routing's feature map computed at once: 1 M (4 MB in float32). One group's map
-# is batch x length x (kernel sizes x filters), 307 K at batch 16, length 64 and 3 x 100 filters, so
-# a chunk holds three groups there and the examples of a group are split only for large batches.
-# Chosen over 256 K and 4 M in an interleaved A/B of one plugin's forward and backward (BENCHMARKS.md).
-FEATURE_MAP_CHUNK = 1 << 20
+# Elements of the routing's feature map computed at once: 640 K (2.5 MB in float32, which with
+# two threads leaves each core's share of a chunk in its L2 cache while the max and the
+# first-winner search pass over it). One group's map is batch x length x (kernel sizes x filters),
+# 307 K at batch 16, length 64 (or 8 x 128) and 3 x 100 filters, so a chunk holds two groups there
+# and the examples of a group are split only for large batches. Chosen over 512 K (one group) and
+# 1 M (three groups) in an interleaved A/B of one plugin's training step and evaluation at 1, 10
+# and 50 tasks (BENCHMARKS.md, change 15); 1 M had been chosen over 256 K and 4 M before.
+FEATURE_MAP_CHUNK = 640 * 1024
 
 
 class ConvMaxOverTime(torch.autograd.Function):
