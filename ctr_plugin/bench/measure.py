@@ -90,6 +90,89 @@ def build_encoder(name: str | None):
     return BertModel(BertConfig(**GEOMETRIES[geometry])), tokenizer
 
 
+class Workload:
+    """One configuration's model, built with its tasks and stepped as the training loop steps it:
+    the loop's optimizer (its groups, AdamW's kernel) and gradient clipping, for every method alike,
+    and HAT's s annealed over the timed batches. The steps are split (``loss``, ``backward``,
+    ``clip``, ``optimizer_step``) so that ``scripts/step_phases.py`` can time each."""
+
+    def __init__(self, cfg: Configuration):
+        import torch
+
+        from ctr_plugin.continual.loop import parameter_groups
+        from ctr_plugin.continual.methods import Step, get_method
+        from ctr_plugin.continual.optim import build_optimizer
+        from ctr_plugin.continual.parallel import make_accelerator
+        from ctr_plugin.continual.training_config import TrainingConfig
+        from ctr_plugin.plugins import PluginConfig
+
+        torch.manual_seed(0)
+        self.device = device = torch.device(cfg.device)
+        encoder, tokenizer = build_encoder(cfg.encoder)
+        method = get_method(METHOD_OF[cfg.kind])
+        base = PluginConfig(
+            adapter_size=cfg.adapter_size,
+            pooling="mean",
+            routing_filters=cfg.routing_filters,
+            task_capsule_hidden=cfg.task_capsule_hidden,
+        )
+        self.model = model = method.build_model(encoder, tokenizer, base, cfg.encoder)
+        for t in range(cfg.tasks):
+            model.add_task(f"task{t}", ["negative", "positive"])
+        model.to(device)
+        if cfg.compile:
+            mode = "max-autotune-no-cudagraphs" if device.type == "cpu" else "max-autotune"
+            for plugin in model.plugins:  # regional: each plugin, the frozen encoder eager
+                plugin.compile(mode=mode)
+        self.params = [p for _, p in model.trainable_parameters()]
+        self.training = TrainingConfig(lr=1e-5, progress=False)
+        groups = parameter_groups(model, method, self.training.lr, self.training.weight_decay)
+        self.optimizer = build_optimizer(groups, self.training)
+        self.accelerator = make_accelerator(cfg.device, "no")  # what clip_gradients asks of it; full precision
+        vocab = model.encoder.config.vocab_size
+        self.ids = torch.randint(min(1000, vocab // 2), vocab, (cfg.batch_size, cfg.seq_len), device=device)
+        self.mask = torch.ones_like(self.ids)
+        # the newest task routes over all
+        self.task_ids = torch.full((cfg.batch_size,), cfg.tasks - 1, dtype=torch.long, device=device)
+        self.labels = torch.randint(0, 2, (cfg.batch_size,), device=device)
+        # The plugin inputs as the loop's training sets them: HAT's s anneals over an epoch's batches,
+        # and the timed steps are the batches of one epoch of that many (the warm-up steps repeat the
+        # first): at a fixed s the masks' cost, which depends on s, would be that of one point of it.
+        self.plugin_inputs = [
+            method.plugin_inputs(model, Step(cfg.tasks - 1, 0, i, cfg.steps)) for i in range(cfg.steps)
+        ]
+
+    def loss(self, batch: int):
+        with self.model.context.using(**self.plugin_inputs[batch]):
+            return self.model(self.ids, self.mask, self.task_ids, labels=self.labels).loss
+
+    def backward(self, loss) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+
+    def clip(self) -> None:
+        from ctr_plugin.continual.loop import clip_gradients
+
+        clip_gradients(self.params, self.training, self.accelerator)
+
+    def optimizer_step(self) -> None:
+        self.optimizer.step()
+
+    def train_step(self, batch: int) -> None:
+        self.backward(self.loss(batch))
+        self.clip()
+        self.optimizer_step()
+
+    def evaluate(self) -> None:
+        self.model(self.ids, self.mask, self.task_ids)
+
+    def sync(self) -> None:
+        import torch
+
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+
+
 def measure(cfg: Configuration) -> dict:
     """Build one configuration, time it, count its multiply-adds."""
     import resource
@@ -97,80 +180,29 @@ def measure(cfg: Configuration) -> dict:
     import torch
 
     from ctr_plugin.bench.arithmetic import EncoderShape, multiply_adds
-    from ctr_plugin.continual.loop import clip_gradients, parameter_groups
-    from ctr_plugin.continual.methods import Step, get_method
-    from ctr_plugin.continual.optim import build_optimizer
-    from ctr_plugin.continual.parallel import make_accelerator
-    from ctr_plugin.continual.training_config import TrainingConfig
-    from ctr_plugin.plugins import PluginConfig
 
-    torch.manual_seed(0)
-    device = torch.device(cfg.device)
-    encoder, tokenizer = build_encoder(cfg.encoder)
-    method = get_method(METHOD_OF[cfg.kind])
-    base = PluginConfig(
-        adapter_size=cfg.adapter_size,
-        pooling="mean",
-        routing_filters=cfg.routing_filters,
-        task_capsule_hidden=cfg.task_capsule_hidden,
-    )
-    model = method.build_model(encoder, tokenizer, base, cfg.encoder)
+    work = Workload(cfg)
+    model, params, device = work.model, work.params, work.device
     config = model.plugin_config
-    for t in range(cfg.tasks):
-        model.add_task(f"task{t}", ["negative", "positive"])
-    model.to(device)
-    if cfg.compile:
-        mode = "max-autotune-no-cudagraphs" if device.type == "cpu" else "max-autotune"
-        for plugin in model.plugins:  # regional: each plugin, the frozen encoder eager
-            plugin.compile(mode=mode)
-    params = [p for _, p in model.trainable_parameters()]
-    # The training loop's optimizer (its groups, AdamW's kernel) and gradient clipping, for every method alike.
-    training = TrainingConfig(lr=1e-5, progress=False)
-    optimizer = build_optimizer(parameter_groups(model, method, training.lr, training.weight_decay), training)
-    accelerator = make_accelerator(cfg.device, "no")  # what clip_gradients asks of it; full precision
-    vocab = model.encoder.config.vocab_size
-    ids = torch.randint(min(1000, vocab // 2), vocab, (cfg.batch_size, cfg.seq_len), device=device)
-    mask = torch.ones_like(ids)
-    task_ids = torch.full(
-        (cfg.batch_size,), cfg.tasks - 1, dtype=torch.long, device=device
-    )  # the newest task routes over all
-    labels = torch.randint(0, 2, (cfg.batch_size,), device=device)
-    # The plugin inputs as the loop's training sets them: HAT's s anneals over an epoch's batches,
-    # and the timed steps are the batches of one epoch of that many (the warm-up steps repeat the
-    # first): at a fixed s the masks' cost, which depends on s, would be that of one point of it.
-    plugin_inputs = [method.plugin_inputs(model, Step(cfg.tasks - 1, 0, i, cfg.steps)) for i in range(cfg.steps)]
-
-    def sync():
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-
-    def train_step(batch: int):
-        with model.context.using(**plugin_inputs[batch]):
-            loss = model(ids, mask, task_ids, labels=labels).loss
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        clip_gradients(params, training, accelerator)
-        optimizer.step()
-
     model.train()
     step_times = []
     for i in range(cfg.warmup + cfg.steps):
-        sync()
+        work.sync()
         start = time.perf_counter()
-        train_step(max(0, i - cfg.warmup))
-        sync()
+        work.train_step(max(0, i - cfg.warmup))
+        work.sync()
         step_times.append(time.perf_counter() - start)
     first_step = step_times[0]  # with torch.compile: includes compiling
     step_times = sorted(step_times[cfg.warmup :])
     model.eval()
     with torch.no_grad():
         for _ in range(max(1, cfg.warmup)):
-            model(ids, mask, task_ids)
-        sync()
+            work.evaluate()
+        work.sync()
         start = time.perf_counter()
         for _ in range(cfg.steps):
-            model(ids, mask, task_ids)
-        sync()
+            work.evaluate()
+        work.sync()
         eval_seconds = time.perf_counter() - start
     with tempfile.TemporaryDirectory() as tmp:
         model.save_pretrained(tmp)
