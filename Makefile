@@ -1,5 +1,5 @@
 # Two commands do all the set-up on a fresh machine (see README):
-#   make demo   install, then learn the five Hu & Liu product domains with CTR (1.5–4 min on 2 CPU cores)
+#   make demo   install, then learn the five Hu & Liu product domains with CTR (about 1.5 min on 2 CPU cores)
 #   make test   install, then lint (ruff, configured in pyproject.toml), run the test suite, then the core
 #               tests again at the declared dependency floors (make test-floors, in ./.venv-floors)
 # Everything goes into ./.venv. On a GPU machine: make demo TORCH=torch TORCH_INDEX= (the CUDA build).
